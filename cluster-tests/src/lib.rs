@@ -1,0 +1,246 @@
+//! Test harness: runs a real custos cluster (`custos dev` and `custos server` processes) on
+//! loopback in a temporary directory, kills and restarts nodes, and cleans up on drop.
+
+use anyhow::{bail, Context};
+use custos_client::Client;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `DIR/cluster.json` as `custos dev` writes it.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ClusterInfo {
+    pub endpoints: Vec<String>,
+    pub tokens: BTreeMap<String, String>,
+    pub issuer: String,
+    pub shared_secret_file: PathBuf,
+    pub cluster_id: String,
+    pub nodes: Vec<NodeInfo>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct NodeInfo {
+    pub id: u64,
+    pub sdk: String,
+    pub raft: String,
+    pub pid: u32,
+    pub data_dir: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+/// The custos binary under test: `CUSTOS_BIN`, else the workspace's debug build.
+pub fn custos_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("CUSTOS_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
+    let bin = target.join("debug").join("custos");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p custos-cli` first (scripts/test.sh does) or set CUSTOS_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// A base port P such that P..P+n and P+100..P+100+n are free on 127.0.0.1 right now.
+fn free_base_port(n: u16) -> anyhow::Result<u16> {
+    for _ in 0..200 {
+        let base: u16 = 20_000 + (rand_u16() % 30_000);
+        let ok = (0..n).all(|i| {
+            TcpListener::bind(("127.0.0.1", base + i)).is_ok()
+                && TcpListener::bind(("127.0.0.1", base + 100 + i)).is_ok()
+        });
+        if ok {
+            return Ok(base);
+        }
+    }
+    bail!("no free port range found on 127.0.0.1")
+}
+
+fn rand_u16() -> u16 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    (nanos ^ std::process::id().wrapping_mul(2_654_435_761)) as u16
+}
+
+/// A running cluster. Dropping it stops every process it started.
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    pub info: ClusterInfo,
+    dev: Child,
+    /// Nodes restarted by the test (not children of `custos dev`), by id.
+    restarted: BTreeMap<u64, Child>,
+}
+
+impl TestCluster {
+    /// Starts `custos dev --nodes n` and waits (bounded) for its `cluster.json`.
+    pub fn start(n: u16) -> anyhow::Result<TestCluster> {
+        let dir = tempfile::Builder::new().prefix("custos-test-").tempdir()?;
+        let base = free_base_port(n)?;
+        let log = std::fs::File::create(dir.path().join("dev.log"))?;
+        let dev = Command::new(custos_bin())
+            .args(["dev", "--nodes", &n.to_string(), "--base-port", &base.to_string(), "--dir"])
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting custos dev")?;
+        let mut cluster = TestCluster {
+            dir,
+            info: ClusterInfo {
+                endpoints: vec![],
+                tokens: BTreeMap::new(),
+                issuer: String::new(),
+                shared_secret_file: PathBuf::new(),
+                cluster_id: String::new(),
+                nodes: vec![],
+            },
+            dev,
+            restarted: BTreeMap::new(),
+        };
+        let path = cluster.dir.path().join("cluster.json");
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                if let Ok(info) = serde_json::from_str::<ClusterInfo>(&text) {
+                    cluster.info = info;
+                    return Ok(cluster);
+                }
+            }
+            if let Some(status) = cluster.dev.try_wait()? {
+                bail!("custos dev exited early ({status}):\n{}", cluster.dev_log());
+            }
+            if Instant::now() > deadline {
+                bail!("custos dev did not become ready in 90 s:\n{}", cluster.dev_log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn dev_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dev.log")).unwrap_or_default()
+    }
+
+    pub fn token(&self, who: &str) -> String {
+        self.info.tokens.get(who).cloned().unwrap_or_else(|| panic!("no {who} token"))
+    }
+
+    pub fn node(&self, id: u64) -> &NodeInfo {
+        self.info.nodes.iter().find(|n| n.id == id).expect("node id")
+    }
+
+    /// A client talking to node `id` only.
+    pub fn client(&self, id: u64, token: Option<&str>) -> Client {
+        Client::new(&[self.node(id).sdk.clone()], token).expect("client").with_timeout(Duration::from_secs(10))
+    }
+
+    /// A client failing over among all nodes.
+    pub fn any_client(&self, token: Option<&str>) -> Client {
+        Client::new(&self.info.endpoints, token).expect("client").with_timeout(Duration::from_secs(10))
+    }
+
+    /// The leader as node `asker` sees it, waiting (bounded) until it knows one.
+    pub async fn leader(&self, asker: u64) -> anyhow::Result<u64> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(s) = self.client(asker, None).with_timeout(Duration::from_secs(1)).status().await {
+                if s.leader_id != 0 {
+                    return Ok(s.leader_id);
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("node {asker} knows no leader after 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn pid(&self, id: u64) -> u32 {
+        match self.restarted.get(&id) {
+            Some(child) => child.id(),
+            None => self.node(id).pid,
+        }
+    }
+
+    /// SIGKILLs node `id` and waits until its SDK port stops answering.
+    pub fn kill9(&mut self, id: u64) {
+        let pid = self.pid(id);
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        if let Some(mut child) = self.restarted.remove(&id) {
+            let _ = child.wait();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(&self.node(id).sdk).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts node `id` again from its config and data.
+    pub fn restart(&mut self, id: u64) -> anyhow::Result<()> {
+        let node = self.node(id).clone();
+        let log = std::fs::OpenOptions::new().append(true).create(true).open(&node.log)?;
+        let child = Command::new(custos_bin())
+            .arg("server")
+            .arg("--config")
+            .arg(&node.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.restarted.insert(id, child);
+        Ok(())
+    }
+
+    /// Every file under the cluster directory (data, logs, configs), for secret scans.
+    pub fn files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for e in entries.flatten() {
+                    let p = e.path();
+                    if p.is_dir() {
+                        walk(&p, out);
+                    } else {
+                        out.push(p);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self.dir.path(), &mut out);
+        out
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for (_, child) in self.restarted.iter_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = kill(Pid::from_raw(self.dev.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match self.dev.try_wait() {
+                Ok(Some(_)) => break,
+                _ if Instant::now() > deadline => {
+                    let _ = self.dev.kill();
+                    let _ = self.dev.wait();
+                    // custos dev could not stop its children: do it here.
+                    for n in &self.info.nodes {
+                        let _ = kill(Pid::from_raw(n.pid as i32), Signal::SIGKILL);
+                    }
+                    break;
+                }
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! The `custos` binary: runs a node (`server`), a local cluster (`dev`), and operator commands.
+
+mod dev;
+mod output;
+mod server;
+mod token;
+mod volume;
+
+use clap::{Parser, Subcommand};
+use output::Format;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "custos", version, about = "Raft-replicated security control plane for storage clusters")]
+struct Cli {
+    /// SDK endpoints (host:port), comma-separated; the client fails over among them.
+    #[arg(long, global = true, env = "CUSTOS_ENDPOINT", value_delimiter = ',', default_value = "127.0.0.1:9100")]
+    endpoint: Vec<String>,
+    /// Bearer token (JWT). Without one, calls are made as guest.
+    #[arg(long, global = true, env = "CUSTOS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table)]
+    output: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a custos node.
+    Server(server::ServerArgs),
+    /// Run a local cluster of N nodes as child processes (for people and tests).
+    Dev(dev::DevArgs),
+    /// Tokens.
+    Auth {
+        #[command(subcommand)]
+        command: token::AuthCommand,
+    },
+    /// Volumes.
+    Volume {
+        #[command(subcommand)]
+        command: volume::VolumeCommand,
+    },
+    /// Cluster information.
+    Cluster {
+        #[command(subcommand)]
+        command: volume::ClusterCommand,
+    },
+    /// SDK and server version of the endpoint.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let ctx = output::Context { endpoints: cli.endpoint, token: cli.token, format: cli.output };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Server(args) => server::run(args).await,
+            Command::Dev(args) => dev::run(args).await,
+            Command::Auth { command } => token::run(command, &ctx),
+            Command::Volume { command } => volume::run(command, &ctx).await,
+            Command::Cluster { command } => volume::run_cluster(command, &ctx).await,
+            Command::Version => volume::version(&ctx).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(output::exit_code(&e))
+        }
+    }
+}

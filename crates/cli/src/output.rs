@@ -1,0 +1,54 @@
+//! Output and exit codes: data on stdout as a table or JSON, messages on stderr.
+
+use custos_client::{Client, ClientError};
+use custos_client::model::Code;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+/// Global flags every client command uses.
+pub struct Context {
+    pub endpoints: Vec<String>,
+    pub token: Option<String>,
+    pub format: Format,
+}
+
+impl Context {
+    pub fn client(&self) -> anyhow::Result<Client> {
+        Ok(Client::new(&self.endpoints, self.token.as_deref())?)
+    }
+}
+
+/// Exit codes that tell failures apart: 2 invalid input, 3 not found, 4 refused
+/// (permission or authentication), 5 unavailable, 6 already exists or precondition, 1 other.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<ClientError>().and_then(ClientError::code) {
+        Some(Code::InvalidArgument) => 2,
+        Some(Code::NotFound) => 3,
+        Some(Code::PermissionDenied | Code::Unauthenticated) => 4,
+        Some(Code::Unavailable) => 5,
+        Some(Code::AlreadyExists | Code::FailedPrecondition | Code::ResourceExhausted) => 6,
+        _ => 1,
+    }
+}
+
+/// Prints rows as an aligned table.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(headers.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}

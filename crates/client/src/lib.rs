@@ -1,0 +1,249 @@
+//! custos client library: SDK and admin calls over gRPC with a bearer token, failing over
+//! among a list of endpoints.
+
+pub use custos_model as model;
+
+use custos_model::{Code, Volume};
+use custos_proto::convert;
+use custos_proto::custos::admin::v1::cluster_admin_client::ClusterAdminClient;
+use custos_proto::custos::admin::v1::{StatusReply, StatusRequest};
+use custos_proto::openstorage::api::open_storage_cluster_client::OpenStorageClusterClient;
+use custos_proto::openstorage::api::open_storage_identity_client::OpenStorageIdentityClient;
+use custos_proto::openstorage::api::open_storage_volume_client::OpenStorageVolumeClient;
+use custos_proto::openstorage::api::*;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error status.
+    #[error("{}: {message}", code.name())]
+    Status { code: Code, message: String },
+    /// No endpoint could be reached.
+    #[error("no endpoint reachable ({endpoints}): {last}")]
+    Unreachable { endpoints: String, last: String },
+    #[error("invalid endpoint {0:?}: expected host:port")]
+    InvalidEndpoint(String),
+    #[error("invalid token: it must be printable ASCII")]
+    InvalidToken,
+    #[error("unexpected server answer: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    /// The domain code of a status error, if this is one.
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            ClientError::Status { code, .. } => Some(*code),
+            ClientError::Unreachable { .. } => Some(Code::Unavailable),
+            _ => None,
+        }
+    }
+
+    fn from_status(s: tonic::Status) -> ClientError {
+        let code = match s.code() {
+            tonic::Code::InvalidArgument | tonic::Code::OutOfRange => Code::InvalidArgument,
+            tonic::Code::NotFound => Code::NotFound,
+            tonic::Code::AlreadyExists => Code::AlreadyExists,
+            tonic::Code::PermissionDenied => Code::PermissionDenied,
+            tonic::Code::Unauthenticated => Code::Unauthenticated,
+            tonic::Code::FailedPrecondition | tonic::Code::Aborted => Code::FailedPrecondition,
+            tonic::Code::ResourceExhausted => Code::ResourceExhausted,
+            tonic::Code::Unimplemented => Code::Unimplemented,
+            _ => Code::Unavailable,
+        };
+        ClientError::Status { code, message: s.message().to_string() }
+    }
+}
+
+/// A connection to a custos cluster through any of its members.
+#[derive(Clone)]
+pub struct Client {
+    endpoints: Vec<(String, Channel)>,
+    token: Option<MetadataValue<tonic::metadata::Ascii>>,
+    timeout: Duration,
+}
+
+/// Options of a volume create.
+#[derive(Clone, Debug, Default)]
+pub struct CreateVolume {
+    pub name: String,
+    pub size: u64,
+    pub ha_level: i64,
+    pub labels: BTreeMap<String, String>,
+    pub shared: bool,
+    pub encrypted: bool,
+}
+
+impl Client {
+    /// Prepares channels to `endpoints` (`host:port`); connections are made on first use.
+    pub fn new(endpoints: &[String], token: Option<&str>) -> Result<Client, ClientError> {
+        let endpoints = endpoints
+            .iter()
+            .map(|e| {
+                let ep = Endpoint::from_shared(format!("http://{e}"))
+                    .map_err(|_| ClientError::InvalidEndpoint(e.clone()))?
+                    .connect_timeout(Duration::from_secs(2))
+                    .tcp_nodelay(true);
+                Ok((e.clone(), ep.connect_lazy()))
+            })
+            .collect::<Result<Vec<_>, ClientError>>()?;
+        if endpoints.is_empty() {
+            return Err(ClientError::InvalidEndpoint(String::new()));
+        }
+        let token = match token.filter(|t| !t.is_empty()) {
+            Some(t) => Some(format!("bearer {t}").parse().map_err(|_| ClientError::InvalidToken)?),
+            None => None,
+        };
+        Ok(Client { endpoints, token, timeout: Duration::from_secs(15) })
+    }
+
+    /// Sets the per-call deadline (sent to the server as `grpc-timeout`).
+    pub fn with_timeout(mut self, timeout: Duration) -> Client {
+        self.timeout = timeout;
+        self
+    }
+
+    fn request<T>(&self, msg: T, request_id: &str) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(msg);
+        req.set_timeout(self.timeout);
+        if let Some(t) = &self.token {
+            req.metadata_mut().insert("authorization", t.clone());
+        }
+        if let Ok(v) = request_id.parse() {
+            req.metadata_mut().insert("x-request-id", v);
+        }
+        req
+    }
+
+    /// Runs `call` against each endpoint in turn until one answers. Only connection failures
+    /// and `UNAVAILABLE` move on; every other answer is final. A write keeps one request id
+    /// across endpoints, so the cluster applies it at most once.
+    async fn call<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(Channel, String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let mut last = String::new();
+        for (addr, channel) in &self.endpoints {
+            match call(channel.clone(), request_id.clone()).await {
+                Ok(v) => return Ok(v),
+                Err(s) if s.code() == tonic::Code::Unavailable || s.code() == tonic::Code::Unknown => {
+                    last = format!("{addr}: {}", s.message());
+                }
+                Err(s) => return Err(ClientError::from_status(s)),
+            }
+        }
+        Err(ClientError::Unreachable {
+            endpoints: self.endpoints.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>().join(","),
+            last,
+        })
+    }
+
+    pub async fn version(&self) -> Result<SdkIdentityVersionResponse, ClientError> {
+        self.call(|ch, id| async move {
+            let mut c = OpenStorageIdentityClient::new(ch);
+            c.version(self.request(SdkIdentityVersionRequest {}, &id)).await.map(|r| r.into_inner())
+        })
+        .await
+    }
+
+    pub async fn cluster(&self) -> Result<StorageCluster, ClientError> {
+        self.call(|ch, id| async move {
+            let mut c = OpenStorageClusterClient::new(ch);
+            c.inspect_current(self.request(SdkClusterInspectCurrentRequest {}, &id)).await.map(|r| r.into_inner())
+        })
+        .await?
+        .cluster
+        .ok_or_else(|| ClientError::Protocol("InspectCurrent returned no cluster".into()))
+    }
+
+    /// Raft status of the first reachable endpoint.
+    pub async fn status(&self) -> Result<StatusReply, ClientError> {
+        self.call(|ch, id| async move {
+            let mut c = ClusterAdminClient::new(ch);
+            c.status(self.request(StatusRequest {}, &id)).await.map(|r| r.into_inner())
+        })
+        .await
+    }
+
+    /// Creates a volume and returns its id (idempotent by name).
+    pub async fn create_volume(&self, opts: &CreateVolume) -> Result<String, ClientError> {
+        let spec = VolumeSpec {
+            size: opts.size,
+            ha_level: opts.ha_level,
+            shared: opts.shared,
+            encrypted: opts.encrypted,
+            ..Default::default()
+        };
+        let msg = SdkVolumeCreateRequest {
+            name: opts.name.clone(),
+            spec: Some(spec),
+            labels: opts.labels.clone().into_iter().collect(),
+        };
+        self.call(|ch, id| {
+            let msg = msg.clone();
+            async move {
+                let mut c = OpenStorageVolumeClient::new(ch);
+                c.create(self.request(msg, &id)).await.map(|r| r.into_inner().volume_id)
+            }
+        })
+        .await
+    }
+
+    pub async fn inspect_volume(&self, volume_id: &str) -> Result<Volume, ClientError> {
+        let resp = self
+            .call(|ch, id| async move {
+                let mut c = OpenStorageVolumeClient::new(ch);
+                let msg = SdkVolumeInspectRequest { volume_id: volume_id.to_string(), options: None };
+                c.inspect(self.request(msg, &id)).await.map(|r| r.into_inner())
+            })
+            .await?;
+        let v = resp.volume.ok_or_else(|| ClientError::Protocol("Inspect returned no volume".into()))?;
+        Ok(convert::volume_from_proto(&v))
+    }
+
+    /// Finds a volume by id, or else by name.
+    pub async fn find_volume(&self, id_or_name: &str) -> Result<Volume, ClientError> {
+        match self.inspect_volume(id_or_name).await {
+            Err(ClientError::Status { code: Code::NotFound, .. }) => {}
+            other => return other,
+        }
+        let resp = self
+            .call(|ch, id| async move {
+                let mut c = OpenStorageVolumeClient::new(ch);
+                let msg = SdkVolumeInspectWithFiltersRequest { name: id_or_name.to_string(), ..Default::default() };
+                c.inspect_with_filters(self.request(msg, &id)).await.map(|r| r.into_inner())
+            })
+            .await?;
+        resp.volumes
+            .first()
+            .and_then(|r| r.volume.as_ref())
+            .map(convert::volume_from_proto)
+            .ok_or_else(|| ClientError::Status {
+                code: Code::NotFound,
+                message: format!("no volume with id or name {id_or_name}"),
+            })
+    }
+
+    pub async fn enumerate_volumes(&self) -> Result<Vec<String>, ClientError> {
+        self.call(|ch, id| async move {
+            let mut c = OpenStorageVolumeClient::new(ch);
+            c.enumerate(self.request(SdkVolumeEnumerateRequest {}, &id)).await.map(|r| r.into_inner().volume_ids)
+        })
+        .await
+    }
+
+    pub async fn delete_volume(&self, volume_id: &str) -> Result<(), ClientError> {
+        self.call(|ch, id| async move {
+            let mut c = OpenStorageVolumeClient::new(ch);
+            let msg = SdkVolumeDeleteRequest { volume_id: volume_id.to_string() };
+            c.delete(self.request(msg, &id)).await.map(|_| ())
+        })
+        .await
+    }
+}

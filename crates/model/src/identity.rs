@@ -1,0 +1,45 @@
+//! The verified caller of a request: what the edge learned from a token, carried inside commands.
+
+use serde::{Deserialize, Serialize};
+
+/// Name of the role every caller without a token gets.
+pub const GUEST_ROLE: &str = "system.guest";
+
+/// The caller of a request after authentication. Commands carry this, never the token.
+///
+/// A guest has no username and the single role `system.guest`; guests are never ownership
+/// administrators, whatever groups they claim.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Identity {
+    /// The value of the configured username claim (`sub`, `email` or `name`); empty for guests.
+    pub username: String,
+    pub subject: String,
+    pub name: String,
+    pub email: String,
+    /// Issuer the token was verified against; empty for guests.
+    pub issuer: String,
+    pub roles: Vec<String>,
+    pub groups: Vec<String>,
+    pub guest: bool,
+}
+
+impl Identity {
+    /// The anonymous caller: no username, role `system.guest`.
+    pub fn guest() -> Identity {
+        Identity {
+            username: String::new(),
+            subject: String::new(),
+            name: String::new(),
+            email: String::new(),
+            issuer: String::new(),
+            roles: vec![GUEST_ROLE.to_string()],
+            groups: Vec::new(),
+            guest: true,
+        }
+    }
+
+    /// An ownership administrator: a non-guest whose token lists the group `*`.
+    pub fn is_ownership_admin(&self) -> bool {
+        !self.guest && self.groups.iter().any(|g| g == "*")
+    }
+}

@@ -1,0 +1,23 @@
+//! custos domain core: roles, ownership, volumes, commands and the deterministic apply.
+//!
+//! This crate is pure: no I/O, no async, no clock and no randomness. Everything that varies
+//! (ids, times, the caller's verified identity) arrives inside a [`Command`], so applying the
+//! same log gives the same state and the same outcomes on every node.
+
+pub mod command;
+pub mod identity;
+pub mod ids;
+pub mod ownership;
+pub mod rejection;
+pub mod role;
+pub mod state;
+pub mod volume;
+
+pub use command::{Command, Op, Outcome, Reply};
+pub use identity::Identity;
+pub use ids::{NodeId, RequestId, VolumeId};
+pub use ownership::{AccessType, Acls, Ownership};
+pub use rejection::{Code, Rejection};
+pub use role::{MethodName, Role, Rule};
+pub use state::{Applied, Change, Record, RecordKey, State, VolumeFilter};
+pub use volume::{Volume, VolumeSpec};

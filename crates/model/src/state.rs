@@ -1,0 +1,433 @@
+//! The replicated state and its deterministic `apply`: authorization happens here, at the log index.
+
+use crate::command::{Command, Op, Outcome, Reply};
+use crate::identity::Identity;
+use crate::ids::{RequestId, VolumeId};
+use crate::ownership::{permitted, AccessType, Acls, Ownership};
+use crate::rejection::Rejection;
+use crate::role::{self, MethodName, Role};
+use crate::volume::{Volume, VolumeSpec};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// How many request ids the state remembers for de-duplication.
+pub const REQUEST_WINDOW: u64 = 10_000;
+
+/// A request id remembered with the outcome it got, in apply order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RememberedRequest {
+    pub id: RequestId,
+    /// Dense counter over remembered requests; the oldest is evicted first.
+    pub seq: u64,
+    pub outcome: Outcome,
+}
+
+/// One persisted unit of state. The store writes records; `State` is rebuilt from them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record {
+    Volume(Volume),
+    /// A custom role, or an edited `system.guest`.
+    Role(Role),
+    Request(RememberedRequest),
+}
+
+/// The key a record is stored under.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RecordKey {
+    Volume(VolumeId),
+    Role(String),
+    Request(RequestId),
+}
+
+impl RecordKey {
+    /// Byte encoding: a one-letter kind, a `/`, then the id. Keys never start with `_`, which
+    /// the store reserves for its own metadata.
+    pub fn encode(&self) -> Vec<u8> {
+        let (kind, id) = match self {
+            RecordKey::Volume(v) => ("v", v.as_str()),
+            RecordKey::Role(r) => ("r", r.as_str()),
+            RecordKey::Request(q) => ("q", q.as_str()),
+        };
+        let mut out = Vec::with_capacity(2 + id.len());
+        out.extend_from_slice(kind.as_bytes());
+        out.push(b'/');
+        out.extend_from_slice(id.as_bytes());
+        out
+    }
+}
+
+impl Record {
+    pub fn key(&self) -> RecordKey {
+        match self {
+            Record::Volume(v) => RecordKey::Volume(v.id.clone()),
+            Record::Role(r) => RecordKey::Role(r.name.clone()),
+            Record::Request(q) => RecordKey::Request(q.id.clone()),
+        }
+    }
+}
+
+/// A change apply made, for the store to persist in the same batch as the applied log id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    Put(Record),
+    Delete(RecordKey),
+}
+
+/// The result of applying one command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub outcome: Outcome,
+    pub changes: Vec<Change>,
+}
+
+/// Roles, volumes and remembered requests. Every map is ordered, so iteration (and thus
+/// every result) is the same on every node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct State {
+    /// Built-ins and stored roles by name; stored entries override the mutable built-in.
+    roles: BTreeMap<String, Role>,
+    volumes: BTreeMap<VolumeId, Volume>,
+    /// Secondary index: volume name → id.
+    names: BTreeMap<String, VolumeId>,
+    requests: BTreeMap<RequestId, RememberedRequest>,
+    /// Request seq → id, oldest first.
+    request_order: BTreeMap<u64, RequestId>,
+    next_request_seq: u64,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State::new()
+    }
+}
+
+impl State {
+    /// An empty state with the built-in roles.
+    pub fn new() -> State {
+        State {
+            roles: role::builtin_roles().into_iter().map(|r| (r.name.clone(), r)).collect(),
+            volumes: BTreeMap::new(),
+            names: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            request_order: BTreeMap::new(),
+            next_request_seq: 1,
+        }
+    }
+
+    /// Rebuilds the state from persisted records (restart, snapshot install).
+    pub fn from_records(records: impl IntoIterator<Item = Record>) -> State {
+        let mut state = State::new();
+        for record in records {
+            state.put(record);
+        }
+        state
+    }
+
+    /// Every record of the state, in key order per kind: what a snapshot holds.
+    pub fn records(&self) -> impl Iterator<Item = Record> + '_ {
+        let roles = self
+            .roles
+            .values()
+            .filter(|r| !role::is_builtin(&r.name) || self.is_edited_builtin(r))
+            .cloned()
+            .map(Record::Role);
+        let volumes = self.volumes.values().cloned().map(Record::Volume);
+        let requests = self.requests.values().cloned().map(Record::Request);
+        roles.chain(volumes).chain(requests)
+    }
+
+    fn is_edited_builtin(&self, r: &Role) -> bool {
+        role::builtin_roles().iter().any(|b| b.name == r.name && b != r)
+    }
+
+    fn put(&mut self, record: Record) {
+        match record {
+            Record::Volume(v) => {
+                self.names.insert(v.name.clone(), v.id.clone());
+                self.volumes.insert(v.id.clone(), v);
+            }
+            Record::Role(r) => {
+                self.roles.insert(r.name.clone(), r);
+            }
+            Record::Request(q) => {
+                self.next_request_seq = self.next_request_seq.max(q.seq + 1);
+                self.request_order.insert(q.seq, q.id.clone());
+                self.requests.insert(q.id.clone(), q);
+            }
+        }
+    }
+
+    fn delete(&mut self, key: &RecordKey) {
+        match key {
+            RecordKey::Volume(id) => {
+                if let Some(v) = self.volumes.remove(id) {
+                    self.names.remove(&v.name);
+                }
+            }
+            RecordKey::Role(name) => {
+                self.roles.remove(name);
+                if let Some(b) = role::builtin_roles().into_iter().find(|b| &b.name == name) {
+                    self.roles.insert(b.name.clone(), b);
+                }
+            }
+            RecordKey::Request(id) => {
+                if let Some(q) = self.requests.remove(id) {
+                    self.request_order.remove(&q.seq);
+                }
+            }
+        }
+    }
+
+    // ---- reads ----
+
+    pub fn role(&self, name: &str) -> Option<&Role> {
+        self.roles.get(name)
+    }
+
+    pub fn role_names(&self) -> impl Iterator<Item = &str> {
+        self.roles.keys().map(String::as_str)
+    }
+
+    pub fn volume(&self, id: &VolumeId) -> Option<&Volume> {
+        self.volumes.get(id)
+    }
+
+    pub fn volume_by_name(&self, name: &str) -> Option<&Volume> {
+        self.names.get(name).and_then(|id| self.volumes.get(id))
+    }
+
+    pub fn volume_count(&self) -> usize {
+        self.volumes.len()
+    }
+
+    /// The outcome a request id already got, if it is still remembered.
+    pub fn remembered(&self, id: &RequestId) -> Option<&Outcome> {
+        self.requests.get(id).map(|q| &q.outcome)
+    }
+
+    /// The role check of a method for a caller, against the roles of this state.
+    pub fn authorize(&self, who: &Identity, method: &MethodName) -> Result<(), Rejection> {
+        role::authorize(who, method, |name| self.roles.get(name))
+    }
+
+    /// `Volume.Inspect`: needs Read. A denied inspect reveals existence (upstream).
+    pub fn inspect_volume(&self, who: &Identity, id: &VolumeId) -> Result<&Volume, Rejection> {
+        let v = self
+            .volumes
+            .get(id)
+            .ok_or_else(|| Rejection::not_found(format!("Volume id {id} not found")))?;
+        if !permitted(who, v.ownership.as_ref(), AccessType::Read) {
+            return Err(Rejection::denied(format!("Access denied to volume {id}")));
+        }
+        Ok(v)
+    }
+
+    /// The volumes the caller can read, matching the optional filters, in id order.
+    pub fn readable_volumes<'a>(
+        &'a self,
+        who: &'a Identity,
+        filter: &'a VolumeFilter,
+    ) -> impl Iterator<Item = &'a Volume> + 'a {
+        self.volumes.values().filter(move |v| {
+            permitted(who, v.ownership.as_ref(), AccessType::Read) && filter.matches(v)
+        })
+    }
+
+    // ---- apply ----
+
+    /// Applies one command. Deterministic: no clock, randomness or I/O; the outcome and the
+    /// changes depend only on the state and the command.
+    pub fn apply(&mut self, cmd: &Command) -> Applied {
+        if let Some(first) = self.remembered(&cmd.request_id) {
+            return Applied { outcome: first.clone(), changes: Vec::new() };
+        }
+        let mut changes = Vec::new();
+        let outcome: Outcome = self
+            .authorize(&cmd.identity, &cmd.op.method())
+            .and_then(|()| self.apply_op(cmd, &mut changes))
+            .into();
+        if !matches!(outcome, Outcome::Applied(_)) {
+            changes.clear();
+        }
+        for change in &changes {
+            match change {
+                Change::Put(r) => self.put(r.clone()),
+                Change::Delete(k) => self.delete(k),
+            }
+        }
+        self.remember(&cmd.request_id, &outcome, &mut changes);
+        Applied { outcome, changes }
+    }
+
+    fn remember(&mut self, id: &RequestId, outcome: &Outcome, changes: &mut Vec<Change>) {
+        let record = Record::Request(RememberedRequest {
+            id: id.clone(),
+            seq: self.next_request_seq,
+            outcome: outcome.clone(),
+        });
+        self.put(record.clone());
+        changes.push(Change::Put(record));
+        while self.requests.len() as u64 > REQUEST_WINDOW {
+            let Some((_, oldest)) = self.request_order.first_key_value() else { break };
+            let key = RecordKey::Request(oldest.clone());
+            self.delete(&key);
+            changes.push(Change::Delete(key));
+        }
+    }
+
+    /// Decides an operation against the current state. Only pushes changes; the caller
+    /// applies them once the whole operation succeeded, so a refusal changes nothing.
+    fn apply_op(&self, cmd: &Command, changes: &mut Vec<Change>) -> Result<Reply, Rejection> {
+        let who = &cmd.identity;
+        match &cmd.op {
+            Op::CreateVolume { id, name, spec, labels, acls } => {
+                self.create_volume(cmd, id, name, spec, labels, acls, changes)
+            }
+            Op::DeleteVolume { id } => {
+                let Some(v) = self.volumes.get(id) else { return Ok(Reply::Empty) };
+                if !permitted(who, v.ownership.as_ref(), AccessType::Read) {
+                    return Err(Rejection::denied(format!("Access denied to volume {id}")));
+                }
+                if !permitted(who, v.ownership.as_ref(), AccessType::Admin) {
+                    return Err(Rejection::denied(format!("Cannot delete volume {id}")));
+                }
+                if let Some(child) = self.volumes.values().find(|c| c.parent.as_ref() == Some(id)) {
+                    return Err(Rejection::precondition(format!(
+                        "Volume {id} has dependent volume {}: delete it first",
+                        child.id
+                    )));
+                }
+                changes.push(Change::Delete(RecordKey::Volume(id.clone())));
+                Ok(Reply::Empty)
+            }
+            Op::CreateRole { role } => {
+                role.validate()?;
+                if role::is_builtin(&role.name) {
+                    return Err(Rejection::invalid(format!(
+                        "Name {} already used by system role",
+                        role.name
+                    )));
+                }
+                match self.roles.get(&role.name) {
+                    Some(existing) if existing == role => Ok(Reply::Role(role.clone())),
+                    Some(_) => Err(Rejection::exists("Existing role differs from requested role")),
+                    None => {
+                        changes.push(Change::Put(Record::Role(role.clone())));
+                        Ok(Reply::Role(role.clone()))
+                    }
+                }
+            }
+            Op::UpdateRole { role } => {
+                role.validate()?;
+                if role::is_immutable(&role.name) {
+                    return Err(Rejection::invalid(format!(
+                        "System role {} cannot be updated",
+                        role.name
+                    )));
+                }
+                if !self.roles.contains_key(&role.name) {
+                    return Err(Rejection::not_found(format!("Role {} not found", role.name)));
+                }
+                changes.push(Change::Put(Record::Role(role.clone())));
+                Ok(Reply::Role(role.clone()))
+            }
+            Op::DeleteRole { name } => {
+                if name.is_empty() {
+                    return Err(Rejection::invalid("Must supply a role name"));
+                }
+                if role::is_builtin(name) {
+                    return Err(Rejection::invalid(format!("Cannot delete system role {name}")));
+                }
+                if self.roles.contains_key(name) {
+                    changes.push(Change::Delete(RecordKey::Role(name.clone())));
+                }
+                Ok(Reply::Empty)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create_volume(
+        &self,
+        cmd: &Command,
+        id: &VolumeId,
+        name: &str,
+        spec: &VolumeSpec,
+        labels: &BTreeMap<String, String>,
+        acls: &Acls,
+        changes: &mut Vec<Change>,
+    ) -> Result<Reply, Rejection> {
+        let who = &cmd.identity;
+        if name.is_empty() {
+            return Err(Rejection::invalid("Must supply a unique name"));
+        }
+        if spec.size == 0 {
+            return Err(Rejection::invalid("Must supply a volume size greater than zero"));
+        }
+        if spec.ha_level < 0 {
+            return Err(Rejection::invalid("HA level cannot be negative"));
+        }
+        if let Some(existing) = self.volume_by_name(name) {
+            if !permitted(who, existing.ownership.as_ref(), AccessType::Admin) {
+                return Err(Rejection::denied(format!(
+                    "Volume {name} already exists and is owned by another user"
+                )));
+            }
+            if existing.spec.same_shape(spec) {
+                return Ok(Reply::VolumeCreated { id: existing.id.clone() });
+            }
+            return Err(Rejection::exists(format!(
+                "Volume {name} already exists with a different specification"
+            )));
+        }
+        if self.volumes.contains_key(id) {
+            return Err(Rejection::exists(format!("Volume id {id} already exists")));
+        }
+        let ownership = if who.guest {
+            None
+        } else {
+            Some(Ownership { owner: who.username.clone(), acls: acls.clone() })
+        };
+        let mut spec = spec.clone();
+        if spec.ha_level == 0 {
+            spec.ha_level = 1;
+        }
+        let volume = Volume {
+            id: id.clone(),
+            name: name.to_string(),
+            spec,
+            labels: labels.clone(),
+            ownership,
+            created_ms: cmd.time_ms,
+            parent: None,
+        };
+        changes.push(Change::Put(Record::Volume(volume)));
+        Ok(Reply::VolumeCreated { id: id.clone() })
+    }
+}
+
+/// Filters of `EnumerateWithFilters`/`InspectWithFilters`; empty fields match everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VolumeFilter {
+    pub name: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub ownership: Option<Ownership>,
+}
+
+impl VolumeFilter {
+    pub fn matches(&self, v: &Volume) -> bool {
+        if self.name.as_ref().is_some_and(|n| n != &v.name) {
+            return false;
+        }
+        if !self.labels.iter().all(|(k, val)| {
+            v.labels.get(k) == Some(val) || v.spec.volume_labels.get(k) == Some(val)
+        }) {
+            return false;
+        }
+        match (&self.ownership, &v.ownership) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(f), Some(o)) => o.matches_filter(f),
+        }
+    }
+}

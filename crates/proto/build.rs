@@ -1,0 +1,2 @@
+//! placeholder build script.
+fn main() {}

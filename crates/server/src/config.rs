@@ -1,0 +1,126 @@
+//! Node configuration: the TOML file, with command-line overrides applied by the binary.
+
+use custos_auth::AuthConfig;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// One member of the initial cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberConfig {
+    pub id: u64,
+    /// Peer address (Raft and forwarding), `host:port`.
+    pub raft_addr: String,
+    /// SDK address clients use, `host:port`.
+    pub sdk_addr: String,
+}
+
+/// Raft timing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RaftTuning {
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many log entries since the last one.
+    pub snapshot_every: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        RaftTuning {
+            heartbeat_ms: 50,
+            election_timeout_min_ms: 300,
+            election_timeout_max_ms: 600,
+            snapshot_every: 5000,
+        }
+    }
+}
+
+/// The whole configuration of one node.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub node_id: u64,
+    #[serde(default = "default_cluster_id")]
+    pub cluster_id: String,
+    #[serde(default = "default_cluster_name")]
+    pub cluster_name: String,
+    pub data_dir: PathBuf,
+    /// Where the SDK (and admin) gRPC server listens.
+    pub sdk_listen: SocketAddr,
+    /// Where the peer gRPC server listens.
+    pub raft_listen: SocketAddr,
+    /// The static initial membership the cluster bootstraps from.
+    #[serde(default)]
+    pub initial_members: Vec<MemberConfig>,
+    /// When false, every caller is treated as an administrator (upstream's "auth off").
+    #[serde(default = "yes")]
+    pub auth_enabled: bool,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub raft: RaftTuning,
+    /// How long a write or linearizable read may wait for a leader, in milliseconds, when the
+    /// client sets no deadline.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_cluster_id() -> String {
+    "custos".to_string()
+}
+fn default_cluster_name() -> String {
+    "custos".to_string()
+}
+fn default_request_timeout_ms() -> u64 {
+    10_000
+}
+
+/// A configuration that cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ServerConfig {
+    pub fn from_file(path: &std::path::Path) -> Result<ServerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
+    }
+
+    /// Checks what serde cannot: ids, membership, and that auth has key material.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node_id == 0 {
+            return Err(ConfigError::Invalid("node_id must be 1 or greater".into()));
+        }
+        let mut ids: Vec<u64> = self.initial_members.iter().map(|m| m.id).collect();
+        ids.sort_unstable();
+        if ids.windows(2).any(|w| w[0] == w[1]) {
+            return Err(ConfigError::Invalid("initial_members lists an id twice".into()));
+        }
+        if !self.initial_members.is_empty() && !ids.contains(&self.node_id) {
+            return Err(ConfigError::Invalid(format!(
+                "node_id {} is not one of initial_members {ids:?}",
+                self.node_id
+            )));
+        }
+        if self.auth_enabled && self.auth.issuers.is_empty() {
+            return Err(ConfigError::Invalid(
+                "auth is enabled but no issuer is configured: add [[auth.issuers]] with a key \
+                 read from a file or environment variable, or set auth_enabled = false"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}

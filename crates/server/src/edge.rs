@@ -1,0 +1,115 @@
+//! The edge of a request: who is calling (token → identity), its request id, its deadline and
+//! the consistency it asks for, and the early role check against local state.
+
+use crate::node::{Consistency, Node};
+use crate::status;
+use custos_model::{Identity, MethodName, RequestId};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tonic::metadata::MetadataMap;
+use tonic::Status;
+
+/// Metadata a client may send to choose its own request id (retries reuse it).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Metadata asking for a local, possibly stale read.
+pub const CONSISTENCY_HEADER: &str = "x-custos-consistency";
+
+/// Everything the edge learned about a call.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub identity: Identity,
+    pub method: MethodName,
+    pub request_id: RequestId,
+    pub consistency: Consistency,
+    pub deadline: Instant,
+}
+
+/// The identity used for every caller when auth is disabled: an administrator, as upstream
+/// behaves without authenticators.
+fn auth_disabled_identity() -> Identity {
+    Identity {
+        username: String::new(),
+        subject: String::new(),
+        name: String::new(),
+        email: String::new(),
+        issuer: String::new(),
+        roles: vec!["system.admin".to_string()],
+        groups: vec!["*".to_string()],
+        guest: false,
+    }
+}
+
+/// The client's deadline from `grpc-timeout`, capped by the node's request timeout.
+fn deadline(meta: &MetadataMap, default: Duration) -> Instant {
+    let from_client = meta
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout);
+    Instant::now() + from_client.map_or(default, |d| d.min(default))
+}
+
+fn parse_grpc_timeout(v: &str) -> Option<Duration> {
+    if v.len() < 2 {
+        return None;
+    }
+    let (num, unit) = v.split_at(v.len() - 1);
+    let n: u64 = num.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+impl Node {
+    /// Authenticates the call and runs the role pre-check for `full_method`.
+    ///
+    /// For writes the check here only fails fast: apply decides again at the log index.
+    /// For reads it is the decision, taken against this node's state.
+    pub fn caller(&self, meta: &MetadataMap, full_method: &str) -> Result<Caller, Status> {
+        let identity = match &self.auth {
+            None => auth_disabled_identity(),
+            Some(auth) => {
+                let header = meta.get("authorization").and_then(|v| v.to_str().ok());
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                auth.authenticate(header, now).map_err(status::from_auth)?
+            }
+        };
+        let method = MethodName::from_full(full_method);
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .authorize(&identity, &method)
+            .map_err(status::from_rejection)?;
+        let request_id = meta
+            .get(REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 128)
+            // Scoped by caller, so one client's id can never return another's outcome.
+            .map(|v| RequestId(format!("{}/{}/{v}", identity.issuer, identity.username)))
+            .unwrap_or_else(|| RequestId(uuid::Uuid::new_v4().to_string()));
+        let consistency = match meta.get(CONSISTENCY_HEADER).and_then(|v| v.to_str().ok()) {
+            Some(v) if v.eq_ignore_ascii_case("serializable") => Consistency::Serializable,
+            _ => Consistency::Linearizable,
+        };
+        let deadline = deadline(meta, Duration::from_millis(self.config.request_timeout_ms));
+        Ok(Caller { identity, method, request_id, consistency, deadline })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_grpc_timeout;
+    use std::time::Duration;
+
+    #[test]
+    fn grpc_timeout_units() {
+        assert_eq!(parse_grpc_timeout("200m"), Some(Duration::from_millis(200)));
+        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_grpc_timeout("x"), None);
+        assert_eq!(parse_grpc_timeout("12q"), None);
+    }
+}

@@ -1,0 +1,148 @@
+//! custos node: Raft peer transport, the SDK and admin gRPC services, write forwarding and
+//! linearizable reads, on the sled store and the pure domain core.
+//!
+//! [`run`] starts a node from a [`ServerConfig`] and serves until the shutdown future resolves.
+
+pub mod admin;
+pub mod codec;
+pub mod config;
+pub mod edge;
+pub mod network;
+pub mod node;
+pub mod peer;
+pub mod sdk;
+pub mod status;
+
+/// Token signing and verification, for the binary's `auth token generate`.
+pub use custos_auth as auth;
+pub use config::{ConfigError, MemberConfig, RaftTuning, ServerConfig};
+pub use node::Node;
+
+use anyhow::Context;
+use custos_auth::Authenticator;
+use custos_proto::custos::admin::v1::cluster_admin_server::ClusterAdminServer;
+use custos_proto::custos::raft::v1::raft_service_server::RaftServiceServer;
+use custos_proto::openstorage::api::open_storage_cluster_server::OpenStorageClusterServer;
+use custos_proto::openstorage::api::open_storage_identity_server::OpenStorageIdentityServer;
+use custos_proto::openstorage::api::open_storage_mount_attach_server::OpenStorageMountAttachServer;
+use custos_proto::openstorage::api::open_storage_node_server::OpenStorageNodeServer;
+use custos_proto::openstorage::api::open_storage_role_server::OpenStorageRoleServer;
+use custos_proto::openstorage::api::open_storage_volume_server::OpenStorageVolumeServer;
+use custos_store::Member;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Largest gRPC message a node accepts from clients.
+const MAX_SDK_MESSAGE: usize = 4 * 1024 * 1024;
+
+fn raft_config(cfg: &ServerConfig) -> anyhow::Result<openraft::Config> {
+    let config = openraft::Config {
+        cluster_name: cfg.cluster_id.clone(),
+        heartbeat_interval: cfg.raft.heartbeat_ms,
+        election_timeout_min: cfg.raft.election_timeout_min_ms,
+        election_timeout_max: cfg.raft.election_timeout_max_ms,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.raft.snapshot_every),
+        max_in_snapshot_log_to_keep: 1000,
+        ..Default::default()
+    };
+    config.validate().context("invalid Raft timing in [raft]")
+}
+
+/// Starts the node and serves until `shutdown` resolves, then stops Raft and returns.
+pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    config.validate()?;
+    let auth = if config.auth_enabled {
+        Some(Arc::new(Authenticator::from_config(&config.auth).context("loading auth keys")?))
+    } else {
+        tracing::warn!("authentication is DISABLED: every caller acts as an administrator");
+        None
+    };
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let (log_store, sm_store) = custos_store::open(&config.data_dir.join("db"))
+        .await
+        .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    let state = sm_store.state();
+    let raft = custos_store::Raft::new(
+        config.node_id,
+        Arc::new(raft_config(&config)?),
+        network::PeerNetwork { self_id: config.node_id },
+        log_store,
+        sm_store,
+    )
+    .await
+    .context("starting Raft")?;
+
+    let node = Arc::new(Node {
+        id: config.node_id,
+        config: config.clone(),
+        raft: raft.clone(),
+        state,
+        auth,
+        peers: network::PeerClients::default(),
+    });
+
+    // Bootstrap: the lowest id of the static initial membership initializes the cluster once.
+    let lowest = config.initial_members.iter().map(|m| m.id).min();
+    if lowest == Some(config.node_id) && !raft.is_initialized().await? {
+        let members: BTreeMap<u64, Member> = config
+            .initial_members
+            .iter()
+            .map(|m| (m.id, Member { raft_addr: m.raft_addr.clone(), sdk_addr: m.sdk_addr.clone() }))
+            .collect();
+        match raft.initialize(members).await {
+            Ok(()) => tracing::info!(node = config.node_id, "initialized the cluster"),
+            Err(e) => tracing::info!(node = config.node_id, "cluster already initialized: {e}"),
+        }
+    }
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let peer = tonic::transport::Server::builder()
+        .add_service(
+            RaftServiceServer::new(peer::PeerService { node: node.clone() })
+                .max_decoding_message_size(64 * 1024 * 1024),
+        )
+        .serve_with_shutdown(config.raft_listen, stopped(stop_rx.clone()));
+
+    let sdk = tonic::transport::Server::builder()
+        .timeout(Duration::from_secs(60))
+        .add_service(
+            OpenStorageVolumeServer::new(sdk::VolumeService { node: node.clone() })
+                .max_decoding_message_size(MAX_SDK_MESSAGE),
+        )
+        .add_service(OpenStorageRoleServer::new(sdk::RoleService { node: node.clone() }))
+        .add_service(OpenStorageIdentityServer::new(sdk::IdentityService { node: node.clone() }))
+        .add_service(OpenStorageClusterServer::new(sdk::ClusterService { node: node.clone() }))
+        .add_service(OpenStorageNodeServer::new(sdk::NodeService { node: node.clone() }))
+        .add_service(OpenStorageMountAttachServer::new(sdk::MountAttachService))
+        .add_service(ClusterAdminServer::new(admin::AdminService { node: node.clone() }))
+        .serve_with_shutdown(config.sdk_listen, stopped(stop_rx.clone()));
+
+    tracing::info!(node = config.node_id, sdk = %config.sdk_listen, raft = %config.raft_listen, "serving");
+    let peer = tokio::spawn(peer);
+    let sdk = tokio::spawn(sdk);
+    let watcher = {
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        })
+    };
+    // Whichever ends first (shutdown, or a listener failing) stops the others.
+    let result = tokio::select! {
+        r = peer => r.context("peer server task")?.context("peer server"),
+        r = sdk => r.context("sdk server task")?.context("sdk server"),
+        _ = stopped(stop_rx.clone()) => Ok(()),
+    };
+    let _ = stop_tx.send(true);
+    watcher.abort();
+    tracing::info!(node = config.node_id, "stopping Raft");
+    raft.shutdown().await.ok();
+    result
+}

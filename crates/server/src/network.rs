@@ -1,0 +1,141 @@
+//! Outgoing peer traffic: openraft's network over the `custos.raft.v1` gRPC service, and the
+//! client cache used to forward writes and read-index requests to the leader.
+
+use crate::codec;
+use crate::node::Node;
+use custos_proto::custos::raft::v1::raft_service_client::RaftServiceClient;
+use custos_proto::custos::raft::v1::{RaftReply, RaftRequest};
+use custos_store::{Member, TypeConfig};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use tonic::transport::{Channel, Endpoint};
+
+/// A lazily connecting channel to a peer address.
+fn channel(addr: &str) -> Option<Channel> {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .ok()
+        .map(|e| e.connect_timeout(std::time::Duration::from_secs(1)).tcp_nodelay(true).connect_lazy())
+}
+
+/// Cached peer clients by node id, for forwarding. Rebuilt when a member's address changes.
+#[derive(Default)]
+pub struct PeerClients {
+    clients: Mutex<HashMap<u64, (String, RaftServiceClient<Channel>)>>,
+}
+
+impl PeerClients {
+    pub fn client(&self, node: &Node, target: u64) -> Option<RaftServiceClient<Channel>> {
+        let addr = node.member(target)?.raft_addr;
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((cached, client)) = clients.get(&target) {
+            if *cached == addr {
+                return Some(client.clone());
+            }
+        }
+        let client = RaftServiceClient::new(channel(&addr)?);
+        clients.insert(target, (addr, client.clone()));
+        Some(client)
+    }
+}
+
+/// Builds one [`PeerConnection`] per target for openraft.
+pub struct PeerNetwork {
+    pub self_id: u64,
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: u64, node: &Member) -> PeerConnection {
+        PeerConnection { self_id: self.self_id, target, client: channel(&node.raft_addr).map(RaftServiceClient::new) }
+    }
+}
+
+/// openraft's connection to one peer.
+pub struct PeerConnection {
+    self_id: u64,
+    target: u64,
+    client: Option<RaftServiceClient<Channel>>,
+}
+
+#[derive(Clone, Copy)]
+enum Rpc {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl PeerConnection {
+    async fn call<Req, Resp, E>(
+        &mut self,
+        rpc: Rpc,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<u64, Member, RaftError<u64, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let Some(client) = self.client.as_mut() else {
+            return Err(RPCError::Unreachable(Unreachable::new(&std::io::Error::other(
+                "peer address is not a valid URI",
+            ))));
+        };
+        let payload = codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut request = tonic::Request::new(RaftRequest { from: self.self_id, target: self.target, payload });
+        request.set_timeout(option.hard_ttl());
+        let result = match rpc {
+            Rpc::Append => client.append_entries(request).await,
+            Rpc::Vote => client.vote(request).await,
+            Rpc::Snapshot => client.install_snapshot(request).await,
+        };
+        let reply: RaftReply = match result {
+            Ok(r) => r.into_inner(),
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                return Err(RPCError::Unreachable(Unreachable::new(&status)))
+            }
+            Err(status) => return Err(RPCError::Network(NetworkError::new(&status))),
+        };
+        if !reply.error.is_empty() {
+            return Err(RPCError::Network(NetworkError::new(&std::io::Error::other(reply.error))));
+        }
+        let decoded: Result<Resp, RaftError<u64, E>> =
+            codec::decode(&reply.payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        decoded.map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, Member, RaftError<u64>>> {
+        self.call(Rpc::Append, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<u64>, RPCError<u64, Member, RaftError<u64, InstallSnapshotError>>> {
+        self.call(Rpc::Snapshot, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, Member, RaftError<u64>>> {
+        self.call(Rpc::Vote, &rpc, &option).await
+    }
+}

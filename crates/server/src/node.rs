@@ -1,0 +1,218 @@
+//! A running member: Raft, the replicated state, and the paths every request takes through them.
+
+use crate::config::ServerConfig;
+use crate::network::PeerClients;
+use crate::status;
+use custos_auth::Authenticator;
+use custos_model::{Command, Identity, NodeId, Op, Outcome, Reply, RequestId};
+use custos_proto::custos::raft::v1::{ProposeRequest, ReadIndexRequest};
+use custos_store::{Member, Raft, SharedState};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tonic::Status;
+
+/// How long to pause between attempts while a leader is being elected.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// Shared by every service of one node.
+pub struct Node {
+    pub id: u64,
+    pub config: ServerConfig,
+    pub raft: Raft,
+    pub state: SharedState,
+    pub auth: Option<Arc<Authenticator>>,
+    pub peers: PeerClients,
+}
+
+/// Where a linearizable or a local read is wanted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consistency {
+    Linearizable,
+    Serializable,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Result of trying to propose or read on this node when it might not be the leader.
+enum Attempt<T> {
+    Done(T),
+    /// Not the leader; maybe it knows who is.
+    NotLeader(Option<u64>),
+}
+
+impl Node {
+    /// The leader this node currently knows of.
+    pub fn current_leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    pub fn member(&self, id: u64) -> Option<Member> {
+        self.raft.metrics().borrow().membership_config.membership().get_node(&id).cloned()
+    }
+
+    /// All members of the current configuration, voters and learners.
+    pub fn members(&self) -> BTreeMap<u64, (Member, bool)> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: Vec<u64> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, m)| (*id, (m.clone(), voters.contains(id))))
+            .collect()
+    }
+
+    /// Proposes an operation on behalf of `identity` and waits for its outcome, forwarding to
+    /// the leader when this node is a follower and retrying across elections until `deadline`.
+    pub async fn write(
+        &self,
+        identity: Identity,
+        request_id: RequestId,
+        op: Op,
+        deadline: Instant,
+    ) -> Result<Reply, Status> {
+        let cmd = Command { request_id, identity, time_ms: 0, origin: NodeId(self.id), op };
+        let outcome = self.propose(cmd, deadline).await?;
+        outcome.into_result().map_err(status::from_rejection)
+    }
+
+    async fn propose(&self, cmd: Command, deadline: Instant) -> Result<Outcome, Status> {
+        let mut hint = self.current_leader();
+        loop {
+            let attempt = match hint {
+                Some(leader) if leader == self.id => self.propose_local(cmd.clone()).await?,
+                Some(leader) => self.propose_remote(leader, &cmd, deadline).await,
+                None => Attempt::NotLeader(None),
+            };
+            match attempt {
+                Attempt::Done(outcome) => return Ok(outcome),
+                Attempt::NotLeader(next) => {
+                    if Instant::now() >= deadline {
+                        return Err(status::no_leader("write not accepted"));
+                    }
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                    hint = next.or_else(|| self.current_leader());
+                }
+            }
+        }
+    }
+
+    /// Proposes on this node, which believes it leads: stamps the leader time first.
+    pub(crate) async fn propose_local(&self, mut cmd: Command) -> Result<Attempt<Outcome>, Status> {
+        cmd.time_ms = now_ms();
+        match self.raft.client_write(cmd).await {
+            Ok(resp) => Ok(Attempt::Done(resp.data)),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Ok(Attempt::NotLeader(f.leader_id))
+            }
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                Err(status::internal(e))
+            }
+            Err(RaftError::Fatal(f)) => Err(Status::unavailable(format!("node is stopping: {f}"))),
+        }
+    }
+
+    async fn propose_remote(&self, leader: u64, cmd: &Command, deadline: Instant) -> Attempt<Outcome> {
+        let Some(mut client) = self.peers.client(self, leader) else {
+            return Attempt::NotLeader(None);
+        };
+        let bytes = match crate::codec::encode(cmd) {
+            Ok(b) => b,
+            Err(_) => return Attempt::NotLeader(None),
+        };
+        let mut req = tonic::Request::new(ProposeRequest { from: self.id, target: leader, command: bytes });
+        req.set_timeout(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(50)));
+        match client.propose(req).await {
+            Ok(reply) => {
+                let reply = reply.into_inner();
+                if reply.not_leader {
+                    let hint = (reply.leader_hint != 0).then_some(reply.leader_hint);
+                    return Attempt::NotLeader(hint.filter(|h| *h != leader));
+                }
+                match crate::codec::decode::<Outcome>(&reply.outcome) {
+                    Ok(outcome) => Attempt::Done(outcome),
+                    Err(_) => Attempt::NotLeader(None),
+                }
+            }
+            // The leader may have applied it; a retry carries the same request id, so it
+            // is answered with the first outcome rather than applied twice.
+            Err(_) => Attempt::NotLeader(None),
+        }
+    }
+
+    /// Waits until this node's state reflects every write acknowledged before the call.
+    pub async fn read_barrier(&self, consistency: Consistency, deadline: Instant) -> Result<(), Status> {
+        if consistency == Consistency::Serializable {
+            return Ok(());
+        }
+        let mut hint = self.current_leader();
+        loop {
+            let attempt = match hint {
+                Some(leader) if leader == self.id => self.read_index_local().await?,
+                Some(leader) => self.read_index_remote(leader, deadline).await,
+                None => Attempt::NotLeader(None),
+            };
+            match attempt {
+                Attempt::Done(index) => return self.wait_applied(index, deadline).await,
+                Attempt::NotLeader(next) => {
+                    if Instant::now() >= deadline {
+                        return Err(status::no_leader("linearizable read not possible"));
+                    }
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                    hint = next.or_else(|| self.current_leader());
+                }
+            }
+        }
+    }
+
+    /// On the leader: confirms leadership with a quorum and returns the read index.
+    pub(crate) async fn read_index_local(&self) -> Result<Attempt<u64>, Status> {
+        match self.raft.get_read_log_id().await {
+            Ok((read, _applied)) => Ok(Attempt::Done(read.map(|l| l.index).unwrap_or(0))),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                Ok(Attempt::NotLeader(f.leader_id))
+            }
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => Ok(Attempt::NotLeader(None)),
+            Err(RaftError::Fatal(f)) => Err(Status::unavailable(format!("node is stopping: {f}"))),
+        }
+    }
+
+    async fn read_index_remote(&self, leader: u64, deadline: Instant) -> Attempt<u64> {
+        let Some(mut client) = self.peers.client(self, leader) else {
+            return Attempt::NotLeader(None);
+        };
+        let mut req = tonic::Request::new(ReadIndexRequest { from: self.id, target: leader });
+        req.set_timeout(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(50)));
+        match client.read_index(req).await {
+            Ok(reply) => {
+                let reply = reply.into_inner();
+                if reply.not_leader {
+                    let hint = (reply.leader_hint != 0).then_some(reply.leader_hint);
+                    return Attempt::NotLeader(hint.filter(|h| *h != leader));
+                }
+                Attempt::Done(reply.read_index)
+            }
+            Err(_) => Attempt::NotLeader(None),
+        }
+    }
+
+    async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<(), Status> {
+        let applied = self.raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0);
+        if applied >= index {
+            return Ok(());
+        }
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "linearizable read")
+            .await
+            .map(|_| ())
+            .map_err(|_| Status::unavailable("this node did not catch up with the leader in time"))
+    }
+}
+
+pub(crate) use Attempt as ProposeAttempt;

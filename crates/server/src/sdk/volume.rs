@@ -1,0 +1,164 @@
+//! `OpenStorageVolume`: create, inspect, enumerate and delete volumes.
+
+use super::unimplemented_methods;
+use crate::node::Node;
+use crate::status;
+use custos_model::{Op, Reply, VolumeFilter, VolumeId};
+use custos_proto::convert;
+use custos_proto::openstorage::api::open_storage_volume_server::OpenStorageVolume;
+use custos_proto::openstorage::api::*;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+pub struct VolumeService {
+    pub node: Arc<Node>,
+}
+
+const SERVICE: &str = "/openstorage.api.OpenStorageVolume/";
+
+fn method(name: &str) -> String {
+    format!("{SERVICE}{name}")
+}
+
+impl VolumeService {
+    fn inspect_response(v: &custos_model::Volume) -> SdkVolumeInspectResponse {
+        SdkVolumeInspectResponse {
+            volume: Some(convert::volume_to_proto(v)),
+            name: v.name.clone(),
+            labels: v.labels.clone().into_iter().collect(),
+        }
+    }
+
+    /// Runs the read barrier for the caller, then `f` over the local state.
+    async fn read<T>(
+        &self,
+        meta: &tonic::metadata::MetadataMap,
+        name: &str,
+        f: impl FnOnce(&custos_model::State, &custos_model::Identity) -> Result<T, Status>,
+    ) -> Result<T, Status> {
+        let caller = self.node.caller(meta, &method(name))?;
+        self.node.read_barrier(caller.consistency, caller.deadline).await?;
+        let state = self.node.state.read().unwrap_or_else(|p| p.into_inner());
+        f(&state, &caller.identity)
+    }
+
+    fn filter(name: &str, labels: &std::collections::HashMap<String, String>, ownership: Option<&Ownership>) -> VolumeFilter {
+        VolumeFilter {
+            name: (!name.is_empty()).then(|| name.to_string()),
+            labels: labels.clone().into_iter().collect(),
+            ownership: ownership.map(convert::ownership_from_proto),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl OpenStorageVolume for VolumeService {
+    async fn create(
+        &self,
+        request: Request<SdkVolumeCreateRequest>,
+    ) -> Result<Response<SdkVolumeCreateResponse>, Status> {
+        let caller = self.node.caller(request.metadata(), &method("Create"))?;
+        let req = request.into_inner();
+        if req.name.is_empty() {
+            return Err(Status::invalid_argument("Must supply a unique name"));
+        }
+        let Some(spec) = req.spec.as_ref() else {
+            return Err(Status::invalid_argument("Must supply a volume specification"));
+        };
+        let op = Op::CreateVolume {
+            id: VolumeId(uuid::Uuid::new_v4().to_string()),
+            name: req.name.clone(),
+            spec: convert::spec_from_proto(spec),
+            labels: req.labels.into_iter().collect(),
+            acls: convert::acls_from_proto(spec.ownership.as_ref()),
+        };
+        match self.node.write(caller.identity, caller.request_id, op, caller.deadline).await? {
+            Reply::VolumeCreated { id } => Ok(Response::new(SdkVolumeCreateResponse { volume_id: id.0 })),
+            other => Err(status::internal(format!("unexpected reply to create: {other:?}"))),
+        }
+    }
+
+    async fn delete(
+        &self,
+        request: Request<SdkVolumeDeleteRequest>,
+    ) -> Result<Response<SdkVolumeDeleteResponse>, Status> {
+        let caller = self.node.caller(request.metadata(), &method("Delete"))?;
+        let req = request.into_inner();
+        if req.volume_id.is_empty() {
+            return Err(Status::invalid_argument("Must supply a volume id"));
+        }
+        let op = Op::DeleteVolume { id: VolumeId(req.volume_id) };
+        self.node.write(caller.identity, caller.request_id, op, caller.deadline).await?;
+        Ok(Response::new(SdkVolumeDeleteResponse {}))
+    }
+
+    async fn inspect(
+        &self,
+        request: Request<SdkVolumeInspectRequest>,
+    ) -> Result<Response<SdkVolumeInspectResponse>, Status> {
+        let id = VolumeId(request.get_ref().volume_id.clone());
+        if id.0.is_empty() {
+            return Err(Status::invalid_argument("Must supply a volume id"));
+        }
+        let resp = self
+            .read(request.metadata(), "Inspect", |state, who| {
+                state.inspect_volume(who, &id).map(Self::inspect_response).map_err(status::from_rejection)
+            })
+            .await?;
+        Ok(Response::new(resp))
+    }
+
+    async fn inspect_with_filters(
+        &self,
+        request: Request<SdkVolumeInspectWithFiltersRequest>,
+    ) -> Result<Response<SdkVolumeInspectWithFiltersResponse>, Status> {
+        let req = request.get_ref();
+        let filter = Self::filter(&req.name, &req.labels, req.ownership.as_ref());
+        let volumes = self
+            .read(request.metadata(), "InspectWithFilters", |state, who| {
+                Ok(state.readable_volumes(who, &filter).map(Self::inspect_response).collect())
+            })
+            .await?;
+        Ok(Response::new(SdkVolumeInspectWithFiltersResponse { volumes }))
+    }
+
+    async fn enumerate(
+        &self,
+        request: Request<SdkVolumeEnumerateRequest>,
+    ) -> Result<Response<SdkVolumeEnumerateResponse>, Status> {
+        let filter = VolumeFilter::default();
+        let volume_ids = self
+            .read(request.metadata(), "Enumerate", |state, who| {
+                Ok(state.readable_volumes(who, &filter).map(|v| v.id.0.clone()).collect())
+            })
+            .await?;
+        Ok(Response::new(SdkVolumeEnumerateResponse { volume_ids }))
+    }
+
+    async fn enumerate_with_filters(
+        &self,
+        request: Request<SdkVolumeEnumerateWithFiltersRequest>,
+    ) -> Result<Response<SdkVolumeEnumerateWithFiltersResponse>, Status> {
+        let req = request.get_ref();
+        let filter = Self::filter(&req.name, &req.labels, req.ownership.as_ref());
+        let volume_ids = self
+            .read(request.metadata(), "EnumerateWithFilters", |state, who| {
+                Ok(state.readable_volumes(who, &filter).map(|v| v.id.0.clone()).collect())
+            })
+            .await?;
+        Ok(Response::new(SdkVolumeEnumerateWithFiltersResponse { volume_ids }))
+    }
+
+    unimplemented_methods! { "OpenStorageVolume";
+        clone => "Clone" (SdkVolumeCloneRequest) -> SdkVolumeCloneResponse;
+        update => "Update" (SdkVolumeUpdateRequest) -> SdkVolumeUpdateResponse;
+        stats => "Stats" (SdkVolumeStatsRequest) -> SdkVolumeStatsResponse;
+        capacity_usage => "CapacityUsage" (SdkVolumeCapacityUsageRequest) -> SdkVolumeCapacityUsageResponse;
+        snapshot_create => "SnapshotCreate" (SdkVolumeSnapshotCreateRequest) -> SdkVolumeSnapshotCreateResponse;
+        snapshot_restore => "SnapshotRestore" (SdkVolumeSnapshotRestoreRequest) -> SdkVolumeSnapshotRestoreResponse;
+        snapshot_enumerate => "SnapshotEnumerate" (SdkVolumeSnapshotEnumerateRequest) -> SdkVolumeSnapshotEnumerateResponse;
+        snapshot_enumerate_with_filters => "SnapshotEnumerateWithFilters" (SdkVolumeSnapshotEnumerateWithFiltersRequest) -> SdkVolumeSnapshotEnumerateWithFiltersResponse;
+        snapshot_schedule_update => "SnapshotScheduleUpdate" (SdkVolumeSnapshotScheduleUpdateRequest) -> SdkVolumeSnapshotScheduleUpdateResponse;
+        volume_catalog => "VolumeCatalog" (SdkVolumeCatalogRequest) -> SdkVolumeCatalogResponse;
+    }
+}

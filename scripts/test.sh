@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every custos test: formatting, Rust unit and integration tests (openraft's storage suite,
+# the tidy rules, real 3-node clusters), the wire-descriptor comparison against the official
+# Python client's wheel, and the Python client suite against a real cluster.
+# Installs what it needs (a Python venv with pinned packages) by itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "Python environment (.venv)"
+bash scripts/python-env.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "build (all targets)"
+cargo build --workspace --all-targets --locked
+
+step "Rust tests (unit, golden, property, openraft storage suite, tidy)"
+cargo test --workspace --locked --exclude custos-cluster-tests
+cargo test --locked -p custos-cluster-tests --test tidy
+
+step "cluster tests (real custos processes on 127.0.0.1)"
+# One cluster at a time: each test runs three debug-build nodes on this 2-core machine.
+cargo test --locked -p custos-cluster-tests --test cluster -- --test-threads=1
+
+step "Python: descriptor comparison and the official client against a real cluster"
+mkdir -p target
+cargo run --locked -q -p custos-proto --example descriptor_set > target/custos-descriptor-set.pb
+CUSTOS_DESCRIPTOR_SET="$PWD/target/custos-descriptor-set.pb" CUSTOS_BIN="$PWD/target/debug/custos" \
+  .venv/bin/python -m pytest -q -p no:cacheprovider cluster-tests/python
