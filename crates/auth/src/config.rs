@@ -70,7 +70,7 @@ pub struct IssuerConfig {
 /// Where one verification key comes from. Exactly one of `file` and `env` must be set; key
 /// material is never written inline in the configuration.
 ///
-/// Files and variables hold the raw shared secret (`hmac`; trailing newlines are removed) or a
+/// Files and variables hold the raw shared secret (`hmac`; trailing ASCII whitespace is removed) or a
 /// PEM public key (`rsa`, `ecdsa`, `ed25519`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,6 +97,18 @@ pub enum KeyKind {
     Ecdsa,
     /// Ed25519 public key: EdDSA.
     Ed25519,
+}
+
+impl KeyKind {
+    /// The configuration spelling (`hmac`, `rsa`, `ecdsa`, `ed25519`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Hmac => "hmac",
+            KeyKind::Rsa => "rsa",
+            KeyKind::Ecdsa => "ecdsa",
+            KeyKind::Ed25519 => "ed25519",
+        }
+    }
 }
 
 /// Which claim becomes [`custos_model::Identity::username`] (upstream `--username-claim`).

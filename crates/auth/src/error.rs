@@ -103,7 +103,9 @@ pub enum KeyError {
     EnvNotSet { var: String },
     #[error("the shared secret is empty")]
     EmptySecret,
-    #[error("the shared secret is {len} bytes; at least {min} are required (min_shared_secret_bytes)")]
+    #[error(
+        "the shared secret is {len} bytes; at least {min} are required (min_shared_secret_bytes)"
+    )]
     WeakSecret { len: usize, min: usize },
     #[error("expected a PEM {expected} public key: {detail}")]
     BadPem {

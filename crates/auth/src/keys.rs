@@ -59,7 +59,7 @@ pub(crate) fn load(
     let raw = read_source(src, env)?;
     let (algs, key) = match src.kind {
         KeyKind::Hmac => {
-            let secret = trim_trailing_newlines(&raw);
+            let secret = trim_trailing_whitespace(&raw);
             if secret.is_empty() {
                 return Err(KeyError::EmptySecret);
             }
@@ -82,10 +82,11 @@ pub(crate) fn load(
     })
 }
 
-/// `echo secret > file` leaves a newline that is not part of the secret.
-fn trim_trailing_newlines(raw: &[u8]) -> &[u8] {
+/// `echo secret > file` leaves a newline that is not part of the secret. Trailing ASCII
+/// whitespace is dropped, the same rule as `custos auth token generate --shared-secret-file`.
+fn trim_trailing_whitespace(raw: &[u8]) -> &[u8] {
     let mut end = raw.len();
-    while end > 0 && matches!(raw[end - 1], b'\n' | b'\r') {
+    while end > 0 && raw[end - 1].is_ascii_whitespace() {
         end -= 1;
     }
     &raw[..end]
@@ -128,7 +129,9 @@ fn rsa_public(raw: &[u8]) -> Result<DecodingKey, KeyError> {
     };
     let (text, label) = public_pem(raw, "RSA")?;
     let key = match label {
-        "PUBLIC KEY" => rsa::RsaPublicKey::from_public_key_pem(text).map_err(|e| bad(e.to_string())),
+        "PUBLIC KEY" => {
+            rsa::RsaPublicKey::from_public_key_pem(text).map_err(|e| bad(e.to_string()))
+        }
         "RSA PUBLIC KEY" => rsa::RsaPublicKey::from_pkcs1_pem(text).map_err(|e| bad(e.to_string())),
         other => Err(bad(format!("unexpected PEM block {other:?}"))),
     }?;
@@ -174,8 +177,8 @@ fn ed_public(raw: &[u8]) -> Result<DecodingKey, KeyError> {
         expected: "Ed25519",
         detail: detail.to_string(),
     };
-    let key = DecodingKey::from_ed_pem(text.as_bytes())
-        .map_err(|_| bad("not an Ed25519 public key"))?;
+    let key =
+        DecodingKey::from_ed_pem(text.as_bytes()).map_err(|_| bad("not an Ed25519 public key"))?;
     // jsonwebtoken's EdDSA verifier slices the first 32 bytes without checking the length
     // (it would panic on a shorter key), so the length is checked here, once, at load time.
     if key.as_bytes().len() != 32 {
@@ -202,9 +205,11 @@ mod tests {
     }
 
     #[test]
-    fn trailing_newlines_are_not_part_of_the_secret() {
-        assert_eq!(trim_trailing_newlines(b"abc\r\n\n"), b"abc");
-        assert_eq!(trim_trailing_newlines(b"\n"), b"");
-        assert_eq!(trim_trailing_newlines(b"a\nb"), b"a\nb");
+    fn trailing_whitespace_is_not_part_of_the_secret() {
+        assert_eq!(trim_trailing_whitespace(b"abc\r\n\n"), b"abc");
+        assert_eq!(trim_trailing_whitespace(b"abc \t\n"), b"abc");
+        assert_eq!(trim_trailing_whitespace(b"\n"), b"");
+        assert_eq!(trim_trailing_whitespace(b"a\nb "), b"a\nb");
+        assert_eq!(trim_trailing_whitespace(b" a"), b" a");
     }
 }

@@ -26,7 +26,7 @@ pub struct TokenClaims {
     pub name: String,
     #[serde(default)]
     pub email: String,
-    /// When missing or empty it becomes base64("openstorage.io/<name>/<email>"), as upstream.
+    /// When missing or empty it becomes `base64("openstorage.io/<name>/<email>")`, as upstream.
     #[serde(default)]
     pub sub: Option<String>,
     #[serde(default, deserialize_with = "null_as_empty")]
@@ -121,7 +121,7 @@ pub fn generate_token(
         .map_err(|e| SignError::Signing(e.to_string()))
 }
 
-/// Upstream's "mostly unique id" for a token without `sub`: base64("openstorage.io/<name>/<email>").
+/// Upstream's "mostly unique id" for a token without `sub`: `base64("openstorage.io/<name>/<email>")`.
 pub fn default_subject(name: &str, email: &str) -> String {
     STANDARD.encode(format!("openstorage.io/{name}/{email}"))
 }

@@ -317,7 +317,7 @@ impl Authenticator {
 }
 
 fn describe_key(index: usize, src: &crate::config::KeySource) -> String {
-    let mut out = format!("key #{index} ({:?}", src.kind);
+    let mut out = format!("key #{index} (kind {}", src.kind.as_str());
     if let Some(kid) = &src.kid {
         out.push_str(&format!(", kid {kid:?}"));
     }
