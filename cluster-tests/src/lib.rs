@@ -39,8 +39,12 @@ pub fn custos_bin() -> PathBuf {
     if let Ok(p) = std::env::var("CUSTOS_BIN") {
         return PathBuf::from(p);
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
     let bin = target.join("debug").join("custos");
     assert!(
         bin.exists(),
@@ -66,7 +70,10 @@ fn free_base_port(n: u16) -> anyhow::Result<u16> {
 }
 
 fn rand_u16() -> u16 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     (nanos ^ std::process::id().wrapping_mul(2_654_435_761)) as u16
 }
 
@@ -86,7 +93,14 @@ impl TestCluster {
         let base = free_base_port(n)?;
         let log = std::fs::File::create(dir.path().join("dev.log"))?;
         let dev = Command::new(custos_bin())
-            .args(["dev", "--nodes", &n.to_string(), "--base-port", &base.to_string(), "--dir"])
+            .args([
+                "dev",
+                "--nodes",
+                &n.to_string(),
+                "--base-port",
+                &base.to_string(),
+                "--dir",
+            ])
             .arg(dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -119,7 +133,10 @@ impl TestCluster {
                 bail!("custos dev exited early ({status}):\n{}", cluster.dev_log());
             }
             if Instant::now() > deadline {
-                bail!("custos dev did not become ready in 90 s:\n{}", cluster.dev_log());
+                bail!(
+                    "custos dev did not become ready in 90 s:\n{}",
+                    cluster.dev_log()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -130,28 +147,45 @@ impl TestCluster {
     }
 
     pub fn token(&self, who: &str) -> String {
-        self.info.tokens.get(who).cloned().unwrap_or_else(|| panic!("no {who} token"))
+        self.info
+            .tokens
+            .get(who)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {who} token"))
     }
 
     pub fn node(&self, id: u64) -> &NodeInfo {
-        self.info.nodes.iter().find(|n| n.id == id).expect("node id")
+        self.info
+            .nodes
+            .iter()
+            .find(|n| n.id == id)
+            .expect("node id")
     }
 
     /// A client talking to node `id` only.
     pub fn client(&self, id: u64, token: Option<&str>) -> Client {
-        Client::new(&[self.node(id).sdk.clone()], token).expect("client").with_timeout(Duration::from_secs(10))
+        Client::new(&[self.node(id).sdk.clone()], token)
+            .expect("client")
+            .with_timeout(Duration::from_secs(10))
     }
 
     /// A client failing over among all nodes.
     pub fn any_client(&self, token: Option<&str>) -> Client {
-        Client::new(&self.info.endpoints, token).expect("client").with_timeout(Duration::from_secs(10))
+        Client::new(&self.info.endpoints, token)
+            .expect("client")
+            .with_timeout(Duration::from_secs(10))
     }
 
     /// The leader as node `asker` sees it, waiting (bounded) until it knows one.
     pub async fn leader(&self, asker: u64) -> anyhow::Result<u64> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(s) = self.client(asker, None).with_timeout(Duration::from_secs(1)).status().await {
+            if let Ok(s) = self
+                .client(asker, None)
+                .with_timeout(Duration::from_secs(1))
+                .status()
+                .await
+            {
                 if s.leader_id != 0 {
                     return Ok(s.leader_id);
                 }
@@ -178,7 +212,8 @@ impl TestCluster {
             let _ = child.wait();
         }
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(&self.node(id).sdk).is_ok() && Instant::now() < deadline {
+        while std::net::TcpStream::connect(&self.node(id).sdk).is_ok() && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -186,7 +221,10 @@ impl TestCluster {
     /// Starts node `id` again from its config and data.
     pub fn restart(&mut self, id: u64) -> anyhow::Result<()> {
         let node = self.node(id).clone();
-        let log = std::fs::OpenOptions::new().append(true).create(true).open(&node.log)?;
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&node.log)?;
         let child = Command::new(custos_bin())
             .arg("server")
             .arg("--config")

@@ -6,7 +6,12 @@ use custos_model::Code;
 use std::time::{Duration, Instant};
 
 fn vol(name: &str) -> CreateVolume {
-    CreateVolume { name: name.to_string(), size: 1 << 30, ha_level: 1, ..Default::default() }
+    CreateVolume {
+        name: name.to_string(),
+        size: 1 << 30,
+        ha_level: 1,
+        ..Default::default()
+    }
 }
 
 fn code(e: &ClientError) -> Option<Code> {
@@ -17,66 +22,154 @@ fn code(e: &ClientError) -> Option<Code> {
 async fn create_on_one_node_is_visible_on_every_other() {
     let cluster = TestCluster::start(3).unwrap();
     let user = cluster.token("user");
-    let id = cluster.client(2, Some(&user)).create_volume(&vol("from-node-2")).await.unwrap();
+    let id = cluster
+        .client(2, Some(&user))
+        .create_volume(&vol("from-node-2"))
+        .await
+        .unwrap();
     // Linearizable by default: node 3 sees it at once, with no retry.
-    let v = cluster.client(3, Some(&user)).inspect_volume(&id).await.unwrap();
+    let v = cluster
+        .client(3, Some(&user))
+        .inspect_volume(&id)
+        .await
+        .unwrap();
     assert_eq!(v.name, "from-node-2");
     assert_eq!(v.ownership.as_ref().map(|o| o.owner.as_str()), Some("user"));
-    let listed = cluster.client(1, Some(&user)).enumerate_volumes().await.unwrap();
+    let listed = cluster
+        .client(1, Some(&user))
+        .enumerate_volumes()
+        .await
+        .unwrap();
     assert!(listed.contains(&id), "{listed:?} lacks {id}");
     // Idempotent by name, through yet another node.
-    let again = cluster.client(1, Some(&user)).create_volume(&vol("from-node-2")).await.unwrap();
+    let again = cluster
+        .client(1, Some(&user))
+        .create_volume(&vol("from-node-2"))
+        .await
+        .unwrap();
     assert_eq!(again, id);
     // A different shape under the same name is refused.
     let mut bigger = vol("from-node-2");
     bigger.size *= 2;
-    let err = cluster.client(3, Some(&user)).create_volume(&bigger).await.unwrap_err();
+    let err = cluster
+        .client(3, Some(&user))
+        .create_volume(&bigger)
+        .await
+        .unwrap_err();
     assert_eq!(code(&err), Some(Code::AlreadyExists), "{err}");
     // Delete through node 3, gone on node 2.
-    cluster.client(3, Some(&user)).delete_volume(&id).await.unwrap();
-    let err = cluster.client(2, Some(&user)).inspect_volume(&id).await.unwrap_err();
+    cluster
+        .client(3, Some(&user))
+        .delete_volume(&id)
+        .await
+        .unwrap();
+    let err = cluster
+        .client(2, Some(&user))
+        .inspect_volume(&id)
+        .await
+        .unwrap_err();
     assert_eq!(code(&err), Some(Code::NotFound), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_and_ownership_are_enforced_end_to_end() {
     let cluster = TestCluster::start(3).unwrap();
-    let (user, view, admin) = (cluster.token("user"), cluster.token("view"), cluster.token("admin"));
+    let (user, view, admin) = (
+        cluster.token("user"),
+        cluster.token("view"),
+        cluster.token("admin"),
+    );
 
-    let err = cluster.client(1, Some(&view)).create_volume(&vol("viewer-vol")).await.unwrap_err();
+    let err = cluster
+        .client(1, Some(&view))
+        .create_volume(&vol("viewer-vol"))
+        .await
+        .unwrap_err();
     assert_eq!(code(&err), Some(Code::PermissionDenied), "{err}");
-    assert!(err.to_string().contains("Access denied to roles: [system.view]"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("Access denied to roles: [system.view]"),
+        "{err}"
+    );
 
-    let owned = cluster.client(2, Some(&user)).create_volume(&vol("users-vol")).await.unwrap();
+    let owned = cluster
+        .client(2, Some(&user))
+        .create_volume(&vol("users-vol"))
+        .await
+        .unwrap();
     // The viewer can read nothing it does not own: Inspect is refused, Enumerate hides it.
-    let err = cluster.client(3, Some(&view)).inspect_volume(&owned).await.unwrap_err();
+    let err = cluster
+        .client(3, Some(&view))
+        .inspect_volume(&owned)
+        .await
+        .unwrap_err();
     assert_eq!(code(&err), Some(Code::PermissionDenied), "{err}");
-    assert!(!cluster.client(3, Some(&view)).enumerate_volumes().await.unwrap().contains(&owned));
+    assert!(!cluster
+        .client(3, Some(&view))
+        .enumerate_volumes()
+        .await
+        .unwrap()
+        .contains(&owned));
     // The viewer cannot delete it either (role check first), the admin can read it.
-    let err = cluster.client(1, Some(&view)).delete_volume(&owned).await.unwrap_err();
+    let err = cluster
+        .client(1, Some(&view))
+        .delete_volume(&owned)
+        .await
+        .unwrap_err();
     assert_eq!(code(&err), Some(Code::PermissionDenied), "{err}");
-    assert_eq!(cluster.client(1, Some(&admin)).inspect_volume(&owned).await.unwrap().name, "users-vol");
+    assert_eq!(
+        cluster
+            .client(1, Some(&admin))
+            .inspect_volume(&owned)
+            .await
+            .unwrap()
+            .name,
+        "users-vol"
+    );
 
     // No token: a guest. Its volume has no owner and is public.
-    let public = cluster.client(3, None).create_volume(&vol("guest-vol")).await.unwrap();
-    let v = cluster.client(1, Some(&view)).inspect_volume(&public).await.unwrap();
+    let public = cluster
+        .client(3, None)
+        .create_volume(&vol("guest-vol"))
+        .await
+        .unwrap();
+    let v = cluster
+        .client(1, Some(&view))
+        .inspect_volume(&public)
+        .await
+        .unwrap();
     assert!(v.ownership.is_none());
     // A guest cannot read the user's volume.
-    let err = cluster.client(2, None).inspect_volume(&owned).await.unwrap_err();
+    let err = cluster
+        .client(2, None)
+        .inspect_volume(&owned)
+        .await
+        .unwrap_err();
     assert_eq!(code(&err), Some(Code::PermissionDenied), "{err}");
 
     // A forged token (wrong key) is refused; an unknown scheme is unauthenticated.
     let forged = format!("{}x", user);
-    let err = cluster.client(1, Some(&forged)).enumerate_volumes().await.unwrap_err();
+    let err = cluster
+        .client(1, Some(&forged))
+        .enumerate_volumes()
+        .await
+        .unwrap_err();
     assert_eq!(code(&err), Some(Code::PermissionDenied), "{err}");
-    assert!(err.to_string().contains("Unable to authenticate token"), "{err}");
+    assert!(
+        err.to_string().contains("Unable to authenticate token"),
+        "{err}"
+    );
 }
 
 /// Retries a create through any node until it is acknowledged or 20 s pass.
 async fn create_with_retry(cluster: &TestCluster, token: &str, name: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        match cluster.any_client(Some(token)).create_volume(&vol(name)).await {
+        match cluster
+            .any_client(Some(token))
+            .create_volume(&vol(name))
+            .await
+        {
             Ok(id) => return id,
             Err(e) if code(&e) == Some(Code::Unavailable) && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -92,12 +185,18 @@ async fn acknowledged_writes_survive_killing_the_leader() {
     let user = cluster.token("user");
     let mut acked = Vec::new();
     for i in 0..5 {
-        acked.push((format!("before-{i}"), create_with_retry(&cluster, &user, &format!("before-{i}")).await));
+        acked.push((
+            format!("before-{i}"),
+            create_with_retry(&cluster, &user, &format!("before-{i}")).await,
+        ));
     }
     let leader = cluster.leader(1).await.unwrap();
     cluster.kill9(leader);
     for i in 0..10 {
-        acked.push((format!("during-{i}"), create_with_retry(&cluster, &user, &format!("during-{i}")).await));
+        acked.push((
+            format!("during-{i}"),
+            create_with_retry(&cluster, &user, &format!("during-{i}")).await,
+        ));
     }
     let survivor = (1..=3).find(|n| *n != leader).unwrap();
     let new_leader = cluster.leader(survivor).await.unwrap();
@@ -132,13 +231,24 @@ async fn tokens_never_reach_data_or_logs() {
     let mut cluster = TestCluster::start(3).unwrap();
     let tokens: Vec<String> = cluster.info.tokens.values().cloned().collect();
     for (i, who) in ["admin", "user"].iter().enumerate() {
-        cluster.any_client(Some(&cluster.token(who))).create_volume(&vol(&format!("scan-{i}"))).await.unwrap();
+        cluster
+            .any_client(Some(&cluster.token(who)))
+            .create_volume(&vol(&format!("scan-{i}")))
+            .await
+            .unwrap();
     }
-    let _ = cluster.any_client(Some("not.a.token")).enumerate_volumes().await;
+    let _ = cluster
+        .any_client(Some("not.a.token"))
+        .enumerate_volumes()
+        .await;
     // Force the state onto disk: a killed and restarted node replays from its files.
     cluster.kill9(2);
     cluster.restart(2).unwrap();
-    cluster.client(2, Some(&cluster.token("user"))).enumerate_volumes().await.ok();
+    cluster
+        .client(2, Some(&cluster.token("user")))
+        .enumerate_volumes()
+        .await
+        .ok();
     let mut scanned = 0;
     for file in cluster.files() {
         if file.ends_with("cluster.json") {

@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The only allowed edges between workspace crates (normal, build and dev dependencies alike).
@@ -16,10 +19,22 @@ fn allowed() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
     m.insert("custos-auth", ["custos-model"].into());
     m.insert("custos-proto", ["custos-model"].into());
     m.insert("custos-store", ["custos-model"].into());
-    m.insert("custos-server", ["custos-model", "custos-auth", "custos-proto", "custos-store"].into());
+    m.insert(
+        "custos-server",
+        [
+            "custos-model",
+            "custos-auth",
+            "custos-proto",
+            "custos-store",
+        ]
+        .into(),
+    );
     m.insert("custos-client", ["custos-proto", "custos-model"].into());
     m.insert("custos-cli", ["custos-client", "custos-server"].into());
-    m.insert("custos-cluster-tests", ["custos-client", "custos-model"].into());
+    m.insert(
+        "custos-cluster-tests",
+        ["custos-client", "custos-model"].into(),
+    );
     m
 }
 
@@ -33,7 +48,9 @@ const EXCLUSIVE: &[(&str, &str)] = &[
 ];
 
 /// Crates the pure model must not depend on.
-const IMPURE: &[&str] = &["tokio", "sled", "openraft", "rand", "uuid", "tonic", "futures", "chrono"];
+const IMPURE: &[&str] = &[
+    "tokio", "sled", "openraft", "rand", "uuid", "tonic", "futures", "chrono",
+];
 
 fn metadata() -> Value {
     let out = Command::new(env!("CARGO"))
@@ -41,7 +58,11 @@ fn metadata() -> Value {
         .current_dir(root())
         .output()
         .expect("cargo metadata");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -51,7 +72,9 @@ fn check_dependencies(meta: &Value) -> Vec<String> {
     for pkg in meta["packages"].as_array().unwrap() {
         let name = pkg["name"].as_str().unwrap();
         let Some(ok) = allowed.get(name) else {
-            problems.push(format!("{name} is not a known workspace crate: add it to the tidy rule"));
+            problems.push(format!(
+                "{name} is not a known workspace crate: add it to the tidy rule"
+            ));
             continue;
         };
         for dep in pkg["dependencies"].as_array().unwrap() {
@@ -61,11 +84,15 @@ fn check_dependencies(meta: &Value) -> Vec<String> {
             }
             if let Some((_, owner)) = EXCLUSIVE.iter().find(|(d, _)| *d == dep_name) {
                 if name != *owner {
-                    problems.push(format!("{name} must not depend on {dep_name} (only {owner} may)"));
+                    problems.push(format!(
+                        "{name} must not depend on {dep_name} (only {owner} may)"
+                    ));
                 }
             }
             if name == "custos-model" && IMPURE.contains(&dep_name) && dep["kind"].is_null() {
-                problems.push(format!("custos-model must stay pure: it depends on {dep_name}"));
+                problems.push(format!(
+                    "custos-model must stay pure: it depends on {dep_name}"
+                ));
             }
         }
     }
@@ -75,7 +102,11 @@ fn check_dependencies(meta: &Value) -> Vec<String> {
 #[test]
 fn crates_depend_only_downwards() {
     let problems = check_dependencies(&metadata());
-    assert!(problems.is_empty(), "dependency rule broken:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "dependency rule broken:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]
@@ -88,7 +119,10 @@ fn the_dependency_check_catches_a_bad_edge() {
             deps.push(serde_json::json!({"name": "tokio", "kind": null}));
         }
         if pkg["name"] == "custos-server" {
-            pkg["dependencies"].as_array_mut().unwrap().push(serde_json::json!({"name": "sled", "kind": null}));
+            pkg["dependencies"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({"name": "sled", "kind": null}));
         }
     }
     let problems = check_dependencies(&meta);
@@ -121,5 +155,9 @@ fn every_rust_file_opens_with_a_module_doc_line() {
         .filter(|f| !std::fs::read_to_string(f).unwrap().starts_with("//!"))
         .map(|f| f.strip_prefix(root()).unwrap().display().to_string())
         .collect();
-    assert!(missing.is_empty(), "these files do not open with a `//!` line:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "these files do not open with a `//!` line:\n{}",
+        missing.join("\n")
+    );
 }

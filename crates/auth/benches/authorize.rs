@@ -3,7 +3,8 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use custos_auth::{
-    generate_token, AuthConfig, Authenticator, IssuerConfig, KeyKind, KeySource, SigningKey, TokenClaims,
+    generate_token, AuthConfig, Authenticator, IssuerConfig, KeyKind, KeySource, SigningKey,
+    TokenClaims,
 };
 use custos_model::ownership::{permitted, AccessType, Acls, Ownership};
 use custos_model::{MethodName, State};
@@ -12,7 +13,9 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 fn key_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/keys").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/keys")
+        .join(name)
 }
 
 fn read(name: &str) -> Vec<u8> {
@@ -29,7 +32,11 @@ struct Case {
 }
 
 fn cases() -> Vec<Case> {
-    let secret = String::from_utf8(read("hmac-a.secret")).unwrap().trim().as_bytes().to_vec();
+    let secret = String::from_utf8(read("hmac-a.secret"))
+        .unwrap()
+        .trim()
+        .as_bytes()
+        .to_vec();
     vec![
         Case {
             name: "HS256",
@@ -73,7 +80,9 @@ fn bench(c: &mut Criterion) {
     let ownership = Ownership {
         owner: "someone-else".into(),
         acls: Acls {
-            groups: [("engineering".to_string(), AccessType::Read)].into_iter().collect(),
+            groups: [("engineering".to_string(), AccessType::Read)]
+                .into_iter()
+                .collect(),
             ..Acls::default()
         },
     };
@@ -82,7 +91,12 @@ fn bench(c: &mut Criterion) {
             issuers: vec![IssuerConfig {
                 name: "bench".into(),
                 custom_claim_namespace: None,
-                keys: vec![KeySource { kid: None, kind: case.kind, file: Some(key_path(case.public)), env: None }],
+                keys: vec![KeySource {
+                    kid: None,
+                    kind: case.kind,
+                    file: Some(key_path(case.public)),
+                    env: None,
+                }],
             }],
             ..AuthConfig::default()
         };
@@ -101,7 +115,13 @@ fn bench(c: &mut Criterion) {
         let mut group = c.benchmark_group(case.name);
         group.bench_function("signature_only", |b| {
             b.iter(|| {
-                assert!(crypto::verify(black_box(signature), message.as_bytes(), &case.decoding, case.alg).unwrap())
+                assert!(crypto::verify(
+                    black_box(signature),
+                    message.as_bytes(),
+                    &case.decoding,
+                    case.alg
+                )
+                .unwrap())
             })
         });
         group.bench_function("full_authorization", |b| {

@@ -11,10 +11,20 @@ use output::Format;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "custos", version, about = "Raft-replicated security control plane for storage clusters")]
+#[command(
+    name = "custos",
+    version,
+    about = "Raft-replicated security control plane for storage clusters"
+)]
 struct Cli {
     /// SDK endpoints (host:port), comma-separated; the client fails over among them.
-    #[arg(long, global = true, env = "CUSTOS_ENDPOINT", value_delimiter = ',', default_value = "127.0.0.1:9100")]
+    #[arg(
+        long,
+        global = true,
+        env = "CUSTOS_ENDPOINT",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:9100"
+    )]
     endpoint: Vec<String>,
     /// Bearer token (JWT). Without one, calls are made as guest.
     #[arg(long, global = true, env = "CUSTOS_TOKEN", hide_env_values = true)]
@@ -53,14 +63,21 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
-    let ctx = output::Context { endpoints: cli.endpoint, token: cli.token, format: cli.output };
+    let ctx = output::Context {
+        endpoints: cli.endpoint,
+        token: cli.token,
+        format: cli.output,
+    };
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => server::run(args).await,

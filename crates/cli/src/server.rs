@@ -34,13 +34,20 @@ fn parse_peer(s: &str) -> Result<MemberConfig, String> {
     let err = || format!("peer {s:?} is not ID=RAFT_ADDR,SDK_ADDR");
     let (id, addrs) = s.split_once('=').ok_or_else(err)?;
     let (raft_addr, sdk_addr) = addrs.split_once(',').ok_or_else(err)?;
-    Ok(MemberConfig { id: id.parse().map_err(|_| err())?, raft_addr: raft_addr.into(), sdk_addr: sdk_addr.into() })
+    Ok(MemberConfig {
+        id: id.parse().map_err(|_| err())?,
+        raft_addr: raft_addr.into(),
+        sdk_addr: sdk_addr.into(),
+    })
 }
 
 fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CUSTOS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CUSTOS_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -66,13 +73,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if !args.peers.is_empty() {
         config.initial_members = args.peers;
     }
-    custos_server::run(config, shutdown_signal()).await.context("custos server")
+    custos_server::run(config, shutdown_signal())
+        .await
+        .context("custos server")
 }
 
 /// Resolves on SIGINT or SIGTERM.
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut term) = signal(SignalKind::terminate()) else { return std::future::pending().await };
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return std::future::pending().await;
+    };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

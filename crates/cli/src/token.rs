@@ -56,7 +56,9 @@ fn read(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
 }
 
 pub fn run(cmd: AuthCommand, ctx: &Context) -> anyhow::Result<()> {
-    let AuthCommand::Token { command: TokenCommand::Generate(args) } = cmd;
+    let AuthCommand::Token {
+        command: TokenCommand::Generate(args),
+    } = cmd;
     let claims: TokenClaims = serde_yaml::from_slice(&read(&args.auth_config)?)
         .with_context(|| format!("parsing {}", args.auth_config.display()))?;
     let mut keys = Vec::new();
@@ -85,11 +87,14 @@ pub fn run(cmd: AuthCommand, ctx: &Context) -> anyhow::Result<()> {
         _ => bail!("more than one signing key given: pass exactly one"),
     };
     let duration = parse_duration(&args.token_duration)?;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
     let token = generate_token(&claims, &args.issuer, &key, duration, now)?;
     match &args.output {
         Some(path) => {
-            std::fs::write(path, format!("{token}\n")).with_context(|| format!("writing {}", path.display()))?;
+            std::fs::write(path, format!("{token}\n"))
+                .with_context(|| format!("writing {}", path.display()))?;
             eprintln!("token written to {}", path.display());
         }
         None if ctx.format == Format::Json => println!("{}", serde_json::json!({ "token": token })),

@@ -52,7 +52,9 @@ pub fn parse_size(s: &str) -> anyhow::Result<u64> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().with_context(|| format!("size {s:?} must start with a number"))?;
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("size {s:?} must start with a number"))?;
     let mult: u64 = match unit {
         "" | "B" => 1,
         "K" | "KB" => 1000,
@@ -65,7 +67,8 @@ pub fn parse_size(s: &str) -> anyhow::Result<u64> {
         "Ti" | "TiB" => 1 << 40,
         _ => bail!("unknown size unit {unit:?}: use Ki, Mi, Gi, Ti (or K, M, G, T)"),
     };
-    n.checked_mul(mult).with_context(|| format!("size {s:?} is too large"))
+    n.checked_mul(mult)
+        .with_context(|| format!("size {s:?} is too large"))
 }
 
 fn print_volume(v: &custos_client::model::Volume, format: Format) -> anyhow::Result<()> {
@@ -73,7 +76,10 @@ fn print_volume(v: &custos_client::model::Volume, format: Format) -> anyhow::Res
         println!("{}", serde_json::to_string_pretty(v)?);
         return Ok(());
     }
-    let owner = v.ownership.as_ref().map_or("(public)".to_string(), |o| o.owner.clone());
+    let owner = v
+        .ownership
+        .as_ref()
+        .map_or("(public)".to_string(), |o| o.owner.clone());
     let labels: Vec<String> = v.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     table(
         &["ID", "NAME", "SIZE", "HA", "OWNER", "LABELS"],
@@ -92,7 +98,14 @@ fn print_volume(v: &custos_client::model::Volume, format: Format) -> anyhow::Res
 pub async fn run(cmd: VolumeCommand, ctx: &Context) -> anyhow::Result<()> {
     let client = ctx.client()?;
     match cmd {
-        VolumeCommand::Create { name, size, repl, labels, shared, encrypted } => {
+        VolumeCommand::Create {
+            name,
+            size,
+            repl,
+            labels,
+            shared,
+            encrypted,
+        } => {
             let opts = CreateVolume {
                 name: name.clone(),
                 size: parse_size(&size)?,
@@ -103,7 +116,9 @@ pub async fn run(cmd: VolumeCommand, ctx: &Context) -> anyhow::Result<()> {
             };
             let id = client.create_volume(&opts).await?;
             match ctx.format {
-                Format::Json => println!("{}", serde_json::json!({ "volume_id": id, "name": name })),
+                Format::Json => {
+                    println!("{}", serde_json::json!({ "volume_id": id, "name": name }))
+                }
                 Format::Table => println!("{id}"),
             }
             eprintln!("volume {name} created");
@@ -124,8 +139,17 @@ pub async fn run(cmd: VolumeCommand, ctx: &Context) -> anyhow::Result<()> {
                 let rows: Vec<Vec<String>> = volumes
                     .iter()
                     .map(|v| {
-                        let owner = v.ownership.as_ref().map_or("(public)".to_string(), |o| o.owner.clone());
-                        vec![v.id.0.clone(), v.name.clone(), v.spec.size.to_string(), v.spec.ha_level.to_string(), owner]
+                        let owner = v
+                            .ownership
+                            .as_ref()
+                            .map_or("(public)".to_string(), |o| o.owner.clone());
+                        vec![
+                            v.id.0.clone(),
+                            v.name.clone(),
+                            v.spec.size.to_string(),
+                            v.spec.ha_level.to_string(),
+                            owner,
+                        ]
                     })
                     .collect();
                 table(&["ID", "NAME", "SIZE", "HA", "OWNER"], &rows);
@@ -172,8 +196,19 @@ pub async fn run_cluster(cmd: ClusterCommand, ctx: &Context) -> anyhow::Result<(
                     .members
                     .iter()
                     .map(|m| {
-                        let role = if m.id == s.leader_id { "leader" } else if m.voter { "voter" } else { "learner" };
-                        vec![m.id.to_string(), role.to_string(), m.sdk_addr.clone(), m.raft_addr.clone()]
+                        let role = if m.id == s.leader_id {
+                            "leader"
+                        } else if m.voter {
+                            "voter"
+                        } else {
+                            "learner"
+                        };
+                        vec![
+                            m.id.to_string(),
+                            role.to_string(),
+                            m.sdk_addr.clone(),
+                            m.raft_addr.clone(),
+                        ]
                     })
                     .collect();
                 table(&["ID", "ROLE", "SDK", "RAFT"], &rows);
@@ -182,9 +217,15 @@ pub async fn run_cluster(cmd: ClusterCommand, ctx: &Context) -> anyhow::Result<(
         ClusterCommand::Inspect => {
             let c = client.cluster().await?;
             if ctx.format == Format::Json {
-                println!("{}", serde_json::json!({"id": c.id, "name": c.name, "status": c.status}));
+                println!(
+                    "{}",
+                    serde_json::json!({"id": c.id, "name": c.name, "status": c.status})
+                );
             } else {
-                table(&["ID", "NAME", "STATUS"], &[vec![c.id, c.name, c.status.to_string()]]);
+                table(
+                    &["ID", "NAME", "STATUS"],
+                    &[vec![c.id, c.name, c.status.to_string()]],
+                );
             }
         }
     }
@@ -194,10 +235,19 @@ pub async fn run_cluster(cmd: ClusterCommand, ctx: &Context) -> anyhow::Result<(
 pub async fn version(ctx: &Context) -> anyhow::Result<()> {
     let v = ctx.client()?.version().await?;
     let sdk = v.sdk_version.map(|s| s.version).unwrap_or_default();
-    let server = v.version.map(|s| format!("{} {}", s.driver, s.version)).unwrap_or_default();
+    let server = v
+        .version
+        .map(|s| format!("{} {}", s.driver, s.version))
+        .unwrap_or_default();
     match ctx.format {
-        Format::Json => println!("{}", serde_json::json!({"sdk_version": sdk, "server": server, "client": env!("CARGO_PKG_VERSION")})),
-        Format::Table => println!("client {}\nserver {server}\nsdk {sdk}", env!("CARGO_PKG_VERSION")),
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({"sdk_version": sdk, "server": server, "client": env!("CARGO_PKG_VERSION")})
+        ),
+        Format::Table => println!(
+            "client {}\nserver {server}\nsdk {sdk}",
+            env!("CARGO_PKG_VERSION")
+        ),
     }
     Ok(())
 }

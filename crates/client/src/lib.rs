@@ -55,7 +55,10 @@ impl ClientError {
             tonic::Code::Unimplemented => Code::Unimplemented,
             _ => Code::Unavailable,
         };
-        ClientError::Status { code, message: s.message().to_string() }
+        ClientError::Status {
+            code,
+            message: s.message().to_string(),
+        }
     }
 }
 
@@ -95,10 +98,18 @@ impl Client {
             return Err(ClientError::InvalidEndpoint(String::new()));
         }
         let token = match token.filter(|t| !t.is_empty()) {
-            Some(t) => Some(format!("bearer {t}").parse().map_err(|_| ClientError::InvalidToken)?),
+            Some(t) => Some(
+                format!("bearer {t}")
+                    .parse()
+                    .map_err(|_| ClientError::InvalidToken)?,
+            ),
             None => None,
         };
-        Ok(Client { endpoints, token, timeout: Duration::from_secs(15) })
+        Ok(Client {
+            endpoints,
+            token,
+            timeout: Duration::from_secs(15),
+        })
     }
 
     /// Sets the per-call deadline (sent to the server as `grpc-timeout`).
@@ -132,14 +143,21 @@ impl Client {
         for (addr, channel) in &self.endpoints {
             match call(channel.clone(), request_id.clone()).await {
                 Ok(v) => return Ok(v),
-                Err(s) if s.code() == tonic::Code::Unavailable || s.code() == tonic::Code::Unknown => {
+                Err(s)
+                    if s.code() == tonic::Code::Unavailable || s.code() == tonic::Code::Unknown =>
+                {
                     last = format!("{addr}: {}", s.message());
                 }
                 Err(s) => return Err(ClientError::from_status(s)),
             }
         }
         Err(ClientError::Unreachable {
-            endpoints: self.endpoints.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>().join(","),
+            endpoints: self
+                .endpoints
+                .iter()
+                .map(|(a, _)| a.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
             last,
         })
     }
@@ -147,7 +165,9 @@ impl Client {
     pub async fn version(&self) -> Result<SdkIdentityVersionResponse, ClientError> {
         self.call(|ch, id| async move {
             let mut c = OpenStorageIdentityClient::new(ch);
-            c.version(self.request(SdkIdentityVersionRequest {}, &id)).await.map(|r| r.into_inner())
+            c.version(self.request(SdkIdentityVersionRequest {}, &id))
+                .await
+                .map(|r| r.into_inner())
         })
         .await
     }
@@ -155,7 +175,9 @@ impl Client {
     pub async fn cluster(&self) -> Result<StorageCluster, ClientError> {
         self.call(|ch, id| async move {
             let mut c = OpenStorageClusterClient::new(ch);
-            c.inspect_current(self.request(SdkClusterInspectCurrentRequest {}, &id)).await.map(|r| r.into_inner())
+            c.inspect_current(self.request(SdkClusterInspectCurrentRequest {}, &id))
+                .await
+                .map(|r| r.into_inner())
         })
         .await?
         .cluster
@@ -166,7 +188,9 @@ impl Client {
     pub async fn status(&self) -> Result<StatusReply, ClientError> {
         self.call(|ch, id| async move {
             let mut c = ClusterAdminClient::new(ch);
-            c.status(self.request(StatusRequest {}, &id)).await.map(|r| r.into_inner())
+            c.status(self.request(StatusRequest {}, &id))
+                .await
+                .map(|r| r.into_inner())
         })
         .await
     }
@@ -189,7 +213,9 @@ impl Client {
             let msg = msg.clone();
             async move {
                 let mut c = OpenStorageVolumeClient::new(ch);
-                c.create(self.request(msg, &id)).await.map(|r| r.into_inner().volume_id)
+                c.create(self.request(msg, &id))
+                    .await
+                    .map(|r| r.into_inner().volume_id)
             }
         })
         .await
@@ -199,25 +225,40 @@ impl Client {
         let resp = self
             .call(|ch, id| async move {
                 let mut c = OpenStorageVolumeClient::new(ch);
-                let msg = SdkVolumeInspectRequest { volume_id: volume_id.to_string(), options: None };
-                c.inspect(self.request(msg, &id)).await.map(|r| r.into_inner())
+                let msg = SdkVolumeInspectRequest {
+                    volume_id: volume_id.to_string(),
+                    options: None,
+                };
+                c.inspect(self.request(msg, &id))
+                    .await
+                    .map(|r| r.into_inner())
             })
             .await?;
-        let v = resp.volume.ok_or_else(|| ClientError::Protocol("Inspect returned no volume".into()))?;
+        let v = resp
+            .volume
+            .ok_or_else(|| ClientError::Protocol("Inspect returned no volume".into()))?;
         Ok(convert::volume_from_proto(&v))
     }
 
     /// Finds a volume by id, or else by name.
     pub async fn find_volume(&self, id_or_name: &str) -> Result<Volume, ClientError> {
         match self.inspect_volume(id_or_name).await {
-            Err(ClientError::Status { code: Code::NotFound, .. }) => {}
+            Err(ClientError::Status {
+                code: Code::NotFound,
+                ..
+            }) => {}
             other => return other,
         }
         let resp = self
             .call(|ch, id| async move {
                 let mut c = OpenStorageVolumeClient::new(ch);
-                let msg = SdkVolumeInspectWithFiltersRequest { name: id_or_name.to_string(), ..Default::default() };
-                c.inspect_with_filters(self.request(msg, &id)).await.map(|r| r.into_inner())
+                let msg = SdkVolumeInspectWithFiltersRequest {
+                    name: id_or_name.to_string(),
+                    ..Default::default()
+                };
+                c.inspect_with_filters(self.request(msg, &id))
+                    .await
+                    .map(|r| r.into_inner())
             })
             .await?;
         resp.volumes
@@ -233,7 +274,9 @@ impl Client {
     pub async fn enumerate_volumes(&self) -> Result<Vec<String>, ClientError> {
         self.call(|ch, id| async move {
             let mut c = OpenStorageVolumeClient::new(ch);
-            c.enumerate(self.request(SdkVolumeEnumerateRequest {}, &id)).await.map(|r| r.into_inner().volume_ids)
+            c.enumerate(self.request(SdkVolumeEnumerateRequest {}, &id))
+                .await
+                .map(|r| r.into_inner().volume_ids)
         })
         .await
     }
@@ -241,7 +284,9 @@ impl Client {
     pub async fn delete_volume(&self, volume_id: &str) -> Result<(), ClientError> {
         self.call(|ch, id| async move {
             let mut c = OpenStorageVolumeClient::new(ch);
-            let msg = SdkVolumeDeleteRequest { volume_id: volume_id.to_string() };
+            let msg = SdkVolumeDeleteRequest {
+                volume_id: volume_id.to_string(),
+            };
             c.delete(self.request(msg, &id)).await.map(|_| ())
         })
         .await

@@ -66,7 +66,9 @@ impl Op {
 pub enum Reply {
     /// Nothing to return (also the result of Raft's own blank and membership entries).
     Empty,
-    VolumeCreated { id: VolumeId },
+    VolumeCreated {
+        id: VolumeId,
+    },
     Role(Role),
 }
 

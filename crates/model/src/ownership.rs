@@ -33,8 +33,16 @@ impl Ownership {
     /// key (access levels ignored), as upstream's enumerate filters do.
     pub fn matches_filter(&self, filter: &Ownership) -> bool {
         (!filter.owner.is_empty() && self.owner == filter.owner)
-            || filter.acls.groups.keys().any(|g| self.acls.groups.contains_key(g))
-            || filter.acls.collaborators.keys().any(|c| self.acls.collaborators.contains_key(c))
+            || filter
+                .acls
+                .groups
+                .keys()
+                .any(|g| self.acls.groups.contains_key(g))
+            || filter
+                .acls
+                .collaborators
+                .keys()
+                .any(|c| self.acls.collaborators.contains_key(c))
     }
 }
 
@@ -64,5 +72,7 @@ pub fn permitted(who: &Identity, ownership: Option<&Ownership>, want: AccessType
         .iter()
         .filter_map(|c| own.acls.collaborators.get(*c))
         .max();
-    group_grant.max(collaborator_grant).is_some_and(|g| *g >= want)
+    group_grant
+        .max(collaborator_grant)
+        .is_some_and(|g| *g >= want)
 }

@@ -44,7 +44,10 @@ pub struct Rejection {
 
 impl Rejection {
     pub fn new(code: Code, message: impl Into<String>) -> Rejection {
-        Rejection { code, message: message.into() }
+        Rejection {
+            code,
+            message: message.into(),
+        }
     }
     pub fn invalid(message: impl Into<String>) -> Rejection {
         Rejection::new(Code::InvalidArgument, message)

@@ -42,7 +42,11 @@ impl MethodName {
             Some(rest) => rest.to_string(),
             None => service,
         };
-        MethodName { full: full.to_string(), service, api }
+        MethodName {
+            full: full.to_string(),
+            service,
+            api,
+        }
     }
 
     /// `volume.create` style, as audit records spell it.
@@ -93,18 +97,27 @@ impl Role {
     /// an api deny only applies under rules whose services match.
     pub fn allows(&self, method: &MethodName) -> bool {
         for rule in &self.rules {
-            if rule.services.iter().any(|s| deny_matches(s, &method.service)) {
+            if rule
+                .services
+                .iter()
+                .any(|s| deny_matches(s, &method.service))
+            {
                 return false;
             }
         }
         for rule in &self.rules {
-            let service_hit = rule.services.iter().any(|s| allow_matches(s, &method.service));
+            let service_hit = rule
+                .services
+                .iter()
+                .any(|s| allow_matches(s, &method.service));
             if service_hit && rule.apis.iter().any(|a| deny_matches(a, &method.api)) {
                 return false;
             }
         }
         self.rules.iter().any(|rule| {
-            rule.services.iter().any(|s| allow_matches(s, &method.service))
+            rule.services
+                .iter()
+                .any(|s| allow_matches(s, &method.service))
                 && rule.apis.iter().any(|a| allow_matches(a, &method.api))
         })
     }
@@ -114,17 +127,20 @@ impl Role {
         if self.name.is_empty() {
             return Err(Rejection::invalid("Must supply a name for the role"));
         }
+        // Upstream (`validateRole`) looks for rules before it looks at the name's characters.
+        if self.rules.is_empty() {
+            return Err(Rejection::invalid("Must supply rules for role"));
+        }
         if self.name.contains('/') || self.name.contains(' ') {
             return Err(Rejection::invalid(
                 "Name cannot contain any of the following invalid characters: / ",
             ));
         }
-        if self.rules.is_empty() {
-            return Err(Rejection::invalid("Must supply rules for role"));
-        }
         for rule in &self.rules {
             if rule.services.is_empty() {
-                return Err(Rejection::invalid("Must supply a service in rules for the role"));
+                return Err(Rejection::invalid(
+                    "Must supply a service in rules for the role",
+                ));
             }
             if rule.apis.is_empty() {
                 return Err(Rejection::invalid("Must supply apis in rules for the role"));
@@ -148,13 +164,23 @@ pub const VIEW_ROLE: &str = "system.view";
 /// The built-in roles with their default rules. Only `system.guest` may be changed.
 pub fn builtin_roles() -> Vec<Role> {
     vec![
-        Role { name: ADMIN_ROLE.into(), rules: vec![rule(&["*"], &["*"])] },
+        Role {
+            name: ADMIN_ROLE.into(),
+            rules: vec![rule(&["*"], &["*"])],
+        },
         Role {
             name: VIEW_ROLE.into(),
             rules: vec![
                 rule(
                     &["*"],
-                    &["*enumerate*", "inspect*", "stats", "status", "validate", "capacityusage"],
+                    &[
+                        "*enumerate*",
+                        "inspect*",
+                        "stats",
+                        "status",
+                        "validate",
+                        "capacityusage",
+                    ],
                 ),
                 rule(&["identity"], &["*"]),
             ],
@@ -207,12 +233,18 @@ pub fn authorize<'a>(
     method: &MethodName,
     lookup: impl Fn(&str) -> Option<&'a Role>,
 ) -> Result<(), Rejection> {
-    let allowed = who.roles.iter().filter_map(|r| lookup(r)).any(|role| role.allows(method));
+    let allowed = who
+        .roles
+        .iter()
+        .filter_map(|r| lookup(r))
+        .any(|role| role.allows(method));
     if allowed {
         return Ok(());
     }
     if who.guest {
-        return Err(Rejection::denied("Access denied without authentication token"));
+        return Err(Rejection::denied(
+            "Access denied without authentication token",
+        ));
     }
     Err(Rejection::denied(format!(
         "Access to {} denied: rpc error: code = PermissionDenied desc = Access denied to roles: [{}]",

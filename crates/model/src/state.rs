@@ -105,7 +105,10 @@ impl State {
     /// An empty state with the built-in roles.
     pub fn new() -> State {
         State {
-            roles: role::builtin_roles().into_iter().map(|r| (r.name.clone(), r)).collect(),
+            roles: role::builtin_roles()
+                .into_iter()
+                .map(|r| (r.name.clone(), r))
+                .collect(),
             volumes: BTreeMap::new(),
             names: BTreeMap::new(),
             requests: BTreeMap::new(),
@@ -137,7 +140,9 @@ impl State {
     }
 
     fn is_edited_builtin(&self, r: &Role) -> bool {
-        role::builtin_roles().iter().any(|b| b.name == r.name && b != r)
+        role::builtin_roles()
+            .iter()
+            .any(|b| b.name == r.name && b != r)
     }
 
     fn put(&mut self, record: Record) {
@@ -239,7 +244,10 @@ impl State {
     /// changes depend only on the state and the command.
     pub fn apply(&mut self, cmd: &Command) -> Applied {
         if let Some(first) = self.remembered(&cmd.request_id) {
-            return Applied { outcome: first.clone(), changes: Vec::new() };
+            return Applied {
+                outcome: first.clone(),
+                changes: Vec::new(),
+            };
         }
         let mut changes = Vec::new();
         let outcome: Outcome = self
@@ -268,7 +276,9 @@ impl State {
         self.put(record.clone());
         changes.push(Change::Put(record));
         while self.requests.len() as u64 > REQUEST_WINDOW {
-            let Some((_, oldest)) = self.request_order.first_key_value() else { break };
+            let Some((_, oldest)) = self.request_order.first_key_value() else {
+                break;
+            };
             let key = RecordKey::Request(oldest.clone());
             self.delete(&key);
             changes.push(Change::Delete(key));
@@ -280,18 +290,28 @@ impl State {
     fn apply_op(&self, cmd: &Command, changes: &mut Vec<Change>) -> Result<Reply, Rejection> {
         let who = &cmd.identity;
         match &cmd.op {
-            Op::CreateVolume { id, name, spec, labels, acls } => {
-                self.create_volume(cmd, id, name, spec, labels, acls, changes)
-            }
+            Op::CreateVolume {
+                id,
+                name,
+                spec,
+                labels,
+                acls,
+            } => self.create_volume(cmd, id, name, spec, labels, acls, changes),
             Op::DeleteVolume { id } => {
-                let Some(v) = self.volumes.get(id) else { return Ok(Reply::Empty) };
+                let Some(v) = self.volumes.get(id) else {
+                    return Ok(Reply::Empty);
+                };
                 if !permitted(who, v.ownership.as_ref(), AccessType::Read) {
                     return Err(Rejection::denied(format!("Access denied to volume {id}")));
                 }
                 if !permitted(who, v.ownership.as_ref(), AccessType::Admin) {
                     return Err(Rejection::denied(format!("Cannot delete volume {id}")));
                 }
-                if let Some(child) = self.volumes.values().find(|c| c.parent.as_ref() == Some(id)) {
+                if let Some(child) = self
+                    .volumes
+                    .values()
+                    .find(|c| c.parent.as_ref() == Some(id))
+                {
                     return Err(Rejection::precondition(format!(
                         "Volume {id} has dependent volume {}: delete it first",
                         child.id
@@ -310,7 +330,9 @@ impl State {
                 }
                 match self.roles.get(&role.name) {
                     Some(existing) if existing == role => Ok(Reply::Role(role.clone())),
-                    Some(_) => Err(Rejection::exists("Existing role differs from requested role")),
+                    Some(_) => Err(Rejection::exists(
+                        "Existing role differs from requested role",
+                    )),
                     None => {
                         changes.push(Change::Put(Record::Role(role.clone())));
                         Ok(Reply::Role(role.clone()))
@@ -326,7 +348,10 @@ impl State {
                     )));
                 }
                 if !self.roles.contains_key(&role.name) {
-                    return Err(Rejection::not_found(format!("Role {} not found", role.name)));
+                    return Err(Rejection::not_found(format!(
+                        "Role {} not found",
+                        role.name
+                    )));
                 }
                 changes.push(Change::Put(Record::Role(role.clone())));
                 Ok(Reply::Role(role.clone()))
@@ -336,7 +361,9 @@ impl State {
                     return Err(Rejection::invalid("Must supply a role name"));
                 }
                 if role::is_builtin(name) {
-                    return Err(Rejection::invalid(format!("Cannot delete system role {name}")));
+                    return Err(Rejection::invalid(format!(
+                        "Cannot delete system role {name}"
+                    )));
                 }
                 if self.roles.contains_key(name) {
                     changes.push(Change::Delete(RecordKey::Role(name.clone())));
@@ -362,10 +389,18 @@ impl State {
             return Err(Rejection::invalid("Must supply a unique name"));
         }
         if spec.size == 0 {
-            return Err(Rejection::invalid("Must supply a volume size greater than zero"));
+            return Err(Rejection::invalid(
+                "Must supply a volume size greater than zero",
+            ));
         }
         if spec.ha_level < 0 {
             return Err(Rejection::invalid("HA level cannot be negative"));
+        }
+        // An unset ha_level means one copy. Normalise before the idempotency check too, so a
+        // retry that leaves it unset matches the volume it created.
+        let mut spec = spec.clone();
+        if spec.ha_level == 0 {
+            spec.ha_level = 1;
         }
         if let Some(existing) = self.volume_by_name(name) {
             if !permitted(who, existing.ownership.as_ref(), AccessType::Admin) {
@@ -373,8 +408,10 @@ impl State {
                     "Volume {name} already exists and is owned by another user"
                 )));
             }
-            if existing.spec.same_shape(spec) {
-                return Ok(Reply::VolumeCreated { id: existing.id.clone() });
+            if existing.spec.same_shape(&spec) {
+                return Ok(Reply::VolumeCreated {
+                    id: existing.id.clone(),
+                });
             }
             return Err(Rejection::exists(format!(
                 "Volume {name} already exists with a different specification"
@@ -386,12 +423,11 @@ impl State {
         let ownership = if who.guest {
             None
         } else {
-            Some(Ownership { owner: who.username.clone(), acls: acls.clone() })
+            Some(Ownership {
+                owner: who.username.clone(),
+                acls: acls.clone(),
+            })
         };
-        let mut spec = spec.clone();
-        if spec.ha_level == 0 {
-            spec.ha_level = 1;
-        }
         let volume = Volume {
             id: id.clone(),
             name: name.to_string(),

@@ -13,9 +13,15 @@ pub struct AdminService {
 
 #[tonic::async_trait]
 impl ClusterAdmin for AdminService {
-    async fn status(&self, request: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
+    async fn status(
+        &self,
+        request: Request<StatusRequest>,
+    ) -> Result<Response<StatusReply>, Status> {
         // Cluster status reveals topology, not data: the same role check as Cluster.InspectCurrent.
-        self.node.caller(request.metadata(), "/openstorage.api.OpenStorageCluster/InspectCurrent")?;
+        self.node.caller(
+            request.metadata(),
+            "/openstorage.api.OpenStorageCluster/InspectCurrent",
+        )?;
         let m = self.node.raft.metrics().borrow().clone();
         let state = match m.state {
             ServerState::Leader => "Leader",

@@ -8,7 +8,8 @@ use serde::Serialize;
 pub struct CodecError(String);
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
-    bincode::serde::encode_to_vec(value, bincode::config::standard()).map_err(|e| CodecError(e.to_string()))
+    bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .map_err(|e| CodecError(e.to_string()))
 }
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {

@@ -84,18 +84,29 @@ fn default_request_timeout_ms() -> u64 {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config file {path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("{0}")]
     Invalid(String),
 }
 
 impl ServerConfig {
     pub fn from_file(path: &std::path::Path) -> Result<ServerConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source,
+        })
     }
 
     /// Checks what serde cannot: ids, membership, and that auth has key material.
@@ -106,7 +117,9 @@ impl ServerConfig {
         let mut ids: Vec<u64> = self.initial_members.iter().map(|m| m.id).collect();
         ids.sort_unstable();
         if ids.windows(2).any(|w| w[0] == w[1]) {
-            return Err(ConfigError::Invalid("initial_members lists an id twice".into()));
+            return Err(ConfigError::Invalid(
+                "initial_members lists an id twice".into(),
+            ));
         }
         if !self.initial_members.is_empty() && !ids.contains(&self.node_id) {
             return Err(ConfigError::Invalid(format!(

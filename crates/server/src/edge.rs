@@ -74,7 +74,10 @@ impl Node {
             None => auth_disabled_identity(),
             Some(auth) => {
                 let header = meta.get("authorization").and_then(|v| v.to_str().ok());
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
                 auth.authenticate(header, now).map_err(status::from_auth)?
             }
         };
@@ -96,7 +99,13 @@ impl Node {
             _ => Consistency::Linearizable,
         };
         let deadline = deadline(meta, Duration::from_millis(self.config.request_timeout_ms));
-        Ok(Caller { identity, method, request_id, consistency, deadline })
+        Ok(Caller {
+            identity,
+            method,
+            request_id,
+            consistency,
+            deadline,
+        })
     }
 }
 

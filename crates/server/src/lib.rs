@@ -13,9 +13,9 @@ pub mod peer;
 pub mod sdk;
 pub mod status;
 
+pub use config::{ConfigError, MemberConfig, RaftTuning, ServerConfig};
 /// Token signing and verification, for the binary's `auth token generate`.
 pub use custos_auth as auth;
-pub use config::{ConfigError, MemberConfig, RaftTuning, ServerConfig};
 pub use node::Node;
 
 use anyhow::Context;
@@ -51,10 +51,15 @@ fn raft_config(cfg: &ServerConfig) -> anyhow::Result<openraft::Config> {
 }
 
 /// Starts the node and serves until `shutdown` resolves, then stops Raft and returns.
-pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     config.validate()?;
     let auth = if config.auth_enabled {
-        Some(Arc::new(Authenticator::from_config(&config.auth).context("loading auth keys")?))
+        Some(Arc::new(
+            Authenticator::from_config(&config.auth).context("loading auth keys")?,
+        ))
     } else {
         tracing::warn!("authentication is DISABLED: every caller acts as an administrator");
         None
@@ -68,7 +73,9 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send
     let raft = custos_store::Raft::new(
         config.node_id,
         Arc::new(raft_config(&config)?),
-        network::PeerNetwork { self_id: config.node_id },
+        network::PeerNetwork {
+            self_id: config.node_id,
+        },
         log_store,
         sm_store,
     )
@@ -90,7 +97,15 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send
         let members: BTreeMap<u64, Member> = config
             .initial_members
             .iter()
-            .map(|m| (m.id, Member { raft_addr: m.raft_addr.clone(), sdk_addr: m.sdk_addr.clone() }))
+            .map(|m| {
+                (
+                    m.id,
+                    Member {
+                        raft_addr: m.raft_addr.clone(),
+                        sdk_addr: m.sdk_addr.clone(),
+                    },
+                )
+            })
             .collect();
         match raft.initialize(members).await {
             Ok(()) => tracing::info!(node = config.node_id, "initialized the cluster"),
@@ -116,12 +131,22 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send
             OpenStorageVolumeServer::new(sdk::VolumeService { node: node.clone() })
                 .max_decoding_message_size(MAX_SDK_MESSAGE),
         )
-        .add_service(OpenStorageRoleServer::new(sdk::RoleService { node: node.clone() }))
-        .add_service(OpenStorageIdentityServer::new(sdk::IdentityService { node: node.clone() }))
-        .add_service(OpenStorageClusterServer::new(sdk::ClusterService { node: node.clone() }))
-        .add_service(OpenStorageNodeServer::new(sdk::NodeService { node: node.clone() }))
+        .add_service(OpenStorageRoleServer::new(sdk::RoleService {
+            node: node.clone(),
+        }))
+        .add_service(OpenStorageIdentityServer::new(sdk::IdentityService {
+            node: node.clone(),
+        }))
+        .add_service(OpenStorageClusterServer::new(sdk::ClusterService {
+            node: node.clone(),
+        }))
+        .add_service(OpenStorageNodeServer::new(sdk::NodeService {
+            node: node.clone(),
+        }))
         .add_service(OpenStorageMountAttachServer::new(sdk::MountAttachService))
-        .add_service(ClusterAdminServer::new(admin::AdminService { node: node.clone() }))
+        .add_service(ClusterAdminServer::new(admin::AdminService {
+            node: node.clone(),
+        }))
         .serve_with_shutdown(config.sdk_listen, stopped(stop_rx.clone()));
 
     tracing::info!(node = config.node_id, sdk = %config.sdk_listen, raft = %config.raft_listen, "serving");

@@ -22,7 +22,11 @@ use tonic::transport::{Channel, Endpoint};
 fn channel(addr: &str) -> Option<Channel> {
     Endpoint::from_shared(format!("http://{addr}"))
         .ok()
-        .map(|e| e.connect_timeout(std::time::Duration::from_secs(1)).tcp_nodelay(true).connect_lazy())
+        .map(|e| {
+            e.connect_timeout(std::time::Duration::from_secs(1))
+                .tcp_nodelay(true)
+                .connect_lazy()
+        })
 }
 
 /// Cached peer clients by node id, for forwarding. Rebuilt when a member's address changes.
@@ -55,7 +59,11 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: u64, node: &Member) -> PeerConnection {
-        PeerConnection { self_id: self.self_id, target, client: channel(&node.raft_addr).map(RaftServiceClient::new) }
+        PeerConnection {
+            self_id: self.self_id,
+            target,
+            client: channel(&node.raft_addr).map(RaftServiceClient::new),
+        }
     }
 }
 
@@ -86,12 +94,16 @@ impl PeerConnection {
         E: std::error::Error + DeserializeOwned,
     {
         let Some(client) = self.client.as_mut() else {
-            return Err(RPCError::Unreachable(Unreachable::new(&std::io::Error::other(
-                "peer address is not a valid URI",
-            ))));
+            return Err(RPCError::Unreachable(Unreachable::new(
+                &std::io::Error::other("peer address is not a valid URI"),
+            )));
         };
         let payload = codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let mut request = tonic::Request::new(RaftRequest { from: self.self_id, target: self.target, payload });
+        let mut request = tonic::Request::new(RaftRequest {
+            from: self.self_id,
+            target: self.target,
+            payload,
+        });
         request.set_timeout(option.hard_ttl());
         let result = match rpc {
             Rpc::Append => client.append_entries(request).await,
@@ -106,11 +118,14 @@ impl PeerConnection {
             Err(status) => return Err(RPCError::Network(NetworkError::new(&status))),
         };
         if !reply.error.is_empty() {
-            return Err(RPCError::Network(NetworkError::new(&std::io::Error::other(reply.error))));
+            return Err(RPCError::Network(NetworkError::new(
+                &std::io::Error::other(reply.error),
+            )));
         }
         let decoded: Result<Resp, RaftError<u64, E>> =
             codec::decode(&reply.payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        decoded.map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e)))
+        decoded
+            .map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e)))
     }
 }
 
@@ -127,7 +142,10 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<u64>, RPCError<u64, Member, RaftError<u64, InstallSnapshotError>>> {
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, Member, RaftError<u64, InstallSnapshotError>>,
+    > {
         self.call(Rpc::Snapshot, &rpc, &option).await
     }
 

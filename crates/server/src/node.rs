@@ -35,11 +35,14 @@ pub enum Consistency {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Result of trying to propose or read on this node when it might not be the leader.
-enum Attempt<T> {
+pub(crate) enum Attempt<T> {
     Done(T),
     /// Not the leader; maybe it knows who is.
     NotLeader(Option<u64>),
@@ -52,7 +55,13 @@ impl Node {
     }
 
     pub fn member(&self, id: u64) -> Option<Member> {
-        self.raft.metrics().borrow().membership_config.membership().get_node(&id).cloned()
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .cloned()
     }
 
     /// All members of the current configuration, voters and learners.
@@ -75,7 +84,13 @@ impl Node {
         op: Op,
         deadline: Instant,
     ) -> Result<Reply, Status> {
-        let cmd = Command { request_id, identity, time_ms: 0, origin: NodeId(self.id), op };
+        let cmd = Command {
+            request_id,
+            identity,
+            time_ms: 0,
+            origin: NodeId(self.id),
+            op,
+        };
         let outcome = self.propose(cmd, deadline).await?;
         outcome.into_result().map_err(status::from_rejection)
     }
@@ -116,7 +131,12 @@ impl Node {
         }
     }
 
-    async fn propose_remote(&self, leader: u64, cmd: &Command, deadline: Instant) -> Attempt<Outcome> {
+    async fn propose_remote(
+        &self,
+        leader: u64,
+        cmd: &Command,
+        deadline: Instant,
+    ) -> Attempt<Outcome> {
         let Some(mut client) = self.peers.client(self, leader) else {
             return Attempt::NotLeader(None);
         };
@@ -124,8 +144,16 @@ impl Node {
             Ok(b) => b,
             Err(_) => return Attempt::NotLeader(None),
         };
-        let mut req = tonic::Request::new(ProposeRequest { from: self.id, target: leader, command: bytes });
-        req.set_timeout(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(50)));
+        let mut req = tonic::Request::new(ProposeRequest {
+            from: self.id,
+            target: leader,
+            command: bytes,
+        });
+        req.set_timeout(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(50)),
+        );
         match client.propose(req).await {
             Ok(reply) => {
                 let reply = reply.into_inner();
@@ -145,7 +173,11 @@ impl Node {
     }
 
     /// Waits until this node's state reflects every write acknowledged before the call.
-    pub async fn read_barrier(&self, consistency: Consistency, deadline: Instant) -> Result<(), Status> {
+    pub async fn read_barrier(
+        &self,
+        consistency: Consistency,
+        deadline: Instant,
+    ) -> Result<(), Status> {
         if consistency == Consistency::Serializable {
             return Ok(());
         }
@@ -176,7 +208,9 @@ impl Node {
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
                 Ok(Attempt::NotLeader(f.leader_id))
             }
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => Ok(Attempt::NotLeader(None)),
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
+                Ok(Attempt::NotLeader(None))
+            }
             Err(RaftError::Fatal(f)) => Err(Status::unavailable(format!("node is stopping: {f}"))),
         }
     }
@@ -185,8 +219,15 @@ impl Node {
         let Some(mut client) = self.peers.client(self, leader) else {
             return Attempt::NotLeader(None);
         };
-        let mut req = tonic::Request::new(ReadIndexRequest { from: self.id, target: leader });
-        req.set_timeout(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(50)));
+        let mut req = tonic::Request::new(ReadIndexRequest {
+            from: self.id,
+            target: leader,
+        });
+        req.set_timeout(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(50)),
+        );
         match client.read_index(req).await {
             Ok(reply) => {
                 let reply = reply.into_inner();
@@ -201,7 +242,13 @@ impl Node {
     }
 
     async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<(), Status> {
-        let applied = self.raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0);
+        let applied = self
+            .raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map(|l| l.index)
+            .unwrap_or(0);
         if applied >= index {
             return Ok(());
         }

@@ -31,7 +31,10 @@ impl PeerService {
 
     fn reply<T: Serialize>(result: &T) -> Result<Response<RaftReply>, Status> {
         let payload = codec::encode(result).map_err(crate::status::internal)?;
-        Ok(Response::new(RaftReply { payload, error: String::new() }))
+        Ok(Response::new(RaftReply {
+            payload,
+            error: String::new(),
+        }))
     }
 }
 
@@ -41,7 +44,10 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Status> {
 
 #[tonic::async_trait]
 impl RaftService for PeerService {
-    async fn append_entries(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+    async fn append_entries(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
         let req = request.into_inner();
         self.check_target(req.target)?;
         let result = self.node.raft.append_entries(decode(&req.payload)?).await;
@@ -55,14 +61,20 @@ impl RaftService for PeerService {
         Self::reply(&result)
     }
 
-    async fn install_snapshot(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+    async fn install_snapshot(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
         let req = request.into_inner();
         self.check_target(req.target)?;
         let result = self.node.raft.install_snapshot(decode(&req.payload)?).await;
         Self::reply(&result)
     }
 
-    async fn propose(&self, request: Request<ProposeRequest>) -> Result<Response<ProposeReply>, Status> {
+    async fn propose(
+        &self,
+        request: Request<ProposeRequest>,
+    ) -> Result<Response<ProposeReply>, Status> {
         let req = request.into_inner();
         self.check_target(req.target)?;
         let cmd: Command = decode(&req.command)?;
@@ -80,13 +92,18 @@ impl RaftService for PeerService {
         }
     }
 
-    async fn read_index(&self, request: Request<ReadIndexRequest>) -> Result<Response<ReadIndexReply>, Status> {
+    async fn read_index(
+        &self,
+        request: Request<ReadIndexRequest>,
+    ) -> Result<Response<ReadIndexReply>, Status> {
         let req = request.into_inner();
         self.check_target(req.target)?;
         match self.node.read_index_local().await? {
-            ProposeAttempt::Done(index) => {
-                Ok(Response::new(ReadIndexReply { read_index: index, leader_hint: 0, not_leader: false }))
-            }
+            ProposeAttempt::Done(index) => Ok(Response::new(ReadIndexReply {
+                read_index: index,
+                leader_hint: 0,
+                not_leader: false,
+            })),
             ProposeAttempt::NotLeader(hint) => Ok(Response::new(ReadIndexReply {
                 read_index: 0,
                 leader_hint: hint.unwrap_or(0),

@@ -1,1 +1,125 @@
-//! placeholder
+//! custos storage: the openraft (0.9, storage-v2) log store and state machine on sled 0.34.
+//!
+//! One `sled::Db` per node holds the Raft log, the vote and log pointers, the state machine's
+//! records with its applied log id and membership, and the current snapshot. The key layout is
+//! documented in `src/db.rs`; durability and atomicity rules in [`log_store`] and
+//! [`state_machine`].
+//!
+//! The server opens the store with [`open`], hands both halves to [`Raft::new`](openraft::Raft)
+//! and reads the applied state through [`StateMachineStore::state`].
+
+// openraft's `StorageError` is the error type of every storage trait method (224 bytes); the
+// helpers that build it return it as is.
+#![allow(clippy::result_large_err)]
+
+mod codec;
+mod db;
+pub mod log_store;
+pub mod state_machine;
+
+use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageError, StorageIOError};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+pub use codec::CodecError;
+pub use log_store::LogStore;
+pub use state_machine::{SharedState, SnapshotBuilder, StateMachineStore};
+
+openraft::declare_raft_types!(
+    /// custos's openraft type configuration.
+    pub TypeConfig:
+        D = custos_model::Command,
+        R = custos_model::Outcome,
+        NodeId = u64,
+        Node = Member,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// A cluster member as openraft stores it in membership configs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Address of the Raft peer service, `host:port`.
+    pub raft_addr: String,
+    /// Address of the client-facing SDK service, `host:port`.
+    pub sdk_addr: String,
+}
+
+impl fmt::Display for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "raft={} sdk={}", self.raft_addr, self.sdk_addr)
+    }
+}
+
+/// The Raft node type of custos.
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// Errors of [`open`]. Errors during operation are openraft [`StorageError`]s.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("opening sled database at {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    #[error(
+        "data dir {path} has custos store format version {found}; this build reads version \
+         {expected} only (refusing to open)"
+    )]
+    UnsupportedFormat {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+    },
+    #[error("data dir {path}: the custos store format marker is unreadable")]
+    CorruptFormatMarker { path: PathBuf },
+    #[error(
+        "data dir {path} holds a sled database without a custos format marker (refusing to open)"
+    )]
+    ForeignData { path: PathBuf },
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error("inconsistent store: {0}")]
+    Inconsistent(String),
+    #[error("store task failed: {0}")]
+    Task(String),
+}
+
+/// Opens (creating if needed) the store of one node at `dir`.
+///
+/// Recovers on the way: finishes an interrupted snapshot install, rebuilds the in-memory
+/// [`custos_model::State`] from the state-machine tree, and loads the applied log id and
+/// membership. The blocking sled work runs on tokio's blocking pool.
+pub async fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let trees = db::open_trees(&dir)?;
+        let sm = StateMachineStore::load(trees.clone())?;
+        let log = LogStore::new(trees);
+        let last_purged = log.last_purged_blocking()?;
+        let applied = sm.applied_blocking();
+        if last_purged.is_some() && applied < last_purged {
+            return Err(StoreError::Inconsistent(format!(
+                "applied log id {applied:?} is behind the purged log id {last_purged:?}: the \
+                 entries in between are gone"
+            )));
+        }
+        Ok((log, sm))
+    })
+    .await
+    .map_err(|e| StoreError::Task(e.to_string()))?
+}
+
+/// Builds an openraft storage error with the given subject and verb.
+pub(crate) fn sto_err<E>(subject: ErrorSubject<u64>, verb: ErrorVerb, e: &E) -> StorageError<u64>
+where
+    E: std::error::Error + 'static,
+{
+    StorageIOError::new(subject, verb, AnyError::new(e)).into()
+}

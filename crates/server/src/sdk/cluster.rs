@@ -19,15 +19,31 @@ pub struct IdentityService {
 
 #[tonic::async_trait]
 impl OpenStorageIdentity for IdentityService {
-    async fn version(&self, request: Request<SdkIdentityVersionRequest>) -> Result<Response<SdkIdentityVersionResponse>, Status> {
-        self.node.caller(request.metadata(), "/openstorage.api.OpenStorageIdentity/Version")?;
+    async fn version(
+        &self,
+        request: Request<SdkIdentityVersionRequest>,
+    ) -> Result<Response<SdkIdentityVersionResponse>, Status> {
+        self.node.caller(
+            request.metadata(),
+            "/openstorage.api.OpenStorageIdentity/Version",
+        )?;
         let (major, minor, patch) = SDK_VERSION;
         Ok(Response::new(SdkIdentityVersionResponse {
-            sdk_version: Some(SdkVersion { major, minor, patch, version: format!("{major}.{minor}.{patch}") }),
+            sdk_version: Some(SdkVersion {
+                major,
+                minor,
+                patch,
+                version: format!("{major}.{minor}.{patch}"),
+            }),
             version: Some(StorageVersion {
                 driver: "custos".to_string(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
-                details: [("cluster_id".to_string(), self.node.config.cluster_id.clone())].into_iter().collect(),
+                details: [(
+                    "cluster_id".to_string(),
+                    self.node.config.cluster_id.clone(),
+                )]
+                .into_iter()
+                .collect(),
             }),
         }))
     }
@@ -36,18 +52,29 @@ impl OpenStorageIdentity for IdentityService {
         &self,
         request: Request<SdkIdentityCapabilitiesRequest>,
     ) -> Result<Response<SdkIdentityCapabilitiesResponse>, Status> {
-        self.node.caller(request.metadata(), "/openstorage.api.OpenStorageIdentity/Capabilities")?;
+        self.node.caller(
+            request.metadata(),
+            "/openstorage.api.OpenStorageIdentity/Capabilities",
+        )?;
         use sdk_service_capability::open_storage_service::Type;
-        let served = [Type::Cluster, Type::Node, Type::Volume, Type::MountAttach, Type::Role];
+        let served = [
+            Type::Cluster,
+            Type::Node,
+            Type::Volume,
+            Type::MountAttach,
+            Type::Role,
+        ];
         let capabilities = served
             .into_iter()
             .map(|t| SdkServiceCapability {
-                r#type: Some(sdk_service_capability::Type::Service(sdk_service_capability::OpenStorageService {
-                    r#type: t as i32,
-                })),
+                r#type: Some(sdk_service_capability::Type::Service(
+                    sdk_service_capability::OpenStorageService { r#type: t as i32 },
+                )),
             })
             .collect();
-        Ok(Response::new(SdkIdentityCapabilitiesResponse { capabilities }))
+        Ok(Response::new(SdkIdentityCapabilitiesResponse {
+            capabilities,
+        }))
     }
 }
 
@@ -61,8 +88,15 @@ impl OpenStorageCluster for ClusterService {
         &self,
         request: Request<SdkClusterInspectCurrentRequest>,
     ) -> Result<Response<SdkClusterInspectCurrentResponse>, Status> {
-        self.node.caller(request.metadata(), "/openstorage.api.OpenStorageCluster/InspectCurrent")?;
-        let status = if self.node.current_leader().is_some() { api::Status::Ok } else { api::Status::NotInQuorum };
+        self.node.caller(
+            request.metadata(),
+            "/openstorage.api.OpenStorageCluster/InspectCurrent",
+        )?;
+        let status = if self.node.current_leader().is_some() {
+            api::Status::Ok
+        } else {
+            api::Status::NotInQuorum
+        };
         Ok(Response::new(SdkClusterInspectCurrentResponse {
             cluster: Some(StorageCluster {
                 status: status as i32,
@@ -80,10 +114,18 @@ pub struct NodeService {
 impl NodeService {
     fn storage_node(&self, id: u64, member: &custos_store::Member) -> StorageNode {
         let up = self.node.current_leader().is_some();
-        let host = |addr: &str| addr.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_default();
+        let host = |addr: &str| {
+            addr.rsplit_once(':')
+                .map(|(h, _)| h.to_string())
+                .unwrap_or_default()
+        };
         StorageNode {
             id: id.to_string(),
-            status: if up { api::Status::Ok } else { api::Status::NotInQuorum } as i32,
+            status: if up {
+                api::Status::Ok
+            } else {
+                api::Status::NotInQuorum
+            } as i32,
             mgmt_ip: host(&member.sdk_addr),
             data_ip: host(&member.raft_addr),
             hostname: host(&member.sdk_addr),
@@ -99,29 +141,52 @@ impl NodeService {
 
 #[tonic::async_trait]
 impl OpenStorageNode for NodeService {
-    async fn inspect(&self, request: Request<SdkNodeInspectRequest>) -> Result<Response<SdkNodeInspectResponse>, Status> {
-        self.node.caller(request.metadata(), &Self::method("Inspect"))?;
+    async fn inspect(
+        &self,
+        request: Request<SdkNodeInspectRequest>,
+    ) -> Result<Response<SdkNodeInspectResponse>, Status> {
+        self.node
+            .caller(request.metadata(), &Self::method("Inspect"))?;
         let id = request.into_inner().node_id;
         if id.is_empty() {
             return Err(Status::invalid_argument("Node id must be provided"));
         }
-        let member = id.parse::<u64>().ok().and_then(|n| self.node.member(n).map(|m| (n, m)));
-        let Some((n, member)) = member else { return Err(Status::not_found(format!("Node {id} not found"))) };
-        Ok(Response::new(SdkNodeInspectResponse { node: Some(self.storage_node(n, &member)) }))
+        let member = id
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| self.node.member(n).map(|m| (n, m)));
+        let Some((n, member)) = member else {
+            return Err(Status::not_found(format!("Node {id} not found")));
+        };
+        Ok(Response::new(SdkNodeInspectResponse {
+            node: Some(self.storage_node(n, &member)),
+        }))
     }
 
     async fn inspect_current(
         &self,
         request: Request<SdkNodeInspectCurrentRequest>,
     ) -> Result<Response<SdkNodeInspectCurrentResponse>, Status> {
-        self.node.caller(request.metadata(), &Self::method("InspectCurrent"))?;
+        self.node
+            .caller(request.metadata(), &Self::method("InspectCurrent"))?;
         let member = self.node.member(self.node.id).unwrap_or_default();
-        Ok(Response::new(SdkNodeInspectCurrentResponse { node: Some(self.storage_node(self.node.id, &member)) }))
+        Ok(Response::new(SdkNodeInspectCurrentResponse {
+            node: Some(self.storage_node(self.node.id, &member)),
+        }))
     }
 
-    async fn enumerate(&self, request: Request<SdkNodeEnumerateRequest>) -> Result<Response<SdkNodeEnumerateResponse>, Status> {
-        self.node.caller(request.metadata(), &Self::method("Enumerate"))?;
-        let node_ids = self.node.members().keys().map(|id| id.to_string()).collect();
+    async fn enumerate(
+        &self,
+        request: Request<SdkNodeEnumerateRequest>,
+    ) -> Result<Response<SdkNodeEnumerateResponse>, Status> {
+        self.node
+            .caller(request.metadata(), &Self::method("Enumerate"))?;
+        let node_ids = self
+            .node
+            .members()
+            .keys()
+            .map(|id| id.to_string())
+            .collect();
         Ok(Response::new(SdkNodeEnumerateResponse { node_ids }))
     }
 
@@ -129,14 +194,19 @@ impl OpenStorageNode for NodeService {
         &self,
         request: Request<SdkNodeEnumerateWithFiltersRequest>,
     ) -> Result<Response<SdkNodeEnumerateWithFiltersResponse>, Status> {
-        self.node.caller(request.metadata(), &Self::method("EnumerateWithFilters"))?;
-        let nodes = self.node.members().iter().map(|(id, (m, _))| self.storage_node(*id, m)).collect();
+        self.node
+            .caller(request.metadata(), &Self::method("EnumerateWithFilters"))?;
+        let nodes = self
+            .node
+            .members()
+            .iter()
+            .map(|(id, (m, _))| self.storage_node(*id, m))
+            .collect();
         Ok(Response::new(SdkNodeEnumerateWithFiltersResponse { nodes }))
     }
 
     unimplemented_methods! { "OpenStorageNode";
         volume_usage_by_node => "VolumeUsageByNode" (SdkNodeVolumeUsageByNodeRequest) -> SdkNodeVolumeUsageByNodeResponse;
-        relaxed_reclaim_purge => "RelaxedReclaimPurge" (SdkNodeRelaxedReclaimPurgeRequest) -> SdkNodeRelaxedReclaimPurgeResponse;
         drain_attachments => "DrainAttachments" (SdkNodeDrainAttachmentsRequest) -> SdkJobResponse;
         cordon_attachments => "CordonAttachments" (SdkNodeCordonAttachmentsRequest) -> SdkNodeCordonAttachmentsResponse;
         uncordon_attachments => "UncordonAttachments" (SdkNodeUncordonAttachmentsRequest) -> SdkNodeUncordonAttachmentsResponse;

@@ -12,12 +12,24 @@ pub use volume::VolumeService;
 /// `UNIMPLEMENTED` naming the method (listed in docs/compatibility.md).
 macro_rules! unimplemented_methods {
     ($service:literal; $($method:ident => $name:literal ($req:ty) -> $resp:ty;)*) => {
+        // Written in the shape `#[async_trait]` gives trait methods, because the attribute on the
+        // impl does not see methods that come out of a macro.
         $(
-            async fn $method(
-                &self,
+            fn $method<'life0, 'async_trait>(
+                &'life0 self,
                 _request: tonic::Request<$req>,
-            ) -> Result<tonic::Response<$resp>, tonic::Status> {
-                Err($crate::status::unimplemented(concat!($service, ".", $name)))
+            ) -> ::core::pin::Pin<
+                Box<
+                    dyn ::core::future::Future<Output = Result<tonic::Response<$resp>, tonic::Status>>
+                        + ::core::marker::Send
+                        + 'async_trait,
+                >,
+            >
+            where
+                'life0: 'async_trait,
+                Self: 'async_trait,
+            {
+                Box::pin(async move { Err($crate::status::unimplemented(concat!($service, ".", $name))) })
             }
         )*
     };

@@ -37,12 +37,18 @@ impl VolumeService {
         f: impl FnOnce(&custos_model::State, &custos_model::Identity) -> Result<T, Status>,
     ) -> Result<T, Status> {
         let caller = self.node.caller(meta, &method(name))?;
-        self.node.read_barrier(caller.consistency, caller.deadline).await?;
+        self.node
+            .read_barrier(caller.consistency, caller.deadline)
+            .await?;
         let state = self.node.state.read().unwrap_or_else(|p| p.into_inner());
         f(&state, &caller.identity)
     }
 
-    fn filter(name: &str, labels: &std::collections::HashMap<String, String>, ownership: Option<&Ownership>) -> VolumeFilter {
+    fn filter(
+        name: &str,
+        labels: &std::collections::HashMap<String, String>,
+        ownership: Option<&Ownership>,
+    ) -> VolumeFilter {
         VolumeFilter {
             name: (!name.is_empty()).then(|| name.to_string()),
             labels: labels.clone().into_iter().collect(),
@@ -63,7 +69,9 @@ impl OpenStorageVolume for VolumeService {
             return Err(Status::invalid_argument("Must supply a unique name"));
         }
         let Some(spec) = req.spec.as_ref() else {
-            return Err(Status::invalid_argument("Must supply a volume specification"));
+            return Err(Status::invalid_argument(
+                "Must supply a volume specification",
+            ));
         };
         let op = Op::CreateVolume {
             id: VolumeId(uuid::Uuid::new_v4().to_string()),
@@ -72,9 +80,17 @@ impl OpenStorageVolume for VolumeService {
             labels: req.labels.into_iter().collect(),
             acls: convert::acls_from_proto(spec.ownership.as_ref()),
         };
-        match self.node.write(caller.identity, caller.request_id, op, caller.deadline).await? {
-            Reply::VolumeCreated { id } => Ok(Response::new(SdkVolumeCreateResponse { volume_id: id.0 })),
-            other => Err(status::internal(format!("unexpected reply to create: {other:?}"))),
+        match self
+            .node
+            .write(caller.identity, caller.request_id, op, caller.deadline)
+            .await?
+        {
+            Reply::VolumeCreated { id } => {
+                Ok(Response::new(SdkVolumeCreateResponse { volume_id: id.0 }))
+            }
+            other => Err(status::internal(format!(
+                "unexpected reply to create: {other:?}"
+            ))),
         }
     }
 
@@ -87,8 +103,12 @@ impl OpenStorageVolume for VolumeService {
         if req.volume_id.is_empty() {
             return Err(Status::invalid_argument("Must supply a volume id"));
         }
-        let op = Op::DeleteVolume { id: VolumeId(req.volume_id) };
-        self.node.write(caller.identity, caller.request_id, op, caller.deadline).await?;
+        let op = Op::DeleteVolume {
+            id: VolumeId(req.volume_id),
+        };
+        self.node
+            .write(caller.identity, caller.request_id, op, caller.deadline)
+            .await?;
         Ok(Response::new(SdkVolumeDeleteResponse {}))
     }
 
@@ -102,7 +122,10 @@ impl OpenStorageVolume for VolumeService {
         }
         let resp = self
             .read(request.metadata(), "Inspect", |state, who| {
-                state.inspect_volume(who, &id).map(Self::inspect_response).map_err(status::from_rejection)
+                state
+                    .inspect_volume(who, &id)
+                    .map(Self::inspect_response)
+                    .map_err(status::from_rejection)
             })
             .await?;
         Ok(Response::new(resp))
@@ -116,10 +139,15 @@ impl OpenStorageVolume for VolumeService {
         let filter = Self::filter(&req.name, &req.labels, req.ownership.as_ref());
         let volumes = self
             .read(request.metadata(), "InspectWithFilters", |state, who| {
-                Ok(state.readable_volumes(who, &filter).map(Self::inspect_response).collect())
+                Ok(state
+                    .readable_volumes(who, &filter)
+                    .map(Self::inspect_response)
+                    .collect())
             })
             .await?;
-        Ok(Response::new(SdkVolumeInspectWithFiltersResponse { volumes }))
+        Ok(Response::new(SdkVolumeInspectWithFiltersResponse {
+            volumes,
+        }))
     }
 
     async fn enumerate(
@@ -129,7 +157,10 @@ impl OpenStorageVolume for VolumeService {
         let filter = VolumeFilter::default();
         let volume_ids = self
             .read(request.metadata(), "Enumerate", |state, who| {
-                Ok(state.readable_volumes(who, &filter).map(|v| v.id.0.clone()).collect())
+                Ok(state
+                    .readable_volumes(who, &filter)
+                    .map(|v| v.id.0.clone())
+                    .collect())
             })
             .await?;
         Ok(Response::new(SdkVolumeEnumerateResponse { volume_ids }))
@@ -143,10 +174,15 @@ impl OpenStorageVolume for VolumeService {
         let filter = Self::filter(&req.name, &req.labels, req.ownership.as_ref());
         let volume_ids = self
             .read(request.metadata(), "EnumerateWithFilters", |state, who| {
-                Ok(state.readable_volumes(who, &filter).map(|v| v.id.0.clone()).collect())
+                Ok(state
+                    .readable_volumes(who, &filter)
+                    .map(|v| v.id.0.clone())
+                    .collect())
             })
             .await?;
-        Ok(Response::new(SdkVolumeEnumerateWithFiltersResponse { volume_ids }))
+        Ok(Response::new(SdkVolumeEnumerateWithFiltersResponse {
+            volume_ids,
+        }))
     }
 
     unimplemented_methods! { "OpenStorageVolume";

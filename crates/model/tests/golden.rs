@@ -1,0 +1,961 @@
+//! Data-driven golden scripts for `custos-model`, in the style of toydb's goldenscripts.
+//!
+//! Every `tests/testdata/*.txt` file is a script run by its own `#[test]`. A script is a list of
+//! blocks; blank lines and `#` comment lines between blocks are kept verbatim:
+//!
+//! ```text
+//! # pattern matching
+//! match pattern=*enumerate* name=volumeenumerate
+//! ----
+//! true
+//! ```
+//!
+//! A block is a command line (`verb flag key=value key="quoted value"`), optional input lines,
+//! a `----` line, and the expected output, which runs to the next blank line (so output never
+//! contains blank lines). Keys may repeat (`rule=... rule=...`); an argument the command does not
+//! use is an error, so typos cannot silently weaken a case.
+//!
+//! `REWRITE=1 cargo test -p custos-model --test golden` rewrites every expected block from the
+//! actual output (`UPDATE_EXPECT=1`, as the auth crate spells it, works too). Review the diff:
+//! a changed golden is a changed behaviour.
+//!
+//! Commands (all scripts share one session, but each script uses its own subset):
+//!
+//! - rules: `match pattern=P name=N...` (`role::pattern_matches`), `deny pattern=P name=N...`
+//!   (does P act as a deny for N, observed through `Role::allows` in both the api and the service
+//!   slot).
+//! - roles: `role name=R rule=SVCS:APIS...` defines a role in a local registry that starts with
+//!   the built-ins; `allows role=R method=FULL...`; `authorize <identity> method=FULL` runs
+//!   `role::authorize` against the registry.
+//! - matrix: `derive` (input: full method names) prints `MethodName::from_full`; `matrix` (input:
+//!   `FULL admin user view guest` rows holding the reference table) prints the role check of
+//!   every built-in role; a row that disagrees with the reference fails the test.
+//! - ownership: `ownership none | owner=O acl.groups=G:r,... acl.collaborators=C:w,...
+//!   acl.public=r` sets the ownership under test; `check <identity>` prints `permitted` for Read,
+//!   Write and Admin.
+//! - apply: `create-volume`, `delete-volume`, `create-role`, `update-role`, `delete-role` build a
+//!   `Command` (`<identity> req=ID [time=MS]` plus the operation's fields) and print the outcome
+//!   and every change; reads `inspect`, `list`, `inspect-role`, `roles`, `remembered`, `can`,
+//!   `records`; `restart` rebuilds the state from its records; `seed-volume` adds a volume record
+//!   directly (for states apply cannot reach yet); `reset` starts from a fresh state.
+//!
+//! `<identity>` is `guest` (the anonymous caller; `groups=` may add claimed groups) or
+//! `user=NAME [roles=R1,R2] [groups=G1,G2]`; roles default to `system.user`. Rules are written
+//! `services:apis` with comma-separated patterns (`volume,node:*,!create`); an empty side is an
+//! empty list. Access levels are `r`, `w`, `a`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use custos_model::identity::Identity;
+use custos_model::ownership::{permitted, AccessType, Acls, Ownership};
+use custos_model::role::{self, MethodName, Role, Rule};
+use custos_model::state::{Change, Record, RecordKey, State, VolumeFilter};
+use custos_model::{Command, NodeId, Op, Outcome, Reply, RequestId, Volume, VolumeId, VolumeSpec};
+
+#[test]
+fn rules() {
+    run_script("rules.txt");
+}
+
+#[test]
+fn roles() {
+    run_script("roles.txt");
+}
+
+#[test]
+fn matrix() {
+    run_script("matrix.txt");
+}
+
+#[test]
+fn ownership() {
+    run_script("ownership.txt");
+}
+
+#[test]
+fn apply() {
+    run_script("apply.txt");
+}
+
+// ---- the script format ----
+
+/// One `command / input / ---- / expected` block.
+struct Block {
+    /// 1-based line number of the command line.
+    line: usize,
+    command: String,
+    input: Vec<String>,
+    expected: Vec<String>,
+}
+
+enum Item {
+    /// A blank or comment line, kept as it is.
+    Text(String),
+    Block(Block),
+}
+
+fn parse_script(text: &str, path: &Path) -> Vec<Item> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut items = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        if line.trim().is_empty() || line.starts_with('#') {
+            items.push(Item::Text(line.to_string()));
+            i += 1;
+            continue;
+        }
+        let start = i;
+        i += 1;
+        let mut input = Vec::new();
+        loop {
+            match lines.get(i) {
+                Some(&"----") => {
+                    i += 1;
+                    break;
+                }
+                Some(l) if !l.trim().is_empty() => {
+                    input.push(l.to_string());
+                    i += 1;
+                }
+                _ => panic!(
+                    "{}:{}: command without a `----` line",
+                    path.display(),
+                    start + 1
+                ),
+            }
+        }
+        let mut expected = Vec::new();
+        while let Some(l) = lines.get(i) {
+            if l.trim().is_empty() {
+                break;
+            }
+            expected.push(l.to_string());
+            i += 1;
+        }
+        items.push(Item::Block(Block {
+            line: start + 1,
+            command: line.to_string(),
+            input,
+            expected,
+        }));
+    }
+    items
+}
+
+fn rewrite_requested() -> bool {
+    ["REWRITE", "UPDATE_EXPECT"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty() && s != "0"))
+}
+
+fn run_script(name: &str) {
+    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "testdata", name]
+        .iter()
+        .collect();
+    let text =
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let mut session = Session::new();
+    let mut rewritten = String::new();
+    let mut failures = Vec::new();
+    for item in parse_script(&text, &path) {
+        let block = match item {
+            Item::Text(t) => {
+                rewritten.push_str(&t);
+                rewritten.push('\n');
+                continue;
+            }
+            Item::Block(b) => b,
+        };
+        let output = session.run(&block).unwrap_or_else(|e| {
+            panic!(
+                "{}:{}: {e}\n  {}",
+                path.display(),
+                block.line,
+                block.command
+            )
+        });
+        let actual: Vec<String> = output.lines().map(|l| l.trim_end().to_string()).collect();
+        assert!(
+            actual.iter().all(|l| !l.is_empty()),
+            "{}:{}: output contains a blank line",
+            path.display(),
+            block.line
+        );
+        if actual != block.expected {
+            let mut f = format!("{}:{}: {}\n", path.display(), block.line, block.command);
+            f.push_str("  expected:\n");
+            for l in &block.expected {
+                let _ = writeln!(f, "    {l}");
+            }
+            f.push_str("  actual:\n");
+            for l in &actual {
+                let _ = writeln!(f, "    {l}");
+            }
+            failures.push(f);
+        }
+        rewritten.push_str(&block.command);
+        rewritten.push('\n');
+        for l in &block.input {
+            rewritten.push_str(l);
+            rewritten.push('\n');
+        }
+        rewritten.push_str("----\n");
+        for l in &actual {
+            rewritten.push_str(l);
+            rewritten.push('\n');
+        }
+    }
+    if rewrite_requested() {
+        if rewritten != text {
+            fs::write(&path, rewritten)
+                .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        }
+        return;
+    }
+    assert!(
+        failures.is_empty(),
+        "{} block(s) differ from the golden output (REWRITE=1 regenerates, then review the diff):\n\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+// ---- command arguments ----
+
+/// The words of a command line: `verb flag key=value key="quoted value"`.
+struct Args {
+    verb: String,
+    /// (key, value for `key=value`, used by the command).
+    words: Vec<(String, Option<String>, bool)>,
+}
+
+impl Args {
+    fn parse(line: &str) -> Result<Args, String> {
+        let mut tokens = Vec::new();
+        let mut current = String::new();
+        let mut in_token = false;
+        let mut quoted = false;
+        for c in line.chars() {
+            match c {
+                '"' => {
+                    quoted = !quoted;
+                    in_token = true;
+                }
+                c if c.is_whitespace() && !quoted => {
+                    if in_token {
+                        tokens.push(std::mem::take(&mut current));
+                        in_token = false;
+                    }
+                }
+                c => {
+                    current.push(c);
+                    in_token = true;
+                }
+            }
+        }
+        if quoted {
+            return Err("unbalanced quote".into());
+        }
+        if in_token {
+            tokens.push(current);
+        }
+        let mut tokens = tokens.into_iter();
+        let verb = tokens.next().ok_or("empty command")?;
+        let words = tokens
+            .map(|t| match t.split_once('=') {
+                Some((k, v)) => (k.to_string(), Some(v.to_string()), false),
+                None => (t, None, false),
+            })
+            .collect();
+        Ok(Args { verb, words })
+    }
+
+    /// The next unused value of `key`.
+    fn take(&mut self, key: &str) -> Option<String> {
+        let w = self
+            .words
+            .iter_mut()
+            .find(|(k, v, used)| k == key && v.is_some() && !used)?;
+        w.2 = true;
+        w.1.clone()
+    }
+
+    fn take_all(&mut self, key: &str) -> Vec<String> {
+        std::iter::from_fn(|| self.take(key)).collect()
+    }
+
+    fn required(&mut self, key: &str) -> Result<String, String> {
+        self.take(key).ok_or_else(|| format!("missing {key}="))
+    }
+
+    /// A bare word.
+    fn flag(&mut self, key: &str) -> bool {
+        match self
+            .words
+            .iter_mut()
+            .find(|(k, v, used)| k == key && v.is_none() && !used)
+        {
+            Some(w) => {
+                w.2 = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn parsed<T: std::str::FromStr>(&mut self, key: &str, default: T) -> Result<T, String> {
+        match self.take(key) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| format!("bad value {key}={v}")),
+        }
+    }
+
+    fn finish(&self) -> Result<(), String> {
+        let unused: Vec<String> = self
+            .words
+            .iter()
+            .filter(|w| !w.2)
+            .map(|(k, v, _)| match v {
+                Some(v) => format!("{k}={v}"),
+                None => k.clone(),
+            })
+            .collect();
+        if unused.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("unused arguments: {}", unused.join(" ")))
+        }
+    }
+}
+
+/// `a,b,c`; the empty string is the empty list.
+fn list(s: &str) -> Vec<String> {
+    if s.is_empty() {
+        Vec::new()
+    } else {
+        s.split(',').map(str::to_string).collect()
+    }
+}
+
+fn parse_rule(s: &str) -> Result<Rule, String> {
+    let (services, apis) = s
+        .split_once(':')
+        .ok_or_else(|| format!("rule {s:?} needs services:apis"))?;
+    Ok(Rule {
+        services: list(services),
+        apis: list(apis),
+    })
+}
+
+fn parse_access(s: &str) -> Result<AccessType, String> {
+    match s {
+        "r" | "read" => Ok(AccessType::Read),
+        "w" | "write" => Ok(AccessType::Write),
+        "a" | "admin" => Ok(AccessType::Admin),
+        _ => Err(format!("bad access type {s:?}")),
+    }
+}
+
+fn parse_acl_map(s: &str) -> Result<BTreeMap<String, AccessType>, String> {
+    list(s)
+        .iter()
+        .map(|e| {
+            let (who, level) = e
+                .split_once(':')
+                .ok_or_else(|| format!("ACL {e:?} needs who:level"))?;
+            Ok((who.to_string(), parse_access(level)?))
+        })
+        .collect()
+}
+
+/// `acl.groups=`, `acl.collaborators=`, `acl.public=`.
+fn parse_acls(args: &mut Args) -> Result<Acls, String> {
+    Ok(Acls {
+        groups: parse_acl_map(&args.take("acl.groups").unwrap_or_default())?,
+        collaborators: parse_acl_map(&args.take("acl.collaborators").unwrap_or_default())?,
+        public: args
+            .take("acl.public")
+            .map(|p| parse_access(&p))
+            .transpose()?,
+    })
+}
+
+/// `guest [groups=..]` or `user=NAME [roles=..] [groups=..]`.
+fn parse_identity(args: &mut Args) -> Result<Identity, String> {
+    let guest = args.flag("guest");
+    let user = args.take("user");
+    let mut who = match (guest, user) {
+        (true, None) => Identity::guest(),
+        (false, Some(user)) => Identity {
+            username: user.clone(),
+            subject: user.clone(),
+            name: user.clone(),
+            email: format!("{user}@example.com"),
+            issuer: "golden".into(),
+            roles: vec![role::USER_ROLE.to_string()],
+            groups: Vec::new(),
+            guest: false,
+        },
+        _ => return Err("need exactly one of `guest` and user=NAME".into()),
+    };
+    if let Some(roles) = args.take("roles") {
+        who.roles = list(&roles);
+    }
+    if let Some(groups) = args.take("groups") {
+        who.groups = list(&groups);
+    }
+    Ok(who)
+}
+
+// ---- output formats ----
+
+fn fmt_access(a: AccessType) -> &'static str {
+    match a {
+        AccessType::Read => "r",
+        AccessType::Write => "w",
+        AccessType::Admin => "a",
+    }
+}
+
+fn fmt_acl_map(m: &BTreeMap<String, AccessType>) -> String {
+    let entries: Vec<String> = m
+        .iter()
+        .map(|(k, v)| format!("{k}:{}", fmt_access(*v)))
+        .collect();
+    format!("{{{}}}", entries.join(","))
+}
+
+fn fmt_ownership(o: Option<&Ownership>) -> String {
+    let Some(o) = o else {
+        return "ownership=none".into();
+    };
+    let mut s = format!("owner={:?}", o.owner);
+    if !o.acls.groups.is_empty() {
+        let _ = write!(s, " groups={}", fmt_acl_map(&o.acls.groups));
+    }
+    if !o.acls.collaborators.is_empty() {
+        let _ = write!(s, " collaborators={}", fmt_acl_map(&o.acls.collaborators));
+    }
+    if let Some(p) = o.acls.public {
+        let _ = write!(s, " public={}", fmt_access(p));
+    }
+    s
+}
+
+fn fmt_rules(rules: &[Rule]) -> String {
+    let rules: Vec<String> = rules
+        .iter()
+        .map(|r| format!("{}:{}", r.services.join(","), r.apis.join(",")))
+        .collect();
+    rules.join("; ")
+}
+
+fn fmt_role(r: &Role) -> String {
+    format!("{} = {}", r.name, fmt_rules(&r.rules))
+}
+
+fn fmt_volume(v: &Volume) -> String {
+    let mut s = format!(
+        "name={} size={} ha={}",
+        v.name, v.spec.size, v.spec.ha_level
+    );
+    for (set, word) in [
+        (v.spec.shared, "shared"),
+        (v.spec.sharedv4, "sharedv4"),
+        (v.spec.encrypted, "encrypted"),
+    ] {
+        if set {
+            let _ = write!(s, " {word}");
+        }
+    }
+    if v.spec.format != 0 {
+        let _ = write!(s, " format={}", v.spec.format);
+    }
+    if !v.labels.is_empty() {
+        let labels: Vec<String> = v.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = write!(s, " labels={{{}}}", labels.join(","));
+    }
+    let _ = write!(s, " {}", fmt_ownership(v.ownership.as_ref()));
+    if let Some(p) = &v.parent {
+        let _ = write!(s, " parent={p}");
+    }
+    let _ = write!(s, " created={}", v.created_ms);
+    s
+}
+
+fn fmt_outcome(o: &Outcome) -> String {
+    match o {
+        Outcome::Applied(Reply::Empty) => "applied".into(),
+        Outcome::Applied(Reply::VolumeCreated { id }) => format!("applied: volume {id}"),
+        Outcome::Applied(Reply::Role(r)) => format!("applied: role {}", fmt_role(r)),
+        Outcome::Refused(r) => format!("refused: {r}"),
+    }
+}
+
+fn fmt_key(k: &RecordKey) -> String {
+    String::from_utf8(k.encode()).expect("keys of the scripts are UTF-8")
+}
+
+fn fmt_record(r: &Record) -> String {
+    let key = fmt_key(&r.key());
+    match r {
+        Record::Volume(v) => format!("{key}: {}", fmt_volume(v)),
+        Record::Role(role) => format!("{key}: {}", fmt_rules(&role.rules)),
+        Record::Request(q) => format!("{key}: seq={} {}", q.seq, fmt_outcome(&q.outcome)),
+    }
+}
+
+fn fmt_change(c: &Change) -> String {
+    match c {
+        Change::Put(r) => format!("put {}", fmt_record(r)),
+        Change::Delete(k) => format!("delete {}", fmt_key(k)),
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "Y"
+    } else {
+        "n"
+    }
+}
+
+// ---- the session ----
+
+struct Session {
+    /// roles.txt: the built-ins plus roles defined with `role`.
+    registry: BTreeMap<String, Role>,
+    /// ownership.txt: the ownership `check` runs against.
+    ownership: Option<Ownership>,
+    /// apply.txt: the replicated state.
+    state: State,
+}
+
+impl Session {
+    fn new() -> Session {
+        Session {
+            registry: role::builtin_roles()
+                .into_iter()
+                .map(|r| (r.name.clone(), r))
+                .collect(),
+            ownership: None,
+            state: State::new(),
+        }
+    }
+
+    fn run(&mut self, block: &Block) -> Result<String, String> {
+        let mut args = Args::parse(&block.command)?;
+        if !block.input.is_empty() && !matches!(args.verb.as_str(), "matrix" | "derive") {
+            return Err(format!("{} takes no input lines", args.verb));
+        }
+        let out = match args.verb.clone().as_str() {
+            "match" => self.match_cmd(&mut args)?,
+            "deny" => self.deny_cmd(&mut args)?,
+            "role" => self.role_cmd(&mut args)?,
+            "allows" => self.allows_cmd(&mut args)?,
+            "authorize" => self.authorize_cmd(&mut args)?,
+            "derive" => self.derive_cmd(&block.input)?,
+            "matrix" => self.matrix_cmd(&block.input)?,
+            "ownership" => self.ownership_cmd(&mut args)?,
+            "check" => self.check_cmd(&mut args)?,
+            "create-volume" | "delete-volume" | "create-role" | "update-role" | "delete-role" => {
+                self.apply_cmd(&mut args)?
+            }
+            "inspect" => self.inspect_cmd(&mut args)?,
+            "list" => self.list_cmd(&mut args)?,
+            "inspect-role" => {
+                let name = args.required("name")?;
+                match self.state.role(&name) {
+                    Some(r) => fmt_role(r),
+                    None => "none".into(),
+                }
+            }
+            "roles" => self.state.role_names().collect::<Vec<_>>().join(" "),
+            "remembered" => {
+                let id = RequestId(args.required("req")?);
+                match self.state.remembered(&id) {
+                    Some(o) => fmt_outcome(o),
+                    None => "none".into(),
+                }
+            }
+            "can" => {
+                let who = parse_identity(&mut args)?;
+                let method = MethodName::from_full(&args.required("method")?);
+                match self.state.authorize(&who, &method) {
+                    Ok(()) => "ok".into(),
+                    Err(e) => format!("{e}"),
+                }
+            }
+            "records" => {
+                let lines: Vec<String> = self.state.records().map(|r| fmt_record(&r)).collect();
+                if lines.is_empty() {
+                    "(none)".into()
+                } else {
+                    lines.join("\n")
+                }
+            }
+            "restart" => {
+                let restored = State::from_records(self.state.records());
+                let same = restored == self.state;
+                self.state = restored;
+                if same {
+                    "ok: the restored state equals the running one"
+                } else {
+                    "DIFFERS"
+                }
+                .into()
+            }
+            "seed-volume" => self.seed_volume_cmd(&mut args)?,
+            "reset" => {
+                self.state = State::new();
+                "ok".into()
+            }
+            other => return Err(format!("unknown command {other:?}")),
+        };
+        args.finish()?;
+        Ok(out)
+    }
+
+    fn names(args: &mut Args) -> Result<Vec<String>, String> {
+        let names = args.take_all("name");
+        if names.is_empty() {
+            return Err("missing name=".into());
+        }
+        Ok(names)
+    }
+
+    /// One bare result for one name, `name: result` lines for several.
+    fn per_name(names: &[String], f: impl Fn(&str) -> String) -> String {
+        if let [name] = names {
+            return f(name);
+        }
+        let lines: Vec<String> = names.iter().map(|n| format!("{n:?}: {}", f(n))).collect();
+        lines.join("\n")
+    }
+
+    fn match_cmd(&mut self, args: &mut Args) -> Result<String, String> {
+        let pattern = args.required("pattern")?;
+        let names = Self::names(args)?;
+        Ok(Self::per_name(&names, |n| {
+            role::pattern_matches(&pattern, n).to_string()
+        }))
+    }
+
+    /// Whether `pattern` denies `name`, seen through a role in both slots: as an api entry next
+    /// to `*` (`*:P,*`) and as a service entry next to `*` (`P,*:*`). A non-deny pattern never
+    /// denies, and a deny that does not match leaves the `*` allow in force.
+    fn deny_cmd(&mut self, args: &mut Args) -> Result<String, String> {
+        let pattern = args.required("pattern")?;
+        let names = Self::names(args)?;
+        Ok(Self::per_name(&names, |n| {
+            let star = "*".to_string();
+            let in_api = Role {
+                name: "probe".into(),
+                rules: vec![Rule {
+                    services: vec![star.clone()],
+                    apis: vec![pattern.clone(), star.clone()],
+                }],
+            };
+            let in_service = Role {
+                name: "probe".into(),
+                rules: vec![Rule {
+                    services: vec![pattern.clone(), star.clone()],
+                    apis: vec![star.clone()],
+                }],
+            };
+            let method = |service: &str, api: &str| MethodName {
+                full: format!("/{service}/{api}"),
+                service: service.to_string(),
+                api: api.to_string(),
+            };
+            let api_denied = !in_api.allows(&method("svc", n));
+            let service_denied = !in_service.allows(&method(n, "api"));
+            if api_denied == service_denied {
+                api_denied.to_string()
+            } else {
+                format!("api slot {api_denied}, service slot {service_denied}")
+            }
+        }))
+    }
+
+    fn role_cmd(&mut self, args: &mut Args) -> Result<String, String> {
+        let name = args.required("name")?;
+        let rules = args
+            .take_all("rule")
+            .iter()
+            .map(|r| parse_rule(r))
+            .collect::<Result<_, _>>()?;
+        let role = Role {
+            name: name.clone(),
+            rules,
+        };
+        let out = fmt_role(&role);
+        self.registry.insert(name, role);
+        Ok(out)
+    }
+
+    fn allows_cmd(&mut self, args: &mut Args) -> Result<String, String> {
+        let name = args.required("role")?;
+        let role = self
+            .registry
+            .get(&name)
+            .ok_or_else(|| format!("no role {name} defined"))?;
+        let methods = args.take_all("method");
+        if methods.is_empty() {
+            return Err("missing method=".into());
+        }
+        let lines: Vec<String> = methods
+            .iter()
+            .map(|m| {
+                let method = MethodName::from_full(m);
+                let verdict = if role.allows(&method) {
+                    "allowed"
+                } else {
+                    "denied"
+                };
+                format!("{}: {verdict}", method.dotted())
+            })
+            .collect();
+        Ok(lines.join("\n"))
+    }
+
+    fn authorize_cmd(&mut self, args: &mut Args) -> Result<String, String> {
+        let who = parse_identity(args)?;
+        let method = MethodName::from_full(&args.required("method")?);
+        Ok(
+            match role::authorize(&who, &method, |r| self.registry.get(r)) {
+                Ok(()) => "ok".into(),
+                Err(e) => e.to_string(),
+            },
+        )
+    }
+
+    fn derive_cmd(&mut self, input: &[String]) -> Result<String, String> {
+        let lines: Vec<String> = input
+            .iter()
+            .map(|full| {
+                let m = MethodName::from_full(full.trim());
+                format!("{}: service={} api={}", m.full, m.service, m.api)
+            })
+            .collect();
+        Ok(lines.join("\n"))
+    }
+
+    /// The role check of the four built-ins, through `State::authorize` of a fresh state: a user
+    /// holding only that role, and the anonymous caller for `system.guest`.
+    fn matrix_cmd(&mut self, input: &[String]) -> Result<String, String> {
+        let state = State::new();
+        let holder = |role: &str| Identity {
+            username: "u".into(),
+            subject: "u".into(),
+            name: "u".into(),
+            email: "u@example.com".into(),
+            issuer: "golden".into(),
+            roles: vec![role.to_string()],
+            groups: Vec::new(),
+            guest: false,
+        };
+        let callers = [
+            holder(role::ADMIN_ROLE),
+            holder(role::USER_ROLE),
+            holder(role::VIEW_ROLE),
+            Identity::guest(),
+        ];
+        let rows: Vec<(String, Vec<String>)> = input
+            .iter()
+            .map(|l| {
+                let mut words = l.split_whitespace();
+                let method = words.next().unwrap_or_default().to_string();
+                (method, words.map(str::to_string).collect())
+            })
+            .collect();
+        let width = rows.iter().map(|(m, _)| m.len()).max().unwrap_or(0);
+        let mut out = format!("{:<width$}  admin user view guest", "method");
+        let mut mismatches = 0;
+        for (full, reference) in &rows {
+            if reference.len() != 4 {
+                return Err(format!("{full}: the reference row needs 4 Y/n columns"));
+            }
+            let method = MethodName::from_full(full);
+            let got: Vec<&str> = callers
+                .iter()
+                .map(|c| yes_no(state.authorize(c, &method).is_ok()))
+                .collect();
+            let _ = write!(
+                out,
+                "\n{full:<width$}  {:^5} {:^4} {:^4} {:^5}",
+                got[0], got[1], got[2], got[3]
+            );
+            if got != *reference {
+                let _ = write!(out, "  <-- reference: {}", reference.join(" "));
+                mismatches += 1;
+            }
+        }
+        if mismatches > 0 {
+            return Err(format!(
+                "{mismatches} row(s) differ from the reference table:\n{out}"
+            ));
+        }
+        Ok(out)
+    }
+
+    fn ownership_cmd(&mut self, args: &mut Args) -> Result<String, String> {
+        self.ownership = if args.flag("none") {
+            None
+        } else {
+            Some(Ownership {
+                owner: args.take("owner").unwrap_or_default(),
+                acls: parse_acls(args)?,
+            })
+        };
+        Ok(fmt_ownership(self.ownership.as_ref()))
+    }
+
+    fn check_cmd(&mut self, args: &mut Args) -> Result<String, String> {
+        let who = parse_identity(args)?;
+        let own = self.ownership.as_ref();
+        Ok(format!(
+            "read={} write={} admin={}",
+            yes_no(permitted(&who, own, AccessType::Read)),
+            yes_no(permitted(&who, own, AccessType::Write)),
+            yes_no(permitted(&who, own, AccessType::Admin)),
+        ))
+    }
+
+    fn apply_cmd(&mut self, args: &mut Args) -> Result<String, String> {
+        let identity = parse_identity(args)?;
+        let request_id = RequestId(args.required("req")?);
+        let time_ms = args.parsed("time", 1000u64)?;
+        let op = match args.verb.as_str() {
+            "create-volume" => {
+                let spec = VolumeSpec {
+                    size: args.parsed("size", 1u64)?,
+                    ha_level: args.parsed("ha", 0i64)?,
+                    format: args.parsed("format", 0i32)?,
+                    shared: args.flag("shared"),
+                    sharedv4: args.flag("sharedv4"),
+                    encrypted: args.flag("encrypted"),
+                    ..VolumeSpec::default()
+                };
+                let labels = list(&args.take("labels").unwrap_or_default())
+                    .iter()
+                    .map(|kv| {
+                        kv.split_once('=')
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .ok_or_else(|| format!("label {kv:?} needs k=v"))
+                    })
+                    .collect::<Result<_, _>>()?;
+                Op::CreateVolume {
+                    id: VolumeId(args.required("id")?),
+                    name: args.take("name").unwrap_or_default(),
+                    spec,
+                    labels,
+                    acls: parse_acls(args)?,
+                }
+            }
+            "delete-volume" => Op::DeleteVolume {
+                id: VolumeId(args.required("id")?),
+            },
+            "create-role" | "update-role" => {
+                let rules = args
+                    .take_all("rule")
+                    .iter()
+                    .map(|r| parse_rule(r))
+                    .collect::<Result<_, _>>()?;
+                let role = Role {
+                    name: args.take("name").unwrap_or_default(),
+                    rules,
+                };
+                if args.verb == "create-role" {
+                    Op::CreateRole { role }
+                } else {
+                    Op::UpdateRole { role }
+                }
+            }
+            "delete-role" => Op::DeleteRole {
+                name: args.take("name").unwrap_or_default(),
+            },
+            _ => unreachable!("dispatched above"),
+        };
+        let cmd = Command {
+            request_id,
+            identity,
+            time_ms,
+            origin: NodeId(1),
+            op,
+        };
+        let applied = self.state.apply(&cmd);
+        let mut out = fmt_outcome(&applied.outcome);
+        if applied.changes.is_empty() {
+            out.push_str("\nno changes");
+        }
+        for c in &applied.changes {
+            let _ = write!(out, "\n{}", fmt_change(c));
+        }
+        Ok(out)
+    }
+
+    fn inspect_cmd(&mut self, args: &mut Args) -> Result<String, String> {
+        let who = parse_identity(args)?;
+        let id = VolumeId(args.required("id")?);
+        Ok(match self.state.inspect_volume(&who, &id) {
+            Ok(v) => format!("{id}: {}", fmt_volume(v)),
+            Err(e) => format!("error: {e}"),
+        })
+    }
+
+    fn list_cmd(&mut self, args: &mut Args) -> Result<String, String> {
+        let who = parse_identity(args)?;
+        let filter = VolumeFilter {
+            name: args.take("filter.name"),
+            labels: BTreeMap::new(),
+            ownership: args.take("filter.owner").map(|owner| Ownership {
+                owner,
+                acls: Acls::default(),
+            }),
+        };
+        let ids: Vec<String> = self
+            .state
+            .readable_volumes(&who, &filter)
+            .map(|v| v.id.to_string())
+            .collect();
+        Ok(if ids.is_empty() {
+            "(none)".into()
+        } else {
+            ids.join(" ")
+        })
+    }
+
+    /// Adds a volume record as a restart would find it (`State::from_records`).
+    fn seed_volume_cmd(&mut self, args: &mut Args) -> Result<String, String> {
+        let owner = args.take("owner");
+        let volume = Volume {
+            id: VolumeId(args.required("id")?),
+            name: args.required("name")?,
+            spec: VolumeSpec {
+                size: 1,
+                ha_level: 1,
+                ..VolumeSpec::default()
+            },
+            labels: BTreeMap::new(),
+            ownership: owner.map(|owner| Ownership {
+                owner,
+                acls: Acls::default(),
+            }),
+            created_ms: args.parsed("time", 1000u64)?,
+            parent: args.take("parent").map(VolumeId),
+        };
+        let out = fmt_record(&Record::Volume(volume.clone()));
+        let records: Vec<Record> = self
+            .state
+            .records()
+            .chain([Record::Volume(volume)])
+            .collect();
+        self.state = State::from_records(records);
+        Ok(out)
+    }
+}

@@ -1,0 +1,258 @@
+//! Conversions between the SDK wire types and the domain model (the only place both meet).
+
+use crate::openstorage::api;
+use custos_model::{AccessType, Acls, Ownership, Role, Rule, Volume, VolumeId, VolumeSpec};
+use std::collections::{BTreeMap, HashMap};
+
+fn access_from_wire(v: i32) -> AccessType {
+    match api::ownership::AccessType::try_from(v) {
+        Ok(api::ownership::AccessType::Admin) => AccessType::Admin,
+        Ok(api::ownership::AccessType::Write) => AccessType::Write,
+        // Read is 0: an unknown value grants the least.
+        _ => AccessType::Read,
+    }
+}
+
+fn access_to_wire(a: AccessType) -> i32 {
+    match a {
+        AccessType::Read => api::ownership::AccessType::Read as i32,
+        AccessType::Write => api::ownership::AccessType::Write as i32,
+        AccessType::Admin => api::ownership::AccessType::Admin as i32,
+    }
+}
+
+fn acl_map_from_wire(m: &HashMap<String, i32>) -> BTreeMap<String, AccessType> {
+    m.iter()
+        .map(|(k, v)| (k.clone(), access_from_wire(*v)))
+        .collect()
+}
+
+fn acl_map_to_wire(m: &BTreeMap<String, AccessType>) -> HashMap<String, i32> {
+    m.iter()
+        .map(|(k, v)| (k.clone(), access_to_wire(*v)))
+        .collect()
+}
+
+/// The full ownership of a wire message (used for filters and, later, ownership updates).
+pub fn ownership_from_proto(o: &api::Ownership) -> Ownership {
+    Ownership {
+        owner: o.owner.clone(),
+        acls: acls_from_proto(Some(o)),
+    }
+}
+
+/// Only the ACLs of a wire ownership: what a create keeps (the owner is always the caller).
+pub fn acls_from_proto(o: Option<&api::Ownership>) -> Acls {
+    let Some(acls) = o.and_then(|o| o.acls.as_ref()) else {
+        return Acls::default();
+    };
+    Acls {
+        groups: acl_map_from_wire(&acls.groups),
+        collaborators: acl_map_from_wire(&acls.collaborators),
+        public: acls.public.as_ref().map(|p| access_from_wire(p.r#type)),
+    }
+}
+
+pub fn ownership_to_proto(o: &Ownership) -> api::Ownership {
+    api::Ownership {
+        owner: o.owner.clone(),
+        acls: Some(api::ownership::AccessControl {
+            groups: acl_map_to_wire(&o.acls.groups),
+            collaborators: acl_map_to_wire(&o.acls.collaborators),
+            public: o.acls.public.map(|p| api::ownership::PublicAccessControl {
+                r#type: access_to_wire(p),
+            }),
+        }),
+    }
+}
+
+/// The spec fields custos keeps. The passphrase is dropped here and never stored.
+pub fn spec_from_proto(s: &api::VolumeSpec) -> VolumeSpec {
+    VolumeSpec {
+        size: s.size,
+        ha_level: s.ha_level,
+        format: s.format,
+        block_size: s.block_size,
+        cos: s.cos,
+        io_profile: s.io_profile,
+        shared: s.shared,
+        sharedv4: s.sharedv4,
+        encrypted: s.encrypted,
+        sticky: s.sticky,
+        journal: s.journal,
+        snapshot_schedule: s.snapshot_schedule.clone(),
+        volume_labels: s.volume_labels.clone().into_iter().collect(),
+        replica_nodes: s
+            .replica_set
+            .as_ref()
+            .map(|r| r.nodes.clone())
+            .unwrap_or_default(),
+    }
+}
+
+pub fn spec_to_proto(s: &VolumeSpec, ownership: Option<&Ownership>) -> api::VolumeSpec {
+    api::VolumeSpec {
+        size: s.size,
+        ha_level: s.ha_level,
+        format: s.format,
+        block_size: s.block_size,
+        cos: s.cos,
+        io_profile: s.io_profile,
+        shared: s.shared,
+        sharedv4: s.sharedv4,
+        encrypted: s.encrypted,
+        sticky: s.sticky,
+        journal: s.journal,
+        snapshot_schedule: s.snapshot_schedule.clone(),
+        volume_labels: s.volume_labels.clone().into_iter().collect(),
+        replica_set: (!s.replica_nodes.is_empty()).then(|| api::ReplicaSet {
+            nodes: s.replica_nodes.clone(),
+            ..Default::default()
+        }),
+        ownership: ownership.map(ownership_to_proto),
+        ..Default::default()
+    }
+}
+
+fn timestamp(ms: u64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: (ms / 1000) as i64,
+        nanos: ((ms % 1000) * 1_000_000) as i32,
+    }
+}
+
+/// A volume record as the SDK's `Volume` message.
+pub fn volume_to_proto(v: &Volume) -> api::Volume {
+    api::Volume {
+        id: v.id.0.clone(),
+        source: v.parent.as_ref().map(|p| api::Source {
+            parent: p.0.clone(),
+            ..Default::default()
+        }),
+        locator: Some(api::VolumeLocator {
+            name: v.name.clone(),
+            volume_labels: v.labels.clone().into_iter().collect(),
+            ownership: v.ownership.as_ref().map(ownership_to_proto),
+            ..Default::default()
+        }),
+        ctime: Some(timestamp(v.created_ms)),
+        spec: Some(spec_to_proto(&v.spec, v.ownership.as_ref())),
+        format: v.spec.format,
+        status: api::VolumeStatus::Up as i32,
+        state: api::VolumeState::Detached as i32,
+        ..Default::default()
+    }
+}
+
+/// The inverse of [`volume_to_proto`], for clients.
+pub fn volume_from_proto(v: &api::Volume) -> Volume {
+    let locator = v.locator.clone().unwrap_or_default();
+    let spec = v.spec.clone().unwrap_or_default();
+    let ownership = locator
+        .ownership
+        .as_ref()
+        .or(spec.ownership.as_ref())
+        .map(ownership_from_proto);
+    let created_ms = v
+        .ctime
+        .as_ref()
+        .map(|t| (t.seconds.max(0) as u64) * 1000 + (t.nanos.max(0) as u64) / 1_000_000)
+        .unwrap_or(0);
+    Volume {
+        id: VolumeId(v.id.clone()),
+        name: locator.name.clone(),
+        spec: spec_from_proto(&spec),
+        labels: locator.volume_labels.into_iter().collect(),
+        ownership,
+        created_ms,
+        parent: v
+            .source
+            .as_ref()
+            .filter(|s| !s.parent.is_empty())
+            .map(|s| VolumeId(s.parent.clone())),
+    }
+}
+
+pub fn role_from_proto(r: &api::SdkRole) -> Role {
+    Role {
+        name: r.name.clone(),
+        rules: r
+            .rules
+            .iter()
+            .map(|x| Rule {
+                services: x.services.clone(),
+                apis: x.apis.clone(),
+            })
+            .collect(),
+    }
+}
+
+pub fn role_to_proto(r: &Role) -> api::SdkRole {
+    api::SdkRole {
+        name: r.name.clone(),
+        rules: r
+            .rules
+            .iter()
+            .map(|x| api::SdkRule {
+                services: x.services.clone(),
+                apis: x.apis.clone(),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_round_trips_and_drops_the_passphrase() {
+        let wire_spec = api::VolumeSpec {
+            size: 1 << 30,
+            ha_level: 2,
+            passphrase: "hunter2".into(),
+            encrypted: true,
+            volume_labels: [("a".to_string(), "b".to_string())].into_iter().collect(),
+            replica_set: Some(api::ReplicaSet {
+                nodes: vec!["1".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let spec = spec_from_proto(&wire_spec);
+        let ownership = Ownership {
+            owner: "alice".into(),
+            acls: Acls {
+                groups: [("g".to_string(), AccessType::Write)].into_iter().collect(),
+                collaborators: [("bob".to_string(), AccessType::Admin)]
+                    .into_iter()
+                    .collect(),
+                public: Some(AccessType::Read),
+            },
+        };
+        let v = Volume {
+            id: VolumeId("v1".into()),
+            name: "vol".into(),
+            spec,
+            labels: [("k".to_string(), "v".to_string())].into_iter().collect(),
+            ownership: Some(ownership),
+            created_ms: 1_700_000_000_123,
+            parent: Some(VolumeId("p".into())),
+        };
+        let wire = volume_to_proto(&v);
+        assert_eq!(wire.spec.as_ref().unwrap().passphrase, "");
+        assert_eq!(volume_from_proto(&wire), v);
+    }
+
+    #[test]
+    fn empty_public_message_grants_read() {
+        let o = api::Ownership {
+            owner: "alice".into(),
+            acls: Some(api::ownership::AccessControl {
+                public: Some(api::ownership::PublicAccessControl::default()),
+                ..Default::default()
+            }),
+        };
+        assert_eq!(acls_from_proto(Some(&o)).public, Some(AccessType::Read));
+    }
+}

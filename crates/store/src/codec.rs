@@ -1,0 +1,104 @@
+//! Value encoding for everything this crate persists: a format-version byte, then bincode.
+//!
+//! Every value written to sled (log entries, vote, pointers, records, snapshot) starts with
+//! [`VALUE_FORMAT`]. A value with another first byte is refused with a clear error instead of
+//! being misread, so a later format change can add a new version and convert on open.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Version byte in front of every persisted value.
+pub(crate) const VALUE_FORMAT: u8 = 1;
+
+/// A persisted value could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("encoding {what}: {source}")]
+    Encode {
+        what: &'static str,
+        #[source]
+        source: bincode::error::EncodeError,
+    },
+    #[error("decoding {what}: {source}")]
+    Decode {
+        what: &'static str,
+        #[source]
+        source: bincode::error::DecodeError,
+    },
+    #[error("decoding {what}: empty value")]
+    Empty { what: &'static str },
+    #[error(
+        "decoding {what}: unknown format version {found} (this build reads version {VALUE_FORMAT})"
+    )]
+    UnknownVersion { what: &'static str, found: u8 },
+    #[error("decoding {what}: {extra} trailing bytes after the value")]
+    Trailing { what: &'static str, extra: usize },
+}
+
+fn config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+/// Encodes `value` behind the version byte. `what` names the value in errors.
+pub(crate) fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, CodecError> {
+    let mut out = vec![VALUE_FORMAT];
+    bincode::serde::encode_into_std_write(value, &mut out, config())
+        .map_err(|source| CodecError::Encode { what, source })?;
+    Ok(out)
+}
+
+/// Decodes a value written by [`encode`], checking the version byte and that nothing trails it.
+pub(crate) fn decode<T: DeserializeOwned>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<T, CodecError> {
+    let (&version, body) = bytes.split_first().ok_or(CodecError::Empty { what })?;
+    if version != VALUE_FORMAT {
+        return Err(CodecError::UnknownVersion {
+            what,
+            found: version,
+        });
+    }
+    let (value, used) = bincode::serde::decode_from_slice(body, config())
+        .map_err(|source| CodecError::Decode { what, source })?;
+    if used != body.len() {
+        return Err(CodecError::Trailing {
+            what,
+            extra: body.len() - used,
+        });
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_refusals() {
+        let bytes = encode("t", &(7u64, String::from("x"))).unwrap();
+        assert_eq!(bytes[0], VALUE_FORMAT);
+        let back: (u64, String) = decode("t", &bytes).unwrap();
+        assert_eq!(back, (7, "x".to_string()));
+
+        let mut other = bytes.clone();
+        other[0] = 9;
+        let err = decode::<(u64, String)>("t", &other).unwrap_err();
+        assert!(
+            matches!(err, CodecError::UnknownVersion { found: 9, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("unknown format version 9"));
+
+        assert!(matches!(
+            decode::<u64>("t", &[]),
+            Err(CodecError::Empty { .. })
+        ));
+        let mut long = bytes;
+        long.push(0);
+        assert!(matches!(
+            decode::<(u64, String)>("t", &long),
+            Err(CodecError::Trailing { .. })
+        ));
+    }
+}

@@ -1,0 +1,613 @@
+//! The replicated state machine on sled: openraft's `RaftStateMachine` (storage-v2) around
+//! `custos_model::State`, plus snapshots.
+//!
+//! The `State` lives in memory behind [`SharedState`] for the server to read; the `sm` tree
+//! holds its records plus `_applied` (last applied log id) and `_membership`.
+//!
+//! **Apply is atomic but not flushed.** Each `apply` call writes the changes of all its
+//! entries together with the new applied log id (and the membership when it changed) in one
+//! `sled::Batch` on the one `sm` tree, so a crash keeps all of it or none of it, and the records
+//! on disk always match the applied id stored beside them. The batch is not flushed. That is
+//! safe because:
+//! - every applied entry is in the Raft log, which is flushed before it is acknowledged, and
+//!   sled recovers a prefix of its single write log (one page cache and log per `Db`), so a
+//!   surviving applied id never refers to an entry that did not survive;
+//! - `save_committed` stores the commit index, and openraft re-applies
+//!   `(applied, committed]` from the log at start (`StorageHelper::get_initial_state`), so an
+//!   applied id that lost its newest batches is caught up before the node serves; commit is
+//!   saved before the entries are applied, so a recovered `committed` is never behind a
+//!   recovered `_applied`;
+//! - logs are purged only up to a snapshot, and storing a snapshot flushes the whole `Db`,
+//!   which makes every earlier apply batch durable first; so the applied id on disk never falls
+//!   behind the purge pointer (`open` checks this and refuses a store where it does).
+//!
+//! **Snapshots** are stored in the `snapshot` tree (`current_meta` + `current_data`, written in
+//! one batch and flushed). Installing one is crash-safe: (1) the snapshot and an `installing`
+//! marker are written and flushed, (2) the `sm` tree is rewritten in one batch and the in-memory
+//! state swapped, (3) the marker is removed. `open` finishes an install that a crash
+//! interrupted by redoing (2) from the stored snapshot.
+
+use crate::codec::{decode, encode};
+use crate::db::{
+    Trees, APPLIED_KEY, CURRENT_DATA_KEY, CURRENT_META_KEY, INSTALLING_KEY, MEMBERSHIP_KEY,
+    SM_META_PREFIX,
+};
+use crate::{sto_err, Member, StoreError, TypeConfig};
+use custos_model::{Applied, Change, Outcome, Record, Reply, State};
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder,
+    SnapshotMeta, StorageError, StoredMembership,
+};
+use std::io::Cursor;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+type NodeId = u64;
+
+/// The applied state, shared with the server for reads. Writers: this crate only.
+pub type SharedState = Arc<RwLock<State>>;
+
+/// The state machine store of one node.
+pub struct StateMachineStore {
+    inner: Arc<Inner>,
+}
+
+/// Builds snapshots on openraft's snapshot task, concurrently with apply.
+pub struct SnapshotBuilder {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    trees: Trees,
+    state: SharedState,
+    /// Updated only while `state` is write-locked, so a reader holding the `state` read lock
+    /// sees a matching applied id and membership. Lock order: `state`, then `meta`.
+    meta: Mutex<SmMeta>,
+    /// Serializes writes of the current snapshot (build and install run on different tasks).
+    snapshot_lock: tokio::sync::Mutex<()>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct SmMeta {
+    applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, Member>,
+}
+
+fn sm_err(verb: ErrorVerb, e: &(impl std::error::Error + 'static)) -> StorageError<NodeId> {
+    sto_err(ErrorSubject::StateMachine, verb, e)
+}
+
+fn snap_err(
+    meta: Option<&SnapshotMeta<NodeId, Member>>,
+    verb: ErrorVerb,
+    e: &(impl std::error::Error + 'static),
+) -> StorageError<NodeId> {
+    sto_err(ErrorSubject::Snapshot(meta.map(|m| m.signature())), verb, e)
+}
+
+/// Writes `records`, the applied id and the membership as the whole content of the `sm` tree,
+/// in one batch.
+fn rewrite_sm_tree(sm: &sled::Tree, records: &[Record], meta: &SmMeta) -> Result<(), StoreError> {
+    let mut batch = sled::Batch::default();
+    for key in sm.iter().keys() {
+        batch.remove(key?);
+    }
+    // A later insert of the same key in a batch replaces its removal.
+    for record in records {
+        batch.insert(record.key().encode(), encode("record", record)?);
+    }
+    batch.insert(APPLIED_KEY, encode("applied log id", &meta.applied)?);
+    batch.insert(MEMBERSHIP_KEY, encode("membership", &meta.membership)?);
+    sm.apply_batch(batch)?;
+    Ok(())
+}
+
+/// A stored snapshot: its meta and its data bytes.
+type StoredSnapshot = (SnapshotMeta<NodeId, Member>, Vec<u8>);
+
+/// The current snapshot's meta and data, if any.
+fn read_current_snapshot(snapshot: &sled::Tree) -> Result<Option<StoredSnapshot>, StoreError> {
+    let (Some(meta), Some(data)) = (
+        snapshot.get(CURRENT_META_KEY)?,
+        snapshot.get(CURRENT_DATA_KEY)?,
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some((decode("snapshot meta", &meta)?, data.to_vec())))
+}
+
+impl StateMachineStore {
+    /// Loads the state machine from its trees (blocking): finishes an interrupted snapshot
+    /// install, then rebuilds `State` and the applied id and membership.
+    pub(crate) fn load(trees: Trees) -> Result<StateMachineStore, StoreError> {
+        if let Some(marker) = trees.snapshot.get(INSTALLING_KEY)? {
+            let id: String = decode("install marker", &marker)?;
+            let Some((meta, data)) = read_current_snapshot(&trees.snapshot)? else {
+                return Err(StoreError::Inconsistent(format!(
+                    "snapshot {id} was being installed but no snapshot is stored"
+                )));
+            };
+            if meta.snapshot_id != id {
+                return Err(StoreError::Inconsistent(format!(
+                    "snapshot {id} was being installed but the stored snapshot is {}",
+                    meta.snapshot_id
+                )));
+            }
+            tracing::warn!(snapshot_id = %id, "finishing a snapshot install interrupted by a crash");
+            Self::install_blocking(&trees, &meta, &data)?;
+        }
+
+        let (records, meta) = Self::read_sm_tree(&trees.sm)?;
+        let (records, meta) = match read_current_snapshot(&trees.snapshot)? {
+            // Cannot happen if sled keeps its prefix guarantee (see the module docs); if it
+            // does, the stored snapshot is the newest consistent state there is.
+            Some((snap, data)) if snap.last_log_id > meta.applied => {
+                tracing::warn!(
+                    snapshot = ?snap.last_log_id,
+                    applied = ?meta.applied,
+                    "state machine on disk is behind the stored snapshot: restoring the snapshot"
+                );
+                Self::install_blocking(&trees, &snap, &data)?;
+                Self::read_sm_tree(&trees.sm)?
+            }
+            _ => (records, meta),
+        };
+
+        let state = State::from_records(records);
+        Ok(StateMachineStore {
+            inner: Arc::new(Inner {
+                trees,
+                state: Arc::new(RwLock::new(state)),
+                meta: Mutex::new(meta),
+                snapshot_lock: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    /// Rewrites the `sm` tree from snapshot data, clears the marker and flushes (at open).
+    fn install_blocking(
+        trees: &Trees,
+        meta: &SnapshotMeta<NodeId, Member>,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        let records: Vec<Record> = decode("snapshot data", data)?;
+        let sm_meta = SmMeta {
+            applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+        };
+        rewrite_sm_tree(&trees.sm, &records, &sm_meta)?;
+        trees.snapshot.remove(INSTALLING_KEY)?;
+        trees.db.flush()?;
+        Ok(())
+    }
+
+    fn read_sm_tree(sm: &sled::Tree) -> Result<(Vec<Record>, SmMeta), StoreError> {
+        let mut records = Vec::new();
+        let mut meta = SmMeta::default();
+        for kv in sm.iter() {
+            let (key, value) = kv?;
+            if key.first() == Some(&SM_META_PREFIX) {
+                match key.as_ref() {
+                    APPLIED_KEY => meta.applied = decode("applied log id", &value)?,
+                    MEMBERSHIP_KEY => meta.membership = decode("membership", &value)?,
+                    other => {
+                        return Err(StoreError::Inconsistent(format!(
+                            "unknown state-machine metadata key {:?}",
+                            String::from_utf8_lossy(other)
+                        )))
+                    }
+                }
+                continue;
+            }
+            let record: Record = decode("record", &value)?;
+            if record.key().encode() != key.as_ref() {
+                return Err(StoreError::Inconsistent(format!(
+                    "record stored under key {:?} belongs under {:?}",
+                    String::from_utf8_lossy(&key),
+                    String::from_utf8_lossy(&record.key().encode())
+                )));
+            }
+            records.push(record);
+        }
+        Ok((records, meta))
+    }
+
+    /// The applied state, for the server's reads. Read it with `state().read()`.
+    pub fn state(&self) -> SharedState {
+        self.inner.state.clone()
+    }
+
+    pub(crate) fn applied_blocking(&self) -> Option<LogId<NodeId>> {
+        self.inner
+            .meta
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .applied
+    }
+
+    async fn flush(&self) -> Result<(), sled::Error> {
+        self.inner.trees.db.flush_async().await.map(|_| ())
+    }
+
+    /// Install step 1: store the snapshot as current with an `installing` marker, durably.
+    async fn stage_snapshot(
+        &self,
+        meta: &SnapshotMeta<NodeId, Member>,
+        data: Vec<u8>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let meta_bytes = encode("snapshot meta", meta)
+            .map_err(|e| snap_err(Some(meta), ErrorVerb::Write, &e))?;
+        let marker = encode("install marker", &meta.snapshot_id)
+            .map_err(|e| snap_err(Some(meta), ErrorVerb::Write, &e))?;
+        let mut batch = sled::Batch::default();
+        batch.insert(CURRENT_META_KEY, meta_bytes);
+        batch.insert(CURRENT_DATA_KEY, data);
+        batch.insert(INSTALLING_KEY, marker);
+        self.inner
+            .trees
+            .snapshot
+            .apply_batch(batch)
+            .map_err(|e| snap_err(Some(meta), ErrorVerb::Write, &e))?;
+        self.flush()
+            .await
+            .map_err(|e| snap_err(Some(meta), ErrorVerb::Write, &e))
+    }
+
+    /// Install step 2: make `records` the whole state, on disk (one batch) and in memory.
+    fn replace_state(
+        &self,
+        records: Vec<Record>,
+        meta: SmMeta,
+    ) -> Result<(), StorageError<NodeId>> {
+        let new_state = State::from_records(records.iter().cloned());
+        let mut state = self
+            .inner
+            .state
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut current = self
+            .inner
+            .meta
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        rewrite_sm_tree(&self.inner.trees.sm, &records, &meta)
+            .map_err(|e| sm_err(ErrorVerb::Write, &e))?;
+        *state = new_state;
+        *current = meta;
+        Ok(())
+    }
+
+    /// Install step 3: the state is replaced; drop the marker.
+    async fn finish_install(
+        &self,
+        meta: &SnapshotMeta<NodeId, Member>,
+    ) -> Result<(), StorageError<NodeId>> {
+        self.inner
+            .trees
+            .snapshot
+            .remove(INSTALLING_KEY)
+            .map_err(|e| snap_err(Some(meta), ErrorVerb::Delete, &e))?;
+        self.flush()
+            .await
+            .map_err(|e| snap_err(Some(meta), ErrorVerb::Write, &e))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        // A consistent view: records, applied id and membership under the state read lock.
+        let (records, sm_meta) = {
+            let state = self
+                .inner
+                .state
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            let meta = self
+                .inner
+                .meta
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            (state.records().collect::<Vec<Record>>(), meta)
+        };
+        let data = tokio::task::spawn_blocking(move || encode("snapshot data", &records))
+            .await
+            .map_err(|e| snap_err(None, ErrorVerb::Write, &e))?
+            .map_err(|e| snap_err(None, ErrorVerb::Write, &e))?;
+
+        let counter = self
+            .inner
+            .trees
+            .db
+            .generate_id()
+            .map_err(|e| snap_err(None, ErrorVerb::Write, &e))?;
+        let (term, index) = sm_meta
+            .applied
+            .map_or((0, 0), |id| (id.leader_id.term, id.index));
+        let meta = SnapshotMeta {
+            last_log_id: sm_meta.applied,
+            last_membership: sm_meta.membership,
+            snapshot_id: format!("{term}-{index}-{counter}"),
+        };
+        tracing::debug!(snapshot_id = %meta.snapshot_id, bytes = data.len(), "snapshot built");
+
+        let meta_bytes = encode("snapshot meta", &meta)
+            .map_err(|e| snap_err(Some(&meta), ErrorVerb::Write, &e))?;
+        let tree = &self.inner.trees.snapshot;
+        let _s = self.inner.snapshot_lock.lock().await;
+        // An install that ran meanwhile may have stored a newer snapshot: keep that one.
+        let current =
+            read_current_snapshot(tree).map_err(|e| snap_err(None, ErrorVerb::Read, &e))?;
+        if current.is_none_or(|(cur, _)| cur.last_log_id <= meta.last_log_id) {
+            let mut batch = sled::Batch::default();
+            batch.insert(CURRENT_META_KEY, meta_bytes);
+            batch.insert(CURRENT_DATA_KEY, data.clone());
+            tree.apply_batch(batch)
+                .map_err(|e| snap_err(Some(&meta), ErrorVerb::Write, &e))?;
+            self.inner
+                .trees
+                .db
+                .flush_async()
+                .await
+                .map_err(|e| snap_err(Some(&meta), ErrorVerb::Write, &e))?;
+        }
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Member>), StorageError<NodeId>>
+    {
+        let meta = self
+            .inner
+            .meta
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        Ok((meta.applied, meta.membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Outcome>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let inner = &self.inner;
+        let mut state = inner.state.write().unwrap_or_else(PoisonError::into_inner);
+        let mut meta = inner.meta.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut next = meta.clone();
+        let mut membership_changed = false;
+        let mut batch = sled::Batch::default();
+        let mut outcomes = Vec::new();
+        for entry in entries {
+            let log_id = entry.log_id;
+            next.applied = Some(log_id);
+            match entry.payload {
+                EntryPayload::Blank => outcomes.push(Outcome::Applied(Reply::Empty)),
+                EntryPayload::Normal(cmd) => {
+                    tracing::debug!(index = log_id.index, request_id = %cmd.request_id, "apply");
+                    let Applied { outcome, changes } = state.apply(&cmd);
+                    for change in changes {
+                        match change {
+                            Change::Put(record) => {
+                                let bytes = encode("record", &record).map_err(|e| {
+                                    sto_err(ErrorSubject::Apply(log_id), ErrorVerb::Write, &e)
+                                })?;
+                                batch.insert(record.key().encode(), bytes);
+                            }
+                            Change::Delete(key) => batch.remove(key.encode()),
+                        }
+                    }
+                    outcomes.push(outcome);
+                }
+                EntryPayload::Membership(membership) => {
+                    next.membership = StoredMembership::new(Some(log_id), membership);
+                    membership_changed = true;
+                    outcomes.push(Outcome::Applied(Reply::Empty));
+                }
+            }
+        }
+        if next.applied == meta.applied {
+            return Ok(outcomes); // nothing to apply
+        }
+        let applied_bytes =
+            encode("applied log id", &next.applied).map_err(|e| sm_err(ErrorVerb::Write, &e))?;
+        batch.insert(APPLIED_KEY, applied_bytes);
+        if membership_changed {
+            let bytes =
+                encode("membership", &next.membership).map_err(|e| sm_err(ErrorVerb::Write, &e))?;
+            batch.insert(MEMBERSHIP_KEY, bytes);
+        }
+        // One batch on one tree: the changes and the applied id land together or not at all.
+        inner
+            .trees
+            .sm
+            .apply_batch(batch)
+            .map_err(|e| sm_err(ErrorVerb::Write, &e))?;
+        *meta = next;
+        Ok(outcomes)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            inner: self.inner.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, Member>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        tracing::info!(snapshot_id = %meta.snapshot_id, last = ?meta.last_log_id, "install snapshot");
+        let data = snapshot.into_inner();
+        // Refuse undecodable data before anything is written.
+        let records: Vec<Record> = decode("snapshot data", &data)
+            .map_err(|e| snap_err(Some(meta), ErrorVerb::Read, &e))?;
+        let sm_meta = SmMeta {
+            applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+        };
+        let _s = self.inner.snapshot_lock.lock().await;
+        self.stage_snapshot(meta, data).await?;
+        self.replace_state(records, sm_meta)?;
+        self.finish_install(meta).await
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        let current = read_current_snapshot(&self.inner.trees.snapshot)
+            .map_err(|e| snap_err(None, ErrorVerb::Read, &e))?;
+        Ok(current.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custos_model::{Acls, Command, Identity, NodeId as ModelNodeId, Op, RequestId, VolumeId};
+    use openraft::CommittedLeaderId;
+
+    fn create(n: u64) -> Entry<TypeConfig> {
+        let mut identity = Identity::guest();
+        identity.username = "bob".into();
+        identity.guest = false;
+        identity.roles = vec!["system.admin".into()];
+        let cmd = Command {
+            request_id: RequestId(format!("r{n}")),
+            identity,
+            time_ms: n,
+            origin: ModelNodeId(1),
+            op: Op::CreateVolume {
+                id: VolumeId(format!("v{n}")),
+                name: format!("name{n}"),
+                spec: custos_model::VolumeSpec {
+                    size: 1,
+                    ..Default::default()
+                },
+                labels: Default::default(),
+                acls: Acls::default(),
+            },
+        };
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), n),
+            payload: EntryPayload::Normal(cmd),
+        }
+    }
+
+    fn records(sm: &StateMachineStore) -> Vec<Record> {
+        sm.state().read().unwrap().records().collect()
+    }
+
+    /// A snapshot of volumes 1..=5 at log id (1, 5), from a store of its own.
+    async fn snapshot_of_five() -> (SnapshotMeta<NodeId, Member>, Vec<u8>, Vec<Record>) {
+        let dir = tempfile::tempdir().unwrap();
+        let (_log, mut sm) = crate::open(dir.path()).await.unwrap();
+        sm.apply((1..=5).map(create)).await.unwrap();
+        let snap = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        (snap.meta, snap.snapshot.into_inner(), records(&sm))
+    }
+
+    /// A store with volumes 100..=102 applied up to (1, 3).
+    async fn other_store(dir: &std::path::Path) -> (crate::LogStore, StateMachineStore) {
+        let (log, mut sm) = crate::open(dir).await.unwrap();
+        let mut entries: Vec<_> = (100..=102).map(create).collect();
+        for (i, e) in entries.iter_mut().enumerate() {
+            e.log_id.index = i as u64 + 1;
+        }
+        sm.apply(entries).await.unwrap();
+        (log, sm)
+    }
+
+    #[tokio::test]
+    async fn open_finishes_an_install_interrupted_after_staging() {
+        let (meta, data, expected) = snapshot_of_five().await;
+        let dir = tempfile::tempdir().unwrap();
+        let (log, sm) = other_store(dir.path()).await;
+        // Step 1 of install only, then "crash".
+        sm.stage_snapshot(&meta, data).await.unwrap();
+        assert!(sm
+            .inner
+            .trees
+            .snapshot
+            .get(INSTALLING_KEY)
+            .unwrap()
+            .is_some());
+        assert_ne!(records(&sm), expected);
+        drop((log, sm));
+
+        let (_log, mut sm) = crate::open(dir.path()).await.unwrap();
+        assert_eq!(records(&sm), expected);
+        assert_eq!(
+            sm.applied_state().await.unwrap(),
+            (meta.last_log_id, meta.last_membership.clone())
+        );
+        assert!(sm
+            .inner
+            .trees
+            .snapshot
+            .get(INSTALLING_KEY)
+            .unwrap()
+            .is_none());
+        assert_eq!(sm.get_current_snapshot().await.unwrap().unwrap().meta, meta);
+        // The tree itself was rewritten: no record of the old state is left on disk.
+        let (mut on_disk, _) = StateMachineStore::read_sm_tree(&sm.inner.trees.sm).unwrap();
+        let mut expected = expected;
+        on_disk.sort_by_key(|r| r.key().encode());
+        expected.sort_by_key(|r| r.key().encode());
+        assert_eq!(on_disk, expected);
+    }
+
+    #[tokio::test]
+    async fn open_restores_a_stored_snapshot_newer_than_the_state_machine() {
+        let (meta, data, expected) = snapshot_of_five().await;
+        let dir = tempfile::tempdir().unwrap();
+        let (log, sm) = other_store(dir.path()).await;
+        sm.stage_snapshot(&meta, data).await.unwrap();
+        sm.inner.trees.snapshot.remove(INSTALLING_KEY).unwrap();
+        drop((log, sm));
+
+        let (_log, mut sm) = crate::open(dir.path()).await.unwrap();
+        assert_eq!(records(&sm), expected);
+        assert_eq!(sm.applied_state().await.unwrap().0, meta.last_log_id);
+    }
+
+    #[tokio::test]
+    async fn a_marker_without_its_snapshot_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, sm) = other_store(dir.path()).await;
+        sm.inner
+            .trees
+            .snapshot
+            .insert(
+                INSTALLING_KEY,
+                encode("install marker", &"1-9-0".to_string()).unwrap(),
+            )
+            .unwrap();
+        drop((log, sm));
+        let err = crate::open(dir.path()).await.err().expect("must refuse");
+        assert!(matches!(err, StoreError::Inconsistent(_)), "{err}");
+    }
+}

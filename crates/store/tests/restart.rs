@@ -1,0 +1,188 @@
+//! Restart tests: everything the store acknowledged is there, identical, after a reopen.
+
+mod common;
+
+use common::*;
+use custos_model::{Outcome, Record, Reply, VolumeId};
+use custos_store::StoreError;
+use openraft::storage::{RaftLogStorage, RaftStateMachine};
+use openraft::{StorageHelper, Vote};
+
+#[tokio::test]
+async fn log_vote_applied_and_state_survive_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut sm) = open(dir.path()).await;
+
+    let mut entries = vec![blank(1, 1), membership(1, 2, &[1, 2, 3])];
+    for n in 3..=12 {
+        entries.push(normal(1, n, create_volume(n)));
+    }
+    entries.push(normal(1, 13, delete_volume(13, 5)));
+    entries.push(normal(1, 14, create_role(14)));
+    // A refused command (duplicate name, different shape) is applied too, and remembered.
+    let mut dup = create_volume(3);
+    dup.request_id = custos_model::RequestId("req-dup".into());
+    if let custos_model::Op::CreateVolume { spec, .. } = &mut dup.op {
+        spec.size += 1;
+    }
+    entries.push(normal(2, 15, dup));
+    append(&mut log, entries.clone()).await;
+    log.save_vote(&Vote::new_committed(2, 1)).await.unwrap();
+    log.save_committed(Some(log_id(2, 15))).await.unwrap();
+
+    let outcomes = sm.apply(entries.clone()).await.unwrap();
+    assert_eq!(outcomes.len(), entries.len());
+    assert_eq!(outcomes[0], Outcome::Applied(Reply::Empty));
+    assert_eq!(outcomes[1], Outcome::Applied(Reply::Empty));
+    assert_eq!(
+        outcomes[2],
+        Outcome::Applied(Reply::VolumeCreated {
+            id: VolumeId("vol-0003".into())
+        })
+    );
+    assert!(
+        matches!(outcomes[14], Outcome::Refused(_)),
+        "{:?}",
+        outcomes[14]
+    );
+
+    let state_before = sm.state().read().unwrap().clone();
+    assert_eq!(state_before.volume_count(), 9);
+    let records_before: Vec<Record> = state_before.records().collect();
+    let log_state_before = log.get_log_state().await.unwrap();
+    let applied_before = sm.applied_state().await.unwrap();
+    let entries_before = all_entries(&mut log).await;
+    close(log, sm);
+
+    let (mut log, mut sm) = open(dir.path()).await;
+    assert_eq!(log.get_log_state().await.unwrap(), log_state_before);
+    assert_eq!(all_entries(&mut log).await, entries_before);
+    assert_eq!(
+        log.read_vote().await.unwrap(),
+        Some(Vote::new_committed(2, 1))
+    );
+    assert_eq!(log.read_committed().await.unwrap(), Some(log_id(2, 15)));
+    let applied_after = sm.applied_state().await.unwrap();
+    assert_eq!(applied_after, applied_before);
+    assert_eq!(applied_after.0, Some(log_id(2, 15)));
+    assert_eq!(applied_after.1.log_id(), &Some(log_id(1, 2)));
+    let state_after = sm.state().read().unwrap().clone();
+    assert_eq!(state_after, state_before);
+    assert_eq!(state_after.records().collect::<Vec<_>>(), records_before);
+    assert!(state_after.volume(&VolumeId("vol-0005".into())).is_none());
+    assert!(state_after.role("custom.role14").is_some());
+
+    // The remembered request ids survive too: a retried command gets its first outcome.
+    let again = sm.apply([normal(2, 16, create_volume(4))]).await.unwrap();
+    assert_eq!(again, vec![outcomes[3].clone()]);
+}
+
+#[tokio::test]
+async fn committed_but_unapplied_entries_are_reapplied_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut sm) = open(dir.path()).await;
+    // Index 0 is the membership entry `Raft::initialize` writes.
+    let mut entries = vec![membership(0, 0, &[1])];
+    entries.extend((1..=6).map(|n| normal(1, n, create_volume(n))));
+    append(&mut log, entries.clone()).await;
+    log.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
+    sm.apply(entries[..3].to_vec()).await.unwrap();
+    log.save_committed(Some(log_id(1, 5))).await.unwrap();
+    close(log, sm);
+
+    let (mut log, mut sm) = open(dir.path()).await;
+    assert_eq!(sm.applied_state().await.unwrap().0, Some(log_id(1, 2)));
+    assert_eq!(sm.state().read().unwrap().volume_count(), 2);
+    // What openraft does when a Raft starts on this store.
+    StorageHelper::new(&mut log, &mut sm)
+        .get_initial_state()
+        .await
+        .unwrap();
+    assert_eq!(sm.applied_state().await.unwrap().0, Some(log_id(1, 5)));
+    assert_eq!(sm.state().read().unwrap().volume_count(), 5);
+}
+
+#[tokio::test]
+async fn purge_pointer_and_truncation_survive_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut sm) = open(dir.path()).await;
+    let entries: Vec<_> = (1..=20)
+        .map(|n| normal(1 + n / 10, n, create_volume(n)))
+        .collect();
+    append(&mut log, entries.clone()).await;
+    sm.apply(entries[..12].to_vec()).await.unwrap();
+    log.purge(log_id(1, 8)).await.unwrap();
+    log.truncate(log_id(2, 17)).await.unwrap();
+    let state = log.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(log_id(1, 8)));
+    assert_eq!(state.last_log_id, Some(log_id(2, 16)));
+    close(log, sm);
+
+    let (mut log, sm) = open(dir.path()).await;
+    let state = log.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(log_id(1, 8)));
+    assert_eq!(state.last_log_id, Some(log_id(2, 16)));
+    let ids = log_ids(&mut log).await;
+    assert_eq!(ids.first(), Some(&log_id(1, 9)));
+    assert_eq!(ids.len(), 8);
+
+    // Purging everything leaves the pointer as the last log id, also after a restart.
+    let mut sm = sm;
+    sm.apply(entries[12..16].to_vec()).await.unwrap();
+    log.purge(log_id(2, 16)).await.unwrap();
+    close(log, sm);
+    let (mut log, _sm) = open(dir.path()).await;
+    let state = log.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(log_id(2, 16)));
+    assert_eq!(state.last_log_id, Some(log_id(2, 16)));
+    assert!(log_ids(&mut log).await.is_empty());
+}
+
+#[tokio::test]
+async fn unknown_format_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, sm) = open(dir.path()).await;
+    close(log, sm);
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.insert(b"_format", &7u32.to_be_bytes()[..]).unwrap();
+        db.flush().unwrap();
+    }
+    let err = custos_store::open(dir.path())
+        .await
+        .err()
+        .expect("must refuse");
+    assert!(
+        matches!(
+            err,
+            StoreError::UnsupportedFormat {
+                found: 7,
+                expected: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("format version 7"), "{err}");
+}
+
+#[tokio::test]
+async fn unknown_value_version_is_an_error_not_a_misread() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, sm) = open(dir.path()).await;
+    append(&mut log, vec![blank(1, 1)]).await;
+    close(log, sm);
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let tree = db.open_tree("raft_meta").unwrap();
+        tree.insert(b"vote", &[9u8, 1, 2, 3][..]).unwrap();
+        db.flush().unwrap();
+    }
+    let (mut log, _sm) = open(dir.path()).await;
+    let err = log.read_vote().await.unwrap_err();
+    assert!(
+        err.to_string().contains("unknown format version 9"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("Vote"), "{err}");
+}
