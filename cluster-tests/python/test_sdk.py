@@ -123,7 +123,7 @@ def test_token_made_with_pyjwt_is_accepted(cluster):
     assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
     # Expired and wrongly signed tokens are refused with the upstream message.
     expired = jwt.encode(dict(claims, iat=now - 100, exp=now - 10), secret, algorithm="HS256")
-    wrong = jwt.encode(claims, "not-the-secret", algorithm="HS256")
+    wrong = jwt.encode(claims, "not-the-cluster-secret-but-long-enough-for-hs256", algorithm="HS256")
     for bad in (expired, wrong):
         with pytest.raises(grpc.RpcError) as e:
             volumes(cluster, 0).Enumerate(api_pb2.SdkVolumeEnumerateRequest(), metadata=md(bad))
