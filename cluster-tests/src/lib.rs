@@ -77,6 +77,24 @@ fn rand_u16() -> u16 {
     (nanos ^ std::process::id().wrapping_mul(2_654_435_761)) as u16
 }
 
+/// Runs `custos dev --dir DIR ARGS...`, logging to `DIR/dev.log`.
+fn spawn_dev(dir: &Path, args: &[&str]) -> anyhow::Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("dev.log"))?;
+    Command::new(custos_bin())
+        .arg("dev")
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting custos dev")
+}
+
 /// A running cluster. Dropping it stops every process it started.
 pub struct TestCluster {
     pub dir: tempfile::TempDir,
@@ -91,22 +109,10 @@ impl TestCluster {
     pub fn start(n: u16) -> anyhow::Result<TestCluster> {
         let dir = tempfile::Builder::new().prefix("custos-test-").tempdir()?;
         let base = free_base_port(n)?;
-        let log = std::fs::File::create(dir.path().join("dev.log"))?;
-        let dev = Command::new(custos_bin())
-            .args([
-                "dev",
-                "--nodes",
-                &n.to_string(),
-                "--base-port",
-                &base.to_string(),
-                "--dir",
-            ])
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting custos dev")?;
+        let dev = spawn_dev(
+            dir.path(),
+            &["--nodes", &n.to_string(), "--base-port", &base.to_string()],
+        )?;
         let mut cluster = TestCluster {
             dir,
             info: ClusterInfo {
@@ -120,22 +126,37 @@ impl TestCluster {
             dev,
             restarted: BTreeMap::new(),
         };
-        let path = cluster.dir.path().join("cluster.json");
+        cluster.wait_for_info()?;
+        Ok(cluster)
+    }
+
+    /// Stops every process, then runs `custos dev` again on the same directory: the same
+    /// cluster comes back with its data.
+    pub fn restart_all(&mut self) -> anyhow::Result<()> {
+        self.stop_processes();
+        std::fs::remove_file(self.dir.path().join("cluster.json"))?;
+        self.restarted.clear();
+        self.dev = spawn_dev(self.dir.path(), &[])?;
+        self.wait_for_info()
+    }
+
+    fn wait_for_info(&mut self) -> anyhow::Result<()> {
+        let path = self.dir.path().join("cluster.json");
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             if let Ok(text) = std::fs::read_to_string(&path) {
                 if let Ok(info) = serde_json::from_str::<ClusterInfo>(&text) {
-                    cluster.info = info;
-                    return Ok(cluster);
+                    self.info = info;
+                    return Ok(());
                 }
             }
-            if let Some(status) = cluster.dev.try_wait()? {
-                bail!("custos dev exited early ({status}):\n{}", cluster.dev_log());
+            if let Some(status) = self.dev.try_wait()? {
+                bail!("custos dev exited early ({status}):\n{}", self.dev_log());
             }
             if Instant::now() > deadline {
                 bail!(
                     "custos dev did not become ready in 90 s:\n{}",
-                    cluster.dev_log()
+                    self.dev_log()
                 );
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -257,8 +278,9 @@ impl TestCluster {
     }
 }
 
-impl Drop for TestCluster {
-    fn drop(&mut self) {
+impl TestCluster {
+    /// SIGTERMs `custos dev` (which stops its nodes) and kills nodes the test restarted itself.
+    fn stop_processes(&mut self) {
         for (_, child) in self.restarted.iter_mut() {
             let _ = child.kill();
             let _ = child.wait();
@@ -280,5 +302,11 @@ impl Drop for TestCluster {
                 _ => std::thread::sleep(Duration::from_millis(50)),
             }
         }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        self.stop_processes();
     }
 }

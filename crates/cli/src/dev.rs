@@ -18,14 +18,16 @@ pub const DEV_ISSUER: &str = "custos-dev";
 #[derive(clap::Args)]
 pub struct DevArgs {
     /// Number of nodes.
-    #[arg(long, default_value_t = 3)]
-    nodes: u64,
+    /// Defaults to 3, or to the size of the cluster in DIR.
+    #[arg(long)]
+    nodes: Option<u64>,
     /// Directory for configs, data, logs, the secret and cluster.json.
     #[arg(long, default_value = ".custos-dev")]
     dir: PathBuf,
     /// SDK port of node 1; node i listens on BASE+i-1 (SDK) and BASE+100+i-1 (peers).
-    #[arg(long, default_value_t = 9100)]
-    base_port: u16,
+    /// Defaults to 9100, or to the port the cluster in DIR was created with.
+    #[arg(long)]
+    base_port: Option<u16>,
     /// How long to wait for the cluster to elect a leader and serve.
     #[arg(long, default_value = "60")]
     ready_timeout_secs: u64,
@@ -175,26 +177,70 @@ async fn stop_children(children: &mut [(u64, Child)]) {
     }
 }
 
-pub async fn run(args: DevArgs) -> anyhow::Result<()> {
-    if args.nodes == 0 || args.nodes > 50 {
+/// The shape of a dev cluster, kept in `DIR/dev-cluster.json`: Raft membership stores the
+/// addresses, so a restart must use the same ports and node count.
+#[derive(Serialize, serde::Deserialize, PartialEq, Eq, Debug)]
+struct Shape {
+    nodes: u64,
+    base_port: u16,
+}
+
+fn shape(args: &DevArgs, dir: &Path) -> anyhow::Result<Shape> {
+    let path = dir.join("dev-cluster.json");
+    let stored: Option<Shape> = match std::fs::read_to_string(&path) {
+        Ok(text) => Some(
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?,
+        ),
+        Err(_) => None,
+    };
+    let wanted = Shape {
+        nodes: args.nodes.or(stored.as_ref().map(|s| s.nodes)).unwrap_or(3),
+        base_port: args
+            .base_port
+            .or(stored.as_ref().map(|s| s.base_port))
+            .unwrap_or(9100),
+    };
+    if wanted.nodes == 0 || wanted.nodes > 50 {
         bail!("--nodes must be between 1 and 50");
     }
+    if u64::from(wanted.base_port) + 100 + wanted.nodes > 65_535 {
+        bail!(
+            "--base-port {} leaves no room for {} nodes",
+            wanted.base_port,
+            wanted.nodes
+        );
+    }
+    match stored {
+        Some(s) if s != wanted => bail!(
+            "{} holds a {}-node cluster on base port {}: run with those values, or use another --dir",
+            dir.display(),
+            s.nodes,
+            s.base_port
+        ),
+        Some(_) => {}
+        None => std::fs::write(&path, serde_json::to_string_pretty(&wanted)?)?,
+    }
+    Ok(wanted)
+}
+
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("creating {}", args.dir.display()))?;
     let dir = std::fs::canonicalize(&args.dir)?;
+    let Shape { nodes, base_port } = shape(&args, &dir)?;
     let secret_file = dir.join("shared-secret");
     let secret = read_or_create(&secret_file, || random_hex(32))?;
     let cluster_id = read_or_create(&dir.join("cluster-id"), || uuid::Uuid::new_v4().to_string())?;
-    let members: Vec<(u64, String, String)> = (1..=args.nodes)
+    let members: Vec<(u64, String, String)> = (1..=nodes)
         .map(|i| {
-            let sdk = format!("127.0.0.1:{}", u64::from(args.base_port) + i - 1);
-            let raft = format!("127.0.0.1:{}", u64::from(args.base_port) + 100 + i - 1);
+            let sdk = format!("127.0.0.1:{}", u64::from(base_port) + i - 1);
+            let raft = format!("127.0.0.1:{}", u64::from(base_port) + 100 + i - 1);
             (i, raft, sdk)
         })
         .collect();
     let exe = std::env::current_exe().context("locating the custos binary")?;
     let mut children = Vec::new();
-    let mut nodes = Vec::new();
+    let mut infos = Vec::new();
     for (id, raft, sdk) in &members {
         let node_dir = dir.join(format!("node-{id}"));
         std::fs::create_dir_all(&node_dir)?;
@@ -217,7 +263,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             .stderr(logfile)
             .spawn()
             .with_context(|| format!("starting node {id}"))?;
-        nodes.push(NodeInfo {
+        infos.push(NodeInfo {
             id: *id,
             sdk: sdk.clone(),
             raft: raft.clone(),
@@ -229,7 +275,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         children.push((*id, child));
     }
     let endpoints: Vec<String> = members.iter().map(|(_, _, sdk)| sdk.clone()).collect();
-    eprintln!("starting {} nodes in {} ...", args.nodes, dir.display());
+    eprintln!("starting {nodes} nodes in {} ...", dir.display());
     let leader = match wait_ready(&endpoints, Duration::from_secs(args.ready_timeout_secs)).await {
         Ok(l) => l,
         Err(e) => {
@@ -243,7 +289,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         issuer: DEV_ISSUER,
         shared_secret_file: secret_file,
         cluster_id,
-        nodes,
+        nodes: infos,
     };
     let cluster_json = dir.join("cluster.json");
     write_private(&cluster_json, &serde_json::to_string_pretty(&cluster)?)?;

@@ -29,9 +29,10 @@ struct Cli {
     /// Bearer token (JWT). Without one, calls are made as guest.
     #[arg(long, global = true, env = "CUSTOS_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// Output format.
-    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table)]
-    output: Format,
+    /// Output format (`-o json` for scripts). The long name is `--format` because
+    /// `auth token generate --output FILE` keeps pxctl's meaning.
+    #[arg(short = 'o', long = "format", global = true, value_enum, default_value_t = Format::Table)]
+    format: Format,
     #[command(subcommand)]
     command: Command,
 }
@@ -76,7 +77,7 @@ fn main() -> ExitCode {
     let ctx = output::Context {
         endpoints: cli.endpoint,
         token: cli.token,
-        format: cli.output,
+        format: cli.format,
     };
     let result = runtime.block_on(async move {
         match cli.command {
