@@ -1,5 +1,6 @@
 """Fixtures: a real 3-node custos cluster started with `custos dev`, torn down after the session."""
 
+import contextlib
 import json
 import os
 import random
@@ -39,13 +40,14 @@ def _base_port(n: int) -> int:
     raise RuntimeError("no free port range on 127.0.0.1")
 
 
-@pytest.fixture(scope="session")
-def cluster():
-    """Yields the parsed cluster.json of a running 3-node cluster."""
-    with tempfile.TemporaryDirectory(prefix="custos-py-") as d:
+@contextlib.contextmanager
+def dev_cluster(nodes: int = 3, prefix: str = "custos-py-"):
+    """Runs `custos dev --nodes N` in a fresh temp dir and yields its parsed cluster.json (plus
+    `dir`); stops it with SIGTERM (kill as a fallback) and removes the dir on exit."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as d:
         log = open(Path(d) / "dev.log", "w")
         proc = subprocess.Popen(
-            [_custos_bin(), "dev", "--nodes", "3", "--dir", d, "--base-port", str(_base_port(3))],
+            [_custos_bin(), "dev", "--nodes", str(nodes), "--dir", d, "--base-port", str(_base_port(nodes))],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         try:
@@ -69,3 +71,16 @@ def cluster():
                 proc.kill()
                 proc.wait()
             log.close()
+
+
+@pytest.fixture(scope="session")
+def start_dev_cluster():
+    """The `dev_cluster` context manager, for modules that need a private cluster of their own."""
+    return dev_cluster
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    """Yields the parsed cluster.json of a running 3-node cluster."""
+    with dev_cluster(3) as info:
+        yield info

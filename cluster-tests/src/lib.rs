@@ -258,6 +258,62 @@ impl TestCluster {
         Ok(())
     }
 
+    /// Signs a token with `custos auth token generate` (the real binary) for `sub` with the
+    /// given roles and groups, by `issuer` with the shared secret in `secret`.
+    pub fn mint_token_with(
+        &self,
+        issuer: &str,
+        secret: &Path,
+        sub: &str,
+        roles: &[&str],
+        groups: &[&str],
+    ) -> String {
+        let config = self.dir.path().join(format!("{sub}-{}.yaml", rand_u16()));
+        let list = |xs: &[&str]| format!("[{}]", xs.join(", "));
+        std::fs::write(
+            &config,
+            format!(
+                "name: {sub}\nemail: {sub}@example.com\nsub: {sub}\nroles: {}\ngroups: {}\n",
+                list(roles),
+                list(groups)
+            ),
+        )
+        .unwrap();
+        let out = Command::new(custos_bin())
+            .args([
+                "auth",
+                "token",
+                "generate",
+                "--issuer",
+                issuer,
+                "--token-duration",
+                "1h",
+                "--auth-config",
+            ])
+            .arg(&config)
+            .arg("--shared-secret-file")
+            .arg(secret)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "token generate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// A token from the cluster's own issuer.
+    pub fn mint_token(&self, sub: &str, roles: &[&str], groups: &[&str]) -> String {
+        self.mint_token_with(
+            &self.info.issuer,
+            &self.info.shared_secret_file,
+            sub,
+            roles,
+            groups,
+        )
+    }
+
     /// Every file under the cluster directory (data, logs, configs), for secret scans.
     pub fn files(&self) -> Vec<PathBuf> {
         fn walk(dir: &Path, out: &mut Vec<PathBuf>) {

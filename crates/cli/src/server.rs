@@ -73,9 +73,29 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if !args.peers.is_empty() {
         config.initial_members = args.peers;
     }
-    custos_server::run(config, shutdown_signal())
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(reload_on_sighup(args.config.clone(), reload_tx));
+    custos_server::run(config, reload_rx, shutdown_signal())
         .await
         .context("custos server")
+}
+
+/// On SIGHUP, re-reads the config file and hands it to the node (which reloads its keys).
+async fn reload_on_sighup(path: PathBuf, tx: tokio::sync::mpsc::Sender<ServerConfig>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match ServerConfig::from_file(&path) {
+            Ok(fresh) => {
+                if tx.send(fresh).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::error!("SIGHUP: keeping the old keys: {e}"),
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

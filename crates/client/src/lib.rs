@@ -3,12 +3,13 @@
 
 pub use custos_model as model;
 
-use custos_model::{Code, Volume};
+use custos_model::{Code, Role, Volume};
 use custos_proto::convert;
 use custos_proto::custos::admin::v1::cluster_admin_client::ClusterAdminClient;
 use custos_proto::custos::admin::v1::{StatusReply, StatusRequest};
 use custos_proto::openstorage::api::open_storage_cluster_client::OpenStorageClusterClient;
 use custos_proto::openstorage::api::open_storage_identity_client::OpenStorageIdentityClient;
+use custos_proto::openstorage::api::open_storage_role_client::OpenStorageRoleClient;
 use custos_proto::openstorage::api::open_storage_volume_client::OpenStorageVolumeClient;
 use custos_proto::openstorage::api::*;
 use std::collections::BTreeMap;
@@ -288,6 +289,88 @@ impl Client {
                 volume_id: volume_id.to_string(),
             };
             c.delete(self.request(msg, &id)).await.map(|_| ())
+        })
+        .await
+    }
+
+    /// Creates a role (idempotent for an identical role) and returns it as stored.
+    pub async fn create_role(&self, role: &Role) -> Result<Role, ClientError> {
+        let msg = SdkRoleCreateRequest {
+            role: Some(convert::role_to_proto(role)),
+        };
+        let reply = self
+            .call(|ch, id| {
+                let msg = msg.clone();
+                async move {
+                    OpenStorageRoleClient::new(ch)
+                        .create(self.request(msg, &id))
+                        .await
+                        .map(|r| r.into_inner().role)
+                }
+            })
+            .await?;
+        reply
+            .map(|r| convert::role_from_proto(&r))
+            .ok_or_else(|| ClientError::Protocol("Create returned no role".into()))
+    }
+
+    /// Replaces the rules of an existing role.
+    pub async fn update_role(&self, role: &Role) -> Result<Role, ClientError> {
+        let msg = SdkRoleUpdateRequest {
+            role: Some(convert::role_to_proto(role)),
+        };
+        let reply = self
+            .call(|ch, id| {
+                let msg = msg.clone();
+                async move {
+                    OpenStorageRoleClient::new(ch)
+                        .update(self.request(msg, &id))
+                        .await
+                        .map(|r| r.into_inner().role)
+                }
+            })
+            .await?;
+        reply
+            .map(|r| convert::role_from_proto(&r))
+            .ok_or_else(|| ClientError::Protocol("Update returned no role".into()))
+    }
+
+    pub async fn inspect_role(&self, name: &str) -> Result<Role, ClientError> {
+        let reply = self
+            .call(|ch, id| async move {
+                let msg = SdkRoleInspectRequest {
+                    name: name.to_string(),
+                };
+                OpenStorageRoleClient::new(ch)
+                    .inspect(self.request(msg, &id))
+                    .await
+                    .map(|r| r.into_inner().role)
+            })
+            .await?;
+        reply
+            .map(|r| convert::role_from_proto(&r))
+            .ok_or_else(|| ClientError::Protocol("Inspect returned no role".into()))
+    }
+
+    pub async fn enumerate_roles(&self) -> Result<Vec<String>, ClientError> {
+        self.call(|ch, id| async move {
+            OpenStorageRoleClient::new(ch)
+                .enumerate(self.request(SdkRoleEnumerateRequest {}, &id))
+                .await
+                .map(|r| r.into_inner().names)
+        })
+        .await
+    }
+
+    pub async fn delete_role(&self, name: &str) -> Result<(), ClientError> {
+        self.call(|ch, id| async move {
+            let msg = SdkRoleDeleteRequest {
+                name: name.to_string(),
+            };
+            OpenStorageRoleClient::new(ch)
+                .delete(self.request(msg, &id))
+                .await
+                .map(|_| ())
         })
         .await
     }

@@ -5,7 +5,7 @@ use crate::ids::{NodeId, RequestId, VolumeId};
 use crate::ownership::Acls;
 use crate::rejection::Rejection;
 use crate::role::{MethodName, Role};
-use crate::volume::VolumeSpec;
+use crate::volume::{VolumeSpec, VolumeUpdate};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -33,6 +33,7 @@ pub enum Op {
         /// ACLs requested at create; the owner is always the caller, never the client's choice.
         acls: Acls,
     },
+    /// Refused while the volume is attached or while a snapshot or clone names it as parent.
     DeleteVolume {
         id: VolumeId,
     },
@@ -45,6 +46,58 @@ pub enum Op {
     DeleteRole {
         name: String,
     },
+    // New variants go last: commands are encoded by variant position in the Raft log.
+    /// `Volume.Update`. `labels` merge into the locator labels; an empty value removes its key
+    /// (as upstream's driver `Set` does).
+    UpdateVolume {
+        id: VolumeId,
+        labels: BTreeMap<String, String>,
+        update: VolumeUpdate,
+    },
+    /// `Volume.Clone`: a new writable volume `id` named `name` with the parent's spec.
+    /// `labels` (the request's `additional_labels`) are merged over the parent's labels.
+    CloneVolume {
+        id: VolumeId,
+        name: String,
+        parent: VolumeId,
+        labels: BTreeMap<String, String>,
+    },
+    /// `Volume.SnapshotCreate`: a read-only snapshot `id` of `volume`, with the request's labels.
+    CreateSnapshot {
+        id: VolumeId,
+        volume: VolumeId,
+        name: String,
+        labels: BTreeMap<String, String>,
+    },
+    /// `Volume.SnapshotRestore`: restores `volume` to `snapshot`, one of its own snapshots.
+    RestoreSnapshot {
+        volume: VolumeId,
+        snapshot: VolumeId,
+    },
+    /// `Volume.SnapshotScheduleUpdate`: replaces the schedule policy names of the volume.
+    UpdateSnapshotSchedule {
+        id: VolumeId,
+        names: Vec<String>,
+    },
+    /// `MountAttach.Attach` on node `node` (a node id as a string).
+    AttachVolume {
+        id: VolumeId,
+        node: String,
+    },
+    /// `MountAttach.Detach`. Idempotent; refused while mounted.
+    DetachVolume {
+        id: VolumeId,
+    },
+    /// `MountAttach.Mount` at `path`; the volume must be attached.
+    MountVolume {
+        id: VolumeId,
+        path: String,
+    },
+    /// `MountAttach.Unmount` of `path`. Idempotent.
+    UnmountVolume {
+        id: VolumeId,
+        path: String,
+    },
 }
 
 impl Op {
@@ -53,6 +106,17 @@ impl Op {
         let full = match self {
             Op::CreateVolume { .. } => "/openstorage.api.OpenStorageVolume/Create",
             Op::DeleteVolume { .. } => "/openstorage.api.OpenStorageVolume/Delete",
+            Op::UpdateVolume { .. } => "/openstorage.api.OpenStorageVolume/Update",
+            Op::CloneVolume { .. } => "/openstorage.api.OpenStorageVolume/Clone",
+            Op::CreateSnapshot { .. } => "/openstorage.api.OpenStorageVolume/SnapshotCreate",
+            Op::RestoreSnapshot { .. } => "/openstorage.api.OpenStorageVolume/SnapshotRestore",
+            Op::UpdateSnapshotSchedule { .. } => {
+                "/openstorage.api.OpenStorageVolume/SnapshotScheduleUpdate"
+            }
+            Op::AttachVolume { .. } => "/openstorage.api.OpenStorageMountAttach/Attach",
+            Op::DetachVolume { .. } => "/openstorage.api.OpenStorageMountAttach/Detach",
+            Op::MountVolume { .. } => "/openstorage.api.OpenStorageMountAttach/Mount",
+            Op::UnmountVolume { .. } => "/openstorage.api.OpenStorageMountAttach/Unmount",
             Op::CreateRole { .. } => "/openstorage.api.OpenStorageRole/Create",
             Op::UpdateRole { .. } => "/openstorage.api.OpenStorageRole/Update",
             Op::DeleteRole { .. } => "/openstorage.api.OpenStorageRole/Delete",
@@ -70,6 +134,19 @@ pub enum Reply {
         id: VolumeId,
     },
     Role(Role),
+    // New variants go last (encoded by position, like `Op`).
+    /// The clone's id (an existing clone's id when the same clone was asked for again).
+    VolumeCloned {
+        id: VolumeId,
+    },
+    /// The snapshot's id (an existing snapshot's id when the same one was asked for again).
+    SnapshotCreated {
+        id: VolumeId,
+    },
+    /// The device path of the attached volume.
+    Attached {
+        device_path: String,
+    },
 }
 
 /// The deterministic result of applying a command: the same on every node.

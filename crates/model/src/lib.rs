@@ -19,5 +19,5 @@ pub use ids::{NodeId, RequestId, VolumeId};
 pub use ownership::{AccessType, Acls, Ownership};
 pub use rejection::{Code, Rejection};
 pub use role::{MethodName, Role, Rule};
-pub use state::{Applied, Change, Record, RecordKey, State, VolumeFilter};
-pub use volume::{Volume, VolumeSpec};
+pub use state::{Applied, Change, Record, RecordKey, State, VolumeFilter, MUST_SUPPLY_VOLUME_ID};
+pub use volume::{Volume, VolumeSpec, VolumeUpdate};

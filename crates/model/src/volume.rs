@@ -1,9 +1,18 @@
-//! Volume records: the spec a client asked for, the labels, ownership and lineage custos keeps.
+//! Volume records: the spec a client asked for, the labels, ownership, lineage and attachment custos keeps.
 
 use crate::ids::VolumeId;
 use crate::ownership::Ownership;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Where an attached volume's block device appears: this prefix followed by the volume id.
+/// custos runs no I/O, so the path is a deterministic name, not a probed device.
+pub const DEVICE_PATH_PREFIX: &str = "/dev/custos/";
+
+/// The device path custos reports for `id` while it is attached.
+pub fn device_path_for(id: &VolumeId) -> String {
+    format!("{DEVICE_PATH_PREFIX}{id}")
+}
 
 /// The parts of an OpenStorage `VolumeSpec` that custos stores and returns. Enum-valued fields
 /// keep the SDK's wire numbers. A passphrase is deliberately absent: it is never stored.
@@ -20,6 +29,8 @@ pub struct VolumeSpec {
     pub encrypted: bool,
     pub sticky: bool,
     pub journal: bool,
+    /// Upstream's schedule string. `SnapshotScheduleUpdate` keeps its policy names here as a
+    /// `policy=a,b` segment, as upstream does (segments are separated by `;`).
     pub snapshot_schedule: String,
     pub volume_labels: BTreeMap<String, String>,
     /// Nodes the caller asked the replicas to be placed on (`replica_set.nodes`).
@@ -37,9 +48,14 @@ impl VolumeSpec {
             && self.encrypted == other.encrypted
             && self.format == other.format
     }
+
+    /// Shared (`shared` or `sharedv4`) volumes may be used from several nodes at once.
+    pub fn is_shared(&self) -> bool {
+        self.shared || self.sharedv4
+    }
 }
 
-/// A volume as replicated state.
+/// A volume (or snapshot) as replicated state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Volume {
     pub id: VolumeId,
@@ -51,6 +67,70 @@ pub struct Volume {
     pub ownership: Option<Ownership>,
     /// Leader-stamped creation time, milliseconds since the Unix epoch.
     pub created_ms: u64,
-    /// The volume this one was cloned or snapshotted from.
+    /// Leader-stamped time of the last change to this record; `created_ms` until then.
+    pub updated_ms: u64,
+    /// The volume this one was cloned or snapshotted from (`Volume.source.parent`).
     pub parent: Option<VolumeId>,
+    /// This record is a read-only snapshot of `parent` (a clone has a parent but is no snapshot).
+    pub snapshot: bool,
+    /// The snapshot this volume was last restored from.
+    pub restored_from: Option<VolumeId>,
+    /// The node (id as a string) the volume is attached on; `None` when detached.
+    pub attached_on: Option<String>,
+    /// The device path while attached ([`device_path_for`]); empty when detached.
+    pub device_path: String,
+    /// Where the volume is mounted (`Volume.attach_path`); only while attached.
+    pub mount_paths: BTreeSet<String>,
+}
+
+impl Volume {
+    /// A new, detached volume without lineage: `updated_ms` is `created_ms`, every other
+    /// field is empty. Set `parent`, `snapshot` and the attachment fields afterwards.
+    pub fn new(
+        id: VolumeId,
+        name: impl Into<String>,
+        spec: VolumeSpec,
+        labels: BTreeMap<String, String>,
+        ownership: Option<Ownership>,
+        created_ms: u64,
+    ) -> Volume {
+        Volume {
+            id,
+            name: name.into(),
+            spec,
+            labels,
+            ownership,
+            created_ms,
+            updated_ms: created_ms,
+            parent: None,
+            snapshot: false,
+            restored_from: None,
+            attached_on: None,
+            device_path: String::new(),
+            mount_paths: BTreeSet::new(),
+        }
+    }
+
+    pub fn is_attached(&self) -> bool {
+        self.attached_on.is_some()
+    }
+}
+
+/// The fields of an `SdkVolumeUpdateRequest.spec` (`VolumeSpecUpdate`) that custos applies.
+/// `None` means "not sent, leave as is" (upstream's `*_opt` oneofs).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeUpdate {
+    /// May only grow.
+    pub size: Option<u64>,
+    /// At least 1.
+    pub ha_level: Option<i64>,
+    pub shared: Option<bool>,
+    pub sharedv4: Option<bool>,
+    /// Replaces the whole schedule string.
+    pub snapshot_schedule: Option<String>,
+    pub io_profile: Option<i32>,
+    pub cos: Option<i32>,
+    /// The ACL edit (and, for ownership administrators only, a new owner): see
+    /// `openstorage-sdk.md` 3.5. An empty `owner` means "keep the owner".
+    pub ownership: Option<Ownership>,
 }

@@ -37,7 +37,18 @@
 //!   `Command` (`<identity> req=ID [time=MS]` plus the operation's fields) and print the outcome
 //!   and every change; reads `inspect`, `list`, `inspect-role`, `roles`, `remembered`, `can`,
 //!   `records`; `restart` rebuilds the state from its records; `seed-volume` adds a volume record
-//!   directly (for states apply cannot reach yet); `reset` starts from a fresh state.
+//!   directly (for states apply cannot reach, e.g. an empty owner from an older release);
+//!   `reset` starts from a fresh state; `clock auto` makes apply commands without `time=` get
+//!   1000, 2000, 3000, ... instead of always 1000.
+//! - volumes: the apply commands `update-volume` (`labels=k=v,k2=` with an empty value removing
+//!   the key, `size= ha= shared=true sharedv4= schedule= io_profile= cos=`, and the bare word
+//!   `ownership` to send an ownership, with `owner=` and `acl.*=`), `clone-volume` (`id= name=
+//!   parent= labels=`), `create-snapshot` (`id= volume= name= labels=`), `restore-snapshot`
+//!   (`volume= snapshot=`), `update-snapshot-schedule` (`id= names=a,b`), `attach` (`id=
+//!   node=`), `detach` (`id=`), `mount`/`unmount` (`id= path=`); reads `snapshots <identity>
+//!   [volume=] [labels=]` (`State::snapshots_of`) and `catalog <identity> id=`
+//!   (`State::volume_catalog`); `access` (input: `Service.Method Y n ...` reference rows) runs
+//!   every method for every kind of caller on a fixed fixture and fails on a row that differs.
 //!
 //! `<identity>` is `guest` (the anonymous caller; `groups=` may add claimed groups) or
 //! `user=NAME [roles=R1,R2] [groups=G1,G2]`; roles default to `system.user`. Rules are written
@@ -53,7 +64,10 @@ use custos_model::identity::Identity;
 use custos_model::ownership::{permitted, AccessType, Acls, Ownership};
 use custos_model::role::{self, MethodName, Role, Rule};
 use custos_model::state::{Change, Record, RecordKey, State, VolumeFilter};
-use custos_model::{Command, NodeId, Op, Outcome, Reply, RequestId, Volume, VolumeId, VolumeSpec};
+use custos_model::{
+    Code, Command, NodeId, Op, Outcome, Reply, RequestId, Volume, VolumeId, VolumeSpec,
+    VolumeUpdate,
+};
 
 #[test]
 fn rules() {
@@ -78,6 +92,11 @@ fn ownership() {
 #[test]
 fn apply() {
     run_script("apply.txt");
+}
+
+#[test]
+fn volumes() {
+    run_script("volumes.txt");
 }
 
 // ---- the script format ----
@@ -360,6 +379,22 @@ fn parse_access(s: &str) -> Result<AccessType, String> {
     }
 }
 
+fn parse_value<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
+    v.parse().map_err(|_| format!("bad value {key}={v}"))
+}
+
+/// `labels=k=v,k2=v2`; `k=` is a key with an empty value.
+fn parse_labels(args: &mut Args) -> Result<BTreeMap<String, String>, String> {
+    list(&args.take("labels").unwrap_or_default())
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| format!("label {kv:?} needs k=v"))
+        })
+        .collect()
+}
+
 fn parse_acl_map(s: &str) -> Result<BTreeMap<String, AccessType>, String> {
     list(s)
         .iter()
@@ -475,15 +510,42 @@ fn fmt_volume(v: &Volume) -> String {
     if v.spec.format != 0 {
         let _ = write!(s, " format={}", v.spec.format);
     }
+    if v.spec.io_profile != 0 {
+        let _ = write!(s, " io_profile={}", v.spec.io_profile);
+    }
+    if v.spec.cos != 0 {
+        let _ = write!(s, " cos={}", v.spec.cos);
+    }
+    if !v.spec.snapshot_schedule.is_empty() {
+        let _ = write!(s, " schedule={:?}", v.spec.snapshot_schedule);
+    }
     if !v.labels.is_empty() {
         let labels: Vec<String> = v.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let _ = write!(s, " labels={{{}}}", labels.join(","));
     }
     let _ = write!(s, " {}", fmt_ownership(v.ownership.as_ref()));
+    if v.snapshot {
+        s.push_str(" snapshot");
+    }
     if let Some(p) = &v.parent {
         let _ = write!(s, " parent={p}");
     }
+    if let Some(r) = &v.restored_from {
+        let _ = write!(s, " restored_from={r}");
+    }
+    if let Some(node) = &v.attached_on {
+        let _ = write!(s, " attached_on={node} device={}", v.device_path);
+    } else if !v.device_path.is_empty() {
+        let _ = write!(s, " device={} (detached!)", v.device_path);
+    }
+    if !v.mount_paths.is_empty() {
+        let paths: Vec<&str> = v.mount_paths.iter().map(String::as_str).collect();
+        let _ = write!(s, " mounts={{{}}}", paths.join(","));
+    }
     let _ = write!(s, " created={}", v.created_ms);
+    if v.updated_ms != v.created_ms {
+        let _ = write!(s, " updated={}", v.updated_ms);
+    }
     s
 }
 
@@ -491,6 +553,11 @@ fn fmt_outcome(o: &Outcome) -> String {
     match o {
         Outcome::Applied(Reply::Empty) => "applied".into(),
         Outcome::Applied(Reply::VolumeCreated { id }) => format!("applied: volume {id}"),
+        Outcome::Applied(Reply::VolumeCloned { id }) => format!("applied: clone {id}"),
+        Outcome::Applied(Reply::SnapshotCreated { id }) => format!("applied: snapshot {id}"),
+        Outcome::Applied(Reply::Attached { device_path }) => {
+            format!("applied: attached at {device_path}")
+        }
         Outcome::Applied(Reply::Role(r)) => format!("applied: role {}", fmt_role(r)),
         Outcome::Refused(r) => format!("refused: {r}"),
     }
@@ -533,6 +600,8 @@ struct Session {
     ownership: Option<Ownership>,
     /// apply.txt: the replicated state.
     state: State,
+    /// After `clock auto`: the default `time=` of the next apply command (then +1000 each).
+    clock: Option<u64>,
 }
 
 impl Session {
@@ -544,12 +613,14 @@ impl Session {
                 .collect(),
             ownership: None,
             state: State::new(),
+            clock: None,
         }
     }
 
     fn run(&mut self, block: &Block) -> Result<String, String> {
         let mut args = Args::parse(&block.command)?;
-        if !block.input.is_empty() && !matches!(args.verb.as_str(), "matrix" | "derive") {
+        if !block.input.is_empty() && !matches!(args.verb.as_str(), "matrix" | "derive" | "access")
+        {
             return Err(format!("{} takes no input lines", args.verb));
         }
         let out = match args.verb.clone().as_str() {
@@ -562,10 +633,31 @@ impl Session {
             "matrix" => self.matrix_cmd(&block.input)?,
             "ownership" => self.ownership_cmd(&mut args)?,
             "check" => self.check_cmd(&mut args)?,
-            "create-volume" | "delete-volume" | "create-role" | "update-role" | "delete-role" => {
-                self.apply_cmd(&mut args)?
-            }
+            "create-volume"
+            | "delete-volume"
+            | "update-volume"
+            | "clone-volume"
+            | "create-snapshot"
+            | "restore-snapshot"
+            | "update-snapshot-schedule"
+            | "attach"
+            | "detach"
+            | "mount"
+            | "unmount"
+            | "create-role"
+            | "update-role"
+            | "delete-role" => self.apply_cmd(&mut args)?,
             "inspect" => self.inspect_cmd(&mut args)?,
+            "snapshots" => self.snapshots_cmd(&mut args)?,
+            "catalog" => {
+                let who = parse_identity(&mut args)?;
+                let id = VolumeId(args.take("id").unwrap_or_default());
+                match self.state.volume_catalog(&who, &id) {
+                    Ok(v) => format!("ok: {}", v.id),
+                    Err(e) => format!("error: {e}"),
+                }
+            }
+            "access" => access_table(&block.input)?,
             "list" => self.list_cmd(&mut args)?,
             "inspect-role" => {
                 let name = args.required("name")?;
@@ -610,6 +702,13 @@ impl Session {
                 .into()
             }
             "seed-volume" => self.seed_volume_cmd(&mut args)?,
+            "clock" => {
+                if !args.flag("auto") {
+                    return Err("clock takes `auto`".into());
+                }
+                self.clock = Some(self.clock.unwrap_or(1000));
+                "ok: apply commands without time= get 1000, 2000, 3000, ...".into()
+            }
             "reset" => {
                 self.state = State::new();
                 "ok".into()
@@ -829,7 +928,14 @@ impl Session {
     fn apply_cmd(&mut self, args: &mut Args) -> Result<String, String> {
         let identity = parse_identity(args)?;
         let request_id = RequestId(args.required("req")?);
-        let time_ms = args.parsed("time", 1000u64)?;
+        let default_time = match self.clock {
+            Some(t) => {
+                self.clock = Some(t + 1000);
+                t
+            }
+            None => 1000,
+        };
+        let time_ms = args.parsed("time", default_time)?;
         let op = match args.verb.as_str() {
             "create-volume" => {
                 let spec = VolumeSpec {
@@ -841,14 +947,7 @@ impl Session {
                     encrypted: args.flag("encrypted"),
                     ..VolumeSpec::default()
                 };
-                let labels = list(&args.take("labels").unwrap_or_default())
-                    .iter()
-                    .map(|kv| {
-                        kv.split_once('=')
-                            .map(|(k, v)| (k.to_string(), v.to_string()))
-                            .ok_or_else(|| format!("label {kv:?} needs k=v"))
-                    })
-                    .collect::<Result<_, _>>()?;
+                let labels = parse_labels(args)?;
                 Op::CreateVolume {
                     id: VolumeId(args.required("id")?),
                     name: args.take("name").unwrap_or_default(),
@@ -860,6 +959,83 @@ impl Session {
             "delete-volume" => Op::DeleteVolume {
                 id: VolumeId(args.required("id")?),
             },
+            "update-volume" => {
+                let labels = parse_labels(args)?;
+                let ownership = if args.flag("ownership") {
+                    Some(Ownership {
+                        owner: args.take("owner").unwrap_or_default(),
+                        acls: parse_acls(args)?,
+                    })
+                } else {
+                    None
+                };
+                let update = VolumeUpdate {
+                    size: args
+                        .take("size")
+                        .map(|v| parse_value("size", &v))
+                        .transpose()?,
+                    ha_level: args.take("ha").map(|v| parse_value("ha", &v)).transpose()?,
+                    shared: args
+                        .take("shared")
+                        .map(|v| parse_value("shared", &v))
+                        .transpose()?,
+                    sharedv4: args
+                        .take("sharedv4")
+                        .map(|v| parse_value("sharedv4", &v))
+                        .transpose()?,
+                    snapshot_schedule: args.take("schedule"),
+                    io_profile: args
+                        .take("io_profile")
+                        .map(|v| parse_value("io_profile", &v))
+                        .transpose()?,
+                    cos: args
+                        .take("cos")
+                        .map(|v| parse_value("cos", &v))
+                        .transpose()?,
+                    ownership,
+                };
+                Op::UpdateVolume {
+                    id: VolumeId(args.take("id").unwrap_or_default()),
+                    labels,
+                    update,
+                }
+            }
+            "clone-volume" => Op::CloneVolume {
+                id: VolumeId(args.required("id")?),
+                name: args.take("name").unwrap_or_default(),
+                parent: VolumeId(args.take("parent").unwrap_or_default()),
+                labels: parse_labels(args)?,
+            },
+            "create-snapshot" => Op::CreateSnapshot {
+                id: VolumeId(args.required("id")?),
+                volume: VolumeId(args.take("volume").unwrap_or_default()),
+                name: args.take("name").unwrap_or_default(),
+                labels: parse_labels(args)?,
+            },
+            "restore-snapshot" => Op::RestoreSnapshot {
+                volume: VolumeId(args.take("volume").unwrap_or_default()),
+                snapshot: VolumeId(args.take("snapshot").unwrap_or_default()),
+            },
+            "update-snapshot-schedule" => Op::UpdateSnapshotSchedule {
+                id: VolumeId(args.take("id").unwrap_or_default()),
+                names: list(&args.take("names").unwrap_or_default()),
+            },
+            "attach" => Op::AttachVolume {
+                id: VolumeId(args.take("id").unwrap_or_default()),
+                node: args.take("node").unwrap_or_default(),
+            },
+            "detach" => Op::DetachVolume {
+                id: VolumeId(args.take("id").unwrap_or_default()),
+            },
+            "mount" | "unmount" => {
+                let id = VolumeId(args.take("id").unwrap_or_default());
+                let path = args.take("path").unwrap_or_default();
+                if args.verb == "mount" {
+                    Op::MountVolume { id, path }
+                } else {
+                    Op::UnmountVolume { id, path }
+                }
+            }
             "create-role" | "update-role" => {
                 let rules = args
                     .take_all("rule")
@@ -908,6 +1084,23 @@ impl Session {
         })
     }
 
+    fn snapshots_cmd(&mut self, args: &mut Args) -> Result<String, String> {
+        let who = parse_identity(args)?;
+        let volume = args.take("volume").map(VolumeId);
+        let labels = parse_labels(args)?;
+        Ok(
+            match self.state.snapshots_of(&who, volume.as_ref(), &labels) {
+                Ok(snaps) if snaps.is_empty() => "(none)".into(),
+                Ok(snaps) => snaps
+                    .iter()
+                    .map(|s| s.id.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                Err(e) => format!("error: {e}"),
+            },
+        )
+    }
+
     fn list_cmd(&mut self, args: &mut Args) -> Result<String, String> {
         let who = parse_identity(args)?;
         let filter = VolumeFilter {
@@ -933,22 +1126,23 @@ impl Session {
     /// Adds a volume record as a restart would find it (`State::from_records`).
     fn seed_volume_cmd(&mut self, args: &mut Args) -> Result<String, String> {
         let owner = args.take("owner");
-        let volume = Volume {
-            id: VolumeId(args.required("id")?),
-            name: args.required("name")?,
-            spec: VolumeSpec {
+        let mut volume = Volume::new(
+            VolumeId(args.required("id")?),
+            args.required("name")?,
+            VolumeSpec {
                 size: 1,
                 ha_level: 1,
                 ..VolumeSpec::default()
             },
-            labels: BTreeMap::new(),
-            ownership: owner.map(|owner| Ownership {
+            BTreeMap::new(),
+            owner.map(|owner| Ownership {
                 owner,
                 acls: Acls::default(),
             }),
-            created_ms: args.parsed("time", 1000u64)?,
-            parent: args.take("parent").map(VolumeId),
-        };
+            args.parsed("time", 1000u64)?,
+        );
+        volume.parent = args.take("parent").map(VolumeId);
+        volume.snapshot = args.flag("snapshot");
         let out = fmt_record(&Record::Volume(volume.clone()));
         let records: Vec<Record> = self
             .state
@@ -958,4 +1152,330 @@ impl Session {
         self.state = State::from_records(records);
         Ok(out)
     }
+}
+
+// ---- the access table (volumes.txt) ----
+
+/// The callers of the access table: a column name, the identity and the volume it acts on.
+fn access_columns() -> Vec<(&'static str, Identity, VolumeId)> {
+    let user = |name: &str, groups: &[&str]| Identity {
+        username: name.into(),
+        subject: name.into(),
+        name: name.into(),
+        email: format!("{name}@example.com"),
+        issuer: "golden".into(),
+        roles: vec![role::USER_ROLE.to_string()],
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        guest: false,
+    };
+    let acl = VolumeId("v-acl".into());
+    vec![
+        ("owner", user("alice", &[]), acl.clone()),
+        ("read", user("rita", &[]), acl.clone()),
+        ("write", user("will", &[]), acl.clone()),
+        ("admin", user("ada", &[]), acl.clone()),
+        ("group", user("gus", &["ops"]), acl.clone()),
+        ("public", user("pat", &[]), VolumeId("v-pub".into())),
+        ("guest", Identity::guest(), acl.clone()),
+        ("unowned", Identity::guest(), VolumeId("v-anon".into())),
+        ("oadmin", user("root", &["*"]), acl.clone()),
+        ("stranger", user("sam", &[]), acl),
+    ]
+}
+
+/// An administrator that prepares the state of a cell (attach before mount, ...).
+fn root() -> Identity {
+    Identity {
+        username: "root".into(),
+        subject: "root".into(),
+        name: "root".into(),
+        email: "root@example.com".into(),
+        issuer: "golden".into(),
+        roles: vec![role::ADMIN_ROLE.to_string()],
+        groups: vec!["*".into()],
+        guest: false,
+    }
+}
+
+/// Applies `op` as `who`; the outcome as a result.
+fn run_op(state: &mut State, who: &Identity, req: &str, op: Op) -> Result<Reply, String> {
+    let cmd = Command {
+        request_id: RequestId(req.into()),
+        identity: who.clone(),
+        time_ms: 2000,
+        origin: NodeId(1),
+        op,
+    };
+    state
+        .apply(&cmd)
+        .outcome
+        .into_result()
+        .map_err(|e| e.to_string())
+}
+
+/// The fixture of the access table, built through apply: `v-acl` owned by alice with a Read,
+/// a Write and an Admin collaborator and the group `ops` at Write; `v-pub` owned by alice with
+/// public Read; `v-anon` created by a guest (no ownership).
+fn access_fixture() -> Result<State, String> {
+    let mut state = State::new();
+    let alice = access_columns().remove(0).1;
+    let create = |id: &str, acls: Acls| Op::CreateVolume {
+        id: VolumeId(id.into()),
+        name: id.trim_start_matches("v-").into(),
+        spec: VolumeSpec {
+            size: 1,
+            ..VolumeSpec::default()
+        },
+        labels: BTreeMap::new(),
+        acls,
+    };
+    let acls = Acls {
+        groups: [("ops".to_string(), AccessType::Write)]
+            .into_iter()
+            .collect(),
+        collaborators: [
+            ("rita".to_string(), AccessType::Read),
+            ("will".to_string(), AccessType::Write),
+            ("ada".to_string(), AccessType::Admin),
+        ]
+        .into_iter()
+        .collect(),
+        public: None,
+    };
+    run_op(&mut state, &alice, "f1", create("v-acl", acls))?;
+    let public = Acls {
+        public: Some(AccessType::Read),
+        ..Acls::default()
+    };
+    run_op(&mut state, &alice, "f2", create("v-pub", public))?;
+    run_op(
+        &mut state,
+        &Identity::guest(),
+        "f3",
+        create("v-anon", Acls::default()),
+    )?;
+    Ok(state)
+}
+
+/// One cell of the access table: `Y` when the caller may, `n` when refused with
+/// PermissionDenied. Any other refusal is an error: the cell's preparation is wrong.
+fn access_cell(method: &str, who: &Identity, vol: &VolumeId) -> Result<&'static str, String> {
+    let mut state = access_fixture()?;
+    let id = |s: &str| VolumeId(s.into());
+    let no_labels = BTreeMap::new;
+    let admin = root();
+    let prep = |state: &mut State, ops: Vec<Op>| -> Result<(), String> {
+        for (i, op) in ops.into_iter().enumerate() {
+            run_op(state, &admin, &format!("prep{i}"), op)?;
+        }
+        Ok(())
+    };
+    let attach = Op::AttachVolume {
+        id: vol.clone(),
+        node: "n1".into(),
+    };
+    let mount = Op::MountVolume {
+        id: vol.clone(),
+        path: "/mnt/x".into(),
+    };
+    let update =
+        |ownership: Option<Ownership>, labels: BTreeMap<String, String>| Op::UpdateVolume {
+            id: vol.clone(),
+            labels,
+            update: VolumeUpdate {
+                ownership,
+                ..VolumeUpdate::default()
+            },
+        };
+    let read = |r: Result<(), custos_model::Rejection>| r.map_err(|e| e.to_string());
+    let result: Result<(), String> = match method {
+        "Volume.Inspect" | "Volume.Stats" | "Volume.CapacityUsage" => {
+            read(state.inspect_volume(who, vol).map(drop))
+        }
+        "Volume.Enumerate" | "Volume.InspectWithFilters" => {
+            let filter = VolumeFilter::default();
+            if state.readable_volumes(who, &filter).any(|v| &v.id == vol) {
+                Ok(())
+            } else {
+                return Ok("n");
+            }
+        }
+        "Volume.VolumeCatalog" => read(state.volume_catalog(who, vol).map(drop)),
+        "Volume.SnapshotEnumerate" => {
+            read(state.snapshots_of(who, Some(vol), &no_labels()).map(drop))
+        }
+        "Volume.Create" => {
+            let name = state
+                .volume(vol)
+                .map(|v| v.name.clone())
+                .unwrap_or_default();
+            let op = Op::CreateVolume {
+                id: id("v-new"),
+                name,
+                spec: VolumeSpec {
+                    size: 1,
+                    ..VolumeSpec::default()
+                },
+                labels: BTreeMap::new(),
+                acls: Acls::default(),
+            };
+            run_op(&mut state, who, "cell", op).map(drop)
+        }
+        "Volume.Clone" => {
+            let op = Op::CloneVolume {
+                id: id("v-clone"),
+                name: "clone".into(),
+                parent: vol.clone(),
+                labels: no_labels(),
+            };
+            run_op(&mut state, who, "cell", op).map(drop)
+        }
+        "Volume.Delete" => run_op(
+            &mut state,
+            who,
+            "cell",
+            Op::DeleteVolume { id: vol.clone() },
+        )
+        .map(drop),
+        "Volume.Update" => {
+            let labels = [("k".to_string(), "v".to_string())].into_iter().collect();
+            run_op(&mut state, who, "cell", update(None, labels)).map(drop)
+        }
+        "Volume.Update(acls)" => {
+            let ownership = Ownership {
+                owner: String::new(),
+                acls: Acls {
+                    collaborators: [("x".to_string(), AccessType::Read)].into_iter().collect(),
+                    ..Acls::default()
+                },
+            };
+            run_op(
+                &mut state,
+                who,
+                "cell",
+                update(Some(ownership), no_labels()),
+            )
+            .map(drop)
+        }
+        "Volume.Update(owner)" => {
+            let ownership = Ownership {
+                owner: "newowner".into(),
+                acls: Acls::default(),
+            };
+            run_op(
+                &mut state,
+                who,
+                "cell",
+                update(Some(ownership), no_labels()),
+            )
+            .map(drop)
+        }
+        "Volume.SnapshotCreate" => {
+            let op = Op::CreateSnapshot {
+                id: id("v-snap"),
+                volume: vol.clone(),
+                name: "snap".into(),
+                labels: no_labels(),
+            };
+            run_op(&mut state, who, "cell", op).map(drop)
+        }
+        "Volume.SnapshotRestore" => {
+            let snap = Op::CreateSnapshot {
+                id: id("v-prep-snap"),
+                volume: vol.clone(),
+                name: "prep-snap".into(),
+                labels: no_labels(),
+            };
+            prep(&mut state, vec![snap])?;
+            let op = Op::RestoreSnapshot {
+                volume: vol.clone(),
+                snapshot: id("v-prep-snap"),
+            };
+            run_op(&mut state, who, "cell", op).map(drop)
+        }
+        "Volume.SnapshotScheduleUpdate" => {
+            let op = Op::UpdateSnapshotSchedule {
+                id: vol.clone(),
+                names: vec!["daily".into()],
+            };
+            run_op(&mut state, who, "cell", op).map(drop)
+        }
+        "MountAttach.Attach" => run_op(&mut state, who, "cell", attach).map(drop),
+        "MountAttach.Detach" => {
+            prep(&mut state, vec![attach])?;
+            run_op(
+                &mut state,
+                who,
+                "cell",
+                Op::DetachVolume { id: vol.clone() },
+            )
+            .map(drop)
+        }
+        "MountAttach.Mount" => {
+            prep(&mut state, vec![attach])?;
+            run_op(&mut state, who, "cell", mount).map(drop)
+        }
+        "MountAttach.Unmount" => {
+            prep(&mut state, vec![attach, mount])?;
+            let op = Op::UnmountVolume {
+                id: vol.clone(),
+                path: "/mnt/x".into(),
+            };
+            run_op(&mut state, who, "cell", op).map(drop)
+        }
+        other => return Err(format!("no access probe for {other:?}")),
+    };
+    let denied = format!("{}: ", Code::PermissionDenied.name());
+    match result {
+        Ok(()) => Ok("Y"),
+        Err(e) if e.starts_with(&denied) => Ok("n"),
+        Err(e) => Err(format!("{method} as {:?} on {vol}: {e}", who.username)),
+    }
+}
+
+/// `access` (input: `Service.Method Y n ...` rows, one column per caller of
+/// [`access_columns`]) prints whether each caller may call each method on its volume; a row
+/// that disagrees with the reference fails the test, like `matrix`.
+fn access_table(input: &[String]) -> Result<String, String> {
+    let columns = access_columns();
+    let rows: Vec<(String, Vec<String>)> = input
+        .iter()
+        .map(|l| {
+            let mut words = l.split_whitespace();
+            let method = words.next().unwrap_or_default().to_string();
+            (method, words.map(str::to_string).collect())
+        })
+        .collect();
+    let width = rows.iter().map(|(m, _)| m.len()).max().unwrap_or(0);
+    let mut out = format!("{:<width$}", "method");
+    for (name, ..) in &columns {
+        let _ = write!(out, " {name}");
+    }
+    let mut mismatches = 0;
+    for (method, reference) in &rows {
+        if reference.len() != columns.len() {
+            return Err(format!(
+                "{method}: the reference row needs {} Y/n columns",
+                columns.len()
+            ));
+        }
+        let got: Vec<&str> = columns
+            .iter()
+            .map(|(_, who, vol)| access_cell(method, who, vol))
+            .collect::<Result<_, _>>()?;
+        let _ = write!(out, "\n{method:<width$}");
+        for ((name, ..), cell) in columns.iter().zip(&got) {
+            let _ = write!(out, " {cell:^w$}", w = name.len());
+        }
+        if got != *reference {
+            let _ = write!(out, "  <-- reference: {}", reference.join(" "));
+            mismatches += 1;
+        }
+    }
+    if mismatches > 0 {
+        return Err(format!(
+            "{mismatches} row(s) differ from the reference table:\n{out}"
+        ));
+    }
+    Ok(out)
 }

@@ -1,17 +1,18 @@
 //! Property tests of the deterministic apply: determinism, persistence round trip, completeness
-//! of the change lists, and the bounded request window.
+//! of the change lists, the volume invariants, and the bounded request window.
 //!
-//! Commands are drawn from small pools (a few users, names, ids, role names and request ids) so
-//! random sequences collide often: idempotent creates, duplicate request ids, role edits that
-//! change what later commands may do, refusals of every kind.
+//! Commands are drawn from small pools (a few users, names, ids, nodes, paths, role names and
+//! request ids) so random sequences collide often: idempotent creates, clones and snapshots
+//! sharing ids and names, attach/mount/detach in every order, ownership edits that change what
+//! later commands may do, duplicate request ids, refusals of every kind.
 
 use std::collections::BTreeMap;
 
 use custos_model::identity::Identity;
-use custos_model::ownership::{AccessType, Acls};
+use custos_model::ownership::{AccessType, Acls, Ownership};
 use custos_model::role::{Role, Rule};
 use custos_model::state::{self, Applied, Change, Record, State, VolumeFilter, REQUEST_WINDOW};
-use custos_model::{Command, NodeId, Op, Outcome, RequestId, VolumeId, VolumeSpec};
+use custos_model::{Command, NodeId, Op, Outcome, RequestId, VolumeId, VolumeSpec, VolumeUpdate};
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
@@ -28,6 +29,11 @@ const ROLES: &[&str] = &[
 const GROUPS: &[&str] = &["g1", "g2", "*"];
 const VOLUME_IDS: &[&str] = &["v-1", "v-2", "v-3", "v-4"];
 const VOLUME_NAMES: &[&str] = &["a", "b", "c"];
+const NODES: &[&str] = &["n1", "n1", "n2", ""];
+const PATHS: &[&str] = &["/mnt/a", "/mnt/a", "/mnt/b", ""];
+const POLICIES: &[&str] = &["daily", "weekly", "bad;name"];
+const LABEL_KEYS: &[&str] = &["k1", "k2"];
+const LABEL_VALUES: &[&str] = &["x", "y", ""];
 const ROLE_NAMES: &[&str] = &[
     "custom1",
     "custom2",
@@ -58,7 +64,9 @@ fn arb_identity() -> impl Strategy<Value = Identity> {
     prop_oneof![
         1 => Just(Identity::guest()),
         2 => (select(USERS), select(GROUPS)).prop_map(|(u, g)| user(u, vec!["system.admin"], vec![g])),
-        4 => (select(USERS), subsequence(ROLES, 0..3), subsequence(GROUPS, 0..2))
+        4 => (select(USERS), subsequence(GROUPS, 0..2))
+            .prop_map(|(u, g)| user(u, vec!["system.user"], g)),
+        3 => (select(USERS), subsequence(ROLES, 0..3), subsequence(GROUPS, 0..2))
             .prop_map(|(u, r, g)| user(u, r, g)),
     ]
 }
@@ -83,6 +91,55 @@ fn arb_acls() -> impl Strategy<Value = Acls> {
             collaborators,
             public,
         })
+}
+
+fn arb_volume_id() -> impl Strategy<Value = VolumeId> {
+    select(VOLUME_IDS).prop_map(|id| VolumeId(id.to_string()))
+}
+
+fn arb_labels() -> impl Strategy<Value = BTreeMap<String, String>> {
+    btree_map(
+        select(LABEL_KEYS).prop_map(str::to_string),
+        select(LABEL_VALUES).prop_map(str::to_string),
+        0..2,
+    )
+}
+
+fn arb_update() -> impl Strategy<Value = VolumeUpdate> {
+    use proptest::option::of;
+    let ownership =
+        (select(&["", "", "alice", "bob"][..]), arb_acls()).prop_map(|(owner, acls)| Ownership {
+            owner: owner.to_string(),
+            acls,
+        });
+    (
+        (
+            of(0u64..4),
+            of(-1i64..4),
+            of(any::<bool>()),
+            of(any::<bool>()),
+        ),
+        (
+            of(select(&["", "periodic=60", "policy=daily;periodic=60"][..])),
+            of(0i32..3),
+            of(0i32..3),
+            of(ownership),
+        ),
+    )
+        .prop_map(
+            |((size, ha_level, shared, sharedv4), (schedule, io_profile, cos, ownership))| {
+                VolumeUpdate {
+                    size,
+                    ha_level,
+                    shared,
+                    sharedv4,
+                    snapshot_schedule: schedule.map(str::to_string),
+                    io_profile,
+                    cos,
+                    ownership,
+                }
+            },
+        )
 }
 
 fn arb_rule() -> impl Strategy<Value = Rule> {
@@ -131,9 +188,27 @@ fn arb_op() -> impl Strategy<Value = Op> {
                 acls,
             },
         );
+    let name = || select(VOLUME_NAMES).prop_map(str::to_string);
+    let node = || select(NODES).prop_map(str::to_string);
+    let path = || select(PATHS).prop_map(str::to_string);
     prop_oneof![
         4 => create,
-        2 => select(VOLUME_IDS).prop_map(|id| Op::DeleteVolume { id: VolumeId(id.to_string()) }),
+        2 => arb_volume_id().prop_map(|id| Op::DeleteVolume { id }),
+        2 => (arb_volume_id(), arb_labels(), arb_update())
+            .prop_map(|(id, labels, update)| Op::UpdateVolume { id, labels, update }),
+        2 => (arb_volume_id(), name(), arb_volume_id(), arb_labels())
+            .prop_map(|(id, name, parent, labels)| Op::CloneVolume { id, name, parent, labels }),
+        3 => (arb_volume_id(), arb_volume_id(), name(), arb_labels())
+            .prop_map(|(id, volume, name, labels)| Op::CreateSnapshot { id, volume, name, labels }),
+        2 => (arb_volume_id(), arb_volume_id())
+            .prop_map(|(volume, snapshot)| Op::RestoreSnapshot { volume, snapshot }),
+        1 => (arb_volume_id(), subsequence(POLICIES, 0..3)).prop_map(|(id, names)| {
+            Op::UpdateSnapshotSchedule { id, names: names.into_iter().map(str::to_string).collect() }
+        }),
+        2 => (arb_volume_id(), node()).prop_map(|(id, node)| Op::AttachVolume { id, node }),
+        2 => arb_volume_id().prop_map(|id| Op::DetachVolume { id }),
+        2 => (arb_volume_id(), path()).prop_map(|(id, path)| Op::MountVolume { id, path }),
+        2 => (arb_volume_id(), path()).prop_map(|(id, path)| Op::UnmountVolume { id, path }),
         1 => arb_role().prop_map(|role| Op::CreateRole { role }),
         1 => arb_role().prop_map(|role| Op::UpdateRole { role }),
         1 => select(ROLE_NAMES).prop_map(|n| Op::DeleteRole { name: n.to_string() }),
@@ -154,6 +229,30 @@ fn arb_command() -> impl Strategy<Value = Command> {
 
 fn arb_commands(max: usize) -> impl Strategy<Value = Vec<Command>> {
     vec(arb_command(), 0..max)
+}
+
+/// Long volume lifecycles: unique request ids (no retries) and callers that mostly may act
+/// (alice, bob in group g1, an ownership administrator, the guest), so creates, snapshots,
+/// attachments, mounts and restores build on each other.
+fn arb_lifecycle(max: usize) -> impl Strategy<Value = Vec<Command>> {
+    let identity = prop_oneof![
+        6 => Just(user("alice", vec!["system.user"], vec![])),
+        2 => Just(user("bob", vec!["system.user"], vec!["g1"])),
+        1 => Just(user("root", vec!["system.admin"], vec!["*"])),
+        1 => Just(Identity::guest()),
+    ];
+    vec((identity, 0u64..10_000, arb_op()), 0..max).prop_map(|cmds| {
+        cmds.into_iter()
+            .enumerate()
+            .map(|(i, (identity, time_ms, op))| Command {
+                request_id: RequestId(format!("l{i}")),
+                identity,
+                time_ms,
+                origin: NodeId(1),
+                op,
+            })
+            .collect()
+    })
 }
 
 /// Every read a server makes, for a few callers: must agree between two states that claim to be
@@ -183,10 +282,25 @@ fn reads(state: &State) -> String {
     for who in &callers {
         let ids: Vec<_> = state.readable_volumes(who, &all).map(|v| &v.id).collect();
         out.push_str(&format!("{}: {ids:?}\n", who.username));
+        let no_labels = BTreeMap::new();
+        out.push_str(&format!(
+            "  snapshots: {:?}\n",
+            state.snapshots_of(who, None, &no_labels)
+        ));
         for id in VOLUME_IDS {
+            let id = VolumeId(id.to_string());
+            out.push_str(&format!("  {id}: {:?}\n", state.inspect_volume(who, &id)));
             out.push_str(&format!(
-                "  {id}: {:?}\n",
-                state.inspect_volume(who, &VolumeId(id.to_string()))
+                "  {id} write: {:?}\n",
+                state.check_volume_access(who, &id, AccessType::Write)
+            ));
+            out.push_str(&format!(
+                "  {id} catalog: {:?}\n",
+                state.volume_catalog(who, &id)
+            ));
+            out.push_str(&format!(
+                "  {id} snapshots: {:?}\n",
+                state.snapshots_of(who, Some(&id), &no_labels)
             ));
         }
     }
@@ -301,6 +415,82 @@ proptest! {
                 prop_assert_eq!(changes.len(), 1, "a refusal changed more than its request: {:?}", changes);
             }
         }
+    }
+}
+
+/// The volume invariants apply keeps, whatever the commands: lineage never dangles, a snapshot
+/// is a detached child of a non-snapshot, mounts imply an attachment, the device path is set
+/// exactly while attached, names are unique and every volume has a size and an HA level.
+fn check_invariants(state: &State) -> Result<(), TestCaseError> {
+    let volumes: Vec<_> = state
+        .records()
+        .filter_map(|r| match r {
+            Record::Volume(v) => Some(v),
+            _ => None,
+        })
+        .collect();
+    let mut names = std::collections::BTreeSet::new();
+    for v in &volumes {
+        prop_assert!(names.insert(v.name.clone()), "duplicate name {}", v.name);
+        prop_assert!(v.spec.size >= 1 && v.spec.ha_level >= 1, "{:?}", v);
+        if let Some(p) = &v.parent {
+            let parent = state.volume(p);
+            prop_assert!(parent.is_some(), "{} names a missing parent {}", v.id, p);
+            if v.snapshot {
+                prop_assert!(
+                    !parent.is_some_and(|p| p.snapshot),
+                    "snapshot of a snapshot: {:?}",
+                    v
+                );
+            }
+        }
+        prop_assert!(
+            !v.snapshot || v.parent.is_some(),
+            "snapshot without parent: {:?}",
+            v
+        );
+        prop_assert!(
+            !v.snapshot || !v.is_attached(),
+            "attached snapshot: {:?}",
+            v
+        );
+        prop_assert!(
+            v.mount_paths.is_empty() || v.is_attached(),
+            "mounted, not attached: {:?}",
+            v
+        );
+        prop_assert!(!v.mount_paths.contains(""), "empty mount path: {:?}", v);
+        prop_assert_eq!(v.is_attached(), !v.device_path.is_empty(), "{:?}", v);
+        prop_assert!(
+            v.attached_on.as_ref().is_none_or(|n| !n.is_empty()),
+            "{:?}",
+            v
+        );
+        prop_assert!(
+            v.restored_from.is_none() || !v.snapshot,
+            "restored snapshot: {:?}",
+            v
+        );
+        prop_assert_eq!(state.volume_by_name(&v.name).map(|x| &x.id), Some(&v.id));
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// (e) Over long volume lifecycles the volume invariants hold after every command, the
+    /// changes replay to the same state, and the records rebuild it.
+    #[test]
+    fn volume_invariants_hold(cmds in arb_lifecycle(150)) {
+        let mut state = State::new();
+        let mut store = Store::default();
+        for cmd in &cmds {
+            store.apply(&state.apply(cmd).changes);
+            check_invariants(&state)?;
+        }
+        prop_assert_eq!(&store.load(), &state);
+        prop_assert_eq!(&State::from_records(state.records()), &state);
     }
 }
 

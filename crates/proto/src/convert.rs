@@ -1,7 +1,9 @@
 //! Conversions between the SDK wire types and the domain model (the only place both meet).
 
 use crate::openstorage::api;
-use custos_model::{AccessType, Acls, Ownership, Role, Rule, Volume, VolumeId, VolumeSpec};
+use custos_model::{
+    AccessType, Acls, Ownership, Role, Rule, Volume, VolumeId, VolumeSpec, VolumeUpdate,
+};
 use std::collections::{BTreeMap, HashMap};
 
 fn access_from_wire(v: i32) -> AccessType {
@@ -138,8 +140,16 @@ pub fn volume_to_proto(v: &Volume) -> api::Volume {
         ctime: Some(timestamp(v.created_ms)),
         spec: Some(spec_to_proto(&v.spec, v.ownership.as_ref())),
         format: v.spec.format,
+        readonly: v.snapshot,
         status: api::VolumeStatus::Up as i32,
-        state: api::VolumeState::Detached as i32,
+        state: if v.is_attached() {
+            api::VolumeState::Attached
+        } else {
+            api::VolumeState::Detached
+        } as i32,
+        attached_on: v.attached_on.clone().unwrap_or_default(),
+        device_path: v.device_path.clone(),
+        attach_path: v.mount_paths.iter().cloned().collect(),
         ..Default::default()
     }
 }
@@ -158,18 +168,47 @@ pub fn volume_from_proto(v: &api::Volume) -> Volume {
         .as_ref()
         .map(|t| (t.seconds.max(0) as u64) * 1000 + (t.nanos.max(0) as u64) / 1_000_000)
         .unwrap_or(0);
-    Volume {
-        id: VolumeId(v.id.clone()),
-        name: locator.name.clone(),
-        spec: spec_from_proto(&spec),
-        labels: locator.volume_labels.into_iter().collect(),
+    let mut volume = Volume::new(
+        VolumeId(v.id.clone()),
+        locator.name.clone(),
+        spec_from_proto(&spec),
+        locator.volume_labels.into_iter().collect(),
         ownership,
         created_ms,
-        parent: v
-            .source
+    );
+    volume.parent = v
+        .source
+        .as_ref()
+        .filter(|s| !s.parent.is_empty())
+        .map(|s| VolumeId(s.parent.clone()));
+    volume.snapshot = v.readonly;
+    volume.attached_on = (!v.attached_on.is_empty()).then(|| v.attached_on.clone());
+    volume.device_path = v.device_path.clone();
+    volume.mount_paths = v.attach_path.iter().cloned().collect();
+    volume
+}
+
+/// The fields of an SDK update that custos applies; absent oneofs stay `None`.
+pub fn update_from_proto(u: &api::VolumeSpecUpdate) -> VolumeUpdate {
+    use api::volume_spec_update as w;
+    VolumeUpdate {
+        size: u.size_opt.as_ref().map(|w::SizeOpt::Size(v)| *v),
+        ha_level: u.ha_level_opt.as_ref().map(|w::HaLevelOpt::HaLevel(v)| *v),
+        shared: u.shared_opt.as_ref().map(|w::SharedOpt::Shared(v)| *v),
+        sharedv4: u
+            .sharedv4_opt
             .as_ref()
-            .filter(|s| !s.parent.is_empty())
-            .map(|s| VolumeId(s.parent.clone())),
+            .map(|w::Sharedv4Opt::Sharedv4(v)| *v),
+        snapshot_schedule: u
+            .snapshot_schedule_opt
+            .as_ref()
+            .map(|w::SnapshotScheduleOpt::SnapshotSchedule(v)| v.clone()),
+        io_profile: u
+            .io_profile_opt
+            .as_ref()
+            .map(|w::IoProfileOpt::IoProfile(v)| *v),
+        cos: u.cos_opt.as_ref().map(|w::CosOpt::Cos(v)| *v),
+        ownership: u.ownership.as_ref().map(ownership_from_proto),
     }
 }
 
@@ -230,18 +269,37 @@ mod tests {
                 public: Some(AccessType::Read),
             },
         };
-        let v = Volume {
-            id: VolumeId("v1".into()),
-            name: "vol".into(),
+        let mut v = Volume::new(
+            VolumeId("v1".into()),
+            "vol".to_string(),
             spec,
-            labels: [("k".to_string(), "v".to_string())].into_iter().collect(),
-            ownership: Some(ownership),
-            created_ms: 1_700_000_000_123,
-            parent: Some(VolumeId("p".into())),
-        };
+            [("k".to_string(), "v".to_string())].into_iter().collect(),
+            Some(ownership),
+            1_700_000_000_123,
+        );
+        v.parent = Some(VolumeId("p".into()));
+        v.attached_on = Some("2".into());
+        v.device_path = "/dev/custos/v1".into();
+        v.mount_paths = ["/mnt/a".to_string()].into_iter().collect();
         let wire = volume_to_proto(&v);
         assert_eq!(wire.spec.as_ref().unwrap().passphrase, "");
+        assert_eq!(wire.state, api::VolumeState::Attached as i32);
         assert_eq!(volume_from_proto(&wire), v);
+    }
+
+    #[test]
+    fn update_keeps_unset_apart_from_zero() {
+        use api::volume_spec_update as w;
+        let u = api::VolumeSpecUpdate {
+            size_opt: Some(w::SizeOpt::Size(5)),
+            shared_opt: Some(w::SharedOpt::Shared(false)),
+            ..Default::default()
+        };
+        let got = update_from_proto(&u);
+        assert_eq!(got.size, Some(5));
+        assert_eq!(got.shared, Some(false));
+        assert_eq!(got.ha_level, None);
+        assert_eq!(got.ownership, None);
     }
 
     #[test]

@@ -70,7 +70,7 @@ impl Node {
     /// For writes the check here only fails fast: apply decides again at the log index.
     /// For reads it is the decision, taken against this node's state.
     pub fn caller(&self, meta: &MetadataMap, full_method: &str) -> Result<Caller, Status> {
-        let identity = match &self.auth {
+        let identity = match self.authenticator() {
             None => auth_disabled_identity(),
             Some(auth) => {
                 let header = meta.get("authorization").and_then(|v| v.to_str().ok());

@@ -51,8 +51,12 @@ fn raft_config(cfg: &ServerConfig) -> anyhow::Result<openraft::Config> {
 }
 
 /// Starts the node and serves until `shutdown` resolves, then stops Raft and returns.
+///
+/// Each value received on `reload` is a freshly read configuration whose auth section (and
+/// key files) replace the keys in force; other sections need a restart.
 pub async fn run(
     config: ServerConfig,
+    mut reload: tokio::sync::mpsc::Receiver<ServerConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.validate()?;
@@ -87,7 +91,7 @@ pub async fn run(
         config: config.clone(),
         raft: raft.clone(),
         state,
-        auth,
+        auth: std::sync::RwLock::new(auth),
         peers: network::PeerClients::default(),
     });
 
@@ -112,6 +116,17 @@ pub async fn run(
             Err(e) => tracing::info!(node = config.node_id, "cluster already initialized: {e}"),
         }
     }
+
+    let reloader = {
+        let node = node.clone();
+        tokio::spawn(async move {
+            while let Some(fresh) = reload.recv().await {
+                if let Err(e) = node.reload_auth(&fresh) {
+                    tracing::error!(node = node.id, "keeping the old keys: reload failed: {e}");
+                }
+            }
+        })
+    };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -143,7 +158,9 @@ pub async fn run(
         .add_service(OpenStorageNodeServer::new(sdk::NodeService {
             node: node.clone(),
         }))
-        .add_service(OpenStorageMountAttachServer::new(sdk::MountAttachService))
+        .add_service(OpenStorageMountAttachServer::new(sdk::MountAttachService {
+            node: node.clone(),
+        }))
         .add_service(ClusterAdminServer::new(admin::AdminService {
             node: node.clone(),
         }))
@@ -167,6 +184,7 @@ pub async fn run(
     };
     let _ = stop_tx.send(true);
     watcher.abort();
+    reloader.abort();
     tracing::info!(node = config.node_id, "stopping Raft");
     raft.shutdown().await.ok();
     result

@@ -22,7 +22,9 @@ pub struct Node {
     pub config: ServerConfig,
     pub raft: Raft,
     pub state: SharedState,
-    pub auth: Option<Arc<Authenticator>>,
+    /// `None` when auth is disabled. Swapped whole on reload (SIGHUP), so a request sees
+    /// either the old keys or the new ones.
+    pub auth: std::sync::RwLock<Option<Arc<Authenticator>>>,
     pub peers: PeerClients,
 }
 
@@ -49,6 +51,26 @@ pub(crate) enum Attempt<T> {
 }
 
 impl Node {
+    /// The authenticator in force, if auth is enabled.
+    pub fn authenticator(&self) -> Option<Arc<Authenticator>> {
+        self.auth.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Re-reads the auth section and its key files; on any error the old keys stay in force.
+    pub fn reload_auth(&self, config: &ServerConfig) -> Result<(), String> {
+        if config.auth_enabled != self.config.auth_enabled {
+            return Err("auth_enabled cannot change without a restart".into());
+        }
+        if !config.auth_enabled {
+            return Ok(());
+        }
+        let fresh = Authenticator::from_config(&config.auth).map_err(|e| e.to_string())?;
+        let issuers: Vec<String> = fresh.issuers().map(str::to_string).collect();
+        *self.auth.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(fresh));
+        tracing::info!(node = self.id, ?issuers, "reloaded authentication keys");
+        Ok(())
+    }
+
     /// The leader this node currently knows of.
     pub fn current_leader(&self) -> Option<u64> {
         self.raft.metrics().borrow().current_leader

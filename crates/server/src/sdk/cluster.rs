@@ -213,14 +213,89 @@ impl OpenStorageNode for NodeService {
     }
 }
 
-pub struct MountAttachService;
+/// `OpenStorageMountAttach`: attachments are recorded on the node that takes the request,
+/// as upstream attaches on the node serving the call.
+pub struct MountAttachService {
+    pub node: Arc<Node>,
+}
+
+impl MountAttachService {
+    async fn write(
+        &self,
+        meta: &tonic::metadata::MetadataMap,
+        name: &str,
+        op: custos_model::Op,
+    ) -> Result<custos_model::Reply, tonic::Status> {
+        let caller = self.node.caller(
+            meta,
+            &format!("/openstorage.api.OpenStorageMountAttach/{name}"),
+        )?;
+        self.node
+            .write(caller.identity, caller.request_id, op, caller.deadline)
+            .await
+    }
+}
 
 #[tonic::async_trait]
 impl OpenStorageMountAttach for MountAttachService {
-    unimplemented_methods! { "OpenStorageMountAttach";
-        attach => "Attach" (SdkVolumeAttachRequest) -> SdkVolumeAttachResponse;
-        detach => "Detach" (SdkVolumeDetachRequest) -> SdkVolumeDetachResponse;
-        mount => "Mount" (SdkVolumeMountRequest) -> SdkVolumeMountResponse;
-        unmount => "Unmount" (SdkVolumeUnmountRequest) -> SdkVolumeUnmountResponse;
+    async fn attach(
+        &self,
+        request: Request<SdkVolumeAttachRequest>,
+    ) -> Result<Response<SdkVolumeAttachResponse>, tonic::Status> {
+        let (meta, _, req) = request.into_parts();
+        let op = custos_model::Op::AttachVolume {
+            id: custos_model::VolumeId(req.volume_id),
+            node: self.node.id.to_string(),
+        };
+        match self.write(&meta, "Attach", op).await? {
+            custos_model::Reply::Attached { device_path } => {
+                Ok(Response::new(SdkVolumeAttachResponse { device_path }))
+            }
+            other => Err(crate::status::internal(format!(
+                "unexpected reply to attach: {other:?}"
+            ))),
+        }
+    }
+
+    async fn detach(
+        &self,
+        request: Request<SdkVolumeDetachRequest>,
+    ) -> Result<Response<SdkVolumeDetachResponse>, tonic::Status> {
+        let (meta, _, req) = request.into_parts();
+        self.write(
+            &meta,
+            "Detach",
+            custos_model::Op::DetachVolume {
+                id: custos_model::VolumeId(req.volume_id),
+            },
+        )
+        .await?;
+        Ok(Response::new(SdkVolumeDetachResponse {}))
+    }
+
+    async fn mount(
+        &self,
+        request: Request<SdkVolumeMountRequest>,
+    ) -> Result<Response<SdkVolumeMountResponse>, tonic::Status> {
+        let (meta, _, req) = request.into_parts();
+        let op = custos_model::Op::MountVolume {
+            id: custos_model::VolumeId(req.volume_id),
+            path: req.mount_path,
+        };
+        self.write(&meta, "Mount", op).await?;
+        Ok(Response::new(SdkVolumeMountResponse {}))
+    }
+
+    async fn unmount(
+        &self,
+        request: Request<SdkVolumeUnmountRequest>,
+    ) -> Result<Response<SdkVolumeUnmountResponse>, tonic::Status> {
+        let (meta, _, req) = request.into_parts();
+        let op = custos_model::Op::UnmountVolume {
+            id: custos_model::VolumeId(req.volume_id),
+            path: req.mount_path,
+        };
+        self.write(&meta, "Unmount", op).await?;
+        Ok(Response::new(SdkVolumeUnmountResponse {}))
     }
 }

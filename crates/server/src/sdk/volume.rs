@@ -3,7 +3,7 @@
 use super::unimplemented_methods;
 use crate::node::Node;
 use crate::status;
-use custos_model::{Op, Reply, VolumeFilter, VolumeId};
+use custos_model::{Op, Reply, VolumeFilter, VolumeId, MUST_SUPPLY_VOLUME_ID};
 use custos_proto::convert;
 use custos_proto::openstorage::api::open_storage_volume_server::OpenStorageVolume;
 use custos_proto::openstorage::api::*;
@@ -42,6 +42,19 @@ impl VolumeService {
             .await?;
         let state = self.node.state.read().unwrap_or_else(|p| p.into_inner());
         f(&state, &caller.identity)
+    }
+
+    /// Authenticates, then proposes `op` and waits for its reply.
+    async fn write(
+        &self,
+        meta: &tonic::metadata::MetadataMap,
+        name: &str,
+        op: Op,
+    ) -> Result<Reply, Status> {
+        let caller = self.node.caller(meta, &method(name))?;
+        self.node
+            .write(caller.identity, caller.request_id, op, caller.deadline)
+            .await
     }
 
     fn filter(
@@ -101,7 +114,7 @@ impl OpenStorageVolume for VolumeService {
         let caller = self.node.caller(request.metadata(), &method("Delete"))?;
         let req = request.into_inner();
         if req.volume_id.is_empty() {
-            return Err(Status::invalid_argument("Must supply a volume id"));
+            return Err(Status::invalid_argument(MUST_SUPPLY_VOLUME_ID));
         }
         let op = Op::DeleteVolume {
             id: VolumeId(req.volume_id),
@@ -118,7 +131,7 @@ impl OpenStorageVolume for VolumeService {
     ) -> Result<Response<SdkVolumeInspectResponse>, Status> {
         let id = VolumeId(request.get_ref().volume_id.clone());
         if id.0.is_empty() {
-            return Err(Status::invalid_argument("Must supply a volume id"));
+            return Err(Status::invalid_argument(MUST_SUPPLY_VOLUME_ID));
         }
         let resp = self
             .read(request.metadata(), "Inspect", |state, who| {
@@ -185,16 +198,175 @@ impl OpenStorageVolume for VolumeService {
         }))
     }
 
+    async fn update(
+        &self,
+        request: Request<SdkVolumeUpdateRequest>,
+    ) -> Result<Response<SdkVolumeUpdateResponse>, Status> {
+        let (meta, _, req) = request.into_parts();
+        let op = Op::UpdateVolume {
+            id: VolumeId(req.volume_id),
+            labels: req.labels.into_iter().collect(),
+            update: req
+                .spec
+                .as_ref()
+                .map(convert::update_from_proto)
+                .unwrap_or_default(),
+        };
+        self.write(&meta, "Update", op).await?;
+        Ok(Response::new(SdkVolumeUpdateResponse {}))
+    }
+
+    async fn clone(
+        &self,
+        request: Request<SdkVolumeCloneRequest>,
+    ) -> Result<Response<SdkVolumeCloneResponse>, Status> {
+        let (meta, _, req) = request.into_parts();
+        let op = Op::CloneVolume {
+            id: VolumeId(uuid::Uuid::new_v4().to_string()),
+            name: req.name,
+            parent: VolumeId(req.parent_id),
+            labels: req.additional_labels.into_iter().collect(),
+        };
+        match self.write(&meta, "Clone", op).await? {
+            Reply::VolumeCloned { id } => {
+                Ok(Response::new(SdkVolumeCloneResponse { volume_id: id.0 }))
+            }
+            other => Err(status::internal(format!(
+                "unexpected reply to clone: {other:?}"
+            ))),
+        }
+    }
+
+    async fn snapshot_create(
+        &self,
+        request: Request<SdkVolumeSnapshotCreateRequest>,
+    ) -> Result<Response<SdkVolumeSnapshotCreateResponse>, Status> {
+        let (meta, _, req) = request.into_parts();
+        let op = Op::CreateSnapshot {
+            id: VolumeId(uuid::Uuid::new_v4().to_string()),
+            volume: VolumeId(req.volume_id),
+            name: req.name,
+            labels: req.labels.into_iter().collect(),
+        };
+        match self.write(&meta, "SnapshotCreate", op).await? {
+            Reply::SnapshotCreated { id } => Ok(Response::new(SdkVolumeSnapshotCreateResponse {
+                snapshot_id: id.0,
+            })),
+            other => Err(status::internal(format!(
+                "unexpected reply to snapshot create: {other:?}"
+            ))),
+        }
+    }
+
+    async fn snapshot_restore(
+        &self,
+        request: Request<SdkVolumeSnapshotRestoreRequest>,
+    ) -> Result<Response<SdkVolumeSnapshotRestoreResponse>, Status> {
+        let (meta, _, req) = request.into_parts();
+        let op = Op::RestoreSnapshot {
+            volume: VolumeId(req.volume_id),
+            snapshot: VolumeId(req.snapshot_id),
+        };
+        self.write(&meta, "SnapshotRestore", op).await?;
+        Ok(Response::new(SdkVolumeSnapshotRestoreResponse {}))
+    }
+
+    async fn snapshot_schedule_update(
+        &self,
+        request: Request<SdkVolumeSnapshotScheduleUpdateRequest>,
+    ) -> Result<Response<SdkVolumeSnapshotScheduleUpdateResponse>, Status> {
+        let (meta, _, req) = request.into_parts();
+        let op = Op::UpdateSnapshotSchedule {
+            id: VolumeId(req.volume_id),
+            names: req.snapshot_schedule_names,
+        };
+        self.write(&meta, "SnapshotScheduleUpdate", op).await?;
+        Ok(Response::new(SdkVolumeSnapshotScheduleUpdateResponse {}))
+    }
+
+    async fn snapshot_enumerate(
+        &self,
+        request: Request<SdkVolumeSnapshotEnumerateRequest>,
+    ) -> Result<Response<SdkVolumeSnapshotEnumerateResponse>, Status> {
+        let volume =
+            Some(VolumeId(request.get_ref().volume_id.clone())).filter(|v| !v.0.is_empty());
+        let labels = Default::default();
+        let volume_snapshot_ids = self
+            .read(request.metadata(), "SnapshotEnumerate", |state, who| {
+                let snaps = state
+                    .snapshots_of(who, volume.as_ref(), &labels)
+                    .map_err(status::from_rejection)?;
+                Ok(snaps.into_iter().map(|v| v.id.0.clone()).collect())
+            })
+            .await?;
+        Ok(Response::new(SdkVolumeSnapshotEnumerateResponse {
+            volume_snapshot_ids,
+        }))
+    }
+
+    async fn snapshot_enumerate_with_filters(
+        &self,
+        request: Request<SdkVolumeSnapshotEnumerateWithFiltersRequest>,
+    ) -> Result<Response<SdkVolumeSnapshotEnumerateWithFiltersResponse>, Status> {
+        let req = request.get_ref();
+        let volume = Some(VolumeId(req.volume_id.clone())).filter(|v| !v.0.is_empty());
+        let labels = req.labels.clone().into_iter().collect();
+        let volume_snapshot_ids = self
+            .read(
+                request.metadata(),
+                "SnapshotEnumerateWithFilters",
+                |state, who| {
+                    let snaps = state
+                        .snapshots_of(who, volume.as_ref(), &labels)
+                        .map_err(status::from_rejection)?;
+                    Ok(snaps.into_iter().map(|v| v.id.0.clone()).collect())
+                },
+            )
+            .await?;
+        Ok(Response::new(
+            SdkVolumeSnapshotEnumerateWithFiltersResponse {
+                volume_snapshot_ids,
+            },
+        ))
+    }
+
+    /// Usage comes from storage nodes' reports; until a node reports, every figure is zero
+    /// ("not reported", docs/compatibility.md). The access check is Read.
+    async fn stats(
+        &self,
+        request: Request<SdkVolumeStatsRequest>,
+    ) -> Result<Response<SdkVolumeStatsResponse>, Status> {
+        let id = VolumeId(request.get_ref().volume_id.clone());
+        self.read(request.metadata(), "Stats", |state, who| {
+            state
+                .inspect_volume(who, &id)
+                .map(|_| ())
+                .map_err(status::from_rejection)
+        })
+        .await?;
+        Ok(Response::new(SdkVolumeStatsResponse {
+            stats: Some(Stats::default()),
+        }))
+    }
+
+    async fn capacity_usage(
+        &self,
+        request: Request<SdkVolumeCapacityUsageRequest>,
+    ) -> Result<Response<SdkVolumeCapacityUsageResponse>, Status> {
+        let id = VolumeId(request.get_ref().volume_id.clone());
+        self.read(request.metadata(), "CapacityUsage", |state, who| {
+            state
+                .inspect_volume(who, &id)
+                .map(|_| ())
+                .map_err(status::from_rejection)
+        })
+        .await?;
+        Ok(Response::new(SdkVolumeCapacityUsageResponse {
+            capacity_usage_info: Some(CapacityUsageInfo::default()),
+        }))
+    }
+
     unimplemented_methods! { "OpenStorageVolume";
-        clone => "Clone" (SdkVolumeCloneRequest) -> SdkVolumeCloneResponse;
-        update => "Update" (SdkVolumeUpdateRequest) -> SdkVolumeUpdateResponse;
-        stats => "Stats" (SdkVolumeStatsRequest) -> SdkVolumeStatsResponse;
-        capacity_usage => "CapacityUsage" (SdkVolumeCapacityUsageRequest) -> SdkVolumeCapacityUsageResponse;
-        snapshot_create => "SnapshotCreate" (SdkVolumeSnapshotCreateRequest) -> SdkVolumeSnapshotCreateResponse;
-        snapshot_restore => "SnapshotRestore" (SdkVolumeSnapshotRestoreRequest) -> SdkVolumeSnapshotRestoreResponse;
-        snapshot_enumerate => "SnapshotEnumerate" (SdkVolumeSnapshotEnumerateRequest) -> SdkVolumeSnapshotEnumerateResponse;
-        snapshot_enumerate_with_filters => "SnapshotEnumerateWithFilters" (SdkVolumeSnapshotEnumerateWithFiltersRequest) -> SdkVolumeSnapshotEnumerateWithFiltersResponse;
-        snapshot_schedule_update => "SnapshotScheduleUpdate" (SdkVolumeSnapshotScheduleUpdateRequest) -> SdkVolumeSnapshotScheduleUpdateResponse;
         volume_catalog => "VolumeCatalog" (SdkVolumeCatalogRequest) -> SdkVolumeCatalogResponse;
     }
 }
