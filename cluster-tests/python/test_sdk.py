@@ -138,6 +138,6 @@ def test_token_made_with_pyjwt_is_accepted(cluster):
 
 def test_unserved_methods_say_so(cluster):
     with pytest.raises(grpc.RpcError) as e:
-        volumes(cluster, 0).Stats(api_pb2.SdkVolumeStatsRequest(volume_id="x"), metadata=md(cluster["tokens"]["admin"]))
+        volumes(cluster, 0).VolumeCatalog(api_pb2.SdkVolumeCatalogRequest(volume_id="x"), metadata=md(cluster["tokens"]["admin"]))
     assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "OpenStorageVolume.Stats" in e.value.details()
+    assert "OpenStorageVolume.VolumeCatalog" in e.value.details()

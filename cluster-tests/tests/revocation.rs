@@ -1,7 +1,7 @@
 //! Authorization is decided at the log index: once a role change that revokes a permission is
 //! committed, no mutation that needed it is applied, even from writers on other nodes.
 
-use custos_client::model::{Code, Role, Rule};
+use custos_client::model::{AccessType, Acls, Code, Ownership, Role, Rule, VolumeUpdate};
 use custos_client::CreateVolume;
 use custos_cluster_tests::TestCluster;
 use std::sync::Arc;
@@ -104,5 +104,87 @@ async fn a_committed_role_revocation_stops_every_later_write() {
             .into_iter()
             .collect();
         assert_eq!(held, acked, "node {node}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_acl_revocation_stops_every_later_write() {
+    let cluster = Arc::new(TestCluster::start(3).unwrap());
+    let alice = cluster.mint_token("alice", &["system.user"], &[]);
+    let bob = cluster.mint_token("bob", &["system.user"], &[]);
+    let owner = cluster.client(1, Some(&alice));
+    let opts = CreateVolume {
+        name: "shared-doc".into(),
+        size: 1 << 20,
+        ha_level: 1,
+        ..Default::default()
+    };
+    let vid = owner.create_volume(&opts).await.unwrap();
+    let grant = |level: Option<AccessType>| VolumeUpdate {
+        ownership: Some(Ownership {
+            owner: String::new(),
+            acls: Acls {
+                collaborators: level.map(|l| ("bob".to_string(), l)).into_iter().collect(),
+                ..Acls::default()
+            },
+        }),
+        ..VolumeUpdate::default()
+    };
+    owner
+        .update_volume(&vid, &Default::default(), &grant(Some(AccessType::Write)))
+        .await
+        .unwrap();
+
+    let stop_at = Instant::now() + Duration::from_millis(1500);
+    let mut writers = Vec::new();
+    for node in [2u64, 3] {
+        let (cluster, bob, vid) = (cluster.clone(), bob.clone(), vid.clone());
+        writers.push(tokio::spawn(async move {
+            let client = cluster.client(node, Some(&bob));
+            let mut attempts = Vec::new();
+            for i in 0..2000 {
+                if Instant::now() > stop_at {
+                    break;
+                }
+                let invoked = Instant::now();
+                let labels = [(format!("n{node}"), i.to_string())].into_iter().collect();
+                let result = client
+                    .update_volume(&vid, &labels, &VolumeUpdate::default())
+                    .await
+                    .map(|()| String::new())
+                    .map_err(|e| e.code().unwrap_or(Code::Unavailable));
+                attempts.push(Attempt { invoked, result });
+            }
+            attempts
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    owner
+        .update_volume(&vid, &Default::default(), &grant(None))
+        .await
+        .unwrap();
+    let revoked = Instant::now();
+    let mut attempts = Vec::new();
+    for w in writers {
+        attempts.extend(w.await.unwrap());
+    }
+    assert!(
+        attempts
+            .iter()
+            .any(|a| a.invoked < revoked && a.result.is_ok()),
+        "bob never wrote before"
+    );
+    let after: Vec<&Attempt> = attempts.iter().filter(|a| a.invoked > revoked).collect();
+    assert!(
+        after.len() > 5,
+        "too few writes after the revocation ({})",
+        after.len()
+    );
+    for a in after {
+        assert_eq!(
+            a.result,
+            Err(Code::PermissionDenied),
+            "bob wrote after his access was revoked"
+        );
     }
 }

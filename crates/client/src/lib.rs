@@ -3,7 +3,7 @@
 
 pub use custos_model as model;
 
-use custos_model::{Code, Role, Volume};
+use custos_model::{Code, Role, Volume, VolumeUpdate};
 use custos_proto::convert;
 use custos_proto::custos::admin::v1::cluster_admin_client::ClusterAdminClient;
 use custos_proto::custos::admin::v1::{StatusReply, StatusRequest};
@@ -371,6 +371,30 @@ impl Client {
                 .delete(self.request(msg, &id))
                 .await
                 .map(|_| ())
+        })
+        .await
+    }
+
+    /// Merges `labels` (an empty value removes a key) and applies the set fields of `update`.
+    pub async fn update_volume(
+        &self,
+        volume_id: &str,
+        labels: &BTreeMap<String, String>,
+        update: &VolumeUpdate,
+    ) -> Result<(), ClientError> {
+        let msg = SdkVolumeUpdateRequest {
+            volume_id: volume_id.to_string(),
+            labels: labels.clone().into_iter().collect(),
+            spec: Some(convert::update_to_proto(update)),
+        };
+        self.call(|ch, id| {
+            let msg = msg.clone();
+            async move {
+                OpenStorageVolumeClient::new(ch)
+                    .update(self.request(msg, &id))
+                    .await
+                    .map(|_| ())
+            }
         })
         .await
     }

@@ -212,6 +212,25 @@ pub fn update_from_proto(u: &api::VolumeSpecUpdate) -> VolumeUpdate {
     }
 }
 
+/// The inverse of [`update_from_proto`], for clients.
+pub fn update_to_proto(u: &VolumeUpdate) -> api::VolumeSpecUpdate {
+    use api::volume_spec_update as w;
+    api::VolumeSpecUpdate {
+        size_opt: u.size.map(w::SizeOpt::Size),
+        ha_level_opt: u.ha_level.map(w::HaLevelOpt::HaLevel),
+        shared_opt: u.shared.map(w::SharedOpt::Shared),
+        sharedv4_opt: u.sharedv4.map(w::Sharedv4Opt::Sharedv4),
+        snapshot_schedule_opt: u
+            .snapshot_schedule
+            .clone()
+            .map(w::SnapshotScheduleOpt::SnapshotSchedule),
+        io_profile_opt: u.io_profile.map(w::IoProfileOpt::IoProfile),
+        cos_opt: u.cos.map(w::CosOpt::Cos),
+        ownership: u.ownership.as_ref().map(ownership_to_proto),
+        ..Default::default()
+    }
+}
+
 pub fn role_from_proto(r: &api::SdkRole) -> Role {
     Role {
         name: r.name.clone(),
@@ -296,6 +315,7 @@ mod tests {
             ..Default::default()
         };
         let got = update_from_proto(&u);
+        assert_eq!(update_from_proto(&update_to_proto(&got)), got);
         assert_eq!(got.size, Some(5));
         assert_eq!(got.shared, Some(false));
         assert_eq!(got.ha_level, None);
