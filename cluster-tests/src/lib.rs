@@ -201,8 +201,9 @@ impl TestCluster {
     pub async fn leader(&self, asker: u64) -> anyhow::Result<u64> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            let admin = self.token("admin");
             if let Ok(s) = self
-                .client(asker, None)
+                .client(asker, Some(&admin))
                 .with_timeout(Duration::from_secs(1))
                 .status()
                 .await

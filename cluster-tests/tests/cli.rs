@@ -255,3 +255,71 @@ fn a_node_with_auth_and_no_key_refuses_to_start() {
         stderr(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_role_edits_are_enforced_and_survive_a_restart() {
+    use custos_client::model::{Code, Role, Rule};
+    use custos_client::CreateVolume;
+    let mut cluster = TestCluster::start(3).unwrap();
+    let vol = |name: &str| CreateVolume {
+        name: name.into(),
+        size: 1 << 20,
+        ha_level: 1,
+        ..Default::default()
+    };
+    let rules = |apis: &[&str]| Role {
+        name: "system.guest".into(),
+        rules: vec![Rule {
+            services: vec!["volume".into()],
+            apis: apis.iter().map(|a| a.to_string()).collect(),
+        }],
+    };
+    // Anonymous creates are allowed by default ...
+    cluster
+        .client(1, None)
+        .create_volume(&vol("anon-1"))
+        .await
+        .unwrap();
+    // ... until an administrator forbids them (upstream's example edit).
+    cluster
+        .client(2, Some(&cluster.token("admin")))
+        .update_role(&rules(&["*", "!create"]))
+        .await
+        .unwrap();
+    let err = cluster
+        .client(3, None)
+        .create_volume(&vol("anon-2"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(Code::PermissionDenied), "{err}");
+    assert!(
+        err.to_string()
+            .contains("Access denied without authentication token"),
+        "{err}"
+    );
+    // Other built-ins stay immutable.
+    let mut user = rules(&["*"]);
+    user.name = "system.user".into();
+    let err = cluster
+        .client(1, Some(&cluster.token("admin")))
+        .update_role(&user)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(Code::InvalidArgument), "{err}");
+
+    cluster.restart_all().unwrap();
+    let err = cluster
+        .client(1, None)
+        .create_volume(&vol("anon-3"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(Code::PermissionDenied),
+        "the edit survived the restart: {err}"
+    );
+    assert!(
+        cluster.client(2, None).enumerate_volumes().await.is_ok(),
+        "reads still allowed"
+    );
+}

@@ -136,13 +136,14 @@ fn dev_tokens(secret: &str) -> anyhow::Result<BTreeMap<&'static str, String>> {
 }
 
 /// Waits until every node serves and all agree on one leader.
-async fn wait_ready(endpoints: &[String], timeout: Duration) -> anyhow::Result<u64> {
+async fn wait_ready(endpoints: &[String], token: &str, timeout: Duration) -> anyhow::Result<u64> {
     let deadline = Instant::now() + timeout;
     loop {
         let mut leaders = Vec::new();
         for e in endpoints {
-            let client =
-                Client::new(std::slice::from_ref(e), None)?.with_timeout(Duration::from_secs(1));
+            // As admin: an administrator may have locked the guest role down.
+            let client = Client::new(std::slice::from_ref(e), Some(token))?
+                .with_timeout(Duration::from_secs(1));
             match client.status().await {
                 Ok(s) if s.serving && s.leader_id != 0 => leaders.push(s.leader_id),
                 _ => break,
@@ -276,7 +277,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     let endpoints: Vec<String> = members.iter().map(|(_, _, sdk)| sdk.clone()).collect();
     eprintln!("starting {nodes} nodes in {} ...", dir.display());
-    let leader = match wait_ready(&endpoints, Duration::from_secs(args.ready_timeout_secs)).await {
+    let tokens = dev_tokens(&secret)?;
+    let leader = match wait_ready(
+        &endpoints,
+        &tokens["admin"],
+        Duration::from_secs(args.ready_timeout_secs),
+    )
+    .await
+    {
         Ok(l) => l,
         Err(e) => {
             stop_children(&mut children).await;
@@ -285,7 +293,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     };
     let cluster = ClusterFile {
         endpoints: endpoints.clone(),
-        tokens: dev_tokens(&secret)?,
+        tokens,
         issuer: DEV_ISSUER,
         shared_secret_file: secret_file,
         cluster_id,

@@ -38,6 +38,22 @@ fn auth_disabled_identity() -> Identity {
     }
 }
 
+/// The `authorization` value. A header that is present but repeated or not visible ASCII is
+/// malformed, never "no header": falling back to guest there would let a bad token pass as
+/// anonymous.
+fn authorization_header(meta: &MetadataMap) -> Result<Option<&str>, Status> {
+    let mut values = meta.get_all("authorization").iter();
+    match (values.next(), values.next()) {
+        (None, _) => Ok(None),
+        (Some(v), None) => v.to_str().map(Some).map_err(|_| malformed()),
+        (Some(_), Some(_)) => Err(malformed()),
+    }
+}
+
+fn malformed() -> Status {
+    Status::unauthenticated(custos_auth::error::MSG_INVALID_HEADER)
+}
+
 /// The client's deadline from `grpc-timeout`, capped by the node's request timeout.
 fn deadline(meta: &MetadataMap, default: Duration) -> Instant {
     let from_client = meta
@@ -73,7 +89,7 @@ impl Node {
         let identity = match self.authenticator() {
             None => auth_disabled_identity(),
             Some(auth) => {
-                let header = meta.get("authorization").and_then(|v| v.to_str().ok());
+                let header = authorization_header(meta)?;
                 let now = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map(|d| d.as_secs())
@@ -113,6 +129,28 @@ impl Node {
 mod tests {
     use super::parse_grpc_timeout;
     use std::time::Duration;
+
+    #[test]
+    fn a_malformed_authorization_header_is_never_a_guest() {
+        use super::authorization_header;
+        use tonic::metadata::{MetadataMap, MetadataValue};
+        let mut meta = MetadataMap::new();
+        assert_eq!(authorization_header(&meta).unwrap(), None);
+        meta.insert("authorization", "bearer abc".parse().unwrap());
+        assert_eq!(authorization_header(&meta).unwrap(), Some("bearer abc"));
+        meta.append("authorization", "bearer other".parse().unwrap());
+        assert_eq!(
+            authorization_header(&meta).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
+        let mut meta = MetadataMap::new();
+        // obs-text (0x80-0xFF) is legal in HTTP/2 header values but is not a token.
+        let bytes = MetadataValue::try_from(&b"bearer \xff\xfe"[..]).unwrap();
+        meta.insert("authorization", bytes);
+        let err = authorization_header(&meta).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unauthenticated);
+        assert_eq!(err.message(), "Invalid or missing authentication token");
+    }
 
     #[test]
     fn grpc_timeout_units() {

@@ -34,6 +34,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Largest header list (all metadata of one call) a node accepts from clients.
+const MAX_SDK_HEADER_LIST: u32 = 64 * 1024;
+
 /// Largest gRPC message a node accepts from clients.
 const MAX_SDK_MESSAGE: usize = 4 * 1024 * 1024;
 
@@ -142,6 +145,9 @@ pub async fn run(
 
     let sdk = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(60))
+        // Above the verifier's 16 KiB token cap, so an oversized token gets the verifier's
+        // clear refusal instead of an HTTP/2 error; far larger header lists are still refused.
+        .http2_max_header_list_size(MAX_SDK_HEADER_LIST)
         .add_service(
             OpenStorageVolumeServer::new(sdk::VolumeService { node: node.clone() })
                 .max_decoding_message_size(MAX_SDK_MESSAGE),
