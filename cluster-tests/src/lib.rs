@@ -107,12 +107,22 @@ pub struct TestCluster {
 impl TestCluster {
     /// Starts `custos dev --nodes n` and waits (bounded) for its `cluster.json`.
     pub fn start(n: u16) -> anyhow::Result<TestCluster> {
+        TestCluster::start_with(n, &[])
+    }
+
+    /// Like [`TestCluster::start`], with more `custos dev` flags (`--zones 3`, ...).
+    pub fn start_with(n: u16, flags: &[&str]) -> anyhow::Result<TestCluster> {
         let dir = tempfile::Builder::new().prefix("custos-test-").tempdir()?;
         let base = free_base_port(n)?;
-        let dev = spawn_dev(
-            dir.path(),
-            &["--nodes", &n.to_string(), "--base-port", &base.to_string()],
-        )?;
+        let mut args = vec![
+            "--nodes".to_string(),
+            n.to_string(),
+            "--base-port".to_string(),
+            base.to_string(),
+        ];
+        args.extend(flags.iter().map(|f| f.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let dev = spawn_dev(dir.path(), &args)?;
         let mut cluster = TestCluster {
             dir,
             info: ClusterInfo {

@@ -9,6 +9,7 @@ use custos_proto::custos::admin::v1::cluster_admin_client::ClusterAdminClient;
 use custos_proto::custos::admin::v1::{StatusReply, StatusRequest};
 use custos_proto::openstorage::api::open_storage_cluster_client::OpenStorageClusterClient;
 use custos_proto::openstorage::api::open_storage_identity_client::OpenStorageIdentityClient;
+use custos_proto::openstorage::api::open_storage_node_client::OpenStorageNodeClient;
 use custos_proto::openstorage::api::open_storage_role_client::OpenStorageRoleClient;
 use custos_proto::openstorage::api::open_storage_volume_client::OpenStorageVolumeClient;
 use custos_proto::openstorage::api::*;
@@ -69,6 +70,19 @@ pub struct Client {
     endpoints: Vec<(String, Channel)>,
     token: Option<MetadataValue<tonic::metadata::Ascii>>,
     timeout: Duration,
+}
+
+/// A registered storage node as the SDK reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub id: String,
+    /// Up in the answering member's liveness view.
+    pub up: bool,
+    pub hostname: String,
+    pub labels: BTreeMap<String, String>,
+    pub capacity_bytes: u64,
+    /// Bytes of replicas placed on the node.
+    pub placed_bytes: u64,
 }
 
 /// Options of a volume create.
@@ -397,5 +411,29 @@ impl Client {
             }
         })
         .await
+    }
+
+    /// Every registered node.
+    pub async fn nodes(&self) -> Result<Vec<NodeInfo>, ClientError> {
+        let nodes = self
+            .call(|ch, id| async move {
+                let msg = SdkNodeEnumerateWithFiltersRequest {};
+                OpenStorageNodeClient::new(ch)
+                    .enumerate_with_filters(self.request(msg, &id))
+                    .await
+                    .map(|r| r.into_inner().nodes)
+            })
+            .await?;
+        Ok(nodes
+            .into_iter()
+            .map(|n| NodeInfo {
+                up: n.status == Status::Ok as i32,
+                hostname: n.hostname,
+                labels: n.node_labels.into_iter().collect(),
+                capacity_bytes: n.pools.iter().map(|p| p.total_size).sum(),
+                placed_bytes: n.pools.iter().map(|p| p.used).sum(),
+                id: n.id,
+            })
+            .collect())
     }
 }

@@ -1,4 +1,4 @@
-//! custos domain core: roles, ownership, volumes, commands and the deterministic apply.
+//! custos domain core: roles, ownership, volumes, nodes, placement, commands and the deterministic apply.
 //!
 //! This crate is pure: no I/O, no async, no clock and no randomness. Everything that varies
 //! (ids, times, the caller's verified identity) arrives inside a [`Command`], so applying the
@@ -7,7 +7,9 @@
 pub mod command;
 pub mod identity;
 pub mod ids;
+pub mod node;
 pub mod ownership;
+pub mod placement;
 pub mod rejection;
 pub mod role;
 pub mod state;
@@ -16,7 +18,9 @@ pub mod volume;
 pub use command::{Command, Op, Outcome, Reply};
 pub use identity::Identity;
 pub use ids::{NodeId, RequestId, VolumeId};
+pub use node::StorageNodeRecord;
 pub use ownership::{AccessType, Acls, Ownership};
+pub use placement::{ReplicaMove, StuckReplica};
 pub use rejection::{Code, Rejection};
 pub use role::{MethodName, Role, Rule};
 pub use state::{Applied, Change, Record, RecordKey, State, VolumeFilter, MUST_SUPPLY_VOLUME_ID};

@@ -69,5 +69,4 @@ impl StorageNodeRecord {
                 || self.mgmt_ip == name
                 || self.data_ip == name)
     }
-
 }

@@ -64,6 +64,9 @@ impl Rejection {
     pub fn precondition(message: impl Into<String>) -> Rejection {
         Rejection::new(Code::FailedPrecondition, message)
     }
+    pub fn exhausted(message: impl Into<String>) -> Rejection {
+        Rejection::new(Code::ResourceExhausted, message)
+    }
 }
 
 impl fmt::Display for Rejection {

@@ -67,8 +67,16 @@ pub fn pattern_matches(pattern: &str, name: &str) -> bool {
     if !leading && !trailing {
         return pattern == name;
     }
-    let core: String = pattern.chars().filter(|c| *c != '*').collect();
-    let core = core.trim();
+    // Every request runs this for many patterns: borrow the core when the stars are only at the
+    // ends (all built-in rules), and build it only for the rare pattern with inner stars.
+    let outer = pattern.trim_matches('*');
+    let owned;
+    let core = if outer.contains('*') {
+        owned = pattern.chars().filter(|c| *c != '*').collect::<String>();
+        owned.trim()
+    } else {
+        outer.trim()
+    };
     if core.is_empty() {
         return true;
     }
@@ -84,8 +92,12 @@ fn deny_matches(pattern: &str, name: &str) -> bool {
     if !pattern.starts_with('!') {
         return false;
     }
-    let stripped: String = pattern.chars().filter(|c| *c != '!').collect();
-    pattern_matches(stripped.trim(), name)
+    let rest = pattern.trim_start_matches('!');
+    if rest.contains('!') {
+        let stripped: String = pattern.chars().filter(|c| *c != '!').collect();
+        return pattern_matches(stripped.trim(), name);
+    }
+    pattern_matches(rest.trim(), name)
 }
 
 fn allow_matches(pattern: &str, name: &str) -> bool {

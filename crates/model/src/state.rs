@@ -2,7 +2,8 @@
 
 use crate::command::{Command, Op, Outcome, Reply};
 use crate::identity::Identity;
-use crate::ids::{RequestId, VolumeId};
+use crate::ids::{NodeId, RequestId, VolumeId};
+use crate::node::StorageNodeRecord;
 use crate::ownership::{permitted, AccessType, Ownership};
 use crate::rejection::Rejection;
 use crate::role::{self, MethodName, Role};
@@ -10,6 +11,7 @@ use crate::volume::Volume;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+mod nodes;
 mod volumes;
 
 /// The refusal text of an operation or read given an empty volume id (the server's edge
@@ -38,6 +40,8 @@ pub enum Record {
     /// A custom role, or an edited `system.guest`.
     Role(Role),
     Request(RememberedRequest),
+    /// A registered storage node.
+    Node(StorageNodeRecord),
 }
 
 /// The key a record is stored under.
@@ -46,16 +50,23 @@ pub enum RecordKey {
     Volume(VolumeId),
     Role(String),
     Request(RequestId),
+    Node(NodeId),
 }
 
 impl RecordKey {
-    /// Byte encoding: a one-letter kind, a `/`, then the id. Keys never start with `_`, which
-    /// the store reserves for its own metadata.
+    /// Byte encoding: a one-letter kind, a `/`, then the id (a node id in decimal: `n/3`, so
+    /// node keys sort as text, not as numbers; nothing depends on their order). Keys never start
+    /// with `_`, which the store reserves for its own metadata.
     pub fn encode(&self) -> Vec<u8> {
+        let node_id;
         let (kind, id) = match self {
             RecordKey::Volume(v) => ("v", v.as_str()),
             RecordKey::Role(r) => ("r", r.as_str()),
             RecordKey::Request(q) => ("q", q.as_str()),
+            RecordKey::Node(n) => {
+                node_id = n.0.to_string();
+                ("n", node_id.as_str())
+            }
         };
         let mut out = Vec::with_capacity(2 + id.len());
         out.extend_from_slice(kind.as_bytes());
@@ -71,6 +82,7 @@ impl Record {
             Record::Volume(v) => RecordKey::Volume(v.id.clone()),
             Record::Role(r) => RecordKey::Role(r.name.clone()),
             Record::Request(q) => RecordKey::Request(q.id.clone()),
+            Record::Node(n) => RecordKey::Node(n.id),
         }
     }
 }
@@ -90,7 +102,7 @@ pub struct Applied {
     pub changes: Vec<Change>,
 }
 
-/// Roles, volumes and remembered requests. Every map is ordered, so iteration (and thus
+/// Roles, volumes, storage nodes and remembered requests. Every map is ordered, so iteration (and thus
 /// every result) is the same on every node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct State {
@@ -103,6 +115,9 @@ pub struct State {
     /// Request seq → id, oldest first.
     request_order: BTreeMap<u64, RequestId>,
     next_request_seq: u64,
+    nodes: BTreeMap<NodeId, StorageNodeRecord>,
+    /// Derived index: bytes placed per node (see [`State::node_load`]); no zero entries.
+    loads: BTreeMap<NodeId, u64>,
 }
 
 impl Default for State {
@@ -124,6 +139,8 @@ impl State {
             requests: BTreeMap::new(),
             request_order: BTreeMap::new(),
             next_request_seq: 1,
+            nodes: BTreeMap::new(),
+            loads: BTreeMap::new(),
         }
     }
 
@@ -144,9 +161,10 @@ impl State {
             .filter(|r| !role::is_builtin(&r.name) || self.is_edited_builtin(r))
             .cloned()
             .map(Record::Role);
+        let nodes = self.nodes.values().cloned().map(Record::Node);
         let volumes = self.volumes.values().cloned().map(Record::Volume);
         let requests = self.requests.values().cloned().map(Record::Request);
-        roles.chain(volumes).chain(requests)
+        roles.chain(nodes).chain(volumes).chain(requests)
     }
 
     fn is_edited_builtin(&self, r: &Role) -> bool {
@@ -159,6 +177,10 @@ impl State {
         match record {
             Record::Volume(v) => {
                 self.names.insert(v.name.clone(), v.id.clone());
+                if let Some(old) = self.volumes.remove(&v.id) {
+                    self.add_load(&old, false);
+                }
+                self.add_load(&v, true);
                 self.volumes.insert(v.id.clone(), v);
             }
             Record::Role(r) => {
@@ -169,6 +191,28 @@ impl State {
                 self.request_order.insert(q.seq, q.id.clone());
                 self.requests.insert(q.id.clone(), q);
             }
+            Record::Node(n) => {
+                self.nodes.insert(n.id, n);
+            }
+        }
+    }
+
+    /// Adds (or removes) the bytes `v` places on its replicas' nodes to the load index.
+    /// Snapshots place nothing: they share their volume's replicas.
+    fn add_load(&mut self, v: &Volume, add: bool) {
+        if v.snapshot {
+            return;
+        }
+        for node in &v.replicas {
+            let load = self.loads.entry(*node).or_insert(0);
+            *load = if add {
+                load.saturating_add(v.spec.size)
+            } else {
+                load.saturating_sub(v.spec.size)
+            };
+            if *load == 0 {
+                self.loads.remove(node);
+            }
         }
     }
 
@@ -177,6 +221,7 @@ impl State {
             RecordKey::Volume(id) => {
                 if let Some(v) = self.volumes.remove(id) {
                     self.names.remove(&v.name);
+                    self.add_load(&v, false);
                 }
             }
             RecordKey::Role(name) => {
@@ -189,6 +234,9 @@ impl State {
                 if let Some(q) = self.requests.remove(id) {
                     self.request_order.remove(&q.seq);
                 }
+            }
+            RecordKey::Node(id) => {
+                self.nodes.remove(id);
             }
         }
     }
@@ -213,6 +261,31 @@ impl State {
 
     pub fn volume_count(&self) -> usize {
         self.volumes.len()
+    }
+
+    /// The registered storage nodes, in id order.
+    pub fn nodes(&self) -> impl Iterator<Item = &StorageNodeRecord> {
+        self.nodes.values()
+    }
+
+    pub fn node(&self, id: NodeId) -> Option<&StorageNodeRecord> {
+        self.nodes.get(&id)
+    }
+
+    /// Bytes placed on a node: the sum of the sizes of the volumes (not snapshots, which share
+    /// their volume's replicas) with a replica there. 0 for an unknown node.
+    pub fn node_load(&self, id: NodeId) -> u64 {
+        self.loads.get(&id).copied().unwrap_or(0)
+    }
+
+    /// The volumes with a replica on `node`, snapshots included, in id order. With the
+    /// leader's view of liveness this tells which volumes are degraded
+    /// ([`Volume::degraded`]) and whether a Down node still holds replicas to re-place.
+    pub fn volumes_on(&self, node: NodeId) -> Vec<&Volume> {
+        self.volumes
+            .values()
+            .filter(|v| v.replicas.contains(&node))
+            .collect()
     }
 
     /// The outcome a request id already got, if it is still remembered.
@@ -390,6 +463,11 @@ impl State {
             Op::DetachVolume { id } => self.detach_volume(cmd, id, changes),
             Op::MountVolume { id, path } => self.mount_volume(cmd, id, path, changes),
             Op::UnmountVolume { id, path } => self.unmount_volume(cmd, id, path, changes),
+            Op::RegisterNode { node } => self.register_node(cmd, node, changes),
+            Op::CordonNode { id } => self.set_cordoned(*id, true, changes),
+            Op::UncordonNode { id } => self.set_cordoned(*id, false, changes),
+            Op::DrainNode { id } => self.drain_node(cmd, *id, changes),
+            Op::ReplaceReplicas { node, down } => self.replace_replicas(cmd, *node, down, changes),
             Op::CreateRole { role } => {
                 role.validate()?;
                 if role::is_builtin(&role.name) {

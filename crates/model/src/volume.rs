@@ -1,6 +1,6 @@
 //! Volume records: the spec a client asked for, the labels, ownership, lineage and attachment custos keeps.
 
-use crate::ids::VolumeId;
+use crate::ids::{NodeId, VolumeId};
 use crate::ownership::Ownership;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -81,6 +81,13 @@ pub struct Volume {
     pub device_path: String,
     /// Where the volume is mounted (`Volume.attach_path`); only while attached.
     pub mount_paths: BTreeSet<String>,
+    /// The nodes holding the volume's replicas, as placement chose them (`crate::placement`):
+    /// `spec.ha_level` distinct registered nodes. A snapshot shares its volume's replicas (this
+    /// list follows the volume's). Bootstrap rule: a volume created while no node was
+    /// registered has none; the first Update that sends `ha_level` places them.
+    /// `spec.replica_nodes` stays what the caller asked for; this is what it got.
+    #[serde(default)]
+    pub replicas: Vec<NodeId>,
 }
 
 impl Volume {
@@ -108,11 +115,18 @@ impl Volume {
             attached_on: None,
             device_path: String::new(),
             mount_paths: BTreeSet::new(),
+            replicas: Vec::new(),
         }
     }
 
     pub fn is_attached(&self) -> bool {
         self.attached_on.is_some()
+    }
+
+    /// Whether a replica is on one of the `down` nodes (the caller's view of liveness): the
+    /// volume is degraded until `ReplaceReplicas` moves that replica.
+    pub fn degraded(&self, down: &BTreeSet<NodeId>) -> bool {
+        self.replicas.iter().any(|r| down.contains(r))
     }
 }
 

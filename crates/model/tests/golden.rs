@@ -49,9 +49,17 @@
 //!   [volume=] [labels=]` (`State::snapshots_of`) and `catalog <identity> id=`
 //!   (`State::volume_catalog`); `access` (input: `Service.Method Y n ...` reference rows) runs
 //!   every method for every kind of caller on a fixed fixture and fails on a row that differs.
+//! - placement: the apply commands `register-node` (`id= [zone=] [rack=] [labels=] [capacity=]
+//!   [host=] [sdk=] [raft=] [mgmt=] [data=] [cordoned] [registered=]`, addresses defaulting to
+//!   ones derived from the id), `cordon`/`uncordon`/`drain` (`id=`), `replace-replicas` (`node=
+//!   down=1,2`), and `create-volume ... replicas=a,b` (`replica_set.nodes`); reads `nodes` (zone,
+//!   rack, capacity, load, free space, volumes on each node), `replicas` (each volume's replicas
+//!   as `node@zone/rack`) and `place ha= size= keep= requested= exclude=` (`placement::place`
+//!   over the session's nodes and loads).
 //!
-//! `<identity>` is `guest` (the anonymous caller; `groups=` may add claimed groups) or
-//! `user=NAME [roles=R1,R2] [groups=G1,G2]`; roles default to `system.user`. Rules are written
+//! `<identity>` is `guest` (the anonymous caller; `groups=` may add claimed groups), `admin`
+//! (root: `system.admin`, group `*`) or `user=NAME [roles=R1,R2] [groups=G1,G2]`; roles default
+//! to `system.user`. Rules are written
 //! `services:apis` with comma-separated patterns (`volume,node:*,!create`); an empty side is an
 //! empty list. Access levels are `r`, `w`, `a`.
 
@@ -61,7 +69,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use custos_model::identity::Identity;
+use custos_model::node::{StorageNodeRecord, RACK_LABEL, ZONE_LABEL};
 use custos_model::ownership::{permitted, AccessType, Acls, Ownership};
+use custos_model::placement;
 use custos_model::role::{self, MethodName, Role, Rule};
 use custos_model::state::{Change, Record, RecordKey, State, VolumeFilter};
 use custos_model::{
@@ -97,6 +107,11 @@ fn apply() {
 #[test]
 fn volumes() {
     run_script("volumes.txt");
+}
+
+#[test]
+fn placement() {
+    run_script("placement.txt");
 }
 
 // ---- the script format ----
@@ -419,13 +434,16 @@ fn parse_acls(args: &mut Args) -> Result<Acls, String> {
     })
 }
 
-/// `guest [groups=..]` or `user=NAME [roles=..] [groups=..]`.
+/// `guest [groups=..]`, `admin` (root: system.admin, group `*`) or `user=NAME [roles=..]
+/// [groups=..]`.
 fn parse_identity(args: &mut Args) -> Result<Identity, String> {
     let guest = args.flag("guest");
+    let admin = args.flag("admin");
     let user = args.take("user");
-    let mut who = match (guest, user) {
-        (true, None) => Identity::guest(),
-        (false, Some(user)) => Identity {
+    let mut who = match (guest, admin, user) {
+        (true, false, None) => Identity::guest(),
+        (false, true, None) => root(),
+        (false, false, Some(user)) => Identity {
             username: user.clone(),
             subject: user.clone(),
             name: user.clone(),
@@ -435,7 +453,7 @@ fn parse_identity(args: &mut Args) -> Result<Identity, String> {
             groups: Vec::new(),
             guest: false,
         },
-        _ => return Err("need exactly one of `guest` and user=NAME".into()),
+        _ => return Err("need exactly one of `guest`, `admin` and user=NAME".into()),
     };
     if let Some(roles) = args.take("roles") {
         who.roles = list(&roles);
@@ -542,10 +560,47 @@ fn fmt_volume(v: &Volume) -> String {
         let paths: Vec<&str> = v.mount_paths.iter().map(String::as_str).collect();
         let _ = write!(s, " mounts={{{}}}", paths.join(","));
     }
+    if !v.replicas.is_empty() {
+        let _ = write!(s, " replicas={}", fmt_ids(&v.replicas));
+    }
     let _ = write!(s, " created={}", v.created_ms);
     if v.updated_ms != v.created_ms {
         let _ = write!(s, " updated={}", v.updated_ms);
     }
+    s
+}
+
+/// `[1,2,3]`.
+fn fmt_ids(ids: &[NodeId]) -> String {
+    let ids: Vec<String> = ids.iter().map(|n| n.to_string()).collect();
+    format!("[{}]", ids.join(","))
+}
+
+fn fmt_node(n: &StorageNodeRecord) -> String {
+    let mut s = format!(
+        "host={} sdk={} raft={} mgmt={} data={}",
+        n.hostname, n.sdk_addr, n.raft_addr, n.mgmt_ip, n.data_ip
+    );
+    if let Some(z) = n.labels.get(ZONE_LABEL) {
+        let _ = write!(s, " zone={z}");
+    }
+    if let Some(r) = n.labels.get(RACK_LABEL) {
+        let _ = write!(s, " rack={r}");
+    }
+    let other: Vec<String> = n
+        .labels
+        .iter()
+        .filter(|(k, _)| *k != ZONE_LABEL && *k != RACK_LABEL)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if !other.is_empty() {
+        let _ = write!(s, " labels={{{}}}", other.join(","));
+    }
+    let _ = write!(s, " capacity={}", n.capacity_bytes);
+    if n.cordoned {
+        s.push_str(" cordoned");
+    }
+    let _ = write!(s, " registered={}", n.registered_ms);
     s
 }
 
@@ -559,6 +614,23 @@ fn fmt_outcome(o: &Outcome) -> String {
             format!("applied: attached at {device_path}")
         }
         Outcome::Applied(Reply::Role(r)) => format!("applied: role {}", fmt_role(r)),
+        Outcome::Applied(Reply::Drained { detached }) => {
+            let ids: Vec<String> = detached.iter().map(|v| v.to_string()).collect();
+            format!("applied: drained [{}]", ids.join(","))
+        }
+        Outcome::Applied(Reply::ReplicasReplaced { moved, stuck }) => {
+            let mut s = "applied: moved [".to_string();
+            let moves: Vec<String> = moved
+                .iter()
+                .map(|m| format!("{} {}->{}", m.volume, m.from, m.to))
+                .collect();
+            s.push_str(&moves.join(", "));
+            s.push(']');
+            for st in stuck {
+                let _ = write!(s, "; stuck {} on {}: {}", st.volume, st.node, st.reason);
+            }
+            s
+        }
         Outcome::Refused(r) => format!("refused: {r}"),
     }
 }
@@ -573,6 +645,7 @@ fn fmt_record(r: &Record) -> String {
         Record::Volume(v) => format!("{key}: {}", fmt_volume(v)),
         Record::Role(role) => format!("{key}: {}", fmt_rules(&role.rules)),
         Record::Request(q) => format!("{key}: seq={} {}", q.seq, fmt_outcome(&q.outcome)),
+        Record::Node(n) => format!("{key}: {}", fmt_node(n)),
     }
 }
 
@@ -646,7 +719,15 @@ impl Session {
             | "unmount"
             | "create-role"
             | "update-role"
-            | "delete-role" => self.apply_cmd(&mut args)?,
+            | "delete-role"
+            | "register-node"
+            | "cordon"
+            | "uncordon"
+            | "drain"
+            | "replace-replicas" => self.apply_cmd(&mut args)?,
+            "nodes" => self.nodes_cmd(),
+            "replicas" => self.replicas_cmd(),
+            "place" => self.place_cmd(&mut args)?,
             "inspect" => self.inspect_cmd(&mut args)?,
             "snapshots" => self.snapshots_cmd(&mut args)?,
             "catalog" => {
@@ -945,6 +1026,7 @@ impl Session {
                     shared: args.flag("shared"),
                     sharedv4: args.flag("sharedv4"),
                     encrypted: args.flag("encrypted"),
+                    replica_nodes: list(&args.take("replicas").unwrap_or_default()),
                     ..VolumeSpec::default()
                 };
                 let labels = parse_labels(args)?;
@@ -1055,6 +1137,24 @@ impl Session {
             "delete-role" => Op::DeleteRole {
                 name: args.take("name").unwrap_or_default(),
             },
+            "register-node" => Op::RegisterNode {
+                node: parse_node(args)?,
+            },
+            "cordon" => Op::CordonNode {
+                id: NodeId(args.parsed("id", 0u64)?),
+            },
+            "uncordon" => Op::UncordonNode {
+                id: NodeId(args.parsed("id", 0u64)?),
+            },
+            "drain" => Op::DrainNode {
+                id: NodeId(args.parsed("id", 0u64)?),
+            },
+            "replace-replicas" => Op::ReplaceReplicas {
+                node: NodeId(args.parsed("node", 0u64)?),
+                down: parse_ids(&args.take("down").unwrap_or_default())?
+                    .into_iter()
+                    .collect(),
+            },
             _ => unreachable!("dispatched above"),
         };
         let cmd = Command {
@@ -1123,6 +1223,96 @@ impl Session {
         })
     }
 
+    /// Every registered node with its load, free space and the volumes it holds a replica of.
+    fn nodes_cmd(&self) -> String {
+        let lines: Vec<String> = self
+            .state
+            .nodes()
+            .map(|n| {
+                let load = self.state.node_load(n.id);
+                let zone = n.zone().unwrap_or("-");
+                let rack = n.rack().unwrap_or("-");
+                let mut s = format!(
+                    "{}: zone={zone} rack={rack} capacity={} load={load} free={}",
+                    n.id,
+                    n.capacity_bytes,
+                    n.capacity_bytes.saturating_sub(load)
+                );
+                if n.cordoned {
+                    s.push_str(" cordoned");
+                }
+                let vols: Vec<String> = self
+                    .state
+                    .volumes_on(n.id)
+                    .iter()
+                    .map(|v| v.id.to_string())
+                    .collect();
+                if !vols.is_empty() {
+                    let _ = write!(s, " volumes={}", vols.join(","));
+                }
+                s
+            })
+            .collect();
+        if lines.is_empty() {
+            "(none)".into()
+        } else {
+            lines.join("\n")
+        }
+    }
+
+    /// Each volume's replicas as `node@zone/rack` (`-` for an unlabelled zone or rack).
+    fn replicas_cmd(&self) -> String {
+        let who = root();
+        let lines: Vec<String> = self
+            .state
+            .readable_volumes(&who, &VolumeFilter::default())
+            .map(|v| {
+                let replicas: Vec<String> = v
+                    .replicas
+                    .iter()
+                    .map(|r| match self.state.node(*r) {
+                        Some(n) => format!(
+                            "{r}@{}/{}",
+                            n.zone().unwrap_or("-"),
+                            n.rack().unwrap_or("-")
+                        ),
+                        None => format!("{r}@?"),
+                    })
+                    .collect();
+                let snap = if v.snapshot { " (snapshot)" } else { "" };
+                format!("{}{snap}: {}", v.id, replicas.join(" "))
+            })
+            .collect();
+        if lines.is_empty() {
+            "(none)".into()
+        } else {
+            lines.join("\n")
+        }
+    }
+
+    /// `placement::place` over the session's nodes and loads: `ha= size= keep= requested=
+    /// exclude=`.
+    fn place_cmd(&mut self, args: &mut Args) -> Result<String, String> {
+        let nodes: Vec<&StorageNodeRecord> = self.state.nodes().collect();
+        let load: BTreeMap<NodeId, u64> = nodes
+            .iter()
+            .map(|n| (n.id, self.state.node_load(n.id)))
+            .collect();
+        let wanted: usize = args.parsed("ha", 1)?;
+        let size: u64 = args.parsed("size", 1)?;
+        let keep = parse_ids(&args.take("keep").unwrap_or_default())?;
+        let requested = list(&args.take("requested").unwrap_or_default());
+        let exclude = parse_ids(&args.take("exclude").unwrap_or_default())?
+            .into_iter()
+            .collect();
+        Ok(
+            match placement::place(&nodes, &load, wanted, size, &keep, &requested, &exclude) {
+                Ok(ids) => fmt_ids(&ids),
+                Err(e) => format!("error: {e}"),
+            },
+        )
+    }
+
     /// Adds a volume record as a restart would find it (`State::from_records`).
     fn seed_volume_cmd(&mut self, args: &mut Args) -> Result<String, String> {
         let owner = args.take("owner");
@@ -1152,6 +1342,44 @@ impl Session {
         self.state = State::from_records(records);
         Ok(out)
     }
+}
+
+/// `1,2,3` as node ids.
+fn parse_ids(s: &str) -> Result<Vec<NodeId>, String> {
+    list(s)
+        .iter()
+        .map(|id| parse_value("node id", id).map(NodeId))
+        .collect()
+}
+
+/// `register-node`: `id=N [host=] [zone=] [rack=] [labels=k=v,..] [capacity=] [sdk=] [raft=]
+/// [mgmt=] [data=] [cordoned] [registered=MS]`. Addresses default to ones derived from the id;
+/// `cordoned` and `registered=` set the fields apply must ignore.
+fn parse_node(args: &mut Args) -> Result<StorageNodeRecord, String> {
+    let id: u64 = parse_value("id", &args.required("id")?)?;
+    let mut labels = parse_labels(args)?;
+    if let Some(zone) = args.take("zone") {
+        labels.insert(ZONE_LABEL.to_string(), zone);
+    }
+    if let Some(rack) = args.take("rack") {
+        labels.insert(RACK_LABEL.to_string(), rack);
+    }
+    Ok(StorageNodeRecord {
+        id: NodeId(id),
+        sdk_addr: args
+            .take("sdk")
+            .unwrap_or_else(|| format!("10.0.0.{id}:9100")),
+        raft_addr: args
+            .take("raft")
+            .unwrap_or_else(|| format!("10.0.0.{id}:9200")),
+        mgmt_ip: args.take("mgmt").unwrap_or_else(|| format!("10.0.0.{id}")),
+        data_ip: args.take("data").unwrap_or_else(|| format!("10.0.1.{id}")),
+        hostname: args.take("host").unwrap_or_else(|| format!("node{id}")),
+        labels,
+        capacity_bytes: args.parsed("capacity", 1000u64)?,
+        cordoned: args.flag("cordoned"),
+        registered_ms: args.parsed("registered", 0u64)?,
+    })
 }
 
 // ---- the access table (volumes.txt) ----

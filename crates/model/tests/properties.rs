@@ -1,18 +1,25 @@
 //! Property tests of the deterministic apply: determinism, persistence round trip, completeness
-//! of the change lists, the volume invariants, and the bounded request window.
+//! of the change lists, the volume and placement invariants, the bounded request window, and
+//! the placement properties of issue #4 (zone spread and balance over 1,000 volumes, capacity,
+//! determinism of `placement::place`).
 //!
 //! Commands are drawn from small pools (a few users, names, ids, nodes, paths, role names and
 //! request ids) so random sequences collide often: idempotent creates, clones and snapshots
 //! sharing ids and names, attach/mount/detach in every order, ownership edits that change what
-//! later commands may do, duplicate request ids, refusals of every kind.
+//! later commands may do, node registrations (re-registrations changing capacity and zones),
+//! cordons, drains and re-placements, duplicate request ids, refusals of every kind.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use custos_model::identity::Identity;
+use custos_model::node::{StorageNodeRecord, RACK_LABEL, ZONE_LABEL};
 use custos_model::ownership::{AccessType, Acls, Ownership};
+use custos_model::placement;
 use custos_model::role::{Role, Rule};
 use custos_model::state::{self, Applied, Change, Record, State, VolumeFilter, REQUEST_WINDOW};
-use custos_model::{Command, NodeId, Op, Outcome, RequestId, VolumeId, VolumeSpec, VolumeUpdate};
+use custos_model::{
+    Code, Command, NodeId, Op, Outcome, Reply, RequestId, VolumeId, VolumeSpec, VolumeUpdate,
+};
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
@@ -29,7 +36,16 @@ const ROLES: &[&str] = &[
 const GROUPS: &[&str] = &["g1", "g2", "*"];
 const VOLUME_IDS: &[&str] = &["v-1", "v-2", "v-3", "v-4"];
 const VOLUME_NAMES: &[&str] = &["a", "b", "c"];
-const NODES: &[&str] = &["n1", "n1", "n2", ""];
+/// Attach targets: registered node ids (which may be cordoned), free-form names, empty.
+const NODES: &[&str] = &["n1", "1", "2", "n2", ""];
+/// Storage node ids of registrations, cordons, drains and re-placements; 5 is never registered.
+const NODE_IDS: &[u64] = &[1, 2, 3, 4, 5];
+const ZONES: &[&str] = &["a", "b", "c", ""];
+const RACKS: &[&str] = &["r1", "r2", ""];
+/// Small capacities, so the volume sizes of the pools (1..4) exhaust them.
+const CAPACITIES: &[u64] = &[0, 2, 4, 8, 100];
+/// `replica_set.nodes` entries: an id, a hostname, an IP, an unknown name.
+const REPLICA_NAMES: &[&str] = &["1", "node2", "10.0.0.3", "nosuch"];
 const PATHS: &[&str] = &["/mnt/a", "/mnt/a", "/mnt/b", ""];
 const POLICIES: &[&str] = &["daily", "weekly", "bad;name"];
 const LABEL_KEYS: &[&str] = &["k1", "k2"];
@@ -165,6 +181,63 @@ fn arb_role() -> impl Strategy<Value = Role> {
         })
 }
 
+/// A storage node as it registers itself: a hostname and IPs derived from the id, a zone and
+/// rack (unlabelled when empty).
+fn node_record(id: u64, zone: &str, rack: &str, capacity: u64) -> StorageNodeRecord {
+    let mut labels = BTreeMap::new();
+    if !zone.is_empty() {
+        labels.insert(ZONE_LABEL.to_string(), zone.to_string());
+    }
+    if !rack.is_empty() {
+        labels.insert(RACK_LABEL.to_string(), rack.to_string());
+    }
+    StorageNodeRecord {
+        id: NodeId(id),
+        sdk_addr: format!("10.0.0.{id}:9100"),
+        raft_addr: format!("10.0.0.{id}:9200"),
+        mgmt_ip: format!("10.0.0.{id}"),
+        data_ip: format!("10.0.1.{id}"),
+        hostname: format!("node{id}"),
+        labels,
+        capacity_bytes: capacity,
+        cordoned: false,
+        registered_ms: 0,
+    }
+}
+
+fn arb_register() -> impl Strategy<Value = Op> {
+    (
+        select(&NODE_IDS[..4]),
+        select(ZONES),
+        select(RACKS),
+        select(CAPACITIES),
+        any::<bool>(),
+    )
+        .prop_map(|(id, zone, rack, capacity, cordoned)| {
+            let mut node = node_record(id, zone, rack, capacity);
+            // Apply must ignore these.
+            node.cordoned = cordoned;
+            node.registered_ms = capacity;
+            Op::RegisterNode { node }
+        })
+}
+
+fn arb_node_id() -> impl Strategy<Value = NodeId> {
+    select(NODE_IDS).prop_map(NodeId)
+}
+
+fn arb_node_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => arb_register(),
+        1 => arb_node_id().prop_map(|id| Op::CordonNode { id }),
+        1 => arb_node_id().prop_map(|id| Op::UncordonNode { id }),
+        1 => arb_node_id().prop_map(|id| Op::DrainNode { id }),
+        2 => (arb_node_id(), subsequence(NODE_IDS, 0..3)).prop_map(|(node, down)| {
+            Op::ReplaceReplicas { node, down: down.into_iter().map(NodeId).collect() }
+        }),
+    ]
+}
+
 fn arb_op() -> impl Strategy<Value = Op> {
     let create = (
         select(VOLUME_IDS),
@@ -173,15 +246,17 @@ fn arb_op() -> impl Strategy<Value = Op> {
         0i64..3,
         any::<bool>(),
         arb_acls(),
+        prop_oneof![4 => Just(Vec::new()), 1 => subsequence(REPLICA_NAMES, 1..3)],
     )
         .prop_map(
-            |(id, name, size, ha_level, shared, acls)| Op::CreateVolume {
+            |(id, name, size, ha_level, shared, acls, replica_nodes)| Op::CreateVolume {
                 id: VolumeId(id.to_string()),
                 name: name.to_string(),
                 spec: VolumeSpec {
                     size,
                     ha_level,
                     shared,
+                    replica_nodes: replica_nodes.into_iter().map(str::to_string).collect(),
                     ..VolumeSpec::default()
                 },
                 labels: BTreeMap::new(),
@@ -212,6 +287,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
         1 => arb_role().prop_map(|role| Op::CreateRole { role }),
         1 => arb_role().prop_map(|role| Op::UpdateRole { role }),
         1 => select(ROLE_NAMES).prop_map(|n| Op::DeleteRole { name: n.to_string() }),
+        4 => arb_node_op(),
     ]
 }
 
@@ -231,28 +307,49 @@ fn arb_commands(max: usize) -> impl Strategy<Value = Vec<Command>> {
     vec(arb_command(), 0..max)
 }
 
+fn is_node_op(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::RegisterNode { .. }
+            | Op::CordonNode { .. }
+            | Op::UncordonNode { .. }
+            | Op::DrainNode { .. }
+            | Op::ReplaceReplicas { .. }
+    )
+}
+
 /// Long volume lifecycles: unique request ids (no retries) and callers that mostly may act
 /// (alice, bob in group g1, an ownership administrator, the guest), so creates, snapshots,
-/// attachments, mounts and restores build on each other.
+/// attachments, mounts and restores build on each other. Most start with a few node
+/// registrations, and node operations are always proposed by an administrator (as the leader
+/// and operators do), so placement, cordons, drains and re-placements act.
 fn arb_lifecycle(max: usize) -> impl Strategy<Value = Vec<Command>> {
+    let root = || user("root", vec!["system.admin"], vec!["*"]);
     let identity = prop_oneof![
         6 => Just(user("alice", vec!["system.user"], vec![])),
         2 => Just(user("bob", vec!["system.user"], vec!["g1"])),
-        1 => Just(user("root", vec!["system.admin"], vec!["*"])),
+        1 => Just(root()),
         1 => Just(Identity::guest()),
     ];
-    vec((identity, 0u64..10_000, arb_op()), 0..max).prop_map(|cmds| {
-        cmds.into_iter()
-            .enumerate()
-            .map(|(i, (identity, time_ms, op))| Command {
-                request_id: RequestId(format!("l{i}")),
-                identity,
-                time_ms,
-                origin: NodeId(1),
-                op,
-            })
-            .collect()
-    })
+    (
+        vec(arb_register(), 0..5),
+        vec((identity, 0u64..10_000, arb_op()), 0..max),
+    )
+        .prop_map(move |(registrations, cmds)| {
+            registrations
+                .into_iter()
+                .map(|op| (root(), 0, op))
+                .chain(cmds)
+                .enumerate()
+                .map(|(i, (identity, time_ms, op))| Command {
+                    request_id: RequestId(format!("l{i}")),
+                    identity: if is_node_op(&op) { root() } else { identity },
+                    time_ms,
+                    origin: NodeId(1),
+                    op,
+                })
+                .collect()
+        })
 }
 
 /// Every read a server makes, for a few callers: must agree between two states that claim to be
@@ -311,6 +408,18 @@ fn reads(state: &State) -> String {
         ));
     }
     out.push_str(&format!("volumes {}\n", state.volume_count()));
+    for node in state.nodes() {
+        out.push_str(&format!("node {node:?}\n"));
+    }
+    for id in NODE_IDS {
+        let id = NodeId(*id);
+        let on: Vec<_> = state.volumes_on(id).iter().map(|v| &v.id).collect();
+        out.push_str(&format!(
+            "node {id}: {:?} load {} on {on:?}\n",
+            state.node(id).map(|n| n.id),
+            state.node_load(id)
+        ));
+    }
     out
 }
 
@@ -473,21 +582,211 @@ fn check_invariants(state: &State) -> Result<(), TestCaseError> {
         );
         prop_assert_eq!(state.volume_by_name(&v.name).map(|x| &x.id), Some(&v.id));
     }
+    check_placement_invariants(state, &volumes)
+}
+
+/// The placement invariants: replicas are distinct registered nodes, as many as the HA level
+/// (or none, under the bootstrap rule); a snapshot has its volume's replicas; the load index is
+/// the sum of the sizes placed; `volumes_on` agrees with the replica lists.
+fn check_placement_invariants(
+    state: &State,
+    volumes: &[custos_model::Volume],
+) -> Result<(), TestCaseError> {
+    let mut load: BTreeMap<NodeId, u64> = BTreeMap::new();
+    for v in volumes {
+        let distinct: BTreeSet<_> = v.replicas.iter().collect();
+        prop_assert_eq!(
+            distinct.len(),
+            v.replicas.len(),
+            "duplicate replica: {:?}",
+            v
+        );
+        for r in &v.replicas {
+            prop_assert!(
+                state.node(*r).is_some(),
+                "replica on an unknown node: {:?}",
+                v
+            );
+            prop_assert!(state.volumes_on(*r).iter().any(|x| x.id == v.id), "{:?}", v);
+        }
+        if v.snapshot {
+            let parent = v.parent.as_ref().and_then(|p| state.volume(p));
+            prop_assert_eq!(
+                Some(&v.replicas),
+                parent.map(|p| &p.replicas),
+                "a snapshot's replicas differ from its volume's: {:?}",
+                v
+            );
+        } else {
+            prop_assert!(
+                v.replicas.is_empty() || v.replicas.len() as i64 == v.spec.ha_level,
+                "replicas do not match the HA level: {:?}",
+                v
+            );
+            for r in &v.replicas {
+                *load.entry(*r).or_default() += v.spec.size;
+            }
+        }
+    }
+    for id in NODE_IDS
+        .iter()
+        .map(|i| NodeId(*i))
+        .chain(state.nodes().map(|n| n.id))
+    {
+        prop_assert_eq!(
+            state.node_load(id),
+            load.get(&id).copied().unwrap_or(0),
+            "node {}",
+            id
+        );
+        for v in state.volumes_on(id) {
+            prop_assert!(v.replicas.contains(&id));
+        }
+    }
     Ok(())
+}
+
+/// What one applied command may do to nodes and placement, seen from the states before and
+/// after it:
+/// - no node's load rises above its capacity (a node may be over capacity only because a
+///   re-registration lowered it, and then its load does not rise);
+/// - a cordoned node takes no new attachment; a drained node has none left;
+/// - a re-placement moves exactly the replicas it reports, off the node and onto nodes that are
+///   neither down nor the node, and leaves the volumes it reports stuck untouched;
+/// - a registration records what the node reports and keeps `cordoned` and `registered_ms`.
+fn check_step(
+    before: &State,
+    cmd: &Command,
+    outcome: &Outcome,
+    after: &State,
+) -> Result<(), TestCaseError> {
+    for node in after.nodes() {
+        let load = after.node_load(node.id);
+        prop_assert!(
+            load <= node.capacity_bytes || load <= before.node_load(node.id),
+            "node {} pushed over capacity: {} of {} bytes by {:?}",
+            node.id,
+            load,
+            node.capacity_bytes,
+            cmd.op
+        );
+    }
+    let Outcome::Applied(reply) = outcome else {
+        let domain = |s: &State| -> Vec<Record> {
+            s.records()
+                .filter(|r| !matches!(r, Record::Request(_)))
+                .collect()
+        };
+        prop_assert_eq!(domain(after), domain(before), "a refusal changed the state");
+        return Ok(());
+    };
+    match (&cmd.op, reply) {
+        (Op::AttachVolume { id, node }, _) => {
+            let cordoned = node
+                .parse::<u64>()
+                .ok()
+                .and_then(|n| before.node(NodeId(n)))
+                .is_some_and(|n| n.cordoned);
+            if cordoned {
+                prop_assert_eq!(
+                    before.volume(id).and_then(|v| v.attached_on.as_deref()),
+                    Some(node.as_str()),
+                    "new attachment on cordoned node {}",
+                    node
+                );
+            }
+        }
+        (Op::DrainNode { id }, Reply::Drained { detached }) => {
+            let name = id.to_string();
+            for v in before.volume_ids_for_test() {
+                let was = before.volume(&v).and_then(|v| v.attached_on.clone());
+                let now = after.volume(&v).and_then(|v| v.attached_on.clone());
+                prop_assert_ne!(now.as_deref(), Some(name.as_str()));
+                prop_assert_eq!(detached.contains(&v), was.as_deref() == Some(name.as_str()));
+            }
+        }
+        (Op::ReplaceReplicas { node, down }, Reply::ReplicasReplaced { moved, stuck }) => {
+            for v in before.volume_ids_for_test() {
+                let (old, new) = (before.volume(&v).unwrap(), after.volume(&v).unwrap());
+                let m = moved.iter().find(|m| m.volume == v);
+                let s = stuck.iter().find(|s| s.volume == v);
+                if old.snapshot || !old.replicas.contains(node) {
+                    prop_assert!(m.is_none() && s.is_none());
+                    if !old.snapshot {
+                        prop_assert_eq!(&old.replicas, &new.replicas);
+                    }
+                    continue;
+                }
+                match (m, s) {
+                    (Some(m), None) => {
+                        prop_assert!(!new.replicas.contains(node));
+                        prop_assert!(new.replicas.contains(&m.to));
+                        prop_assert!(!down.contains(&m.to) && m.to != *node);
+                        prop_assert_eq!(old.replicas.len(), new.replicas.len());
+                    }
+                    (None, Some(s)) => {
+                        prop_assert_eq!(old, new);
+                        prop_assert!(matches!(
+                            s.reason.code,
+                            Code::ResourceExhausted | Code::FailedPrecondition
+                        ));
+                    }
+                    _ => prop_assert!(false, "{} neither moved nor stuck exactly once", v),
+                }
+            }
+        }
+        (Op::RegisterNode { node }, _) => {
+            let rec = after.node(node.id).expect("registered");
+            let mut expected = node.clone();
+            match before.node(node.id) {
+                Some(old) => {
+                    expected.cordoned = old.cordoned;
+                    expected.registered_ms = old.registered_ms;
+                }
+                None => {
+                    expected.cordoned = false;
+                    expected.registered_ms = cmd.time_ms;
+                }
+            }
+            prop_assert_eq!(rec, &expected);
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Test-side helper: every volume id of a state.
+trait VolumeIds {
+    fn volume_ids_for_test(&self) -> Vec<VolumeId>;
+}
+
+impl VolumeIds for State {
+    fn volume_ids_for_test(&self) -> Vec<VolumeId> {
+        self.records()
+            .filter_map(|r| match r {
+                Record::Volume(v) => Some(v.id),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
-    /// (e) Over long volume lifecycles the volume invariants hold after every command, the
-    /// changes replay to the same state, and the records rebuild it.
+    /// (e) Over long volume lifecycles the volume and placement invariants hold after every
+    /// command, each command keeps the node rules (`check_step`), the changes replay to the same
+    /// state, and the records rebuild it.
     #[test]
     fn volume_invariants_hold(cmds in arb_lifecycle(150)) {
         let mut state = State::new();
         let mut store = Store::default();
         for cmd in &cmds {
-            store.apply(&state.apply(cmd).changes);
+            let before = state.clone();
+            let applied = state.apply(cmd);
+            store.apply(&applied.changes);
             check_invariants(&state)?;
+            check_step(&before, cmd, &applied.outcome, &state)?;
         }
         prop_assert_eq!(&store.load(), &state);
         prop_assert_eq!(&State::from_records(state.records()), &state);

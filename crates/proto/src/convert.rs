@@ -2,7 +2,7 @@
 
 use crate::openstorage::api;
 use custos_model::{
-    AccessType, Acls, Ownership, Role, Rule, Volume, VolumeId, VolumeSpec, VolumeUpdate,
+    AccessType, Acls, NodeId, Ownership, Role, Rule, Volume, VolumeId, VolumeSpec, VolumeUpdate,
 };
 use std::collections::{BTreeMap, HashMap};
 
@@ -150,6 +150,14 @@ pub fn volume_to_proto(v: &Volume) -> api::Volume {
         attached_on: v.attached_on.clone().unwrap_or_default(),
         device_path: v.device_path.clone(),
         attach_path: v.mount_paths.iter().cloned().collect(),
+        replica_sets: if v.replicas.is_empty() {
+            Vec::new()
+        } else {
+            vec![api::ReplicaSet {
+                nodes: v.replicas.iter().map(|n| n.0.to_string()).collect(),
+                ..Default::default()
+            }]
+        },
         ..Default::default()
     }
 }
@@ -185,6 +193,12 @@ pub fn volume_from_proto(v: &api::Volume) -> Volume {
     volume.attached_on = (!v.attached_on.is_empty()).then(|| v.attached_on.clone());
     volume.device_path = v.device_path.clone();
     volume.mount_paths = v.attach_path.iter().cloned().collect();
+    volume.replicas = v
+        .replica_sets
+        .iter()
+        .flat_map(|r| r.nodes.iter())
+        .filter_map(|n| n.parse().ok().map(NodeId))
+        .collect();
     volume
 }
 
@@ -300,6 +314,7 @@ mod tests {
         v.attached_on = Some("2".into());
         v.device_path = "/dev/custos/v1".into();
         v.mount_paths = ["/mnt/a".to_string()].into_iter().collect();
+        v.replicas = vec![NodeId(2), NodeId(3)];
         let wire = volume_to_proto(&v);
         assert_eq!(wire.spec.as_ref().unwrap().passphrase, "");
         assert_eq!(wire.state, api::VolumeState::Attached as i32);

@@ -37,6 +37,28 @@ impl Default for RaftTuning {
     }
 }
 
+/// What this node tells the cluster about itself when it registers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeSettings {
+    /// Labels, topology among them: `topology.kubernetes.io/zone`, `rack`.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Bytes this node offers for replicas; placement never exceeds it.
+    pub capacity_bytes: u64,
+    /// Reported host name; defaults to the SDK listen address's host.
+    pub hostname: Option<String>,
+}
+
+impl Default for NodeSettings {
+    fn default() -> Self {
+        NodeSettings {
+            labels: Default::default(),
+            capacity_bytes: 1 << 40,
+            hostname: None,
+        }
+    }
+}
+
 /// The whole configuration of one node.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -61,6 +83,11 @@ pub struct ServerConfig {
     pub auth: AuthConfig,
     #[serde(default)]
     pub raft: RaftTuning,
+    #[serde(default)]
+    pub node: NodeSettings,
+    /// A member silent for this long has its replicas re-placed by the leader.
+    #[serde(default = "default_replace_after_secs")]
+    pub replica_replace_after_secs: u64,
     /// How long a write or linearizable read may wait for a leader, in milliseconds, when the
     /// client sets no deadline.
     #[serde(default = "default_request_timeout_ms")]
@@ -75,6 +102,9 @@ fn default_cluster_id() -> String {
 }
 fn default_cluster_name() -> String {
     "custos".to_string()
+}
+fn default_replace_after_secs() -> u64 {
+    60
 }
 fn default_request_timeout_ms() -> u64 {
     10_000
@@ -126,6 +156,11 @@ impl ServerConfig {
                 "node_id {} is not one of initial_members {ids:?}",
                 self.node_id
             )));
+        }
+        if self.replica_replace_after_secs < 5 {
+            return Err(ConfigError::Invalid(
+                "replica_replace_after_secs must be at least 5: a shorter grace moves replicas on every hiccup".into(),
+            ));
         }
         if self.auth_enabled && self.auth.issuers.is_empty() {
             return Err(ConfigError::Invalid(

@@ -6,14 +6,16 @@
 pub mod admin;
 pub mod codec;
 pub mod config;
+pub mod duties;
 pub mod edge;
+pub mod liveness;
 pub mod network;
 pub mod node;
 pub mod peer;
 pub mod sdk;
 pub mod status;
 
-pub use config::{ConfigError, MemberConfig, RaftTuning, ServerConfig};
+pub use config::{ConfigError, MemberConfig, NodeSettings, RaftTuning, ServerConfig};
 /// Token signing and verification, for the binary's `auth token generate`.
 pub use custos_auth as auth;
 pub use node::Node;
@@ -96,6 +98,7 @@ pub async fn run(
         state,
         auth: std::sync::RwLock::new(auth),
         peers: network::PeerClients::default(),
+        liveness: liveness::Liveness::default(),
     });
 
     // Bootstrap: the lowest id of the static initial membership initializes the cluster once.
@@ -120,6 +123,9 @@ pub async fn run(
         }
     }
 
+    let prober = tokio::spawn(liveness::probe(node.clone()));
+    let registrar = tokio::spawn(duties::register_self(node.clone()));
+    let replacer = tokio::spawn(duties::replace_replicas(node.clone()));
     let reloader = {
         let node = node.clone();
         tokio::spawn(async move {
@@ -191,6 +197,9 @@ pub async fn run(
     let _ = stop_tx.send(true);
     watcher.abort();
     reloader.abort();
+    prober.abort();
+    registrar.abort();
+    replacer.abort();
     tracing::info!(node = config.node_id, "stopping Raft");
     raft.shutdown().await.ok();
     result

@@ -26,6 +26,7 @@ pub struct Node {
     /// either the old keys or the new ones.
     pub auth: std::sync::RwLock<Option<Arc<Authenticator>>>,
     pub peers: PeerClients,
+    pub liveness: crate::liveness::Liveness,
 }
 
 /// Where a linearizable or a local read is wanted.

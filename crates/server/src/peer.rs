@@ -6,7 +6,8 @@ use crate::node::{Node, ProposeAttempt};
 use custos_model::Command;
 use custos_proto::custos::raft::v1::raft_service_server::RaftService;
 use custos_proto::custos::raft::v1::{
-    ProposeReply, ProposeRequest, RaftReply, RaftRequest, ReadIndexReply, ReadIndexRequest,
+    PingReply, PingRequest, ProposeReply, ProposeRequest, RaftReply, RaftRequest, ReadIndexReply,
+    ReadIndexRequest,
 };
 use serde::Serialize;
 use std::sync::Arc;
@@ -110,5 +111,12 @@ impl RaftService for PeerService {
                 not_leader: true,
             })),
         }
+    }
+
+    async fn ping(&self, request: Request<PingRequest>) -> Result<Response<PingReply>, Status> {
+        self.check_target(request.get_ref().target)?;
+        Ok(Response::new(PingReply {
+            node_id: self.node.id,
+        }))
     }
 }

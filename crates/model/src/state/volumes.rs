@@ -11,11 +11,12 @@
 use super::{Change, Record, RecordKey, State, MUST_SUPPLY_VOLUME_ID};
 use crate::command::{Command, Reply};
 use crate::identity::Identity;
-use crate::ids::VolumeId;
+use crate::ids::{NodeId, VolumeId};
 use crate::ownership::{permitted, AccessType, Acls, Ownership};
+use crate::placement;
 use crate::rejection::Rejection;
 use crate::volume::{device_path_for, Volume, VolumeSpec, VolumeUpdate};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The prefix of the policy segment in a schedule string (upstream `pkg/sched`).
 const POLICY_TAG: &str = "policy";
@@ -76,14 +77,119 @@ fn put(changes: &mut Vec<Change>, volume: Volume) {
 }
 
 /// `new` stamped with the command's time, if it differs from `old`; nothing otherwise.
-fn put_if_changed(cmd: &Command, old: &Volume, mut new: Volume, changes: &mut Vec<Change>) {
+pub(super) fn put_if_changed(
+    cmd: &Command,
+    old: &Volume,
+    mut new: Volume,
+    changes: &mut Vec<Change>,
+) {
     if &new != old {
         new.updated_ms = cmd.time_ms;
         put(changes, new);
     }
 }
 
+/// A spec's `ha_level` as a replica count (validated positive before).
+fn replica_count(ha_level: i64) -> usize {
+    usize::try_from(ha_level.max(0)).unwrap_or(usize::MAX)
+}
+
 impl State {
+    /// The replicas of a new volume of `spec`, from placement. Bootstrap rule: while no node is
+    /// registered, none (a cluster whose members have not registered yet still serves
+    /// volumes; an Update sending `ha_level` places them later).
+    fn place_new(&self, spec: &VolumeSpec) -> Result<Vec<NodeId>, Rejection> {
+        if self.nodes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let nodes: Vec<_> = self.nodes.values().collect();
+        placement::place(
+            &nodes,
+            &self.loads,
+            replica_count(spec.ha_level),
+            spec.size,
+            &[],
+            &spec.replica_nodes,
+            &BTreeSet::new(),
+        )
+    }
+
+    /// The replicas of a volume whose `ha_level` becomes `ha_level` (and size `size`):
+    /// placement adds the missing ones, keeping the current ones; [`placement::shed`] removes
+    /// the extra ones. `replica_set.nodes` are not consulted again: they were honoured at
+    /// create.
+    fn replicas_for_level(
+        &self,
+        current: &[NodeId],
+        ha_level: i64,
+        size: u64,
+    ) -> Result<Vec<NodeId>, Rejection> {
+        let wanted = replica_count(ha_level);
+        let nodes: Vec<_> = self.nodes.values().collect();
+        if wanted > current.len() {
+            placement::place(
+                &nodes,
+                &self.loads,
+                wanted,
+                size,
+                current,
+                &[],
+                &BTreeSet::new(),
+            )
+        } else {
+            Ok(placement::shed(&nodes, &self.loads, current, wanted))
+        }
+    }
+
+    /// A volume growing from `old` to `new` needs the growth free on every replica it keeps
+    /// (new replicas were placed with the new size already).
+    fn check_growth(&self, old: &Volume, new: &Volume) -> Result<(), Rejection> {
+        let Some(growth) = new.spec.size.checked_sub(old.spec.size).filter(|g| *g > 0) else {
+            return Ok(());
+        };
+        for id in new.replicas.iter().filter(|r| old.replicas.contains(r)) {
+            let Some(node) = self.nodes.get(id) else {
+                continue;
+            };
+            let free = node.capacity_bytes.saturating_sub(self.node_load(*id));
+            if free < growth {
+                return Err(Rejection::exhausted(format!(
+                    "Volume {} cannot grow by {}: its replica node {id} has {} free",
+                    old.id,
+                    placement::bytes(growth),
+                    placement::bytes(free)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts `new` (if it differs from `old`) and makes the snapshots of the volume follow its
+    /// replicas: a snapshot shares its volume's replicas.
+    pub(super) fn put_with_snapshots(
+        &self,
+        cmd: &Command,
+        old: &Volume,
+        new: Volume,
+        changes: &mut Vec<Change>,
+    ) {
+        let replicas = new.replicas.clone();
+        let id = new.id.clone();
+        put_if_changed(cmd, old, new, changes);
+        if replicas == old.replicas {
+            return;
+        }
+        for snap in self
+            .volumes
+            .values()
+            .filter(|s| s.snapshot && s.parent.as_ref() == Some(&id))
+        {
+            let mut moved = snap.clone();
+            moved.replicas = replicas.clone();
+            put_if_changed(cmd, snap, moved, changes);
+        }
+    }
+
     /// A volume the caller needs `want` on (upstream `checkAccessForVolumeId`).
     fn volume_for(
         &self,
@@ -187,7 +293,8 @@ impl State {
             owner: who.username.clone(),
             acls: acls.clone(),
         });
-        let volume = Volume::new(
+        let replicas = self.place_new(&spec)?;
+        let mut volume = Volume::new(
             id.clone(),
             name,
             spec,
@@ -195,6 +302,7 @@ impl State {
             ownership,
             cmd.time_ms,
         );
+        volume.replicas = replicas;
         put(changes, volume);
         Ok(Reply::VolumeCreated { id: id.clone() })
     }
@@ -272,10 +380,7 @@ impl State {
             spec.size = size;
         }
         if let Some(ha_level) = update.ha_level {
-            // PLACEHOLDER until placement exists: ha_level only needs to be at least 1 and is
-            // stored as is. Placement (over replicated node records, inside apply) will add or
-            // remove replicas here, bound ha_level by the number of schedulable nodes and keep
-            // `replica_nodes` consistent with it.
+            // Replicas follow below, once the whole spec is known.
             if ha_level < 1 {
                 return Err(Rejection::invalid(format!(
                     "HA level must be at least 1, not {ha_level}"
@@ -301,8 +406,15 @@ impl State {
         if old.snapshot && new.spec != old.spec {
             return Err(snapshot_spec_is_fixed(id));
         }
+        if !old.snapshot {
+            // Bootstrap rule: with no node registered, ha_level is stored as is.
+            if let Some(ha_level) = update.ha_level.filter(|_| !self.nodes.is_empty()) {
+                new.replicas = self.replicas_for_level(&old.replicas, ha_level, new.spec.size)?;
+            }
+            self.check_growth(old, &new)?;
+        }
         merge_labels(&mut new.labels, labels);
-        put_if_changed(cmd, old, new, changes);
+        self.put_with_snapshots(cmd, old, new, changes);
         Ok(Reply::Empty)
     }
 
@@ -338,6 +450,7 @@ impl State {
         self.require_free_id(id)?;
         let mut all_labels = source.labels.clone();
         all_labels.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let replicas = self.place_new(&source.spec)?;
         let mut clone = Volume::new(
             id.clone(),
             name,
@@ -347,6 +460,7 @@ impl State {
             cmd.time_ms,
         );
         clone.parent = Some(parent.clone());
+        clone.replicas = replicas;
         put(changes, clone);
         Ok(Reply::VolumeCloned { id: id.clone() })
     }
@@ -396,6 +510,7 @@ impl State {
         );
         snapshot.parent = Some(volume.clone());
         snapshot.snapshot = true;
+        snapshot.replicas = source.replicas.clone();
         put(changes, snapshot);
         Ok(Reply::SnapshotCreated { id: id.clone() })
     }
@@ -484,6 +599,11 @@ impl State {
     /// attached on one node may be attached from others too: they use that attachment (as a
     /// sharedv4 volume is exported from the node it is attached on), so nothing changes and
     /// the same device path is returned. A non-shared volume attached elsewhere is refused.
+    ///
+    /// A cordoned node takes no new attachments (FailedPrecondition); attaching again where
+    /// the volume already is stays idempotent. `node` is matched to a registered node by its
+    /// decimal id (the server attaches on its own id); a node not registered (yet) is not
+    /// cordoned.
     pub(super) fn attach_volume(
         &self,
         cmd: &Command,
@@ -500,6 +620,16 @@ impl State {
         if old.snapshot {
             return Err(Rejection::precondition(format!(
                 "Volume {id} is a snapshot: snapshots cannot be attached (clone it first)"
+            )));
+        }
+        let cordoned = node
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| self.nodes.get(&NodeId(n)))
+            .is_some_and(|n| n.cordoned);
+        if cordoned && old.attached_on.as_deref() != Some(node) {
+            return Err(Rejection::precondition(format!(
+                "Node {node} is cordoned: it takes no new attachments"
             )));
         }
         match &old.attached_on {

@@ -112,30 +112,90 @@ pub struct NodeService {
 }
 
 impl NodeService {
-    fn storage_node(&self, id: u64, member: &custos_store::Member) -> StorageNode {
-        let up = self.node.current_leader().is_some();
-        let host = |addr: &str| {
-            addr.rsplit_once(':')
-                .map(|(h, _)| h.to_string())
-                .unwrap_or_default()
-        };
+    /// A registered node as the SDK shows it: status from this member's liveness view, one
+    /// pool whose `Used` is the bytes placed on the node (allocated, not written).
+    fn storage_node(&self, record: &custos_model::StorageNodeRecord, placed: u64) -> StorageNode {
+        let up = self.node.liveness.is_up(record.id.0, self.node.id);
         StorageNode {
-            id: id.to_string(),
+            id: record.id.0.to_string(),
             status: if up {
                 api::Status::Ok
             } else {
-                api::Status::NotInQuorum
+                api::Status::Offline
             } as i32,
-            mgmt_ip: host(&member.sdk_addr),
-            data_ip: host(&member.raft_addr),
-            hostname: host(&member.sdk_addr),
-            scheduler_node_name: id.to_string(),
+            mgmt_ip: record.mgmt_ip.clone(),
+            data_ip: record.data_ip.clone(),
+            hostname: record.hostname.clone(),
+            node_labels: record.labels.clone().into_iter().collect(),
+            scheduler_node_name: record.hostname.clone(),
+            pools: vec![StoragePool {
+                id: 0,
+                total_size: record.capacity_bytes,
+                used: placed,
+                labels: record.labels.clone().into_iter().collect(),
+                ..Default::default()
+            }],
             ..Default::default()
+        }
+    }
+
+    /// Registered nodes (members that have not registered yet are absent).
+    fn nodes(&self) -> Vec<StorageNode> {
+        let state = self.node.state.read().unwrap_or_else(|p| p.into_inner());
+        state
+            .nodes()
+            .map(|n| self.storage_node(n, state.node_load(n.id)))
+            .collect()
+    }
+
+    fn find(&self, id: &str) -> Result<StorageNode, tonic::Status> {
+        if id.is_empty() {
+            return Err(tonic::Status::invalid_argument("Node id must be provided"));
+        }
+        let state = self.node.state.read().unwrap_or_else(|p| p.into_inner());
+        let record = id
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| state.node(custos_model::NodeId(n)))
+            .or_else(|| state.nodes().find(|n| n.answers_to(id)));
+        match record {
+            Some(r) => Ok(self.storage_node(r, state.node_load(r.id))),
+            None => Err(tonic::Status::not_found(format!("Node {id} not found"))),
         }
     }
 
     fn method(name: &str) -> String {
         format!("/openstorage.api.OpenStorageNode/{name}")
+    }
+
+    fn node_id(id: &str) -> Result<custos_model::NodeId, tonic::Status> {
+        id.parse::<u64>().map(custos_model::NodeId).map_err(|_| {
+            tonic::Status::invalid_argument(format!("Node id must be a number, not {id:?}"))
+        })
+    }
+
+    async fn write(
+        &self,
+        meta: &tonic::metadata::MetadataMap,
+        name: &str,
+        op: custos_model::Op,
+    ) -> Result<custos_model::Reply, tonic::Status> {
+        let caller = self.node.caller(meta, &Self::method(name))?;
+        self.node
+            .write(caller.identity, caller.request_id, op, caller.deadline)
+            .await
+    }
+
+    /// Reads are linearizable unless asked otherwise, like volume reads.
+    async fn barrier(
+        &self,
+        meta: &tonic::metadata::MetadataMap,
+        name: &str,
+    ) -> Result<(), tonic::Status> {
+        let caller = self.node.caller(meta, &Self::method(name))?;
+        self.node
+            .read_barrier(caller.consistency, caller.deadline)
+            .await
     }
 }
 
@@ -144,72 +204,100 @@ impl OpenStorageNode for NodeService {
     async fn inspect(
         &self,
         request: Request<SdkNodeInspectRequest>,
-    ) -> Result<Response<SdkNodeInspectResponse>, Status> {
-        self.node
-            .caller(request.metadata(), &Self::method("Inspect"))?;
-        let id = request.into_inner().node_id;
-        if id.is_empty() {
-            return Err(Status::invalid_argument("Node id must be provided"));
-        }
-        let member = id
-            .parse::<u64>()
-            .ok()
-            .and_then(|n| self.node.member(n).map(|m| (n, m)));
-        let Some((n, member)) = member else {
-            return Err(Status::not_found(format!("Node {id} not found")));
-        };
-        Ok(Response::new(SdkNodeInspectResponse {
-            node: Some(self.storage_node(n, &member)),
-        }))
+    ) -> Result<Response<SdkNodeInspectResponse>, tonic::Status> {
+        self.barrier(request.metadata(), "Inspect").await?;
+        let node = self.find(&request.get_ref().node_id)?;
+        Ok(Response::new(SdkNodeInspectResponse { node: Some(node) }))
     }
 
     async fn inspect_current(
         &self,
         request: Request<SdkNodeInspectCurrentRequest>,
-    ) -> Result<Response<SdkNodeInspectCurrentResponse>, Status> {
-        self.node
-            .caller(request.metadata(), &Self::method("InspectCurrent"))?;
-        let member = self.node.member(self.node.id).unwrap_or_default();
+    ) -> Result<Response<SdkNodeInspectCurrentResponse>, tonic::Status> {
+        self.barrier(request.metadata(), "InspectCurrent").await?;
+        let node = self.find(&self.node.id.to_string())?;
         Ok(Response::new(SdkNodeInspectCurrentResponse {
-            node: Some(self.storage_node(self.node.id, &member)),
+            node: Some(node),
         }))
     }
 
     async fn enumerate(
         &self,
         request: Request<SdkNodeEnumerateRequest>,
-    ) -> Result<Response<SdkNodeEnumerateResponse>, Status> {
-        self.node
-            .caller(request.metadata(), &Self::method("Enumerate"))?;
-        let node_ids = self
-            .node
-            .members()
-            .keys()
-            .map(|id| id.to_string())
-            .collect();
+    ) -> Result<Response<SdkNodeEnumerateResponse>, tonic::Status> {
+        self.barrier(request.metadata(), "Enumerate").await?;
+        let node_ids = self.nodes().into_iter().map(|n| n.id).collect();
         Ok(Response::new(SdkNodeEnumerateResponse { node_ids }))
     }
 
     async fn enumerate_with_filters(
         &self,
         request: Request<SdkNodeEnumerateWithFiltersRequest>,
-    ) -> Result<Response<SdkNodeEnumerateWithFiltersResponse>, Status> {
+    ) -> Result<Response<SdkNodeEnumerateWithFiltersResponse>, tonic::Status> {
+        self.barrier(request.metadata(), "EnumerateWithFilters")
+            .await?;
+        Ok(Response::new(SdkNodeEnumerateWithFiltersResponse {
+            nodes: self.nodes(),
+        }))
+    }
+
+    async fn cordon_attachments(
+        &self,
+        request: Request<SdkNodeCordonAttachmentsRequest>,
+    ) -> Result<Response<SdkNodeCordonAttachmentsResponse>, tonic::Status> {
+        let (meta, _, req) = request.into_parts();
+        self.write(
+            &meta,
+            "CordonAttachments",
+            custos_model::Op::CordonNode {
+                id: Self::node_id(&req.node_id)?,
+            },
+        )
+        .await?;
+        Ok(Response::new(SdkNodeCordonAttachmentsResponse {}))
+    }
+
+    async fn uncordon_attachments(
+        &self,
+        request: Request<SdkNodeUncordonAttachmentsRequest>,
+    ) -> Result<Response<SdkNodeUncordonAttachmentsResponse>, tonic::Status> {
+        let (meta, _, req) = request.into_parts();
+        self.write(
+            &meta,
+            "UncordonAttachments",
+            custos_model::Op::UncordonNode {
+                id: Self::node_id(&req.node_id)?,
+            },
+        )
+        .await?;
+        Ok(Response::new(SdkNodeUncordonAttachmentsResponse {}))
+    }
+
+    /// Drain is one recorded command, so the job is done when the call returns.
+    async fn drain_attachments(
+        &self,
+        request: Request<SdkNodeDrainAttachmentsRequest>,
+    ) -> Result<Response<SdkJobResponse>, tonic::Status> {
+        let (meta, _, req) = request.into_parts();
+        let caller = self.node.caller(&meta, &Self::method("DrainAttachments"))?;
+        let op = custos_model::Op::DrainNode {
+            id: Self::node_id(&req.node_id)?,
+        };
+        let job_id = caller.request_id.0.clone();
         self.node
-            .caller(request.metadata(), &Self::method("EnumerateWithFilters"))?;
-        let nodes = self
-            .node
-            .members()
-            .iter()
-            .map(|(id, (m, _))| self.storage_node(*id, m))
-            .collect();
-        Ok(Response::new(SdkNodeEnumerateWithFiltersResponse { nodes }))
+            .write(caller.identity, caller.request_id, op, caller.deadline)
+            .await?;
+        let job = Job {
+            id: job_id,
+            state: job::State::Done as i32,
+            r#type: job::Type::DrainAttachments as i32,
+            ..Default::default()
+        };
+        Ok(Response::new(SdkJobResponse { job: Some(job) }))
     }
 
     unimplemented_methods! { "OpenStorageNode";
         volume_usage_by_node => "VolumeUsageByNode" (SdkNodeVolumeUsageByNodeRequest) -> SdkNodeVolumeUsageByNodeResponse;
-        drain_attachments => "DrainAttachments" (SdkNodeDrainAttachmentsRequest) -> SdkJobResponse;
-        cordon_attachments => "CordonAttachments" (SdkNodeCordonAttachmentsRequest) -> SdkNodeCordonAttachmentsResponse;
-        uncordon_attachments => "UncordonAttachments" (SdkNodeUncordonAttachmentsRequest) -> SdkNodeUncordonAttachmentsResponse;
     }
 }
 

@@ -1,0 +1,86 @@
+//! Member liveness as this node sees it: every member is pinged over the peer channel; one that
+//! has not answered for a while is Down. The leader's view drives re-placement.
+
+use crate::node::Node;
+use custos_proto::custos::raft::v1::PingRequest;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How often members are pinged.
+pub const PING_INTERVAL: Duration = Duration::from_millis(500);
+/// A member that has not answered a ping for this long is reported Down.
+pub const DOWN_AFTER: Duration = Duration::from_secs(2);
+
+/// When each member last answered.
+pub struct Liveness {
+    started: Instant,
+    last_seen: Mutex<HashMap<u64, Instant>>,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Liveness {
+            started: Instant::now(),
+            last_seen: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Liveness {
+    pub fn saw(&self, id: u64) {
+        self.last_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, Instant::now());
+    }
+
+    /// How long `id` has been silent (since this node started, if it never answered).
+    pub fn silent_for(&self, id: u64) -> Duration {
+        let seen = self
+            .last_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .copied();
+        seen.unwrap_or(self.started).elapsed()
+    }
+
+    pub fn is_up(&self, id: u64, self_id: u64) -> bool {
+        id == self_id || self.silent_for(id) < DOWN_AFTER
+    }
+}
+
+/// Pings every other member forever (until the task is aborted).
+pub async fn probe(node: Arc<Node>) {
+    let mut tick = tokio::time::interval(PING_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let targets: Vec<u64> = node
+            .members()
+            .keys()
+            .copied()
+            .filter(|id| *id != node.id)
+            .collect();
+        let pings = targets.into_iter().map(|target| {
+            let node = node.clone();
+            async move {
+                let Some(mut client) = node.peers.client(&node, target) else {
+                    return;
+                };
+                let mut req = tonic::Request::new(PingRequest {
+                    from: node.id,
+                    target,
+                });
+                req.set_timeout(PING_INTERVAL);
+                if let Ok(reply) = client.ping(req).await {
+                    if reply.into_inner().node_id == target {
+                        node.liveness.saw(target);
+                    }
+                }
+            }
+        });
+        futures::future::join_all(pings).await;
+    }
+}
