@@ -856,3 +856,290 @@ proptest! {
         prop_assert_eq!(&State::from_records(state.records()), &state);
     }
 }
+
+// ---- placement (issue #4) ----
+
+fn root() -> Identity {
+    user("root", vec!["system.admin"], vec!["*"])
+}
+
+/// Applies `op` as `who` with a fresh request id; the outcome.
+fn run(state: &mut State, seq: &mut u64, who: &Identity, op: Op) -> Outcome {
+    *seq += 1;
+    state
+        .apply(&Command {
+            request_id: RequestId(format!("p{seq}")),
+            identity: who.clone(),
+            time_ms: *seq,
+            origin: NodeId(1),
+            op,
+        })
+        .outcome
+}
+
+fn create_op(id: &str, size: u64, ha_level: i64) -> Op {
+    Op::CreateVolume {
+        id: VolumeId(id.to_string()),
+        name: id.to_string(),
+        spec: VolumeSpec {
+            size,
+            ha_level,
+            ..VolumeSpec::default()
+        },
+        labels: BTreeMap::new(),
+        acls: Acls::default(),
+    }
+}
+
+/// Six nodes, two in each of three zones: random distinct ids, a random assignment of zones,
+/// random racks, and a capacity that never limits (1,000 volumes of `size` fit on any node).
+fn arb_six_nodes() -> impl Strategy<Value = (Vec<StorageNodeRecord>, u64)> {
+    (
+        subsequence((1u64..=40).collect::<Vec<_>>(), 6),
+        Just(vec!["a", "a", "b", "b", "c", "c"]).prop_shuffle(),
+        vec(select(RACKS), 6),
+        1u64..=1_000_000_000,
+    )
+        .prop_map(|(ids, zones, racks, size)| {
+            let nodes = ids
+                .iter()
+                .zip(zones)
+                .zip(racks)
+                .map(|((id, zone), rack)| node_record(*id, zone, rack, size * 1000))
+                .collect();
+            (nodes, size)
+        })
+}
+
+/// A cluster of 1 to 7 nodes (ids 1..=n) with random zones, racks and capacities.
+fn arb_cluster() -> impl Strategy<Value = Vec<StorageNodeRecord>> {
+    vec((select(ZONES), select(RACKS), 0u64..2000), 1..8).prop_map(|nodes| {
+        nodes
+            .into_iter()
+            .enumerate()
+            .map(|(i, (zone, rack, capacity))| node_record(i as u64 + 1, zone, rack, capacity))
+            .collect()
+    })
+}
+
+const PLACED_IDS: &[&str] = &["w0", "w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8", "w9"];
+
+/// Commands that place, grow, shed, move and free replicas, with random sizes.
+fn arb_placement_op() -> impl Strategy<Value = Op> {
+    let id = || select(PLACED_IDS).prop_map(|id| VolumeId(id.to_string()));
+    prop_oneof![
+        5 => (select(PLACED_IDS), 1u64..800, 1i64..5).prop_map(|(id, size, ha)| create_op(id, size, ha)),
+        3 => (id(), proptest::option::of(1u64..1200), proptest::option::of(1i64..5)).prop_map(
+            |(id, size, ha_level)| Op::UpdateVolume {
+                id,
+                labels: BTreeMap::new(),
+                update: VolumeUpdate { size, ha_level, ..VolumeUpdate::default() },
+            }
+        ),
+        2 => id().prop_map(|id| Op::DeleteVolume { id }),
+        1 => (id(), id()).prop_map(|(id, parent)| Op::CloneVolume {
+            name: id.to_string(),
+            id,
+            parent,
+            labels: BTreeMap::new(),
+        }),
+        1 => (id(), id()).prop_map(|(id, volume)| Op::CreateSnapshot {
+            name: id.to_string(),
+            id,
+            volume,
+            labels: BTreeMap::new(),
+        }),
+        2 => (1u64..8, subsequence((1u64..8).collect::<Vec<_>>(), 0..3)).prop_map(|(node, down)| {
+            Op::ReplaceReplicas {
+                node: NodeId(node),
+                down: down.into_iter().map(NodeId).collect(),
+            }
+        }),
+    ]
+}
+
+/// The input of one `placement::place` call over nodes 1..=n, and a permutation of the nodes.
+#[derive(Debug, Clone)]
+struct PlaceInput {
+    nodes: Vec<StorageNodeRecord>,
+    load: BTreeMap<NodeId, u64>,
+    wanted: usize,
+    size: u64,
+    keep: Vec<NodeId>,
+    exclude: BTreeSet<NodeId>,
+    order: Vec<usize>,
+}
+
+fn arb_place_input() -> impl Strategy<Value = PlaceInput> {
+    (1usize..9)
+        .prop_flat_map(|n| {
+            let ids: Vec<u64> = (1..=n as u64).collect();
+            (
+                vec((select(ZONES), select(RACKS), 0u64..100, 0u64..100), n),
+                1..=n + 1,
+                1u64..60,
+                subsequence(ids.clone(), 0..=n).prop_shuffle(),
+                subsequence(ids, 0..=n),
+                Just((0..n).collect::<Vec<_>>()).prop_shuffle(),
+            )
+        })
+        .prop_map(|(nodes, wanted, size, keep, exclude, order)| {
+            let mut load = BTreeMap::new();
+            let nodes = nodes
+                .into_iter()
+                .enumerate()
+                .map(|(i, (zone, rack, capacity, placed))| {
+                    let id = i as u64 + 1;
+                    load.insert(NodeId(id), placed);
+                    node_record(id, zone, rack, capacity)
+                })
+                .collect();
+            let keep: Vec<NodeId> = keep.into_iter().take(wanted).map(NodeId).collect();
+            PlaceInput {
+                nodes,
+                load,
+                wanted,
+                size,
+                keep,
+                exclude: exclude.into_iter().map(NodeId).collect(),
+                order,
+            }
+        })
+}
+
+fn zone_of(nodes: &[StorageNodeRecord], id: NodeId) -> String {
+    nodes
+        .iter()
+        .find(|n| n.id == id)
+        .and_then(|n| n.zone())
+        .unwrap_or("")
+        .to_string()
+}
+
+proptest! {
+    // Each case applies 1,000 creates: keep the count small.
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// (f) Issue #4: 1,000 volumes of ha_level 2 over 6 nodes in 3 zones put no two replicas of
+    /// a volume in one zone, and keep the busiest node (bytes placed; every volume has the same
+    /// size) within 1.2x of the least busy.
+    #[test]
+    fn thousand_volumes_spread_and_balance((nodes, size) in arb_six_nodes()) {
+        let mut state = State::new();
+        let mut seq = 0;
+        for node in &nodes {
+            let out = run(&mut state, &mut seq, &root(), Op::RegisterNode { node: node.clone() });
+            prop_assert_eq!(out, Outcome::Applied(Reply::Empty));
+        }
+        let alice = user("alice", vec!["system.user"], vec![]);
+        for i in 0..1000 {
+            let out = run(&mut state, &mut seq, &alice, create_op(&format!("v{i}"), size, 2));
+            prop_assert!(matches!(out, Outcome::Applied(_)), "{:?}", out);
+        }
+        for i in 0..1000 {
+            let v = state.volume(&VolumeId(format!("v{i}"))).unwrap();
+            prop_assert_eq!(v.replicas.len(), 2);
+            let zones: BTreeSet<String> = v.replicas.iter().map(|r| zone_of(&nodes, *r)).collect();
+            prop_assert_eq!(zones.len(), 2, "two replicas of {} in one zone: {:?}", v.id, v.replicas);
+        }
+        let loads: Vec<u64> = nodes.iter().map(|n| state.node_load(n.id)).collect();
+        let (min, max) = (*loads.iter().min().unwrap(), *loads.iter().max().unwrap());
+        prop_assert_eq!(loads.iter().sum::<u64>(), 2000 * size);
+        prop_assert!(min > 0 && u128::from(max) * 5 <= u128::from(min) * 6,
+            "busiest {} > 1.2 x least busy {}: {:?}", max, min, loads);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// (g) Placement never exceeds a node's capacity: random clusters and volume sizes, with
+    /// creates, growth, HA changes, clones, snapshots, deletes and re-placements. Every refusal
+    /// of placement is ResourceExhausted or FailedPrecondition (or a volume-level refusal).
+    #[test]
+    fn placement_never_exceeds_capacity(
+        nodes in arb_cluster(),
+        ops in vec(arb_placement_op(), 0..60),
+    ) {
+        let mut state = State::new();
+        let mut seq = 0;
+        for node in &nodes {
+            run(&mut state, &mut seq, &root(), Op::RegisterNode { node: node.clone() });
+        }
+        for op in ops {
+            let before = state.clone();
+            let cmd_op = op.clone();
+            let outcome = run(&mut state, &mut seq, &root(), op);
+            for n in state.nodes() {
+                prop_assert!(state.node_load(n.id) <= n.capacity_bytes,
+                    "node {} over capacity: {} > {} after {:?}",
+                    n.id, state.node_load(n.id), n.capacity_bytes, cmd_op);
+            }
+            let cmd = Command {
+                request_id: RequestId(format!("p{seq}")),
+                identity: root(),
+                time_ms: seq,
+                origin: NodeId(1),
+                op: cmd_op,
+            };
+            check_step(&before, &cmd, &outcome, &state)?;
+            check_invariants(&state)?;
+        }
+    }
+
+    /// (h) `placement::place` is a function of the cluster, not of the order nodes are listed
+    /// in; it succeeds exactly when enough distinct eligible nodes have room; what it returns
+    /// keeps `keep` first, is distinct, avoids excluded nodes and full nodes, and spans as many
+    /// zones as possible. `placement::shed` keeps as many zones as possible too.
+    #[test]
+    fn place_is_deterministic_and_sound(input in arb_place_input()) {
+        let PlaceInput { nodes, load, wanted, size, keep, exclude, order } = input;
+        let sorted: Vec<&StorageNodeRecord> = nodes.iter().collect();
+        let shuffled: Vec<&StorageNodeRecord> = order.iter().map(|i| &nodes[*i]).collect();
+        let a = placement::place(&sorted, &load, wanted, size, &keep, &[], &exclude);
+        let b = placement::place(&shuffled, &load, wanted, size, &keep, &[], &exclude);
+        prop_assert_eq!(&a, &b);
+
+        let free = |n: &StorageNodeRecord| n.capacity_bytes.saturating_sub(load[&n.id]);
+        let fits: Vec<&StorageNodeRecord> = nodes
+            .iter()
+            .filter(|n| !exclude.contains(&n.id) && !keep.contains(&n.id) && free(n) >= size)
+            .collect();
+        let need = wanted - keep.len();
+        let feasible = wanted <= nodes.len() && fits.len() >= need;
+        match a {
+            Ok(placed) => {
+                prop_assert!(feasible);
+                prop_assert_eq!(placed.len(), wanted);
+                prop_assert_eq!(&placed[..keep.len()], &keep[..]);
+                let distinct: BTreeSet<_> = placed.iter().collect();
+                prop_assert_eq!(distinct.len(), placed.len());
+                for id in &placed[keep.len()..] {
+                    prop_assert!(fits.iter().any(|n| n.id == *id), "node {} is not eligible", id);
+                }
+                let kept_zones: BTreeSet<String> = keep.iter().map(|k| zone_of(&nodes, *k)).collect();
+                let new_zones: BTreeSet<String> = fits
+                    .iter()
+                    .map(|n| zone_of(&nodes, n.id))
+                    .filter(|z| !kept_zones.contains(z))
+                    .collect();
+                let zones: BTreeSet<String> = placed.iter().map(|r| zone_of(&nodes, *r)).collect();
+                prop_assert_eq!(zones.len(), kept_zones.len() + need.min(new_zones.len()));
+
+                // Shedding back down keeps the spread.
+                for target in 0..=placed.len() {
+                    let kept = placement::shed(&shuffled, &load, &placed, target);
+                    prop_assert_eq!(&kept, &placement::shed(&sorted, &load, &placed, target));
+                    prop_assert_eq!(kept.len(), target);
+                    prop_assert!(kept.iter().all(|k| placed.contains(k)));
+                    let kz: BTreeSet<String> = kept.iter().map(|r| zone_of(&nodes, *r)).collect();
+                    prop_assert_eq!(kz.len(), target.min(zones.len()));
+                }
+            }
+            Err(e) => {
+                prop_assert!(!feasible, "refused a feasible placement: {}", e);
+                prop_assert!(matches!(e.code, Code::ResourceExhausted | Code::FailedPrecondition), "{}", e);
+            }
+        }
+    }
+}
