@@ -127,6 +127,17 @@ fn bench(c: &mut Criterion) {
         group.bench_function("token_verification", |b| {
             b.iter(|| auth.authenticate(Some(black_box(&header)), now).unwrap())
         });
+        let verified = auth.authenticate(Some(&header), now).unwrap();
+        group.bench_function("role_and_ownership", |b| {
+            b.iter(|| {
+                state.authorize(black_box(&verified), &method).unwrap();
+                assert!(permitted(
+                    black_box(&verified),
+                    Some(&ownership),
+                    AccessType::Read
+                ));
+            })
+        });
         group.bench_function("full_authorization", |b| {
             b.iter(|| {
                 let who = auth.authenticate(Some(black_box(&header)), now).unwrap();
