@@ -38,6 +38,22 @@ impl Identity {
         }
     }
 
+    /// An administrator that custos itself acts as, never one taken from a token: a node's own
+    /// cluster-internal commands (`name` = the node), and every caller when auth is disabled
+    /// (`name` empty, as upstream has no user then).
+    pub fn internal_admin(name: &str) -> Identity {
+        Identity {
+            username: name.to_string(),
+            subject: name.to_string(),
+            name: name.to_string(),
+            email: String::new(),
+            issuer: String::new(),
+            roles: vec!["system.admin".to_string()],
+            groups: vec!["*".to_string()],
+            guest: false,
+        }
+    }
+
     /// An ownership administrator: a non-guest whose token lists the group `*`.
     pub fn is_ownership_admin(&self) -> bool {
         !self.guest && self.groups.iter().any(|g| g == "*")

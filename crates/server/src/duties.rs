@@ -11,17 +11,7 @@ use std::time::{Duration, Instant};
 /// The identity a node proposes its own cluster-internal commands with. It never comes from a
 /// token: only server code builds it, and apply still checks it like any other caller.
 pub fn node_identity(id: u64) -> Identity {
-    let name = format!("custos-node-{id}");
-    Identity {
-        username: name.clone(),
-        subject: name.clone(),
-        name,
-        email: String::new(),
-        issuer: "custos".to_string(),
-        roles: vec!["system.admin".to_string()],
-        groups: vec!["*".to_string()],
-        guest: false,
-    }
+    Identity::internal_admin(&format!("custos-node-{id}"))
 }
 
 fn host(addr: &str) -> String {

@@ -23,21 +23,6 @@ pub struct Caller {
     pub deadline: Instant,
 }
 
-/// The identity used for every caller when auth is disabled: an administrator, as upstream
-/// behaves without authenticators.
-fn auth_disabled_identity() -> Identity {
-    Identity {
-        username: String::new(),
-        subject: String::new(),
-        name: String::new(),
-        email: String::new(),
-        issuer: String::new(),
-        roles: vec!["system.admin".to_string()],
-        groups: vec!["*".to_string()],
-        guest: false,
-    }
-}
-
 /// The `authorization` value. A header that is present but repeated or not visible ASCII is
 /// malformed, never "no header": falling back to guest there would let a bad token pass as
 /// anonymous.
@@ -87,7 +72,8 @@ impl Node {
     /// For reads it is the decision, taken against this node's state.
     pub fn caller(&self, meta: &MetadataMap, full_method: &str) -> Result<Caller, Status> {
         let identity = match self.authenticator() {
-            None => auth_disabled_identity(),
+            // Upstream's "auth off": every caller is an administrator.
+            None => Identity::internal_admin(""),
             Some(auth) => {
                 let header = authorization_header(meta)?;
                 let now = SystemTime::now()

@@ -246,12 +246,11 @@ impl OpenStorageNode for NodeService {
         request: Request<SdkNodeCordonAttachmentsRequest>,
     ) -> Result<Response<SdkNodeCordonAttachmentsResponse>, tonic::Status> {
         let (meta, _, req) = request.into_parts();
+        let id = Self::node_id(&req.node_id)?;
         self.write(
             &meta,
             "CordonAttachments",
-            custos_model::Op::CordonNode {
-                id: Self::node_id(&req.node_id)?,
-            },
+            custos_model::Op::CordonNode { id },
         )
         .await?;
         Ok(Response::new(SdkNodeCordonAttachmentsResponse {}))
@@ -262,12 +261,11 @@ impl OpenStorageNode for NodeService {
         request: Request<SdkNodeUncordonAttachmentsRequest>,
     ) -> Result<Response<SdkNodeUncordonAttachmentsResponse>, tonic::Status> {
         let (meta, _, req) = request.into_parts();
+        let id = Self::node_id(&req.node_id)?;
         self.write(
             &meta,
             "UncordonAttachments",
-            custos_model::Op::UncordonNode {
-                id: Self::node_id(&req.node_id)?,
-            },
+            custos_model::Op::UncordonNode { id },
         )
         .await?;
         Ok(Response::new(SdkNodeUncordonAttachmentsResponse {}))
