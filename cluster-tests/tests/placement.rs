@@ -72,6 +72,7 @@ async fn replicas_spread_over_zones_and_move_off_a_dead_node() {
         .unwrap();
     cluster.kill9(victim);
     let survivor = (1..=4).find(|n| *n != victim).unwrap();
+    let mut saw_degraded = false;
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let nodes = cluster.client(survivor, Some(&user)).nodes().await.unwrap();
@@ -92,8 +93,19 @@ async fn replicas_spread_over_zones_and_move_off_a_dead_node() {
                 "a volume lost a replica instead of moving it: {v:?}"
             );
             on_victim += v.replicas.iter().filter(|r| r.0 == victim).count();
+            if v.replicas.iter().any(|r| r.0 == victim) {
+                saw_degraded |= cluster
+                    .client(survivor, Some(&user))
+                    .volume_degraded(id)
+                    .await
+                    .unwrap();
+            }
         }
         if down == Some(true) && on_victim == 0 {
+            assert!(
+                saw_degraded,
+                "volumes with a replica on the dead node never reported degraded"
+            );
             break;
         }
         assert!(

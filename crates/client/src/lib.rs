@@ -255,6 +255,26 @@ impl Client {
         Ok(convert::volume_from_proto(&v))
     }
 
+    /// Whether the answering member reports the volume DEGRADED (a replica on a node it hears
+    /// nothing from).
+    pub async fn volume_degraded(&self, volume_id: &str) -> Result<bool, ClientError> {
+        let resp = self
+            .call(|ch, id| async move {
+                let mut c = OpenStorageVolumeClient::new(ch);
+                let msg = SdkVolumeInspectRequest {
+                    volume_id: volume_id.to_string(),
+                    options: None,
+                };
+                c.inspect(self.request(msg, &id))
+                    .await
+                    .map(|r| r.into_inner())
+            })
+            .await?;
+        Ok(resp
+            .volume
+            .is_some_and(|v| v.status == VolumeStatus::Degraded as i32))
+    }
+
     /// Finds a volume by id, or else by name.
     pub async fn find_volume(&self, id_or_name: &str) -> Result<Volume, ClientError> {
         match self.inspect_volume(id_or_name).await {

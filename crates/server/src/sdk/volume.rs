@@ -21,9 +21,18 @@ fn method(name: &str) -> String {
 }
 
 impl VolumeService {
-    fn inspect_response(v: &custos_model::Volume) -> SdkVolumeInspectResponse {
+    /// The SDK view of a volume; `status` is DEGRADED while a replica is on a node this member
+    /// hears nothing from (until the leader re-places it).
+    fn inspect_response(&self, v: &custos_model::Volume) -> SdkVolumeInspectResponse {
+        let mut volume = convert::volume_to_proto(v);
+        if v.replicas
+            .iter()
+            .any(|r| !self.node.liveness.is_up(r.0, self.node.id))
+        {
+            volume.status = VolumeStatus::Degraded as i32;
+        }
         SdkVolumeInspectResponse {
-            volume: Some(convert::volume_to_proto(v)),
+            volume: Some(volume),
             name: v.name.clone(),
             labels: v.labels.clone().into_iter().collect(),
         }
@@ -137,7 +146,7 @@ impl OpenStorageVolume for VolumeService {
             .read(request.metadata(), "Inspect", |state, who| {
                 state
                     .inspect_volume(who, &id)
-                    .map(Self::inspect_response)
+                    .map(|v| self.inspect_response(v))
                     .map_err(status::from_rejection)
             })
             .await?;
@@ -154,7 +163,7 @@ impl OpenStorageVolume for VolumeService {
             .read(request.metadata(), "InspectWithFilters", |state, who| {
                 Ok(state
                     .readable_volumes(who, &filter)
-                    .map(Self::inspect_response)
+                    .map(|v| self.inspect_response(v))
                     .collect())
             })
             .await?;
