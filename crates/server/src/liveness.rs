@@ -2,7 +2,8 @@
 //! has not answered for a while is Down. The leader's view drives re-placement.
 
 use crate::node::Node;
-use custos_proto::custos::raft::v1::PingRequest;
+use custos_proto::custos::raft::v1::{LivenessRequest, PingRequest};
+use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -82,5 +83,40 @@ pub async fn probe(node: Arc<Node>) {
             }
         });
         futures::future::join_all(pings).await;
+    }
+}
+
+impl Node {
+    /// Members this node hears nothing from.
+    pub fn locally_down(&self) -> BTreeSet<u64> {
+        self.members()
+            .keys()
+            .copied()
+            .filter(|id| !self.liveness.is_up(*id, self.id))
+            .collect()
+    }
+
+    /// Members considered down, in the leader's view (node status follows the leader, as
+    /// re-placement does); this node's own view when the leader cannot be asked.
+    pub async fn down_members(&self) -> BTreeSet<u64> {
+        match self.current_leader() {
+            Some(leader) if leader != self.id => {
+                if let Some(mut client) = self.peers.client(self, leader) {
+                    let mut req = tonic::Request::new(LivenessRequest {
+                        from: self.id,
+                        target: leader,
+                    });
+                    req.set_timeout(PING_INTERVAL);
+                    if let Ok(reply) = client.liveness(req).await {
+                        let reply = reply.into_inner();
+                        if !reply.not_leader {
+                            return reply.down.into_iter().collect();
+                        }
+                    }
+                }
+                self.locally_down()
+            }
+            _ => self.locally_down(),
+        }
     }
 }

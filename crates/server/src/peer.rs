@@ -6,8 +6,8 @@ use crate::node::{Node, ProposeAttempt};
 use custos_model::Command;
 use custos_proto::custos::raft::v1::raft_service_server::RaftService;
 use custos_proto::custos::raft::v1::{
-    PingReply, PingRequest, ProposeReply, ProposeRequest, RaftReply, RaftRequest, ReadIndexReply,
-    ReadIndexRequest,
+    LivenessReply, LivenessRequest, PingReply, PingRequest, ProposeReply, ProposeRequest,
+    RaftReply, RaftRequest, ReadIndexReply, ReadIndexRequest,
 };
 use serde::Serialize;
 use std::sync::Arc;
@@ -117,6 +117,23 @@ impl RaftService for PeerService {
         self.check_target(request.get_ref().target)?;
         Ok(Response::new(PingReply {
             node_id: self.node.id,
+        }))
+    }
+
+    async fn liveness(
+        &self,
+        request: Request<LivenessRequest>,
+    ) -> Result<Response<LivenessReply>, Status> {
+        self.check_target(request.get_ref().target)?;
+        if self.node.current_leader() != Some(self.node.id) {
+            return Ok(Response::new(LivenessReply {
+                down: Vec::new(),
+                not_leader: true,
+            }));
+        }
+        Ok(Response::new(LivenessReply {
+            down: self.node.locally_down().into_iter().collect(),
+            not_leader: false,
         }))
     }
 }

@@ -112,10 +112,15 @@ pub struct NodeService {
 }
 
 impl NodeService {
-    /// A registered node as the SDK shows it: status from this member's liveness view, one
+    /// A registered node as the SDK shows it: status from the leader's liveness view, one
     /// pool whose `Used` is the bytes placed on the node (allocated, not written).
-    fn storage_node(&self, record: &custos_model::StorageNodeRecord, placed: u64) -> StorageNode {
-        let up = self.node.liveness.is_up(record.id.0, self.node.id);
+    fn storage_node(
+        &self,
+        record: &custos_model::StorageNodeRecord,
+        placed: u64,
+        down: &std::collections::BTreeSet<u64>,
+    ) -> StorageNode {
+        let up = !down.contains(&record.id.0);
         StorageNode {
             id: record.id.0.to_string(),
             status: if up {
@@ -140,18 +145,20 @@ impl NodeService {
     }
 
     /// Registered nodes (members that have not registered yet are absent).
-    fn nodes(&self) -> Vec<StorageNode> {
+    async fn nodes(&self) -> Vec<StorageNode> {
+        let down = self.node.down_members().await;
         let state = self.node.state.read().unwrap_or_else(|p| p.into_inner());
         state
             .nodes()
-            .map(|n| self.storage_node(n, state.node_load(n.id)))
+            .map(|n| self.storage_node(n, state.node_load(n.id), &down))
             .collect()
     }
 
-    fn find(&self, id: &str) -> Result<StorageNode, tonic::Status> {
+    async fn find(&self, id: &str) -> Result<StorageNode, tonic::Status> {
         if id.is_empty() {
             return Err(tonic::Status::invalid_argument("Node id must be provided"));
         }
+        let down = self.node.down_members().await;
         let state = self.node.state.read().unwrap_or_else(|p| p.into_inner());
         let record = id
             .parse::<u64>()
@@ -159,7 +166,7 @@ impl NodeService {
             .and_then(|n| state.node(custos_model::NodeId(n)))
             .or_else(|| state.nodes().find(|n| n.answers_to(id)));
         match record {
-            Some(r) => Ok(self.storage_node(r, state.node_load(r.id))),
+            Some(r) => Ok(self.storage_node(r, state.node_load(r.id), &down)),
             None => Err(tonic::Status::not_found(format!("Node {id} not found"))),
         }
     }
@@ -206,7 +213,7 @@ impl OpenStorageNode for NodeService {
         request: Request<SdkNodeInspectRequest>,
     ) -> Result<Response<SdkNodeInspectResponse>, tonic::Status> {
         self.barrier(request.metadata(), "Inspect").await?;
-        let node = self.find(&request.get_ref().node_id)?;
+        let node = self.find(&request.get_ref().node_id).await?;
         Ok(Response::new(SdkNodeInspectResponse { node: Some(node) }))
     }
 
@@ -215,7 +222,7 @@ impl OpenStorageNode for NodeService {
         request: Request<SdkNodeInspectCurrentRequest>,
     ) -> Result<Response<SdkNodeInspectCurrentResponse>, tonic::Status> {
         self.barrier(request.metadata(), "InspectCurrent").await?;
-        let node = self.find(&self.node.id.to_string())?;
+        let node = self.find(&self.node.id.to_string()).await?;
         Ok(Response::new(SdkNodeInspectCurrentResponse {
             node: Some(node),
         }))
@@ -226,7 +233,7 @@ impl OpenStorageNode for NodeService {
         request: Request<SdkNodeEnumerateRequest>,
     ) -> Result<Response<SdkNodeEnumerateResponse>, tonic::Status> {
         self.barrier(request.metadata(), "Enumerate").await?;
-        let node_ids = self.nodes().into_iter().map(|n| n.id).collect();
+        let node_ids = self.nodes().await.into_iter().map(|n| n.id).collect();
         Ok(Response::new(SdkNodeEnumerateResponse { node_ids }))
     }
 
@@ -237,7 +244,7 @@ impl OpenStorageNode for NodeService {
         self.barrier(request.metadata(), "EnumerateWithFilters")
             .await?;
         Ok(Response::new(SdkNodeEnumerateWithFiltersResponse {
-            nodes: self.nodes(),
+            nodes: self.nodes().await,
         }))
     }
 
