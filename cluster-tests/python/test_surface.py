@@ -96,3 +96,38 @@ def test_filters_schedules_capacity_and_replicas(cluster):
     assert usage.capacity_usage_info.total_bytes == 0  # not reported by any storage node yet
     clone = vol3.Clone(api_pb2.SdkVolumeCloneRequest(name=name + "-c", parent_id=vid), metadata=md(user)).volume_id
     assert vol1.Inspect(api_pb2.SdkVolumeInspectRequest(volume_id=clone), metadata=md(user)).volume.source.parent == vid
+
+
+def test_volume_usage_by_node(cluster):
+    admin = cluster["tokens"]["admin"]
+    node3 = stubs(cluster, 2)[0]
+    got = node3.VolumeUsageByNode(api_pb2.SdkNodeVolumeUsageByNodeRequest(node_id="1"), metadata=md(admin))
+    # No storage node has reported in this cluster: nothing is invented.
+    assert list(got.volume_usage_info.volume_usage) == []
+    with pytest.raises(grpc.RpcError) as e:
+        node3.VolumeUsageByNode(api_pb2.SdkNodeVolumeUsageByNodeRequest(node_id="42"), metadata=md(admin))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as e:
+        node3.VolumeUsageByNode(api_pb2.SdkNodeVolumeUsageByNodeRequest(node_id="1"), metadata=md(cluster["tokens"]["user"]))
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_spec_fields_round_trip_and_the_passphrase_is_never_returned(cluster):
+    user = cluster["tokens"]["user"]
+    spec = api_pb2.VolumeSpec(
+        size=3 << 30, ha_level=2, format=api_pb2.FS_TYPE_EXT4, block_size=4096, cos=api_pb2.HIGH,
+        io_profile=api_pb2.IO_PROFILE_DB, sharedv4=True, encrypted=True, passphrase="hunter2",
+        sticky=True, journal=True, snapshot_schedule="periodic=60", volume_labels={"app": "pg"},
+        replica_set=api_pb2.ReplicaSet(nodes=["1"]),
+    )
+    name = "rt-" + uuid.uuid4().hex[:8]
+    vid = stubs(cluster, 0)[1].Create(api_pb2.SdkVolumeCreateRequest(name=name, spec=spec), metadata=md(user)).volume_id
+    got = stubs(cluster, 2)[1].Inspect(api_pb2.SdkVolumeInspectRequest(volume_id=vid), metadata=md(user)).volume
+    s = got.spec
+    assert (s.size, s.ha_level, s.format, s.block_size, s.cos, s.io_profile) == (
+        3 << 30, 2, api_pb2.FS_TYPE_EXT4, 4096, api_pb2.HIGH, api_pb2.IO_PROFILE_DB)
+    assert (s.sharedv4, s.encrypted, s.sticky, s.journal) == (True, True, True, True)
+    assert s.snapshot_schedule == "periodic=60" and dict(s.volume_labels) == {"app": "pg"}
+    assert list(s.replica_set.nodes) == ["1"], "the requested placement hint"
+    assert "1" in got.replica_sets[0].nodes, "placement honoured the hint"
+    assert s.passphrase == ""

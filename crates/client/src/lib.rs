@@ -3,10 +3,12 @@
 
 pub use custos_model as model;
 
-use custos_model::{Code, Role, Volume, VolumeUpdate};
+use custos_model::{Code, Role, Volume, VolumeUpdate, VolumeUsage};
 use custos_proto::convert;
 use custos_proto::custos::admin::v1::cluster_admin_client::ClusterAdminClient;
-use custos_proto::custos::admin::v1::{StatusReply, StatusRequest};
+use custos_proto::custos::admin::v1::{
+    ReportUsageRequest, StatusReply, StatusRequest, VolumeUsageReport,
+};
 use custos_proto::openstorage::api::open_storage_cluster_client::OpenStorageClusterClient;
 use custos_proto::openstorage::api::open_storage_identity_client::OpenStorageIdentityClient;
 use custos_proto::openstorage::api::open_storage_node_client::OpenStorageNodeClient;
@@ -455,5 +457,62 @@ impl Client {
                 id: n.id,
             })
             .collect())
+    }
+
+    /// Sends one storage node's whole usage report; returns the volume ids custos did not know.
+    pub async fn report_usage(
+        &self,
+        node_id: u64,
+        volumes: &BTreeMap<String, VolumeUsage>,
+    ) -> Result<Vec<String>, ClientError> {
+        let msg = ReportUsageRequest {
+            node_id,
+            volumes: volumes
+                .iter()
+                .map(|(id, u)| VolumeUsageReport {
+                    volume_id: id.clone(),
+                    bytes_used: u.bytes_used,
+                    reads: u.reads,
+                    writes: u.writes,
+                    read_bytes: u.read_bytes,
+                    write_bytes: u.write_bytes,
+                })
+                .collect(),
+        };
+        self.call(|ch, id| {
+            let msg = msg.clone();
+            async move {
+                ClusterAdminClient::new(ch)
+                    .report_usage(self.request(msg, &id))
+                    .await
+                    .map(|r| r.into_inner().ignored)
+            }
+        })
+        .await
+    }
+
+    /// A volume's usage as `Volume.Stats` reports it (zeros until a storage node reports).
+    pub async fn volume_usage(&self, volume_id: &str) -> Result<VolumeUsage, ClientError> {
+        let stats = self
+            .call(|ch, id| async move {
+                let msg = SdkVolumeStatsRequest {
+                    volume_id: volume_id.to_string(),
+                    not_cumulative: false,
+                };
+                OpenStorageVolumeClient::new(ch)
+                    .stats(self.request(msg, &id))
+                    .await
+                    .map(|r| r.into_inner().stats)
+            })
+            .await?
+            .unwrap_or_default();
+        Ok(VolumeUsage {
+            bytes_used: stats.bytes_used,
+            reads: stats.reads,
+            writes: stats.writes,
+            read_bytes: stats.read_bytes,
+            write_bytes: stats.write_bytes,
+            reported_ms: 0,
+        })
     }
 }

@@ -1,4 +1,4 @@
-//! custos domain core: roles, ownership, volumes, nodes, placement, commands and the deterministic apply.
+//! custos domain core: roles, ownership, volumes, nodes, placement, usage, commands and the deterministic apply.
 //!
 //! This crate is pure: no I/O, no async, no clock and no randomness. Everything that varies
 //! (ids, times, the caller's verified identity) arrives inside a [`Command`], so applying the
@@ -13,6 +13,7 @@ pub mod placement;
 pub mod rejection;
 pub mod role;
 pub mod state;
+pub mod usage;
 pub mod volume;
 
 pub use command::{Command, Op, Outcome, Reply};
@@ -24,4 +25,5 @@ pub use placement::{ReplicaMove, StuckReplica};
 pub use rejection::{Code, Rejection};
 pub use role::{MethodName, Role, Rule};
 pub use state::{Applied, Change, Record, RecordKey, State, VolumeFilter, MUST_SUPPLY_VOLUME_ID};
+pub use usage::VolumeUsage;
 pub use volume::{Volume, VolumeSpec, VolumeUpdate};

@@ -7,11 +7,13 @@ use crate::node::StorageNodeRecord;
 use crate::ownership::{permitted, AccessType, Ownership};
 use crate::rejection::Rejection;
 use crate::role::{self, MethodName, Role};
+use crate::usage::VolumeUsage;
 use crate::volume::Volume;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 mod nodes;
+mod usage;
 mod volumes;
 
 /// The refusal text of an operation or read given an empty volume id (the server's edge
@@ -42,6 +44,12 @@ pub enum Record {
     Request(RememberedRequest),
     /// A registered storage node.
     Node(StorageNodeRecord),
+    /// What `node` last reported about `volume` (`Op::ReportUsage`).
+    Usage {
+        volume: VolumeId,
+        node: NodeId,
+        usage: VolumeUsage,
+    },
 }
 
 /// The key a record is stored under.
@@ -51,14 +59,19 @@ pub enum RecordKey {
     Role(String),
     Request(RequestId),
     Node(NodeId),
+    /// A usage record: volume, then reporting node.
+    Usage(VolumeId, NodeId),
 }
 
 impl RecordKey {
     /// Byte encoding: a one-letter kind, a `/`, then the id (a node id in decimal: `n/3`, so
-    /// node keys sort as text, not as numbers; nothing depends on their order). Keys never start
-    /// with `_`, which the store reserves for its own metadata.
+    /// node keys sort as text, not as numbers; nothing depends on their order). A usage key is
+    /// `u/<volume>/<node>`: the node id is decimal and the last `/` separates it, so the key
+    /// stays unambiguous even for a volume id holding a `/`. Keys never start with `_`, which
+    /// the store reserves for its own metadata.
     pub fn encode(&self) -> Vec<u8> {
         let node_id;
+        let usage_id;
         let (kind, id) = match self {
             RecordKey::Volume(v) => ("v", v.as_str()),
             RecordKey::Role(r) => ("r", r.as_str()),
@@ -66,6 +79,10 @@ impl RecordKey {
             RecordKey::Node(n) => {
                 node_id = n.0.to_string();
                 ("n", node_id.as_str())
+            }
+            RecordKey::Usage(v, n) => {
+                usage_id = format!("{v}/{n}");
+                ("u", usage_id.as_str())
             }
         };
         let mut out = Vec::with_capacity(2 + id.len());
@@ -83,6 +100,7 @@ impl Record {
             Record::Role(r) => RecordKey::Role(r.name.clone()),
             Record::Request(q) => RecordKey::Request(q.id.clone()),
             Record::Node(n) => RecordKey::Node(n.id),
+            Record::Usage { volume, node, .. } => RecordKey::Usage(volume.clone(), *node),
         }
     }
 }
@@ -102,7 +120,7 @@ pub struct Applied {
     pub changes: Vec<Change>,
 }
 
-/// Roles, volumes, storage nodes and remembered requests. Every map is ordered, so iteration (and thus
+/// Roles, volumes, storage nodes, volume usage and remembered requests. Every map is ordered, so iteration (and thus
 /// every result) is the same on every node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct State {
@@ -118,6 +136,8 @@ pub struct State {
     nodes: BTreeMap<NodeId, StorageNodeRecord>,
     /// Derived index: bytes placed per node (see [`State::node_load`]); no zero entries.
     loads: BTreeMap<NodeId, u64>,
+    /// The last usage report of each node, by volume then node (only volumes that exist).
+    usage: BTreeMap<(VolumeId, NodeId), VolumeUsage>,
 }
 
 impl Default for State {
@@ -141,6 +161,7 @@ impl State {
             next_request_seq: 1,
             nodes: BTreeMap::new(),
             loads: BTreeMap::new(),
+            usage: BTreeMap::new(),
         }
     }
 
@@ -163,8 +184,20 @@ impl State {
             .map(Record::Role);
         let nodes = self.nodes.values().cloned().map(Record::Node);
         let volumes = self.volumes.values().cloned().map(Record::Volume);
+        let usage = self
+            .usage
+            .iter()
+            .map(|((volume, node), usage)| Record::Usage {
+                volume: volume.clone(),
+                node: *node,
+                usage: usage.clone(),
+            });
         let requests = self.requests.values().cloned().map(Record::Request);
-        roles.chain(nodes).chain(volumes).chain(requests)
+        roles
+            .chain(nodes)
+            .chain(volumes)
+            .chain(usage)
+            .chain(requests)
     }
 
     fn is_edited_builtin(&self, r: &Role) -> bool {
@@ -193,6 +226,13 @@ impl State {
             }
             Record::Node(n) => {
                 self.nodes.insert(n.id, n);
+            }
+            Record::Usage {
+                volume,
+                node,
+                usage,
+            } => {
+                self.usage.insert((volume, node), usage);
             }
         }
     }
@@ -237,6 +277,9 @@ impl State {
             }
             RecordKey::Node(id) => {
                 self.nodes.remove(id);
+            }
+            RecordKey::Usage(volume, node) => {
+                self.usage.remove(&(volume.clone(), *node));
             }
         }
     }
@@ -468,6 +511,7 @@ impl State {
             Op::UncordonNode { id } => self.set_cordoned(*id, false, changes),
             Op::DrainNode { id } => self.drain_node(cmd, *id, changes),
             Op::ReplaceReplicas { node, down } => self.replace_replicas(cmd, *node, down, changes),
+            Op::ReportUsage { node, volumes } => self.report_usage(cmd, *node, volumes, changes),
             Op::CreateRole { role } => {
                 role.validate()?;
                 if role::is_builtin(&role.name) {

@@ -56,6 +56,9 @@
 //!   rack, capacity, load, free space, volumes on each node), `replicas` (each volume's replicas
 //!   as `node@zone/rack`) and `place ha= size= keep= requested= exclude=` (`placement::place`
 //!   over the session's nodes and loads).
+//! - usage: the apply command `report-usage node=N vol=ID:USED[:READS:WRITES:RBYTES:WBYTES[:AT]]...`
+//!   (missing numbers are 0; `AT` is the `reported_ms` the report carries, which apply ignores);
+//!   the read `usage volume=ID` (`State::volume_usage`) or `usage node=N` (`State::node_usage`).
 //!
 //! `<identity>` is `guest` (the anonymous caller; `groups=` may add claimed groups), `admin`
 //! (root: `system.admin`, group `*`) or `user=NAME [roles=R1,R2] [groups=G1,G2]`; roles default
@@ -76,7 +79,7 @@ use custos_model::role::{self, MethodName, Role, Rule};
 use custos_model::state::{Change, Record, RecordKey, State, VolumeFilter};
 use custos_model::{
     Code, Command, NodeId, Op, Outcome, Reply, RequestId, Volume, VolumeId, VolumeSpec,
-    VolumeUpdate,
+    VolumeUpdate, VolumeUsage,
 };
 
 #[test]
@@ -112,6 +115,11 @@ fn volumes() {
 #[test]
 fn placement() {
     run_script("placement.txt");
+}
+
+#[test]
+fn usage() {
+    run_script("usage.txt");
 }
 
 // ---- the script format ----
@@ -631,6 +639,10 @@ fn fmt_outcome(o: &Outcome) -> String {
             }
             s
         }
+        Outcome::Applied(Reply::UsageRecorded { ignored }) => {
+            let ids: Vec<String> = ignored.iter().map(|v| v.to_string()).collect();
+            format!("applied: usage recorded, ignored [{}]", ids.join(","))
+        }
         Outcome::Refused(r) => format!("refused: {r}"),
     }
 }
@@ -646,7 +658,41 @@ fn fmt_record(r: &Record) -> String {
         Record::Role(role) => format!("{key}: {}", fmt_rules(&role.rules)),
         Record::Request(q) => format!("{key}: seq={} {}", q.seq, fmt_outcome(&q.outcome)),
         Record::Node(n) => format!("{key}: {}", fmt_node(n)),
+        Record::Usage { usage, .. } => format!("{key}: {}", fmt_usage(usage)),
     }
+}
+
+fn fmt_usage(u: &VolumeUsage) -> String {
+    format!(
+        "used={} reads={} writes={} read_bytes={} write_bytes={} at={}",
+        u.bytes_used, u.reads, u.writes, u.read_bytes, u.write_bytes, u.reported_ms
+    )
+}
+
+/// `report-usage`'s `vol=ID:USED[:READS:WRITES:RBYTES:WBYTES[:AT]]`.
+fn parse_usage(s: &str) -> Result<(VolumeId, VolumeUsage), String> {
+    let mut parts = s.split(':');
+    let id = VolumeId(parts.next().unwrap_or_default().to_string());
+    let nums: Vec<u64> = parts
+        .map(|n| parse_value("vol", n))
+        .collect::<Result<_, _>>()?;
+    if nums.is_empty() || nums.len() > 6 {
+        return Err(format!(
+            "vol={s}: want ID:USED[:READS:WRITES:RBYTES:WBYTES[:AT]]"
+        ));
+    }
+    let n = |i: usize| nums.get(i).copied().unwrap_or(0);
+    Ok((
+        id,
+        VolumeUsage {
+            bytes_used: n(0),
+            reads: n(1),
+            writes: n(2),
+            read_bytes: n(3),
+            write_bytes: n(4),
+            reported_ms: n(5),
+        },
+    ))
 }
 
 fn fmt_change(c: &Change) -> String {
@@ -724,7 +770,9 @@ impl Session {
             | "cordon"
             | "uncordon"
             | "drain"
-            | "replace-replicas" => self.apply_cmd(&mut args)?,
+            | "replace-replicas"
+            | "report-usage" => self.apply_cmd(&mut args)?,
+            "usage" => self.usage_cmd(&mut args)?,
             "nodes" => self.nodes_cmd(),
             "replicas" => self.replicas_cmd(),
             "place" => self.place_cmd(&mut args)?,
@@ -1155,6 +1203,14 @@ impl Session {
                     .into_iter()
                     .collect(),
             },
+            "report-usage" => Op::ReportUsage {
+                node: NodeId(args.parsed("node", 0u64)?),
+                volumes: args
+                    .take_all("vol")
+                    .iter()
+                    .map(|v| parse_usage(v))
+                    .collect::<Result<_, _>>()?,
+            },
             _ => unreachable!("dispatched above"),
         };
         let cmd = Command {
@@ -1173,6 +1229,30 @@ impl Session {
             let _ = write!(out, "\n{}", fmt_change(c));
         }
         Ok(out)
+    }
+
+    /// `usage volume=ID` (the aggregate) or `usage node=N` (that node's last report).
+    fn usage_cmd(&mut self, args: &mut Args) -> Result<String, String> {
+        match (args.take("volume"), args.take("node")) {
+            (Some(id), None) => Ok(match self.state.volume_usage(&VolumeId(id)) {
+                Some(u) => fmt_usage(&u),
+                None => "none".into(),
+            }),
+            (None, Some(node)) => {
+                let lines: Vec<String> = self
+                    .state
+                    .node_usage(NodeId(parse_value("node", &node)?))
+                    .iter()
+                    .map(|(v, u)| format!("{v}: {}", fmt_usage(u)))
+                    .collect();
+                Ok(if lines.is_empty() {
+                    "(none)".into()
+                } else {
+                    lines.join("\n")
+                })
+            }
+            _ => Err("usage takes volume= or node=".into()),
+        }
     }
 
     fn inspect_cmd(&mut self, args: &mut Args) -> Result<String, String> {

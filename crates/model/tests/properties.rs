@@ -7,7 +7,8 @@
 //! request ids) so random sequences collide often: idempotent creates, clones and snapshots
 //! sharing ids and names, attach/mount/detach in every order, ownership edits that change what
 //! later commands may do, node registrations (re-registrations changing capacity and zones),
-//! cordons, drains and re-placements, duplicate request ids, refusals of every kind.
+//! cordons, drains and re-placements, usage reports (replacing, ignoring unknown volumes, cleared
+//! by deletes), duplicate request ids, refusals of every kind.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,6 +20,7 @@ use custos_model::role::{Role, Rule};
 use custos_model::state::{self, Applied, Change, Record, State, VolumeFilter, REQUEST_WINDOW};
 use custos_model::{
     Code, Command, NodeId, Op, Outcome, Reply, RequestId, VolumeId, VolumeSpec, VolumeUpdate,
+    VolumeUsage,
 };
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
@@ -226,6 +228,24 @@ fn arb_node_id() -> impl Strategy<Value = NodeId> {
     select(NODE_IDS).prop_map(NodeId)
 }
 
+/// A usage report of a node (5 is never registered) about pool volumes (which may not exist),
+/// with small numbers so repeated reports are often identical.
+fn arb_report_usage() -> impl Strategy<Value = Op> {
+    let usage = (0u64..3, 0u64..3, 0u64..3, 0u64..10_000).prop_map(|(used, r, w, at)| {
+        VolumeUsage {
+            bytes_used: used,
+            reads: r,
+            writes: w,
+            read_bytes: r * 10,
+            write_bytes: w * 10,
+            // Apply must ignore it.
+            reported_ms: at,
+        }
+    });
+    (arb_node_id(), btree_map(arb_volume_id(), usage, 0..4))
+        .prop_map(|(node, volumes)| Op::ReportUsage { node, volumes })
+}
+
 fn arb_node_op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => arb_register(),
@@ -235,6 +255,7 @@ fn arb_node_op() -> impl Strategy<Value = Op> {
         2 => (arb_node_id(), subsequence(NODE_IDS, 0..3)).prop_map(|(node, down)| {
             Op::ReplaceReplicas { node, down: down.into_iter().map(NodeId).collect() }
         }),
+        2 => arb_report_usage(),
     ]
 }
 
@@ -315,6 +336,7 @@ fn is_node_op(op: &Op) -> bool {
             | Op::UncordonNode { .. }
             | Op::DrainNode { .. }
             | Op::ReplaceReplicas { .. }
+            | Op::ReportUsage { .. }
     )
 }
 
@@ -419,6 +441,11 @@ fn reads(state: &State) -> String {
             state.node(id).map(|n| n.id),
             state.node_load(id)
         ));
+        out.push_str(&format!("  usage {:?}\n", state.node_usage(id)));
+    }
+    for id in VOLUME_IDS {
+        let id = VolumeId(id.to_string());
+        out.push_str(&format!("usage {id}: {:?}\n", state.volume_usage(&id)));
     }
     out
 }
@@ -529,7 +556,8 @@ proptest! {
 
 /// The volume invariants apply keeps, whatever the commands: lineage never dangles, a snapshot
 /// is a detached child of a non-snapshot, mounts imply an attachment, the device path is set
-/// exactly while attached, names are unique and every volume has a size and an HA level.
+/// exactly while attached, names are unique and every volume has a size and an HA level; usage
+/// records name existing volumes and registered nodes.
 fn check_invariants(state: &State) -> Result<(), TestCaseError> {
     let volumes: Vec<_> = state
         .records()
@@ -581,6 +609,20 @@ fn check_invariants(state: &State) -> Result<(), TestCaseError> {
             v
         );
         prop_assert_eq!(state.volume_by_name(&v.name).map(|x| &x.id), Some(&v.id));
+    }
+    for r in state.records() {
+        if let Record::Usage { volume, node, .. } = r {
+            prop_assert!(
+                state.volume(&volume).is_some(),
+                "usage of missing {}",
+                volume
+            );
+            prop_assert!(
+                state.node(node).is_some(),
+                "usage from unregistered {}",
+                node
+            );
+        }
     }
     check_placement_invariants(state, &volumes)
 }
@@ -734,6 +776,32 @@ fn check_step(
                     _ => prop_assert!(false, "{} neither moved nor stuck exactly once", v),
                 }
             }
+        }
+        (Op::ReportUsage { node, volumes }, Reply::UsageRecorded { ignored }) => {
+            let expected: Vec<(VolumeId, VolumeUsage)> = volumes
+                .iter()
+                .filter(|(v, _)| before.volume(v).is_some())
+                .map(|(v, u)| {
+                    let u = VolumeUsage {
+                        reported_ms: cmd.time_ms,
+                        ..u.clone()
+                    };
+                    (v.clone(), u)
+                })
+                .collect();
+            prop_assert_eq!(after.node_usage(*node), expected);
+            let unknown: Vec<VolumeId> = volumes
+                .keys()
+                .filter(|v| before.volume(v).is_none())
+                .cloned()
+                .collect();
+            prop_assert_eq!(ignored, &unknown);
+            for other in NODE_IDS.iter().map(|n| NodeId(*n)).filter(|n| n != node) {
+                prop_assert_eq!(after.node_usage(other), before.node_usage(other));
+            }
+        }
+        (Op::DeleteVolume { id }, _) if after.volume(id).is_none() => {
+            prop_assert_eq!(after.volume_usage(id), None);
         }
         (Op::RegisterNode { node }, _) => {
             let rec = after.node(node.id).expect("registered");

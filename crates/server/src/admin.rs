@@ -1,8 +1,12 @@
 //! `custos.admin.v1.ClusterAdmin`: what operators and `custos dev` ask a node about its cluster.
 
 use crate::node::Node;
+use custos_model::command::REPORT_USAGE_METHOD;
+use custos_model::{NodeId, Op, Reply, VolumeId, VolumeUsage};
 use custos_proto::custos::admin::v1::cluster_admin_server::ClusterAdmin;
-use custos_proto::custos::admin::v1::{Member, StatusReply, StatusRequest};
+use custos_proto::custos::admin::v1::{
+    Member, ReportUsageReply, ReportUsageRequest, StatusReply, StatusRequest,
+};
 use openraft::ServerState;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -57,5 +61,44 @@ impl ClusterAdmin for AdminService {
             cluster_name: self.node.config.cluster_name.clone(),
             serving: m.current_leader.is_some() && m.running_state.is_ok(),
         }))
+    }
+
+    async fn report_usage(
+        &self,
+        request: Request<ReportUsageRequest>,
+    ) -> Result<Response<ReportUsageReply>, Status> {
+        let caller = self.node.caller(request.metadata(), REPORT_USAGE_METHOD)?;
+        let req = request.into_inner();
+        let volumes = req
+            .volumes
+            .into_iter()
+            .map(|v| {
+                let usage = VolumeUsage {
+                    bytes_used: v.bytes_used,
+                    reads: v.reads,
+                    writes: v.writes,
+                    read_bytes: v.read_bytes,
+                    write_bytes: v.write_bytes,
+                    reported_ms: 0,
+                };
+                (VolumeId(v.volume_id), usage)
+            })
+            .collect();
+        let op = Op::ReportUsage {
+            node: NodeId(req.node_id),
+            volumes,
+        };
+        match self
+            .node
+            .write(caller.identity, caller.request_id, op, caller.deadline)
+            .await?
+        {
+            Reply::UsageRecorded { ignored } => Ok(Response::new(ReportUsageReply {
+                ignored: ignored.into_iter().map(|v| v.0).collect(),
+            })),
+            other => Err(crate::status::internal(format!(
+                "unexpected reply to a usage report: {other:?}"
+            ))),
+        }
     }
 }

@@ -13,7 +13,7 @@ use crate::placement::{self, ReplicaMove, StuckReplica};
 use crate::rejection::Rejection;
 use std::collections::BTreeSet;
 
-fn node_not_found(id: NodeId) -> Rejection {
+pub(super) fn node_not_found(id: NodeId) -> Rejection {
     Rejection::not_found(format!("Node {id} not found"))
 }
 

@@ -308,7 +308,8 @@ impl State {
     }
 
     /// `Volume.Delete`: Admin. Missing → OK (idempotent). Refused while attached, and while
-    /// a snapshot or clone names the volume as parent (no dangling lineage).
+    /// a snapshot or clone names the volume as parent (no dangling lineage). Every node's usage
+    /// record of the volume goes with it.
     pub(super) fn delete_volume(
         &self,
         who: &Identity,
@@ -346,6 +347,7 @@ impl State {
             )));
         }
         changes.push(Change::Delete(RecordKey::Volume(id.clone())));
+        self.delete_usage_of(id, changes);
         Ok(Reply::Empty)
     }
 

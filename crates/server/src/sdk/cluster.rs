@@ -1,6 +1,5 @@
 //! `OpenStorageIdentity`, `OpenStorageCluster`, `OpenStorageNode` and `OpenStorageMountAttach`.
 
-use super::unimplemented_methods;
 use crate::node::Node;
 use custos_proto::openstorage::api::open_storage_cluster_server::OpenStorageCluster;
 use custos_proto::openstorage::api::open_storage_identity_server::OpenStorageIdentity;
@@ -301,8 +300,35 @@ impl OpenStorageNode for NodeService {
         Ok(Response::new(SdkJobResponse { job: Some(job) }))
     }
 
-    unimplemented_methods! { "OpenStorageNode";
-        volume_usage_by_node => "VolumeUsageByNode" (SdkNodeVolumeUsageByNodeRequest) -> SdkNodeVolumeUsageByNodeResponse;
+    /// What the node last reported for the volumes it holds (empty until it reports).
+    async fn volume_usage_by_node(
+        &self,
+        request: Request<SdkNodeVolumeUsageByNodeRequest>,
+    ) -> Result<Response<SdkNodeVolumeUsageByNodeResponse>, tonic::Status> {
+        self.barrier(request.metadata(), "VolumeUsageByNode")
+            .await?;
+        let id = Self::node_id(&request.get_ref().node_id)?;
+        let state = self.node.state.read().unwrap_or_else(|p| p.into_inner());
+        if state.node(id).is_none() {
+            return Err(tonic::Status::not_found(format!("Node {} not found", id.0)));
+        }
+        let volume_usage = state
+            .node_usage(id)
+            .into_iter()
+            .map(|(vid, u)| VolumeUsage {
+                volume_name: state
+                    .volume(&vid)
+                    .map(|v| v.name.clone())
+                    .unwrap_or_default(),
+                volume_id: vid.0,
+                exclusive_bytes: u.bytes_used,
+                total_bytes: u.bytes_used,
+                ..Default::default()
+            })
+            .collect();
+        Ok(Response::new(SdkNodeVolumeUsageByNodeResponse {
+            volume_usage_info: Some(VolumeUsageByNode { volume_usage }),
+        }))
     }
 }
 

@@ -339,23 +339,31 @@ impl OpenStorageVolume for VolumeService {
         ))
     }
 
-    /// Usage comes from storage nodes' reports; until a node reports, every figure is zero
-    /// ("not reported", docs/compatibility.md). The access check is Read.
+    /// Usage comes from storage nodes' reports (`custos.admin.v1.ClusterAdmin/ReportUsage`);
+    /// until a node reports, every figure is zero ("not reported", docs/compatibility.md). The
+    /// access check is Read.
     async fn stats(
         &self,
         request: Request<SdkVolumeStatsRequest>,
     ) -> Result<Response<SdkVolumeStatsResponse>, Status> {
         let id = VolumeId(request.get_ref().volume_id.clone());
-        self.read(request.metadata(), "Stats", |state, who| {
-            state
-                .inspect_volume(who, &id)
-                .map(|_| ())
-                .map_err(status::from_rejection)
-        })
-        .await?;
-        Ok(Response::new(SdkVolumeStatsResponse {
-            stats: Some(Stats::default()),
-        }))
+        let usage = self
+            .read(request.metadata(), "Stats", |state, who| {
+                state
+                    .inspect_volume(who, &id)
+                    .map_err(status::from_rejection)?;
+                Ok(state.volume_usage(&id).unwrap_or_default())
+            })
+            .await?;
+        let stats = Stats {
+            reads: usage.reads,
+            writes: usage.writes,
+            read_bytes: usage.read_bytes,
+            write_bytes: usage.write_bytes,
+            bytes_used: usage.bytes_used,
+            ..Default::default()
+        };
+        Ok(Response::new(SdkVolumeStatsResponse { stats: Some(stats) }))
     }
 
     async fn capacity_usage(
@@ -363,15 +371,21 @@ impl OpenStorageVolume for VolumeService {
         request: Request<SdkVolumeCapacityUsageRequest>,
     ) -> Result<Response<SdkVolumeCapacityUsageResponse>, Status> {
         let id = VolumeId(request.get_ref().volume_id.clone());
-        self.read(request.metadata(), "CapacityUsage", |state, who| {
-            state
-                .inspect_volume(who, &id)
-                .map(|_| ())
-                .map_err(status::from_rejection)
-        })
-        .await?;
+        let usage = self
+            .read(request.metadata(), "CapacityUsage", |state, who| {
+                state
+                    .inspect_volume(who, &id)
+                    .map_err(status::from_rejection)?;
+                Ok(state.volume_usage(&id).unwrap_or_default())
+            })
+            .await?;
+        let info = CapacityUsageInfo {
+            exclusive_bytes: usage.bytes_used as i64,
+            shared_bytes: 0,
+            total_bytes: usage.bytes_used as i64,
+        };
         Ok(Response::new(SdkVolumeCapacityUsageResponse {
-            capacity_usage_info: Some(CapacityUsageInfo::default()),
+            capacity_usage_info: Some(info),
         }))
     }
 
