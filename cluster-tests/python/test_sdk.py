@@ -141,3 +141,11 @@ def test_unserved_methods_say_so(cluster):
         volumes(cluster, 0).VolumeCatalog(api_pb2.SdkVolumeCatalogRequest(volume_id="x"), metadata=md(cluster["tokens"]["admin"]))
     assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert "OpenStorageVolume.VolumeCatalog" in e.value.details()
+
+
+def test_capabilities_list_the_served_services(cluster):
+    stub = api_pb2_grpc.OpenStorageIdentityStub(channel(cluster, 2))
+    r = stub.Capabilities(api_pb2.SdkIdentityCapabilitiesRequest(), metadata=md(cluster["tokens"]["view"]))
+    kinds = {c.service.type for c in r.capabilities}
+    T = api_pb2.SdkServiceCapability.OpenStorageService
+    assert kinds == {T.CLUSTER, T.NODE, T.VOLUME, T.MOUNT_ATTACH, T.ROLE}
