@@ -36,6 +36,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long in-flight calls may take to finish once shutdown begins.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Largest header list (all metadata of one call) a node accepts from clients.
 const MAX_SDK_HEADER_LIST: u32 = 64 * 1024;
 
@@ -179,8 +182,8 @@ pub async fn run(
         .serve_with_shutdown(config.sdk_listen, stopped(stop_rx.clone()));
 
     tracing::info!(node = config.node_id, sdk = %config.sdk_listen, raft = %config.raft_listen, "serving");
-    let peer = tokio::spawn(peer);
-    let sdk = tokio::spawn(sdk);
+    let mut peer = tokio::spawn(peer);
+    let mut sdk = tokio::spawn(sdk);
     let watcher = {
         let stop_tx = stop_tx.clone();
         tokio::spawn(async move {
@@ -189,17 +192,32 @@ pub async fn run(
         })
     };
     // Whichever ends first (shutdown, or a listener failing) stops the others.
-    let result = tokio::select! {
-        r = peer => r.context("peer server task")?.context("peer server"),
-        r = sdk => r.context("sdk server task")?.context("sdk server"),
-        _ = stopped(stop_rx.clone()) => Ok(()),
+    let (result, peer_done, sdk_done) = tokio::select! {
+        r = &mut peer => (r.context("peer server task").and_then(|r| r.context("peer server")), true, false),
+        r = &mut sdk => (r.context("sdk server task").and_then(|r| r.context("sdk server")), false, true),
+        _ = stopped(stop_rx.clone()) => (Ok(()), false, false),
     };
     let _ = stop_tx.send(true);
-    watcher.abort();
-    reloader.abort();
-    prober.abort();
-    registrar.abort();
-    replacer.abort();
+    for task in [watcher, reloader, prober, registrar, replacer] {
+        task.abort();
+    }
+    // The listeners stop accepting at once; calls in flight get DRAIN_TIMEOUT to finish.
+    let drained = async {
+        if !sdk_done {
+            let _ = (&mut sdk).await;
+        }
+        if !peer_done {
+            let _ = (&mut peer).await;
+        }
+    };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
+        tracing::warn!(
+            node = config.node_id,
+            "calls still in flight after {DRAIN_TIMEOUT:?}: stopping anyway"
+        );
+        sdk.abort();
+        peer.abort();
+    }
     tracing::info!(node = config.node_id, "stopping Raft");
     raft.shutdown().await.ok();
     result
