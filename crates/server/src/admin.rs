@@ -59,7 +59,7 @@ impl ClusterAdmin for AdminService {
             members,
             cluster_id: self.node.config.cluster_id.clone(),
             cluster_name: self.node.config.cluster_name.clone(),
-            serving: m.current_leader.is_some() && m.running_state.is_ok(),
+            serving: self.node.has_live_leader(&m) && m.running_state.is_ok(),
         }))
     }
 

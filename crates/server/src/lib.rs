@@ -152,6 +152,18 @@ pub async fn run(
         )
         .serve_with_shutdown(config.raft_listen, stopped(stop_rx.clone()));
 
+    // gRPC health: NOT_SERVING until this node knows a leader, has applied all it holds and
+    // has registered itself; reflection lets `grpcurl` list and call the services.
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    let health_task = tokio::spawn(report_health(node.clone(), health));
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(custos_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building gRPC reflection")?;
+
     let sdk = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(60))
         // Above the verifier's 16 KiB token cap, so an oversized token gets the verifier's
@@ -179,6 +191,8 @@ pub async fn run(
         .add_service(ClusterAdminServer::new(admin::AdminService {
             node: node.clone(),
         }))
+        .add_service(health_service)
+        .add_service(reflection)
         .serve_with_shutdown(config.sdk_listen, stopped(stop_rx.clone()));
 
     tracing::info!(node = config.node_id, sdk = %config.sdk_listen, raft = %config.raft_listen, "serving");
@@ -198,7 +212,7 @@ pub async fn run(
         _ = stopped(stop_rx.clone()) => (Ok(()), false, false),
     };
     let _ = stop_tx.send(true);
-    for task in [watcher, reloader, prober, registrar, replacer] {
+    for task in [watcher, reloader, prober, registrar, replacer, health_task] {
         task.abort();
     }
     // The listeners stop accepting at once; calls in flight get DRAIN_TIMEOUT to finish.
@@ -221,4 +235,31 @@ pub async fn run(
     tracing::info!(node = config.node_id, "stopping Raft");
     raft.shutdown().await.ok();
     result
+}
+
+/// Keeps the overall gRPC health status current (checked every 250 ms).
+async fn report_health(node: Arc<Node>, health: tonic_health::server::HealthReporter) {
+    let mut serving = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        let m = node.raft.metrics().borrow().clone();
+        let caught_up = m.last_applied.map(|l| l.index) >= m.last_log_index;
+        let registered = node
+            .state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .node(custos_model::NodeId(node.id))
+            .is_some();
+        let now = node.has_live_leader(&m) && caught_up && registered;
+        if serving != Some(now) {
+            let status = if now {
+                tonic_health::ServingStatus::Serving
+            } else {
+                tonic_health::ServingStatus::NotServing
+            };
+            health.set_service_status("", status).await;
+            serving = Some(now);
+        }
+    }
 }

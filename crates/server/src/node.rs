@@ -13,6 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tonic::Status;
 
+/// A leader counts as live while a quorum acknowledged it within this many milliseconds.
+const QUORUM_ACK_FRESH_MS: u64 = 1000;
+
 /// How long to pause between attempts while a leader is being elected.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
@@ -70,6 +73,19 @@ impl Node {
         *self.auth.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(fresh));
         tracing::info!(node = self.id, ?issuers, "reloaded authentication keys");
         Ok(())
+    }
+
+    /// Whether this node can serve: it knows a leader and, if it is that leader, a quorum has
+    /// acknowledged it recently. (openraft 0.9 restores a restarted leader whose vote was
+    /// committed as leader at once, before any quorum confirms it.)
+    pub fn has_live_leader(&self, m: &openraft::RaftMetrics<u64, Member>) -> bool {
+        match m.current_leader {
+            Some(leader) if leader == self.id => m
+                .millis_since_quorum_ack
+                .is_some_and(|ms| ms < QUORUM_ACK_FRESH_MS),
+            Some(_) => m.running_state.is_ok(),
+            None => false,
+        }
     }
 
     /// The leader this node currently knows of.

@@ -91,7 +91,10 @@ impl OpenStorageCluster for ClusterService {
             request.metadata(),
             "/openstorage.api.OpenStorageCluster/InspectCurrent",
         )?;
-        let status = if self.node.current_leader().is_some() {
+        let live = self
+            .node
+            .has_live_leader(&self.node.raft.metrics().borrow());
+        let status = if live {
             api::Status::Ok
         } else {
             api::Status::NotInQuorum

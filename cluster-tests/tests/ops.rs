@@ -1,0 +1,113 @@
+//! Operations surface: the standard gRPC health service (NOT_SERVING without a leader) and
+//! server reflection (what `grpcurl` uses), on every member.
+
+use custos_cluster_tests::TestCluster;
+use std::time::{Duration, Instant};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+async fn health(addr: &str) -> Option<ServingStatus> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect()
+        .await
+        .ok()?;
+    let mut client = HealthClient::new(channel);
+    let mut req = tonic::Request::new(HealthCheckRequest {
+        service: String::new(),
+    });
+    req.set_timeout(Duration::from_secs(1));
+    let status = client.check(req).await.ok()?.into_inner().status;
+    ServingStatus::try_from(status).ok()
+}
+
+/// Polls (bounded) until `addr` reports `want`.
+async fn wait_for(addr: &str, want: ServingStatus, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = health(addr).await;
+        if got == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{addr}: health {got:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_quorum_and_reflection_lists_the_services() {
+    let mut cluster = TestCluster::start(3).unwrap();
+    for node in &cluster.info.nodes {
+        wait_for(&node.sdk, ServingStatus::Serving, Duration::from_secs(10)).await;
+    }
+
+    // Reflection names the SDK services (package openstorage.api) and our own.
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.info.endpoints[1]))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let reply = stream.message().await.unwrap().expect("one reply");
+    let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
+        panic!("{reply:?}")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for want in [
+        "openstorage.api.OpenStorageVolume",
+        "openstorage.api.OpenStorageRole",
+        "custos.admin.v1.ClusterAdmin",
+    ] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} missing from {names:?}"
+        );
+    }
+
+    // Without a quorum there is no leader: a lone restarted member must not claim to serve.
+    for id in 1..=3 {
+        cluster.kill9(id);
+    }
+    cluster.restart(1).unwrap();
+    let lone = cluster.node(1).sdk.clone();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut answered = false;
+    while Instant::now() < deadline {
+        match health(&lone).await {
+            Some(s) => {
+                answered = true;
+                assert_eq!(
+                    s,
+                    ServingStatus::NotServing,
+                    "a member without quorum reported SERVING"
+                );
+            }
+            None => {}
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        answered,
+        "the restarted member never answered health checks"
+    );
+    // A second member back: quorum, a leader, SERVING again.
+    cluster.restart(2).unwrap();
+    wait_for(&lone, ServingStatus::Serving, Duration::from_secs(20)).await;
+}
