@@ -14,7 +14,7 @@ use custos_proto::openstorage::api::open_storage_identity_client::OpenStorageIde
 use custos_proto::openstorage::api::open_storage_node_client::OpenStorageNodeClient;
 use custos_proto::openstorage::api::open_storage_role_client::OpenStorageRoleClient;
 use custos_proto::openstorage::api::open_storage_volume_client::OpenStorageVolumeClient;
-use custos_proto::openstorage::api::*;
+use custos_proto::openstorage::api::{self, *};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tonic::metadata::MetadataValue;
@@ -64,6 +64,12 @@ impl ClientError {
             message: s.message().to_string(),
         }
     }
+}
+
+/// The role in a Role service reply, which must carry one.
+fn role_reply(role: Option<SdkRole>, method: &str) -> Result<Role, ClientError> {
+    role.map(|r| convert::role_from_proto(&r))
+        .ok_or_else(|| ClientError::Protocol(format!("{method} returned no role")))
 }
 
 /// A connection to a custos cluster through any of its members.
@@ -238,43 +244,32 @@ impl Client {
         .await
     }
 
+    /// The SDK's view of one volume, as the answering member reports it.
+    async fn inspect_wire(&self, volume_id: &str) -> Result<api::Volume, ClientError> {
+        self.call(|ch, id| async move {
+            let msg = SdkVolumeInspectRequest {
+                volume_id: volume_id.to_string(),
+                options: None,
+            };
+            OpenStorageVolumeClient::new(ch)
+                .inspect(self.request(msg, &id))
+                .await
+                .map(|r| r.into_inner().volume)
+        })
+        .await?
+        .ok_or_else(|| ClientError::Protocol("Inspect returned no volume".into()))
+    }
+
     pub async fn inspect_volume(&self, volume_id: &str) -> Result<Volume, ClientError> {
-        let resp = self
-            .call(|ch, id| async move {
-                let mut c = OpenStorageVolumeClient::new(ch);
-                let msg = SdkVolumeInspectRequest {
-                    volume_id: volume_id.to_string(),
-                    options: None,
-                };
-                c.inspect(self.request(msg, &id))
-                    .await
-                    .map(|r| r.into_inner())
-            })
-            .await?;
-        let v = resp
-            .volume
-            .ok_or_else(|| ClientError::Protocol("Inspect returned no volume".into()))?;
-        Ok(convert::volume_from_proto(&v))
+        Ok(convert::volume_from_proto(
+            &self.inspect_wire(volume_id).await?,
+        ))
     }
 
     /// Whether the answering member reports the volume DEGRADED (a replica on a node it hears
     /// nothing from).
     pub async fn volume_degraded(&self, volume_id: &str) -> Result<bool, ClientError> {
-        let resp = self
-            .call(|ch, id| async move {
-                let mut c = OpenStorageVolumeClient::new(ch);
-                let msg = SdkVolumeInspectRequest {
-                    volume_id: volume_id.to_string(),
-                    options: None,
-                };
-                c.inspect(self.request(msg, &id))
-                    .await
-                    .map(|r| r.into_inner())
-            })
-            .await?;
-        Ok(resp
-            .volume
-            .is_some_and(|v| v.status == VolumeStatus::Degraded as i32))
+        Ok(self.inspect_wire(volume_id).await?.status == VolumeStatus::Degraded as i32)
     }
 
     /// Finds a volume by id, or else by name.
@@ -345,9 +340,7 @@ impl Client {
                 }
             })
             .await?;
-        reply
-            .map(|r| convert::role_from_proto(&r))
-            .ok_or_else(|| ClientError::Protocol("Create returned no role".into()))
+        role_reply(reply, "Create")
     }
 
     /// Replaces the rules of an existing role.
@@ -366,9 +359,7 @@ impl Client {
                 }
             })
             .await?;
-        reply
-            .map(|r| convert::role_from_proto(&r))
-            .ok_or_else(|| ClientError::Protocol("Update returned no role".into()))
+        role_reply(reply, "Update")
     }
 
     pub async fn inspect_role(&self, name: &str) -> Result<Role, ClientError> {
@@ -383,9 +374,7 @@ impl Client {
                     .map(|r| r.into_inner().role)
             })
             .await?;
-        reply
-            .map(|r| convert::role_from_proto(&r))
-            .ok_or_else(|| ClientError::Protocol("Inspect returned no role".into()))
+        role_reply(reply, "Inspect")
     }
 
     pub async fn enumerate_roles(&self) -> Result<Vec<String>, ClientError> {

@@ -4,7 +4,7 @@
 use crate::node::{Consistency, Node};
 use crate::status;
 use custos_model::{Identity, MethodName, RequestId};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tonic::metadata::MetadataMap;
 use tonic::Status;
 
@@ -76,11 +76,8 @@ impl Node {
             None => Identity::internal_admin(""),
             Some(auth) => {
                 let header = authorization_header(meta)?;
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                auth.authenticate(header, now).map_err(status::from_auth)?
+                auth.authenticate(header, crate::node::now_ms() / 1000)
+                    .map_err(status::from_auth)?
             }
         };
         let method = MethodName::from_full(full_method);
