@@ -171,7 +171,14 @@ impl Authenticator {
     }
 
     /// Authenticates a bare token (no `Bearer ` prefix).
+    /// The identity carries the token's [`crate::token_fingerprint`] for the audit trail.
     pub fn authenticate_token(&self, token: &str, now_unix: u64) -> Result<Identity, AuthError> {
+        let mut identity = self.verify_token(token, now_unix)?;
+        identity.fingerprint = crate::token_fingerprint(token);
+        Ok(identity)
+    }
+
+    fn verify_token(&self, token: &str, now_unix: u64) -> Result<Identity, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::no_issuer("token_too_large"));
         }
@@ -312,6 +319,7 @@ impl Authenticator {
             roles,
             groups,
             guest: false,
+            fingerprint: String::new(),
         })
     }
 }

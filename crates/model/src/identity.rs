@@ -21,6 +21,9 @@ pub struct Identity {
     pub roles: Vec<String>,
     pub groups: Vec<String>,
     pub guest: bool,
+    /// A short hash prefix of the token this identity was verified from (for the audit
+    /// trail); never the token. Empty for guests and for custos's own identities.
+    pub fingerprint: String,
 }
 
 impl Identity {
@@ -35,6 +38,7 @@ impl Identity {
             roles: vec![GUEST_ROLE.to_string()],
             groups: Vec::new(),
             guest: true,
+            fingerprint: String::new(),
         }
     }
 
@@ -51,6 +55,7 @@ impl Identity {
             roles: vec!["system.admin".to_string()],
             groups: vec!["*".to_string()],
             guest: false,
+            fingerprint: String::new(),
         }
     }
 

@@ -1,9 +1,10 @@
-//! custos domain core: roles, ownership, volumes, nodes, placement, usage, commands and the deterministic apply.
+//! custos domain core: roles, ownership, volumes, nodes, placement, usage, the audit trail, commands and the deterministic apply.
 //!
 //! This crate is pure: no I/O, no async, no clock and no randomness. Everything that varies
 //! (ids, times, the caller's verified identity) arrives inside a [`Command`], so applying the
 //! same log gives the same state and the same outcomes on every node.
 
+pub mod audit;
 pub mod command;
 pub mod identity;
 pub mod ids;
@@ -16,6 +17,7 @@ pub mod state;
 pub mod usage;
 pub mod volume;
 
+pub use audit::{AuditActor, AuditHash, AuditHead, AuditLevel, AuditQuery, AuditRecord, Denial};
 pub use command::{Command, Op, Outcome, Reply};
 pub use identity::Identity;
 pub use ids::{NodeId, RequestId, VolumeId};
@@ -24,6 +26,9 @@ pub use ownership::{AccessType, Acls, Ownership};
 pub use placement::{ReplicaMove, StuckReplica};
 pub use rejection::{Code, Rejection};
 pub use role::{MethodName, Role, Rule};
-pub use state::{Applied, Change, Record, RecordKey, State, VolumeFilter, MUST_SUPPLY_VOLUME_ID};
+pub use state::{
+    Applied, Change, Record, RecordKey, State, VolumeFilter, AUDIT_KEY_PREFIX,
+    MUST_SUPPLY_VOLUME_ID,
+};
 pub use usage::VolumeUsage;
 pub use volume::{Volume, VolumeSpec, VolumeUpdate};

@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 /// The prefix removed from gRPC service names to form rule service names.
 pub const SDK_ROOT: &str = "openstorage.api.openstorage";
 
+/// Prefix of custos's own admin services (`custos.admin.v1.Audit` → service `audit`), so a
+/// custom role names them as it names SDK services.
+pub const ADMIN_ROOT: &str = "custos.admin.v1.";
+
 /// One rule: the listed APIs of the listed services. Patterns are matched case-sensitively.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {
@@ -38,7 +42,10 @@ impl MethodName {
         let mut parts = full.split('/').filter(|p| !p.is_empty());
         let service = parts.next().unwrap_or("").to_lowercase();
         let api = parts.next().unwrap_or("").to_lowercase();
-        let service = match service.strip_prefix(SDK_ROOT) {
+        let service = match service
+            .strip_prefix(SDK_ROOT)
+            .or_else(|| service.strip_prefix(ADMIN_ROOT))
+        {
             Some(rest) => rest.to_string(),
             None => service,
         };

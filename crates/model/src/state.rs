@@ -1,5 +1,6 @@
 //! The replicated state and its deterministic `apply`: authorization happens here, at the log index.
 
+use crate::audit::{self, AuditEvent, AuditHead, AuditRecord};
 use crate::command::{Command, Op, Outcome, Reply};
 use crate::identity::Identity;
 use crate::ids::{NodeId, RequestId, VolumeId};
@@ -19,6 +20,9 @@ mod volumes;
 /// The refusal text of an operation or read given an empty volume id (the server's edge
 /// check uses the same words).
 pub const MUST_SUPPLY_VOLUME_ID: &str = "Must supply a volume id";
+
+/// The most audit records one `TruncateAudit` removes (larger truncations take several).
+pub const AUDIT_TRUNCATE_MAX: u64 = 10_000;
 
 /// How many request ids the state remembers for de-duplication.
 pub const REQUEST_WINDOW: u64 = 10_000;
@@ -50,6 +54,11 @@ pub enum Record {
         node: NodeId,
         usage: VolumeUsage,
     },
+    /// One record of the audit trail. Not kept in memory: the store keeps the trail on disk
+    /// (with its own indexes) and `State` only tracks its head.
+    Audit(AuditRecord),
+    /// Where the audit trail stands.
+    AuditHead(AuditHead),
 }
 
 /// The key a record is stored under.
@@ -61,15 +70,25 @@ pub enum RecordKey {
     Node(NodeId),
     /// A usage record: volume, then reporting node.
     Usage(VolumeId, NodeId),
+    /// An audit record by sequence number.
+    Audit(u64),
+    AuditHead,
 }
 
 impl RecordKey {
     /// Byte encoding: a one-letter kind, a `/`, then the id (a node id in decimal: `n/3`, so
     /// node keys sort as text, not as numbers; nothing depends on their order). A usage key is
     /// `u/<volume>/<node>`: the node id is decimal and the last `/` separates it, so the key
-    /// stays unambiguous even for a volume id holding a `/`. Keys never start with `_`, which
-    /// the store reserves for its own metadata.
+    /// stays unambiguous even for a volume id holding a `/`. An audit record's key is `a/`
+    /// then its sequence number as 8 big-endian bytes, so the trail sorts in order; the head
+    /// is `h/`. Keys never start with `_`, which the store reserves for its own metadata.
     pub fn encode(&self) -> Vec<u8> {
+        if let RecordKey::Audit(seq) = self {
+            let mut out = Vec::with_capacity(AUDIT_KEY_PREFIX.len() + 8);
+            out.extend_from_slice(AUDIT_KEY_PREFIX);
+            out.extend_from_slice(&seq.to_be_bytes());
+            return out;
+        }
         let node_id;
         let usage_id;
         let (kind, id) = match self {
@@ -84,6 +103,8 @@ impl RecordKey {
                 usage_id = format!("{v}/{n}");
                 ("u", usage_id.as_str())
             }
+            RecordKey::Audit(_) => unreachable!("encoded above"),
+            RecordKey::AuditHead => ("h", ""),
         };
         let mut out = Vec::with_capacity(2 + id.len());
         out.extend_from_slice(kind.as_bytes());
@@ -93,6 +114,9 @@ impl RecordKey {
     }
 }
 
+/// The key prefix of audit records (see [`RecordKey::encode`]).
+pub const AUDIT_KEY_PREFIX: &[u8] = b"a/";
+
 impl Record {
     pub fn key(&self) -> RecordKey {
         match self {
@@ -101,6 +125,8 @@ impl Record {
             Record::Request(q) => RecordKey::Request(q.id.clone()),
             Record::Node(n) => RecordKey::Node(n.id),
             Record::Usage { volume, node, .. } => RecordKey::Usage(volume.clone(), *node),
+            Record::Audit(r) => RecordKey::Audit(r.seq),
+            Record::AuditHead(_) => RecordKey::AuditHead,
         }
     }
 }
@@ -138,6 +164,8 @@ pub struct State {
     loads: BTreeMap<NodeId, u64>,
     /// The last usage report of each node, by volume then node (only volumes that exist).
     usage: BTreeMap<(VolumeId, NodeId), VolumeUsage>,
+    /// The audit trail's head; the records themselves live in the store.
+    audit: AuditHead,
 }
 
 impl Default for State {
@@ -162,6 +190,7 @@ impl State {
             nodes: BTreeMap::new(),
             loads: BTreeMap::new(),
             usage: BTreeMap::new(),
+            audit: AuditHead::default(),
         }
     }
 
@@ -174,7 +203,8 @@ impl State {
         state
     }
 
-    /// Every record of the state, in key order per kind: what a snapshot holds.
+    /// Every record of the state, in key order per kind: what a snapshot holds, together with
+    /// the audit records the store keeps (which are not held here).
     pub fn records(&self) -> impl Iterator<Item = Record> + '_ {
         let roles = self
             .roles
@@ -193,11 +223,13 @@ impl State {
                 usage: usage.clone(),
             });
         let requests = self.requests.values().cloned().map(Record::Request);
+        let audit = (self.audit != AuditHead::default()).then_some(Record::AuditHead(self.audit));
         roles
             .chain(nodes)
             .chain(volumes)
             .chain(usage)
             .chain(requests)
+            .chain(audit)
     }
 
     fn is_edited_builtin(&self, r: &Role) -> bool {
@@ -234,6 +266,8 @@ impl State {
             } => {
                 self.usage.insert((volume, node), usage);
             }
+            Record::Audit(_) => {}
+            Record::AuditHead(head) => self.audit = head,
         }
     }
 
@@ -281,6 +315,8 @@ impl State {
             RecordKey::Usage(volume, node) => {
                 self.usage.remove(&(volume.clone(), *node));
             }
+            RecordKey::Audit(_) => {}
+            RecordKey::AuditHead => self.audit = AuditHead::default(),
         }
     }
 
@@ -329,6 +365,11 @@ impl State {
             .values()
             .filter(|v| v.replicas.contains(&node))
             .collect()
+    }
+
+    /// Where the audit trail stands.
+    pub fn audit_head(&self) -> AuditHead {
+        self.audit
     }
 
     /// The outcome a request id already got, if it is still remembered.
@@ -433,10 +474,9 @@ impl State {
             };
         }
         let mut changes = Vec::new();
-        let outcome: Outcome = self
-            .authorize(&cmd.identity, &cmd.op.method())
-            .and_then(|()| self.apply_op(cmd, &mut changes))
-            .into();
+        let role = self.authorize(&cmd.identity, &cmd.op.method());
+        let role_denied = role.is_err();
+        let outcome: Outcome = role.and_then(|()| self.apply_op(cmd, &mut changes)).into();
         if !matches!(outcome, Outcome::Applied(_)) {
             changes.clear();
         }
@@ -446,8 +486,42 @@ impl State {
                 Change::Delete(k) => self.delete(k),
             }
         }
+        let events = audit::events(cmd, &outcome, role_denied);
+        if !events.is_empty() {
+            for event in events {
+                self.append_audit(cmd, event, &mut changes);
+            }
+            changes.push(Change::Put(Record::AuditHead(self.audit)));
+        }
         self.remember(&cmd.request_id, &outcome, &mut changes);
         Applied { outcome, changes }
+    }
+
+    /// Numbers and chains one audit record and adds it to the changes.
+    fn append_audit(&mut self, cmd: &Command, e: AuditEvent, changes: &mut Vec<Change>) {
+        let mut record = AuditRecord {
+            seq: self.audit.next_seq,
+            time_ms: cmd.time_ms,
+            level: e.level,
+            message: e.message,
+            authorized: e.authorized,
+            actor: e.actor,
+            method: e.method,
+            objects: e.objects,
+            code: e.code,
+            reason: e.reason,
+            request_id: e.request_id,
+            origin: cmd.origin,
+            fingerprint: e.fingerprint,
+            count: e.count,
+            edge: e.edge,
+            prev_hash: self.audit.last_hash,
+            hash: audit::GENESIS_HASH,
+        };
+        record.hash = record.compute_hash();
+        self.audit.next_seq += 1;
+        self.audit.last_hash = record.hash;
+        changes.push(Change::Put(Record::Audit(record)));
     }
 
     fn remember(&mut self, id: &RequestId, outcome: &Outcome, changes: &mut Vec<Change>) {
@@ -512,6 +586,37 @@ impl State {
             Op::DrainNode { id } => self.drain_node(cmd, *id, changes),
             Op::ReplaceReplicas { node, down } => self.replace_replicas(cmd, *node, down, changes),
             Op::ReportUsage { node, volumes } => self.report_usage(cmd, *node, volumes, changes),
+            Op::RecordDenials { denials } => {
+                if denials.is_empty() || denials.iter().any(|d| d.count == 0) {
+                    return Err(Rejection::invalid(
+                        "A denial report needs at least one denial, each with a count",
+                    ));
+                }
+                Ok(Reply::Empty)
+            }
+            Op::TruncateAudit { through } => {
+                let head = self.audit;
+                let through = (*through)
+                    .min(head.last_seq())
+                    .min(head.first_seq.saturating_add(AUDIT_TRUNCATE_MAX - 1));
+                if through < head.first_seq {
+                    return Ok(Reply::AuditTruncated {
+                        first: head.first_seq,
+                        through: head.first_seq - 1,
+                    });
+                }
+                for seq in head.first_seq..=through {
+                    changes.push(Change::Delete(RecordKey::Audit(seq)));
+                }
+                changes.push(Change::Put(Record::AuditHead(AuditHead {
+                    first_seq: through + 1,
+                    ..head
+                })));
+                Ok(Reply::AuditTruncated {
+                    first: head.first_seq,
+                    through,
+                })
+            }
             Op::CreateRole { role } => {
                 role.validate()?;
                 if role::is_builtin(&role.name) {

@@ -71,6 +71,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use custos_model::audit::{AuditActor, AuditRecord, ChainVerifier, Denial};
 use custos_model::identity::Identity;
 use custos_model::node::{StorageNodeRecord, RACK_LABEL, ZONE_LABEL};
 use custos_model::ownership::{permitted, AccessType, Acls, Ownership};
@@ -120,6 +121,11 @@ fn placement() {
 #[test]
 fn usage() {
     run_script("usage.txt");
+}
+
+#[test]
+fn audit() {
+    run_script("audit.txt");
 }
 
 // ---- the script format ----
@@ -460,6 +466,7 @@ fn parse_identity(args: &mut Args) -> Result<Identity, String> {
             roles: vec![role::USER_ROLE.to_string()],
             groups: Vec::new(),
             guest: false,
+            fingerprint: String::new(),
         },
         _ => return Err("need exactly one of `guest`, `admin` and user=NAME".into()),
     };
@@ -643,12 +650,48 @@ fn fmt_outcome(o: &Outcome) -> String {
             let ids: Vec<String> = ignored.iter().map(|v| v.to_string()).collect();
             format!("applied: usage recorded, ignored [{}]", ids.join(","))
         }
+        Outcome::Applied(Reply::AuditTruncated { first, through }) => {
+            format!("applied: audit {first}..={through} truncated")
+        }
         Outcome::Refused(r) => format!("refused: {r}"),
     }
 }
 
 fn fmt_key(k: &RecordKey) -> String {
-    String::from_utf8(k.encode()).expect("keys of the scripts are UTF-8")
+    match k {
+        RecordKey::Audit(seq) => format!("a/{seq}"),
+        _ => String::from_utf8(k.encode()).expect("keys of the scripts are UTF-8"),
+    }
+}
+
+/// An audit record without its hashes (`audit` checks the chain instead).
+fn fmt_audit(r: &AuditRecord) -> String {
+    let mut s = format!(
+        "{} {} {:?} method={} code={}",
+        r.seq,
+        r.level.name(),
+        r.message,
+        r.method,
+        r.code
+    );
+    if !r.actor.username.is_empty() {
+        let _ = write!(s, " user={}", r.actor.username);
+    }
+    let _ = write!(s, " roles=[{}]", r.actor.roles.join(","));
+    if !r.objects.is_empty() {
+        let _ = write!(s, " objects=[{}]", r.objects.join(","));
+    }
+    if !r.reason.is_empty() {
+        let _ = write!(s, " reason={:?}", r.reason);
+    }
+    if r.count != 1 {
+        let _ = write!(s, " count={}", r.count);
+    }
+    if r.edge {
+        s.push_str(" edge");
+    }
+    let _ = write!(s, " req={} at={}", r.request_id, r.time_ms);
+    s
 }
 
 fn fmt_record(r: &Record) -> String {
@@ -659,7 +702,33 @@ fn fmt_record(r: &Record) -> String {
         Record::Request(q) => format!("{key}: seq={} {}", q.seq, fmt_outcome(&q.outcome)),
         Record::Node(n) => format!("{key}: {}", fmt_node(n)),
         Record::Usage { usage, .. } => format!("{key}: {}", fmt_usage(usage)),
+        Record::Audit(a) => format!("audit {}", fmt_audit(a)),
+        Record::AuditHead(h) => format!("{key}: next={} first={}", h.next_seq, h.first_seq),
     }
+}
+
+/// `record-denials`'s `denial=MESSAGE;METHOD;CODE;USER;ROLES;COUNT` (ROLES comma-separated).
+fn parse_denial(s: &str) -> Result<Denial, String> {
+    let parts: Vec<&str> = s.split(';').collect();
+    let [message, method, code, user, roles, count] = parts[..] else {
+        return Err(format!(
+            "denial={s}: want MESSAGE;METHOD;CODE;USER;ROLES;COUNT"
+        ));
+    };
+    Ok(Denial {
+        message: message.to_string(),
+        actor: AuditActor {
+            username: user.to_string(),
+            roles: list(roles),
+            ..AuditActor::default()
+        },
+        method: method.to_string(),
+        objects: Vec::new(),
+        code: code.to_string(),
+        request_id: format!("edge-{user}"),
+        fingerprint: String::new(),
+        count: parse_value("count", count)?,
+    })
 }
 
 fn fmt_usage(u: &VolumeUsage) -> String {
@@ -721,6 +790,8 @@ struct Session {
     state: State,
     /// After `clock auto`: the default `time=` of the next apply command (then +1000 each).
     clock: Option<u64>,
+    /// The audit records apply wrote, as a store keeps them (the state holds only the head).
+    trail: BTreeMap<u64, AuditRecord>,
 }
 
 impl Session {
@@ -733,6 +804,7 @@ impl Session {
             ownership: None,
             state: State::new(),
             clock: None,
+            trail: BTreeMap::new(),
         }
     }
 
@@ -771,7 +843,10 @@ impl Session {
             | "uncordon"
             | "drain"
             | "replace-replicas"
-            | "report-usage" => self.apply_cmd(&mut args)?,
+            | "report-usage"
+            | "record-denials"
+            | "truncate-audit" => self.apply_cmd(&mut args)?,
+            "audit" => self.audit_cmd(),
             "usage" => self.usage_cmd(&mut args)?,
             "nodes" => self.nodes_cmd(),
             "replicas" => self.replicas_cmd(),
@@ -840,6 +915,7 @@ impl Session {
             }
             "reset" => {
                 self.state = State::new();
+                self.trail.clear();
                 "ok".into()
             }
             other => return Err(format!("unknown command {other:?}")),
@@ -986,6 +1062,7 @@ impl Session {
             roles: vec![role.to_string()],
             groups: Vec::new(),
             guest: false,
+            fingerprint: String::new(),
         };
         let callers = [
             holder(role::ADMIN_ROLE),
@@ -1211,6 +1288,16 @@ impl Session {
                     .map(|v| parse_usage(v))
                     .collect::<Result<_, _>>()?,
             },
+            "record-denials" => Op::RecordDenials {
+                denials: args
+                    .take_all("denial")
+                    .iter()
+                    .map(|d| parse_denial(d))
+                    .collect::<Result<_, _>>()?,
+            },
+            "truncate-audit" => Op::TruncateAudit {
+                through: args.parsed("through", 0u64)?,
+            },
             _ => unreachable!("dispatched above"),
         };
         let cmd = Command {
@@ -1226,9 +1313,46 @@ impl Session {
             out.push_str("\nno changes");
         }
         for c in &applied.changes {
+            match c {
+                Change::Put(Record::Audit(r)) => {
+                    self.trail.insert(r.seq, r.clone());
+                }
+                Change::Delete(RecordKey::Audit(seq)) => {
+                    self.trail.remove(seq);
+                }
+                _ => {}
+            }
+            // The head moves with every command: `audit` shows it.
+            if matches!(c, Change::Put(Record::AuditHead(_))) {
+                continue;
+            }
             let _ = write!(out, "\n{}", fmt_change(c));
         }
         Ok(out)
+    }
+
+    /// The audit trail kept so far, then whether its chain verifies up to the state's head.
+    fn audit_cmd(&self) -> String {
+        let mut out = String::new();
+        let mut verifier = ChainVerifier::default();
+        let mut broken = None;
+        for r in self.trail.values() {
+            let _ = writeln!(out, "{}", fmt_audit(r));
+            if broken.is_none() {
+                broken = verifier.push(r).err();
+            }
+        }
+        let head = self.state.audit_head();
+        let verdict = match broken.map_or_else(|| verifier.finish(&head), Err) {
+            Ok(()) => "ok".to_string(),
+            Err(e) => format!("BROKEN: {e}"),
+        };
+        let _ = write!(
+            out,
+            "head: next={} first={} chain={verdict}",
+            head.next_seq, head.first_seq
+        );
+        out
     }
 
     /// `usage volume=ID` (the aggregate) or `usage node=N` (that node's last report).
@@ -1475,6 +1599,7 @@ fn access_columns() -> Vec<(&'static str, Identity, VolumeId)> {
         roles: vec![role::USER_ROLE.to_string()],
         groups: groups.iter().map(|g| g.to_string()).collect(),
         guest: false,
+        fingerprint: String::new(),
     };
     let acl = VolumeId("v-acl".into());
     vec![
@@ -1502,6 +1627,7 @@ fn root() -> Identity {
         roles: vec![role::ADMIN_ROLE.to_string()],
         groups: vec!["*".into()],
         guest: false,
+        fingerprint: String::new(),
     }
 }
 

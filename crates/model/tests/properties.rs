@@ -17,7 +17,10 @@ use custos_model::node::{StorageNodeRecord, RACK_LABEL, ZONE_LABEL};
 use custos_model::ownership::{AccessType, Acls, Ownership};
 use custos_model::placement;
 use custos_model::role::{Role, Rule};
-use custos_model::state::{self, Applied, Change, Record, State, VolumeFilter, REQUEST_WINDOW};
+use custos_model::state::{
+    self, Applied, Change, Record, RecordKey, State, VolumeFilter, REQUEST_WINDOW,
+};
+use custos_model::AuditRecord;
 use custos_model::{
     Code, Command, NodeId, Op, Outcome, Reply, RequestId, VolumeId, VolumeSpec, VolumeUpdate,
     VolumeUsage,
@@ -75,6 +78,7 @@ fn user(name: &str, roles: Vec<&str>, groups: Vec<&str>) -> Identity {
         roles: roles.into_iter().map(str::to_string).collect(),
         groups: groups.into_iter().map(str::to_string).collect(),
         guest: false,
+        fingerprint: String::new(),
     }
 }
 
@@ -482,6 +486,27 @@ impl Store {
     fn load(&self) -> State {
         State::from_records(self.0.values().cloned())
     }
+
+    fn requests(&self) -> usize {
+        self.0
+            .values()
+            .filter(|r| matches!(r, Record::Request(_)))
+            .count()
+    }
+}
+
+/// The changes other than the audit trail's (its records and head).
+fn without_audit(changes: &[Change]) -> Vec<&Change> {
+    changes
+        .iter()
+        .filter(|c| {
+            !matches!(
+                c,
+                Change::Put(Record::Audit(_) | Record::AuditHead(_))
+                    | Change::Delete(RecordKey::Audit(_))
+            )
+        })
+        .collect()
 }
 
 proptest! {
@@ -547,8 +572,22 @@ proptest! {
                 _ => None,
             });
             prop_assert_eq!(remembered.as_ref(), Some(&outcome));
+            // Every command that is not a retry leaves exactly one audit record (these commands
+            // are neither ReplaceReplicas nor RecordDenials), chained onto the previous one.
+            let audited: Vec<&AuditRecord> = changes
+                .iter()
+                .filter_map(|c| match c {
+                    Change::Put(Record::Audit(r)) => Some(r),
+                    _ => None,
+                })
+                .collect();
+            prop_assert_eq!(audited.len(), 1, "{:?}", changes);
+            prop_assert!(audited[0].hash_is_valid());
+            prop_assert_eq!(audited[0].seq, state.audit_head().last_seq());
+            prop_assert_eq!(audited[0].hash, state.audit_head().last_hash);
             if matches!(outcome, Outcome::Refused(_)) {
-                prop_assert_eq!(changes.len(), 1, "a refusal changed more than its request: {:?}", changes);
+                let rest = without_audit(&changes);
+                prop_assert_eq!(rest.len(), 1, "a refusal changed more than its request: {:?}", changes);
             }
         }
     }
@@ -716,7 +755,7 @@ fn check_step(
     let Outcome::Applied(reply) = outcome else {
         let domain = |s: &State| -> Vec<Record> {
             s.records()
-                .filter(|r| !matches!(r, Record::Request(_)))
+                .filter(|r| !matches!(r, Record::Request(_) | Record::AuditHead(_)))
                 .collect()
         };
         prop_assert_eq!(domain(after), domain(before), "a refusal changed the state");
@@ -890,16 +929,17 @@ proptest! {
             let Applied { outcome, changes } = state.apply(&noop(i));
             prop_assert!(matches!(outcome, Outcome::Applied(_)));
             store.apply(&changes);
+            let changes = without_audit(&changes);
             if i < window {
                 prop_assert_eq!(changes.len(), 1);
             } else {
                 let evicted = state::RecordKey::Request(RequestId(format!("w{}", i - window)));
                 prop_assert_eq!(changes.len(), 2);
-                prop_assert_eq!(&changes[1], &Change::Delete(evicted));
+                prop_assert_eq!(changes[1], &Change::Delete(evicted));
             }
         }
         prop_assert_eq!(request_count(&state) as u64, window);
-        prop_assert_eq!(store.0.len() as u64, window);
+        prop_assert_eq!(store.requests() as u64, window);
         // The newest `window` ids are remembered, the older ones are gone.
         for i in 0..window + extra {
             let remembered = state.remembered(&RequestId(format!("w{i}"))).is_some();
@@ -909,7 +949,7 @@ proptest! {
         // and evicts the current oldest.
         let Applied { changes, .. } = state.apply(&noop(0));
         store.apply(&changes);
-        prop_assert_eq!(changes.len(), 2);
+        prop_assert_eq!(without_audit(&changes).len(), 2);
         prop_assert!(state.remembered(&RequestId("w0".into())).is_some());
         let oldest = RequestId(format!("w{extra}"));
         prop_assert!(state.remembered(&oldest).is_none());

@@ -10,10 +10,12 @@
 //! | `raft_meta` | `committed`                  | `Option<LogId<u64>>`                      |
 //! | `raft_meta` | `last_purged`                | `LogId<u64>`                              |
 //! | `sm`        | `RecordKey::encode()`        | `custos_model::Record`                    |
+//! | `sm`        | `a/` + seq `u64` BE          | `Record::Audit` (not loaded into memory)  |
+//! | `sm`        | `i/` + len `u16` BE + username + seq | empty: the audit index by user    |
 //! | `sm`        | `_applied`                   | `Option<LogId<u64>>`                      |
 //! | `sm`        | `_membership`                | `StoredMembership<u64, Member>`           |
 //! | `snapshot`  | `current_meta`               | `SnapshotMeta<u64, Member>`               |
-//! | `snapshot`  | `current_data`               | snapshot data: `Vec<Record>`              |
+//! | `snapshot`  | `current_data`               | snapshot data: `Vec<Record>` (audit included) |
 //! | `snapshot`  | `installing`                 | snapshot id being installed (marker)      |
 
 use crate::StoreError;
@@ -21,7 +23,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// On-disk layout version, stored under [`FORMAT_KEY`] in the default tree.
-pub(crate) const LAYOUT_FORMAT: u32 = 1;
+pub(crate) const LAYOUT_FORMAT: u32 = 2;
 pub(crate) const FORMAT_KEY: &[u8] = b"_format";
 
 pub(crate) const LOG_TREE: &str = "log";

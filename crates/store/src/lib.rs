@@ -12,6 +12,7 @@
 // helpers that build it return it as is.
 #![allow(clippy::result_large_err)]
 
+pub mod audit;
 mod codec;
 mod db;
 pub mod log_store;
@@ -23,6 +24,7 @@ use std::fmt;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
+pub use audit::{AuditLog, AuditPage, AuditVerification};
 pub use codec::CodecError;
 pub use log_store::LogStore;
 pub use state_machine::{SharedState, SnapshotBuilder, StateMachineStore};

@@ -27,18 +27,20 @@
 //! state swapped, (3) the marker is removed. `open` finishes an install that a crash
 //! interrupted by redoing (2) from the stored snapshot.
 
+use crate::audit::{index_key, is_audit_key, AuditLog};
 use crate::codec::{decode, encode};
 use crate::db::{
     Trees, APPLIED_KEY, CURRENT_DATA_KEY, CURRENT_META_KEY, INSTALLING_KEY, MEMBERSHIP_KEY,
     SM_META_PREFIX,
 };
 use crate::{sto_err, Member, StoreError, TypeConfig};
-use custos_model::{Applied, Change, Outcome, Record, Reply, State};
+use custos_model::{Applied, Change, Outcome, Record, RecordKey, Reply, State};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder,
     SnapshotMeta, StorageError, StoredMembership,
 };
+use std::collections::HashMap;
 use std::io::Cursor;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
@@ -65,6 +67,8 @@ struct Inner {
     meta: Mutex<SmMeta>,
     /// Serializes writes of the current snapshot (build and install run on different tasks).
     snapshot_lock: tokio::sync::Mutex<()>,
+    /// The last audit sequence number, announced after every apply batch and install.
+    audit_appended: tokio::sync::watch::Sender<u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -85,8 +89,8 @@ fn snap_err(
     sto_err(ErrorSubject::Snapshot(meta.map(|m| m.signature())), verb, e)
 }
 
-/// Writes `records`, the applied id and the membership as the whole content of the `sm` tree,
-/// in one batch.
+/// Writes `records` (audit records with their index entries), the applied id and the
+/// membership as the whole content of the `sm` tree, in one batch.
 fn rewrite_sm_tree(sm: &sled::Tree, records: &[Record], meta: &SmMeta) -> Result<(), StoreError> {
     let mut batch = sled::Batch::default();
     for key in sm.iter().keys() {
@@ -95,6 +99,11 @@ fn rewrite_sm_tree(sm: &sled::Tree, records: &[Record], meta: &SmMeta) -> Result
     // A later insert of the same key in a batch replaces its removal.
     for record in records {
         batch.insert(record.key().encode(), encode("record", record)?);
+        if let Record::Audit(r) = record {
+            if let Some(key) = index_key(&r.actor.username, r.seq) {
+                batch.insert(key, &[][..]);
+            }
+        }
     }
     batch.insert(APPLIED_KEY, encode("applied log id", &meta.applied)?);
     batch.insert(MEMBERSHIP_KEY, encode("membership", &meta.membership)?);
@@ -154,14 +163,25 @@ impl StateMachineStore {
         };
 
         let state = State::from_records(records);
+        let (audit_appended, _) = tokio::sync::watch::channel(state.audit_head().last_seq());
         Ok(StateMachineStore {
             inner: Arc::new(Inner {
                 trees,
                 state: Arc::new(RwLock::new(state)),
                 meta: Mutex::new(meta),
                 snapshot_lock: tokio::sync::Mutex::new(()),
+                audit_appended,
             }),
         })
+    }
+
+    /// The audit trail's reader.
+    pub fn audit_log(&self) -> AuditLog {
+        AuditLog {
+            sm: self.inner.trees.sm.clone(),
+            state: self.inner.state.clone(),
+            appended: self.inner.audit_appended.subscribe(),
+        }
     }
 
     /// Rewrites the `sm` tree from snapshot data, clears the marker and flushes (at open).
@@ -181,11 +201,20 @@ impl StateMachineStore {
         Ok(())
     }
 
+    /// The state's records (not the audit trail, which stays on disk) and the metadata.
     fn read_sm_tree(sm: &sled::Tree) -> Result<(Vec<Record>, SmMeta), StoreError> {
         let mut records = Vec::new();
         let mut meta = SmMeta::default();
-        for kv in sm.iter() {
+        // Everything but the audit records (`a/...`) and their index (`i/...`): the key
+        // ranges before, between and after them.
+        let ranges = [
+            sm.range(..&b"a/"[..]),
+            sm.range(&b"a0"[..]..&b"i/"[..]),
+            sm.range(&b"i0"[..]..),
+        ];
+        for kv in ranges.into_iter().flatten() {
             let (key, value) = kv?;
+            debug_assert!(!is_audit_key(&key));
             if key.first() == Some(&SM_META_PREFIX) {
                 match key.as_ref() {
                     APPLIED_KEY => meta.applied = decode("applied log id", &value)?,
@@ -274,6 +303,9 @@ impl StateMachineStore {
             .map_err(|e| sm_err(ErrorVerb::Write, &e))?;
         *state = new_state;
         *current = meta;
+        self.inner
+            .audit_appended
+            .send_replace(state.audit_head().last_seq());
         Ok(())
     }
 
@@ -293,22 +325,79 @@ impl StateMachineStore {
     }
 }
 
+impl Inner {
+    /// The state's records (without the audit trail), applied id, membership and audit head,
+    /// taken together under the state lock.
+    fn state_records(&self) -> (Vec<Record>, SmMeta, custos_model::AuditHead) {
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        self.state_records_locked(&state)
+    }
+
+    fn state_records_locked(
+        &self,
+        state: &State,
+    ) -> (Vec<Record>, SmMeta, custos_model::AuditHead) {
+        let meta = self
+            .meta
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        (state.records().collect(), meta, state.audit_head())
+    }
+
+    fn current_head(&self) -> custos_model::AuditHead {
+        self.state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .audit_head()
+    }
+
+    /// The audit records `first..next` as stored.
+    fn audit_records(&self, first: u64, next: u64) -> Result<Vec<Record>, StorageError<NodeId>> {
+        if first >= next {
+            return Ok(Vec::new());
+        }
+        let start = RecordKey::Audit(first).encode();
+        let end = RecordKey::Audit(next).encode();
+        let mut out = Vec::with_capacity((next - first).min(1 << 20) as usize);
+        for kv in self.trees.sm.range(start..end) {
+            let (_, value) = kv.map_err(|e| snap_err(None, ErrorVerb::Read, &e))?;
+            let record: Record =
+                decode("audit record", &value).map_err(|e| snap_err(None, ErrorVerb::Read, &e))?;
+            out.push(record);
+        }
+        Ok(out)
+    }
+
+    /// The username of a stored audit record (to find its index entry).
+    fn audit_username(&self, seq: u64) -> Result<Option<String>, StoreError> {
+        match self.trees.sm.get(RecordKey::Audit(seq).encode())? {
+            Some(v) => Ok(Some(crate::audit::decode_record(&v)?.actor.username)),
+            None => Ok(None),
+        }
+    }
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         // A consistent view: records, applied id and membership under the state read lock.
-        let (records, sm_meta) = {
+        let (mut records, sm_meta, head) = self.inner.state_records();
+        // The audit records of that head, read without holding the state lock: records below
+        // `next_seq` never change once written, and only a truncation removes some. If one ran
+        // meanwhile (the first kept record moved), collect everything again under the lock.
+        let audit = self.inner.audit_records(head.first_seq, head.next_seq)?;
+        let (records, sm_meta) = if self.inner.current_head().first_seq == head.first_seq {
+            records.extend(audit);
+            (records, sm_meta)
+        } else {
             let state = self
                 .inner
                 .state
                 .read()
                 .unwrap_or_else(PoisonError::into_inner);
-            let meta = self
-                .inner
-                .meta
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
-            (state.records().collect::<Vec<Record>>(), meta)
+            let (mut records, sm_meta, head) = self.inner.state_records_locked(&state);
+            records.extend(self.inner.audit_records(head.first_seq, head.next_seq)?);
+            (records, sm_meta)
         };
         let data = tokio::task::spawn_blocking(move || encode("snapshot data", &records))
             .await
@@ -386,6 +475,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut membership_changed = false;
         let mut batch = sled::Batch::default();
         let mut outcomes = Vec::new();
+        // Audit records put earlier in this batch (not yet readable from the tree): their
+        // usernames, to remove their index entries if a truncation in the same batch drops them.
+        let mut pending_audit: HashMap<u64, String> = HashMap::new();
         for entry in entries {
             let log_id = entry.log_id;
             next.applied = Some(log_id);
@@ -400,9 +492,28 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                                 let bytes = encode("record", &record).map_err(|e| {
                                     sto_err(ErrorSubject::Apply(log_id), ErrorVerb::Write, &e)
                                 })?;
+                                if let Record::Audit(r) = &record {
+                                    if let Some(key) = index_key(&r.actor.username, r.seq) {
+                                        batch.insert(key, &[][..]);
+                                    }
+                                    pending_audit.insert(r.seq, r.actor.username.clone());
+                                }
                                 batch.insert(record.key().encode(), bytes);
                             }
-                            Change::Delete(key) => batch.remove(key.encode()),
+                            Change::Delete(key) => {
+                                if let RecordKey::Audit(seq) = key {
+                                    let username = match pending_audit.remove(&seq) {
+                                        Some(u) => Some(u),
+                                        None => inner
+                                            .audit_username(seq)
+                                            .map_err(|e| sm_err(ErrorVerb::Read, &e))?,
+                                    };
+                                    if let Some(index) = username.and_then(|u| index_key(&u, seq)) {
+                                        batch.remove(index);
+                                    }
+                                }
+                                batch.remove(key.encode())
+                            }
                         }
                     }
                     outcomes.push(outcome);
@@ -432,6 +543,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .apply_batch(batch)
             .map_err(|e| sm_err(ErrorVerb::Write, &e))?;
         *meta = next;
+        inner
+            .audit_appended
+            .send_replace(state.audit_head().last_seq());
         Ok(outcomes)
     }
 

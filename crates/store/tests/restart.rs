@@ -157,7 +157,7 @@ async fn unknown_format_version_is_refused() {
             err,
             StoreError::UnsupportedFormat {
                 found: 7,
-                expected: 1,
+                expected: 2,
                 ..
             }
         ),

@@ -19,6 +19,7 @@ pub fn admin() -> Identity {
         roles: vec!["system.admin".into()],
         groups: Vec::new(),
         guest: false,
+        fingerprint: String::new(),
     }
 }
 
