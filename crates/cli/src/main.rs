@@ -1,5 +1,6 @@
 //! The `custos` binary: runs a node (`server`), a local cluster (`dev`), and operator commands.
 
+mod audit;
 mod dev;
 mod output;
 mod server;
@@ -58,6 +59,11 @@ enum Command {
         #[command(subcommand)]
         command: volume::ClusterCommand,
     },
+    /// The replicated audit trail: list, follow, verify.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
     /// SDK and server version of the endpoint.
     Version,
 }
@@ -86,6 +92,7 @@ fn main() -> ExitCode {
             Command::Auth { command } => token::run(command, &ctx),
             Command::Volume { command } => volume::run(command, &ctx).await,
             Command::Cluster { command } => volume::run_cluster(command, &ctx).await,
+            Command::Audit { command } => audit::run(command, &ctx).await,
             Command::Version => volume::version(&ctx).await,
         }
     });

@@ -5,9 +5,13 @@ pub use custos_model as model;
 
 use custos_model::{Code, Role, Volume, VolumeUpdate, VolumeUsage};
 use custos_proto::convert;
+use custos_model::audit::{AuditQuery, AuditRecord};
+use custos_proto::custos::admin::v1::audit_client::AuditClient;
 use custos_proto::custos::admin::v1::cluster_admin_client::ClusterAdminClient;
+pub use custos_proto::custos::admin::v1::AuditVerifyReply;
 use custos_proto::custos::admin::v1::{
-    ReportUsageRequest, StatusReply, StatusRequest, VolumeUsageReport,
+    AuditFollowRequest, AuditListRequest, AuditVerifyRequest, ReportUsageRequest, StatusReply,
+    StatusRequest, VolumeUsageReport,
 };
 use custos_proto::openstorage::api::open_storage_cluster_client::OpenStorageClusterClient;
 use custos_proto::openstorage::api::open_storage_identity_client::OpenStorageIdentityClient;
@@ -102,6 +106,15 @@ pub struct CreateVolume {
     pub labels: BTreeMap<String, String>,
     pub shared: bool,
     pub encrypted: bool,
+}
+
+/// One page of `audit_list`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditPage {
+    pub records: Vec<AuditRecord>,
+    pub next_page_token: Option<String>,
+    pub first_seq: u64,
+    pub last_seq: u64,
 }
 
 impl Client {
@@ -214,6 +227,92 @@ impl Client {
             c.status(self.request(StatusRequest {}, &id))
                 .await
                 .map(|r| r.into_inner())
+        })
+        .await
+    }
+
+    /// One page of the audit trail (`page_token` from the previous page's `next_page_token`).
+    pub async fn audit_list(
+        &self,
+        query: &AuditQuery,
+        page_token: Option<&str>,
+        page_size: u32,
+        newest_first: bool,
+    ) -> Result<AuditPage, ClientError> {
+        let msg = AuditListRequest {
+            filter: Some(convert::audit_query_to_proto(query)),
+            page_size,
+            page_token: page_token.unwrap_or_default().to_string(),
+            newest_first,
+        };
+        self.call(|ch, id| {
+            let msg = msg.clone();
+            async move {
+                let mut c = AuditClient::new(ch);
+                c.list(self.request(msg, &id)).await.map(|r| {
+                    let r = r.into_inner();
+                    AuditPage {
+                        records: r
+                            .records
+                            .iter()
+                            .map(convert::audit_record_from_proto)
+                            .collect(),
+                        next_page_token: (!r.next_page_token.is_empty())
+                            .then_some(r.next_page_token),
+                        first_seq: r.first_seq,
+                        last_seq: r.last_seq,
+                    }
+                })
+            }
+        })
+        .await
+    }
+
+    /// Follows the trail from `query.from_seq` (or from the next record) on the first endpoint
+    /// that answers; the stream ends when the server stops or `query.to_seq` is passed.
+    pub async fn audit_follow(
+        &self,
+        query: &AuditQuery,
+    ) -> Result<
+        std::pin::Pin<
+            Box<dyn futures::Stream<Item = Result<AuditRecord, ClientError>> + Send + 'static>,
+        >,
+        ClientError,
+    > {
+        use futures::StreamExt;
+        let msg = AuditFollowRequest {
+            filter: Some(convert::audit_query_to_proto(query)),
+        };
+        let stream = self
+            .call(|ch, id| {
+                let msg = msg.clone();
+                async move {
+                    let mut c = AuditClient::new(ch);
+                    let mut req = self.request(msg, &id);
+                    // A follow has no deadline: it lasts until the caller stops reading.
+                    req.metadata_mut().remove("grpc-timeout");
+                    c.follow(req).await.map(|r| r.into_inner())
+                }
+            })
+            .await?;
+        Ok(Box::pin(stream.map(|item| {
+            item.map(|r| convert::audit_record_from_proto(&r))
+                .map_err(ClientError::from_status)
+        })))
+    }
+
+    /// Checks the hash chain of the first endpoint that answers, up to `through` (0 = its head).
+    pub async fn audit_verify(&self, through: u64) -> Result<AuditVerifyReply, ClientError> {
+        self.call(|ch, id| async move {
+            let mut c = AuditClient::new(ch);
+            c.verify(self.request(
+                AuditVerifyRequest {
+                    through_seq: through,
+                },
+                &id,
+            ))
+            .await
+            .map(|r| r.into_inner())
         })
         .await
     }

@@ -1,6 +1,8 @@
-//! Conversions between the SDK wire types and the domain model (the only place both meet).
+//! Conversions between the wire types (SDK and custos admin) and the domain model (the only place both meet).
 
+use crate::custos::admin::v1 as admin;
 use crate::openstorage::api;
+use custos_model::audit::{AuditActor, AuditHash, AuditLevel, AuditQuery, AuditRecord};
 use custos_model::{
     AccessType, Acls, NodeId, Ownership, Role, Rule, Volume, VolumeId, VolumeSpec, VolumeUpdate,
 };
@@ -273,9 +275,149 @@ pub fn role_to_proto(r: &Role) -> api::SdkRole {
     }
 }
 
+// ---- the audit trail (custos.admin.v1.Audit) ----
+
+fn hex_to_hash(s: &str) -> AuditHash {
+    let mut out = [0u8; 32];
+    let bytes = s.as_bytes();
+    if bytes.len() == 64 {
+        for (i, chunk) in bytes.chunks(2).enumerate() {
+            let digit = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+            out[i] = digit(chunk[0]) << 4 | digit(chunk[1]);
+        }
+    }
+    AuditHash(out)
+}
+
+pub fn audit_record_to_proto(r: &AuditRecord) -> admin::AuditRecord {
+    admin::AuditRecord {
+        seq: r.seq,
+        time_ms: r.time_ms,
+        level: r.level.name().to_string(),
+        message: r.message.clone(),
+        authorized: r.authorized,
+        username: r.actor.username.clone(),
+        subject: r.actor.subject.clone(),
+        name: r.actor.name.clone(),
+        email: r.actor.email.clone(),
+        issuer: r.actor.issuer.clone(),
+        roles: r.actor.roles.clone(),
+        groups: r.actor.groups.clone(),
+        method: r.method.clone(),
+        objects: r.objects.clone(),
+        code: r.code.clone(),
+        reason: r.reason.clone(),
+        request_id: r.request_id.clone(),
+        origin_node: r.origin.0,
+        token_fingerprint: r.fingerprint.clone(),
+        count: r.count,
+        edge: r.edge,
+        prev_hash: r.prev_hash.hex(),
+        hash: r.hash.hex(),
+    }
+}
+
+/// The record a reply carries; its hash can be recomputed to check it arrived intact.
+pub fn audit_record_from_proto(r: &admin::AuditRecord) -> AuditRecord {
+    AuditRecord {
+        seq: r.seq,
+        time_ms: r.time_ms,
+        level: if r.level == "warning" {
+            AuditLevel::Warning
+        } else {
+            AuditLevel::Info
+        },
+        message: r.message.clone(),
+        authorized: r.authorized,
+        actor: AuditActor {
+            username: r.username.clone(),
+            subject: r.subject.clone(),
+            name: r.name.clone(),
+            email: r.email.clone(),
+            issuer: r.issuer.clone(),
+            roles: r.roles.clone(),
+            groups: r.groups.clone(),
+        },
+        method: r.method.clone(),
+        objects: r.objects.clone(),
+        code: r.code.clone(),
+        reason: r.reason.clone(),
+        request_id: r.request_id.clone(),
+        origin: NodeId(r.origin_node),
+        fingerprint: r.token_fingerprint.clone(),
+        count: r.count,
+        edge: r.edge,
+        prev_hash: hex_to_hash(&r.prev_hash),
+        hash: hex_to_hash(&r.hash),
+    }
+}
+
+pub fn audit_query_from_proto(f: Option<&admin::AuditFilter>) -> AuditQuery {
+    let Some(f) = f else {
+        return AuditQuery::default();
+    };
+    let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    let num = |n: u64| (n != 0).then_some(n);
+    AuditQuery {
+        username: text(&f.username),
+        method: text(&f.method),
+        code: text(&f.code),
+        object: text(&f.object_id),
+        from_time_ms: num(f.from_time_ms),
+        to_time_ms: num(f.to_time_ms),
+        from_seq: num(f.from_seq),
+        to_seq: num(f.to_seq),
+    }
+}
+
+pub fn audit_query_to_proto(q: &AuditQuery) -> admin::AuditFilter {
+    admin::AuditFilter {
+        username: q.username.clone().unwrap_or_default(),
+        method: q.method.clone().unwrap_or_default(),
+        code: q.code.clone().unwrap_or_default(),
+        object_id: q.object.clone().unwrap_or_default(),
+        from_time_ms: q.from_time_ms.unwrap_or(0),
+        to_time_ms: q.to_time_ms.unwrap_or(0),
+        from_seq: q.from_seq.unwrap_or(0),
+        to_seq: q.to_seq.unwrap_or(0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_records_round_trip_with_their_hashes() {
+        use custos_model::audit::{AuditActor, AuditLevel, AuditRecord, GENESIS_HASH};
+        let mut r = AuditRecord {
+            seq: 7,
+            time_ms: 1_700_000_000_123,
+            level: AuditLevel::Warning,
+            message: "Access denied".into(),
+            authorized: false,
+            actor: AuditActor {
+                username: "victor".into(),
+                roles: vec!["system.view".into()],
+                ..AuditActor::default()
+            },
+            method: "volume.create".into(),
+            objects: vec!["v1".into()],
+            code: "PermissionDenied".into(),
+            reason: "no".into(),
+            request_id: "r".into(),
+            origin: NodeId(2),
+            fingerprint: "0123456789ab".into(),
+            count: 3,
+            edge: true,
+            prev_hash: GENESIS_HASH,
+            hash: GENESIS_HASH,
+        };
+        r.hash = r.compute_hash();
+        let back = audit_record_from_proto(&audit_record_to_proto(&r));
+        assert_eq!(back, r);
+        assert!(back.hash_is_valid());
+    }
 
     #[test]
     fn volume_round_trips_and_drops_the_passphrase() {

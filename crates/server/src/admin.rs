@@ -1,11 +1,16 @@
-//! `custos.admin.v1.ClusterAdmin`: what operators and `custos dev` ask a node about its cluster.
+//! `custos.admin.v1`: `ClusterAdmin` (what operators and `custos dev` ask a node about its
+//! cluster) and `Audit` (the replicated audit trail: list, follow, verify).
 
 use crate::node::Node;
 use custos_model::command::REPORT_USAGE_METHOD;
 use custos_model::{NodeId, Op, Reply, VolumeId, VolumeUsage};
+use custos_proto::convert;
+use custos_proto::custos::admin::v1::audit_server::Audit;
 use custos_proto::custos::admin::v1::cluster_admin_server::ClusterAdmin;
 use custos_proto::custos::admin::v1::{
-    Member, ReportUsageReply, ReportUsageRequest, StatusReply, StatusRequest,
+    AuditFollowRequest, AuditListReply, AuditListRequest, AuditRecord as AuditRecordProto,
+    AuditVerifyReply, AuditVerifyRequest, Member, ReportUsageReply, ReportUsageRequest,
+    StatusReply, StatusRequest,
 };
 use openraft::ServerState;
 use std::sync::Arc;
@@ -100,5 +105,163 @@ impl ClusterAdmin for AdminService {
                 "unexpected reply to a usage report: {other:?}"
             ))),
         }
+    }
+}
+
+/// `custos.admin.v1.Audit`: the replicated audit trail, read from this node's store.
+pub struct AuditService {
+    pub node: Arc<Node>,
+}
+
+const AUDIT: &str = "/custos.admin.v1.Audit/";
+
+/// The largest `page_size` a List honours.
+const MAX_PAGE: usize = 1000;
+
+fn storage(e: custos_store::StoreError) -> Status {
+    crate::status::internal(format!("reading the audit trail: {e}"))
+}
+
+#[tonic::async_trait]
+impl Audit for AuditService {
+    async fn list(
+        &self,
+        request: Request<AuditListRequest>,
+    ) -> Result<Response<AuditListReply>, Status> {
+        let caller = self
+            .node
+            .caller(request.metadata(), &format!("{AUDIT}List"))?;
+        let req = request.into_inner();
+        let query = convert::audit_query_from_proto(req.filter.as_ref());
+        let cursor = match req.page_token.as_str() {
+            "" => None,
+            t => Some(t.parse::<u64>().map_err(|_| {
+                Status::invalid_argument(format!("page_token {t:?} is not one this node issued"))
+            })?),
+        };
+        let limit = match req.page_size {
+            0 => 100,
+            n => (n as usize).min(MAX_PAGE),
+        };
+        self.node
+            .read_barrier(caller.consistency, caller.deadline)
+            .await?;
+        let log = self.node.audit.log.clone();
+        let newest_first = req.newest_first;
+        let page = tokio::task::spawn_blocking(move || {
+            log.list(&query, cursor, limit, newest_first)
+                .map(|page| (page, log.head()))
+        })
+        .await
+        .map_err(|e| crate::status::internal(format!("audit list task: {e}")))?
+        .map_err(storage)?;
+        let (page, head) = page;
+        Ok(Response::new(AuditListReply {
+            records: page
+                .records
+                .iter()
+                .map(convert::audit_record_to_proto)
+                .collect(),
+            next_page_token: page.next.map(|n| n.to_string()).unwrap_or_default(),
+            first_seq: head.first_seq,
+            last_seq: head.last_seq(),
+        }))
+    }
+
+    type FollowStream = std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<AuditRecordProto, Status>> + Send + 'static>,
+    >;
+
+    async fn follow(
+        &self,
+        request: Request<AuditFollowRequest>,
+    ) -> Result<Response<Self::FollowStream>, Status> {
+        let caller = self
+            .node
+            .caller(request.metadata(), &format!("{AUDIT}Follow"))?;
+        let req = request.into_inner();
+        let mut query = convert::audit_query_from_proto(req.filter.as_ref());
+        self.node
+            .read_barrier(caller.consistency, caller.deadline)
+            .await?;
+        let log = self.node.audit.log.clone();
+        let mut next = query
+            .from_seq
+            .unwrap_or_else(|| log.head().next_seq)
+            .max(1);
+        let to = query.to_seq.unwrap_or(u64::MAX);
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(async move {
+            let mut appended = log.subscribe();
+            loop {
+                let last = (*appended.borrow_and_update()).min(to);
+                while next <= last {
+                    query.from_seq = Some(next);
+                    query.to_seq = Some(last);
+                    let (q, l) = (query.clone(), log.clone());
+                    let page = tokio::task::spawn_blocking(move || l.list(&q, None, 500, false))
+                        .await;
+                    let page = match page {
+                        Ok(Ok(page)) => page,
+                        Ok(Err(e)) => {
+                            let _ = tx.send(Err(storage(e))).await;
+                            return;
+                        }
+                        Err(e) => {
+                            let _ = tx
+                                .send(Err(crate::status::internal(format!("follow task: {e}"))))
+                                .await;
+                            return;
+                        }
+                    };
+                    for r in &page.records {
+                        if tx
+                            .send(Ok(convert::audit_record_to_proto(r)))
+                            .await
+                            .is_err()
+                        {
+                            return; // the client went away
+                        }
+                    }
+                    next = page.next.unwrap_or(last + 1);
+                }
+                if next > to {
+                    return;
+                }
+                tokio::select! {
+                    changed = appended.changed() => if changed.is_err() { return },
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn verify(
+        &self,
+        request: Request<AuditVerifyRequest>,
+    ) -> Result<Response<AuditVerifyReply>, Status> {
+        self.node
+            .caller(request.metadata(), &format!("{AUDIT}Verify"))?;
+        let through = request.into_inner().through_seq;
+        let log = self.node.audit.log.clone();
+        let v = tokio::task::spawn_blocking(move || log.verify((through != 0).then_some(through)))
+            .await
+            .map_err(|e| crate::status::internal(format!("audit verify task: {e}")))?
+            .map_err(storage)?;
+        let (through_seq, through_hash) = v.at.map(|(s, h)| (s, h.hex())).unwrap_or_default();
+        Ok(Response::new(AuditVerifyReply {
+            node_id: self.node.id,
+            ok: v.error.is_none(),
+            error: v.error.unwrap_or_default(),
+            first_seq: v.head.first_seq,
+            last_seq: v.head.last_seq(),
+            last_hash: v.head.last_hash.hex(),
+            through_seq,
+            through_hash,
+            checked: v.checked,
+        }))
     }
 }

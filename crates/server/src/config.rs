@@ -59,6 +59,49 @@ impl Default for NodeSettings {
     }
 }
 
+/// The audit trail: local files, edge-denial batching and retention.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Where `audit.log` and `access.log` are written; the data dir when unset.
+    pub log_dir: Option<PathBuf>,
+    /// Edge denials are proposed to the replicated trail this often (milliseconds).
+    pub batch_ms: u64,
+    /// Distinct kinds of denial one batch keeps apart; further kinds are coalesced per code,
+    /// so memory stays bounded under a flood of varied bad requests.
+    pub max_distinct_denials: usize,
+    /// Retention by count: the leader truncates the oldest records beyond this many (0 = keep
+    /// all). At least 1,000 when set.
+    pub max_records: u64,
+    /// Retention by age (`30d`, `12h`, ...): the leader truncates records older than this.
+    /// Unset keeps all.
+    pub max_age: Option<String>,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            log_dir: None,
+            batch_ms: 100,
+            max_distinct_denials: 1024,
+            max_records: 0,
+            max_age: None,
+        }
+    }
+}
+
+impl AuditSettings {
+    /// The age limit in seconds, if any.
+    pub fn max_age_secs(&self) -> Result<Option<u64>, String> {
+        match self.max_age.as_deref() {
+            None | Some("") => Ok(None),
+            Some(s) => custos_auth::parse_duration(s)
+                .map(Some)
+                .map_err(|e| format!("[audit] max_age: {e}")),
+        }
+    }
+}
+
 /// The whole configuration of one node.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,6 +128,8 @@ pub struct ServerConfig {
     pub raft: RaftTuning,
     #[serde(default)]
     pub node: NodeSettings,
+    #[serde(default)]
+    pub audit: AuditSettings,
     /// A member silent for this long has its replicas re-placed by the leader.
     #[serde(default = "default_replace_after_secs")]
     pub replica_replace_after_secs: u64,
@@ -139,7 +184,15 @@ impl ServerConfig {
         })
     }
 
-    /// Checks what serde cannot: ids, membership, and that auth has key material.
+    /// The directory of `audit.log` and `access.log`.
+    pub fn audit_log_dir(&self) -> PathBuf {
+        self.audit
+            .log_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.clone())
+    }
+
+    /// Checks what serde cannot: ids, membership, audit settings, and that auth has key material.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.node_id == 0 {
             return Err(ConfigError::Invalid("node_id must be 1 or greater".into()));
@@ -162,6 +215,22 @@ impl ServerConfig {
                 "replica_replace_after_secs must be at least 5: a shorter grace moves replicas on every hiccup".into(),
             ));
         }
+        if self.audit.max_records != 0 && self.audit.max_records < 1000 {
+            return Err(ConfigError::Invalid(
+                "[audit] max_records must be 0 (keep all) or at least 1000".into(),
+            ));
+        }
+        if self.audit.batch_ms == 0 || self.audit.batch_ms > 10_000 {
+            return Err(ConfigError::Invalid(
+                "[audit] batch_ms must be between 1 and 10000".into(),
+            ));
+        }
+        if self.audit.max_distinct_denials == 0 {
+            return Err(ConfigError::Invalid(
+                "[audit] max_distinct_denials must be at least 1".into(),
+            ));
+        }
+        self.audit.max_age_secs().map_err(ConfigError::Invalid)?;
         if self.auth_enabled && self.auth.issuers.is_empty() {
             return Err(ConfigError::Invalid(
                 "auth is enabled but no issuer is configured: add [[auth.issuers]] with a key \

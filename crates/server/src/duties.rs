@@ -136,3 +136,156 @@ pub async fn replace_replicas(node: Arc<Node>) {
         }
     }
 }
+
+/// Proposes the edge denials seen since the last batch, every `[audit] batch_ms`. A batch that
+/// is not acknowledged is retried with the same request id, so it is recorded exactly once.
+pub async fn record_denials(node: Arc<Node>) {
+    let period = Duration::from_millis(node.audit.settings().batch_ms);
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failures = 0u32;
+    loop {
+        tick.tick().await;
+        flush_denials(&node, Duration::from_secs(2), &mut failures).await;
+    }
+}
+
+/// One attempt to record the pending (or in-flight) batch of denials.
+pub async fn flush_denials(node: &Node, wait: Duration, failures: &mut u32) {
+    let Some((request_id, denials)) = node.audit.next_batch() else {
+        return;
+    };
+    let deadline = Instant::now() + wait;
+    let op = Op::RecordDenials { denials };
+    match node
+        .write(node_identity(node.id), request_id.clone(), op, deadline)
+        .await
+    {
+        Ok(_) => {
+            node.audit.batch_recorded(&request_id);
+            *failures = 0;
+        }
+        Err(e) => {
+            *failures += 1;
+            // Once, then every 50th attempt: a leaderless cluster must not flood the log.
+            if *failures == 1 || failures.is_multiple_of(50) {
+                tracing::warn!(
+                    node = node.id,
+                    backlog = node.audit.backlog(),
+                    "denials not recorded yet: {}",
+                    e.message()
+                );
+            }
+        }
+    }
+}
+
+/// Writes the local audit lines of replicated records this node took, as they apply.
+pub async fn write_local_records(node: Arc<Node>) {
+    let log = node.audit.log.clone();
+    let mut appended = log.subscribe();
+    // Records applied before this start were written by the previous run (or by no one, if
+    // it crashed first: the replicated trail has them either way).
+    let mut next = log.head().next_seq;
+    loop {
+        let last = *appended.borrow_and_update();
+        while next <= last {
+            let query = custos_model::AuditQuery {
+                from_seq: Some(next),
+                to_seq: Some(last),
+                ..Default::default()
+            };
+            let log2 = log.clone();
+            let page = tokio::task::spawn_blocking(move || log2.list(&query, None, 1000, false))
+                .await
+                .ok()
+                .and_then(Result::ok);
+            let Some(page) = page else {
+                tracing::error!(node = node.id, "cannot read the audit trail for local lines");
+                break;
+            };
+            for r in &page.records {
+                if r.origin.0 == node.id && !r.edge {
+                    node.audit.write_record(r);
+                }
+            }
+            next = match page.next {
+                Some(n) => n,
+                None => last + 1,
+            };
+        }
+        if appended.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// On the leader: applies the retention of `[audit]` by proposing truncations of the oldest
+/// records (at most `AUDIT_TRUNCATE_MAX` per command), checked every 5 s.
+pub async fn audit_retention(node: Arc<Node>) {
+    let settings = node.audit.settings().clone();
+    let max_age_ms = settings
+        .max_age_secs()
+        .ok()
+        .flatten()
+        .map(|s| s.saturating_mul(1000));
+    if settings.max_records == 0 && max_age_ms.is_none() {
+        return;
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        if node.current_leader() != Some(node.id) {
+            continue;
+        }
+        let Some(through) = retention_target(&node, settings.max_records, max_age_ms).await else {
+            continue;
+        };
+        let request_id = RequestId(format!("retention/{}/{}", node.id, uuid::Uuid::new_v4()));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let op = Op::TruncateAudit { through };
+        match node
+            .write(node_identity(node.id), request_id, op, deadline)
+            .await
+        {
+            Ok(Reply::AuditTruncated { first, through }) if through >= first => {
+                tracing::info!(node = node.id, first, through, "audit retention truncated records")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(node = node.id, "audit retention refused: {}", e.message()),
+        }
+    }
+}
+
+/// The last record retention wants gone, if any.
+async fn retention_target(node: &Node, max_records: u64, max_age_ms: Option<u64>) -> Option<u64> {
+    let head = node.audit.log.head();
+    let mut through = None;
+    if max_records > 0 && head.len() > max_records {
+        through = Some(head.last_seq() - max_records);
+    }
+    if let Some(age) = max_age_ms {
+        let cutoff = crate::node::now_ms().saturating_sub(age);
+        let log = node.audit.log.clone();
+        let first = head.first_seq;
+        let last = head.last_seq().min(first + custos_model::state::AUDIT_TRUNCATE_MAX - 1);
+        // The newest record in the first chunk older than the cutoff (times grow with seq,
+        // give or take clock steps between leaders).
+        let old = tokio::task::spawn_blocking(move || {
+            let query = custos_model::AuditQuery {
+                from_seq: Some(first),
+                to_seq: Some(last),
+                to_time_ms: Some(cutoff.saturating_sub(1)),
+                ..Default::default()
+            };
+            log.list(&query, None, 1, true)
+        })
+        .await
+        .ok()?
+        .ok()?;
+        if let Some(r) = old.records.first() {
+            through = Some(through.map_or(r.seq, |t: u64| t.max(r.seq)));
+        }
+    }
+    through.filter(|t| *t >= head.first_seq)
+}

@@ -71,25 +71,57 @@ impl Node {
     /// For writes the check here only fails fast: apply decides again at the log index.
     /// For reads it is the decision, taken against this node's state.
     pub fn caller(&self, meta: &MetadataMap, full_method: &str) -> Result<Caller, Status> {
+        let client_id = meta
+            .get(REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 128);
+        // What audit lines of a refused call name it by: the client's id, or a fresh one.
+        let correlation = || {
+            client_id
+                .map(str::to_string)
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+        };
         let identity = match self.authenticator() {
             // Upstream's "auth off": every caller is an administrator.
             None => Identity::internal_admin(""),
             Some(auth) => {
-                let header = authorization_header(meta)?;
-                auth.authenticate(header, crate::node::now_ms() / 1000)
-                    .map_err(status::from_auth)?
+                let header = authorization_header(meta).inspect_err(|s| {
+                    let code = crate::audit::code_name(s.code() as i32);
+                    self.audit
+                        .authentication_failed(s.message(), code, "", &correlation());
+                })?;
+                match auth.authenticate(header, crate::node::now_ms() / 1000) {
+                    Ok(identity) => identity,
+                    Err(e) => {
+                        let s = status::from_auth(e);
+                        let fingerprint = header
+                            .and_then(|h| h.split_once(' '))
+                            .map(|(_, token)| custos_auth::token_fingerprint(token))
+                            .unwrap_or_default();
+                        let code = crate::audit::code_name(s.code() as i32);
+                        self.audit.authentication_failed(
+                            s.message(),
+                            code,
+                            &fingerprint,
+                            &correlation(),
+                        );
+                        return Err(s);
+                    }
+                }
             }
         };
         let method = MethodName::from_full(full_method);
-        self.state
+        let allowed = self
+            .state
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .authorize(&identity, &method)
-            .map_err(status::from_rejection)?;
-        let request_id = meta
-            .get(REQUEST_ID_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 128)
+            .authorize(&identity, &method);
+        if let Err(refusal) = allowed {
+            self.audit
+                .denied(&identity, &method, "Access denied", Vec::new(), &correlation());
+            return Err(status::from_rejection(refusal));
+        }
+        let request_id = client_id
             // Scoped by caller, so one client's id can never return another's outcome.
             .map(|v| RequestId(format!("{}/{}/{v}", identity.issuer, identity.username)))
             .unwrap_or_else(|| RequestId(uuid::Uuid::new_v4().to_string()));
@@ -98,6 +130,13 @@ impl Node {
             _ => Consistency::Linearizable,
         };
         let deadline = deadline(meta, Duration::from_millis(self.config.request_timeout_ms));
+        self.audit.call_started(full_method, &request_id.0);
+        crate::access::set_caller(crate::access::CallInfo {
+            identity: identity.clone(),
+            method: method.clone(),
+            request_id: request_id.0.clone(),
+            wrote: false,
+        });
         Ok(Caller {
             identity,
             method,

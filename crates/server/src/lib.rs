@@ -3,7 +3,9 @@
 //!
 //! [`run`] starts a node from a [`ServerConfig`] and serves until the shutdown future resolves.
 
+pub mod access;
 pub mod admin;
+pub mod audit;
 pub mod codec;
 pub mod config;
 pub mod duties;
@@ -15,13 +17,16 @@ pub mod peer;
 pub mod sdk;
 pub mod status;
 
-pub use config::{ConfigError, MemberConfig, NodeSettings, RaftTuning, ServerConfig};
+pub use config::{
+    AuditSettings, ConfigError, MemberConfig, NodeSettings, RaftTuning, ServerConfig,
+};
 /// Token signing and verification, for the binary's `auth token generate`.
 pub use custos_auth as auth;
 pub use node::Node;
 
 use anyhow::Context;
 use custos_auth::Authenticator;
+use custos_proto::custos::admin::v1::audit_server::AuditServer;
 use custos_proto::custos::admin::v1::cluster_admin_server::ClusterAdminServer;
 use custos_proto::custos::raft::v1::raft_service_server::RaftServiceServer;
 use custos_proto::openstorage::api::open_storage_cluster_server::OpenStorageClusterServer;
@@ -82,6 +87,18 @@ pub async fn run(
         .await
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let state = sm_store.state();
+    let audit = audit::Audit::open(
+        config.node_id,
+        config.audit.clone(),
+        &config.audit_log_dir(),
+        sm_store.audit_log(),
+    )
+    .with_context(|| {
+        format!(
+            "opening the audit and access logs in {}",
+            config.audit_log_dir().display()
+        )
+    })?;
     let raft = custos_store::Raft::new(
         config.node_id,
         Arc::new(raft_config(&config)?),
@@ -102,6 +119,7 @@ pub async fn run(
         auth: std::sync::RwLock::new(auth),
         peers: network::PeerClients::default(),
         liveness: liveness::Liveness::default(),
+        audit,
     });
 
     // Bootstrap: the lowest id of the static initial membership initializes the cluster once.
@@ -129,12 +147,19 @@ pub async fn run(
     let prober = tokio::spawn(liveness::probe(node.clone()));
     let registrar = tokio::spawn(duties::register_self(node.clone()));
     let replacer = tokio::spawn(duties::replace_replicas(node.clone()));
+    let denials = tokio::spawn(duties::record_denials(node.clone()));
+    let local_lines = tokio::spawn(duties::write_local_records(node.clone()));
+    let retention = tokio::spawn(duties::audit_retention(node.clone()));
     let reloader = {
         let node = node.clone();
         tokio::spawn(async move {
             while let Some(fresh) = reload.recv().await {
                 if let Err(e) = node.reload_auth(&fresh) {
                     tracing::error!(node = node.id, "keeping the old keys: reload failed: {e}");
+                }
+                // SIGHUP also means "logrotate moved the files".
+                if let Err(e) = node.audit.reopen() {
+                    tracing::error!(node = node.id, "reopening the audit and access logs: {e}");
                 }
             }
         })
@@ -169,6 +194,7 @@ pub async fn run(
         // Above the verifier's 16 KiB token cap, so an oversized token gets the verifier's
         // clear refusal instead of an HTTP/2 error; far larger header lists are still refused.
         .http2_max_header_list_size(MAX_SDK_HEADER_LIST)
+        .layer(access::AccessLayer { node: node.clone() })
         .add_service(
             OpenStorageVolumeServer::new(sdk::VolumeService { node: node.clone() })
                 .max_decoding_message_size(MAX_SDK_MESSAGE),
@@ -191,6 +217,7 @@ pub async fn run(
         .add_service(ClusterAdminServer::new(admin::AdminService {
             node: node.clone(),
         }))
+        .add_service(AuditServer::new(admin::AuditService { node: node.clone() }))
         .add_service(health_service)
         .add_service(reflection)
         .serve_with_shutdown(config.sdk_listen, stopped(stop_rx.clone()));
@@ -212,7 +239,16 @@ pub async fn run(
         _ = stopped(stop_rx.clone()) => (Ok(()), false, false),
     };
     let _ = stop_tx.send(true);
-    for task in [watcher, reloader, prober, registrar, replacer, health_task] {
+    for task in [
+        watcher,
+        reloader,
+        prober,
+        registrar,
+        replacer,
+        health_task,
+        denials,
+        retention,
+    ] {
         task.abort();
     }
     // The listeners stop accepting at once; calls in flight get DRAIN_TIMEOUT to finish.
@@ -232,6 +268,11 @@ pub async fn run(
         sdk.abort();
         peer.abort();
     }
+    // Denials seen up to now reach the trail if a leader takes them within a second.
+    let mut failures = 0;
+    duties::flush_denials(&node, Duration::from_secs(1), &mut failures).await;
+    duties::flush_denials(&node, Duration::from_secs(1), &mut failures).await;
+    local_lines.abort();
     tracing::info!(node = config.node_id, "stopping Raft");
     raft.shutdown().await.ok();
     result

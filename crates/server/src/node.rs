@@ -30,6 +30,8 @@ pub struct Node {
     pub auth: std::sync::RwLock<Option<Arc<Authenticator>>>,
     pub peers: PeerClients,
     pub liveness: crate::liveness::Liveness,
+    /// Local audit and access logs, denial batching, and the replicated trail's reader.
+    pub audit: crate::audit::Audit,
 }
 
 /// Where a linearizable or a local read is wanted.
@@ -130,6 +132,7 @@ impl Node {
             origin: NodeId(self.id),
             op,
         };
+        crate::access::mark_write();
         let outcome = self.propose(cmd, deadline).await?;
         outcome.into_result().map_err(status::from_rejection)
     }

@@ -1,0 +1,267 @@
+//! `custos audit list|follow|verify`: the replicated audit trail from the command line.
+
+use crate::output::{table, Context, Format};
+use anyhow::{bail, Context as _};
+use custos_client::model::audit::{AuditQuery, AuditRecord};
+use custos_client::Client;
+use futures::StreamExt;
+
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct Filter {
+    /// Only records of this username.
+    #[arg(long)]
+    user: Option<String>,
+    /// Only this method (`volume.create`, `Authentication`, ...).
+    #[arg(long)]
+    method: Option<String>,
+    /// Only this outcome code (`OK`, `PermissionDenied`, ...).
+    #[arg(long)]
+    code: Option<String>,
+    /// Only records naming this id (volume, snapshot, role, node).
+    #[arg(long)]
+    object: Option<String>,
+    /// Only records of the last DURATION (`90s`, `10m`, `2h`, `7d`).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only records from this sequence number on.
+    #[arg(long)]
+    from_seq: Option<u64>,
+    /// Only records up to this sequence number.
+    #[arg(long)]
+    to_seq: Option<u64>,
+}
+
+#[derive(clap::Subcommand)]
+pub enum AuditCommand {
+    /// List records (oldest first; --newest-first to reverse), one page or --all.
+    List {
+        #[command(flatten)]
+        filter: Filter,
+        /// Records per page.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Every page, not just the first.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        newest_first: bool,
+    },
+    /// Print records as they are applied (from --from-seq, else from now) until interrupted.
+    Follow {
+        #[command(flatten)]
+        filter: Filter,
+    },
+    /// Check every member's hash chain and that all members agree; exits 1 if not.
+    Verify {
+        /// Skip members that cannot be reached instead of failing.
+        #[arg(long)]
+        reachable_only: bool,
+    },
+}
+
+impl Filter {
+    fn query(&self) -> anyhow::Result<AuditQuery> {
+        let from_time_ms = match &self.since {
+            None => None,
+            Some(d) => {
+                let secs = custos_server::auth::parse_duration(d)
+                    .with_context(|| format!("--since {d:?}"))?;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)?
+                    .as_millis() as u64;
+                Some(now.saturating_sub(secs.saturating_mul(1000)))
+            }
+        };
+        Ok(AuditQuery {
+            username: self.user.clone(),
+            method: self.method.clone(),
+            code: self.code.clone(),
+            object: self.object.clone(),
+            from_time_ms,
+            to_time_ms: None,
+            from_seq: self.from_seq,
+            to_seq: self.to_seq,
+        })
+    }
+}
+
+/// A record as JSON, hashes in hex.
+fn record_json(r: &AuditRecord) -> serde_json::Value {
+    serde_json::json!({
+        "seq": r.seq,
+        "time": custos_server::audit::rfc3339(r.time_ms),
+        "time_ms": r.time_ms,
+        "level": r.level.name(),
+        "message": r.message,
+        "authorized": r.authorized,
+        "username": r.actor.username,
+        "subject": r.actor.subject,
+        "name": r.actor.name,
+        "email": r.actor.email,
+        "issuer": r.actor.issuer,
+        "roles": r.actor.roles,
+        "groups": r.actor.groups,
+        "method": r.method,
+        "objects": r.objects,
+        "code": r.code,
+        "reason": r.reason,
+        "request_id": r.request_id,
+        "origin_node": r.origin.0,
+        "token_fingerprint": r.fingerprint,
+        "count": r.count,
+        "edge": r.edge,
+        "prev_hash": r.prev_hash.hex(),
+        "hash": r.hash.hex(),
+    })
+}
+
+fn row(r: &AuditRecord) -> Vec<String> {
+    let user = if r.actor.username.is_empty() {
+        "-".to_string()
+    } else {
+        r.actor.username.clone()
+    };
+    let count = if r.count == 1 {
+        String::new()
+    } else {
+        format!(" (x{})", r.count)
+    };
+    vec![
+        r.seq.to_string(),
+        custos_server::audit::rfc3339(r.time_ms),
+        user,
+        r.method.clone(),
+        r.code.clone(),
+        format!("{}{count}", r.message),
+    ]
+}
+
+const HEADERS: [&str; 6] = ["SEQ", "TIME", "USER", "METHOD", "CODE", "MESSAGE"];
+
+pub async fn run(cmd: AuditCommand, ctx: &Context) -> anyhow::Result<()> {
+    let client = ctx.client()?;
+    match cmd {
+        AuditCommand::List {
+            filter,
+            limit,
+            all,
+            newest_first,
+        } => {
+            let query = filter.query()?;
+            let mut records = Vec::new();
+            let mut token: Option<String> = None;
+            loop {
+                let page = client
+                    .audit_list(&query, token.as_deref(), limit, newest_first)
+                    .await?;
+                records.extend(page.records);
+                token = page.next_page_token;
+                if !all || token.is_none() {
+                    break;
+                }
+            }
+            if ctx.format == Format::Json {
+                let list: Vec<_> = records.iter().map(record_json).collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                table(&HEADERS, &records.iter().map(row).collect::<Vec<_>>());
+                if let Some(t) = token {
+                    eprintln!("more records: continue with --from-seq {t} (or use --all)");
+                }
+            }
+        }
+        AuditCommand::Follow { filter } => {
+            let query = filter.query()?;
+            let mut stream = client.audit_follow(&query).await?;
+            while let Some(r) = stream.next().await {
+                let r = r?;
+                if ctx.format == Format::Json {
+                    println!("{}", record_json(&r));
+                } else {
+                    println!("{}", row(&r).join("  "));
+                }
+            }
+        }
+        AuditCommand::Verify { reachable_only } => verify(&client, ctx, reachable_only).await?,
+    }
+    Ok(())
+}
+
+/// Verifies the chain on every member, then compares their hashes at the newest record all
+/// of them hold.
+async fn verify(client: &Client, ctx: &Context, reachable_only: bool) -> anyhow::Result<()> {
+    let status = client.status().await?;
+    let mut members = Vec::new();
+    let mut problems = Vec::new();
+    for m in &status.members {
+        let one = Client::new(std::slice::from_ref(&m.sdk_addr), ctx.token.as_deref())?;
+        match one.audit_verify(0).await {
+            Ok(v) => {
+                if !v.ok {
+                    problems.push(format!("node {}: {}", m.id, v.error));
+                }
+                members.push((m.id, one, v));
+            }
+            Err(e) if reachable_only => eprintln!("node {} skipped: {e}", m.id),
+            Err(e) => problems.push(format!("node {} unreachable: {e}", m.id)),
+        }
+    }
+    // Members may be a few records apart: compare at the newest record every one has.
+    let common = members.iter().map(|(_, _, v)| v.last_seq).min().unwrap_or(0);
+    let mut at_common = Vec::new();
+    for (id, one, v) in &members {
+        let hash = if v.last_seq == common {
+            v.last_hash.clone()
+        } else {
+            one.audit_verify(common).await?.through_hash
+        };
+        at_common.push((*id, hash));
+    }
+    if let Some((_, first)) = at_common.first() {
+        if at_common.iter().any(|(_, h)| h != first) {
+            let list: Vec<String> = at_common
+                .iter()
+                .map(|(id, h)| format!("node {id}: {h}"))
+                .collect();
+            problems.push(format!(
+                "members disagree at record {common}: {}",
+                list.join(", ")
+            ));
+        }
+    }
+    if ctx.format == Format::Json {
+        let nodes: Vec<_> = members
+            .iter()
+            .map(|(id, _, v)| {
+                serde_json::json!({"node_id": id, "ok": v.ok, "error": v.error, "first_seq": v.first_seq,
+                    "last_seq": v.last_seq, "last_hash": v.last_hash, "checked": v.checked})
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "ok": problems.is_empty(), "common_seq": common, "nodes": nodes, "problems": problems,
+            }))?
+        );
+    } else {
+        let rows: Vec<Vec<String>> = members
+            .iter()
+            .map(|(id, _, v)| {
+                vec![
+                    id.to_string(),
+                    if v.ok { "ok".into() } else { "BROKEN".into() },
+                    format!("{}..{}", v.first_seq, v.last_seq),
+                    v.last_hash.chars().take(16).collect(),
+                ]
+            })
+            .collect();
+        table(&["NODE", "CHAIN", "RECORDS", "HEAD HASH"], &rows);
+        if problems.is_empty() {
+            println!("all {} members agree at record {common}", members.len());
+        }
+    }
+    if !problems.is_empty() {
+        bail!("audit verification failed:\n  {}", problems.join("\n  "));
+    }
+    Ok(())
+}
