@@ -108,6 +108,18 @@ pub struct CreateVolume {
     pub encrypted: bool,
 }
 
+/// The `authorization` value of a token.
+fn bearer(token: Option<&str>) -> Result<Option<MetadataValue<tonic::metadata::Ascii>>, ClientError> {
+    token
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            format!("bearer {t}")
+                .parse()
+                .map_err(|_| ClientError::InvalidToken)
+        })
+        .transpose()
+}
+
 /// One page of `audit_list`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditPage {
@@ -133,18 +145,19 @@ impl Client {
         if endpoints.is_empty() {
             return Err(ClientError::InvalidEndpoint(String::new()));
         }
-        let token = match token.filter(|t| !t.is_empty()) {
-            Some(t) => Some(
-                format!("bearer {t}")
-                    .parse()
-                    .map_err(|_| ClientError::InvalidToken)?,
-            ),
-            None => None,
-        };
         Ok(Client {
             endpoints,
-            token,
+            token: bearer(token)?,
             timeout: Duration::from_secs(15),
+        })
+    }
+
+    /// The same endpoints and connections with another token (or none).
+    pub fn with_token(&self, token: Option<&str>) -> Result<Client, ClientError> {
+        Ok(Client {
+            endpoints: self.endpoints.clone(),
+            token: bearer(token)?,
+            timeout: self.timeout,
         })
     }
 

@@ -1,0 +1,478 @@
+//! The audit trail on a real cluster: the Portworx walkthrough's denial and success, identical
+//! on every member; exactly one record per acknowledged mutation across a kill -9; local
+//! logfmt files with SIGHUP reopen; who may read the trail; follow; and a flood of bad tokens
+//! that is coalesced, counted exactly and does not starve legitimate writers.
+
+use custos_client::model::audit::{AuditQuery, AuditRecord};
+use custos_client::model::{Code, Role, Rule};
+use custos_client::{Client, CreateVolume};
+use custos_cluster_tests::{custos_bin, TestCluster};
+use futures::StreamExt;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Every record `client`'s node holds that matches `query`, oldest first.
+async fn all_records(client: &Client, query: &AuditQuery) -> Vec<AuditRecord> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    for _ in 0..1000 {
+        let page = client
+            .audit_list(query, token.as_deref(), 1000, false)
+            .await
+            .unwrap();
+        out.extend(page.records);
+        token = page.next_page_token;
+        if token.is_none() {
+            break;
+        }
+    }
+    out
+}
+
+/// Polls until `pred` holds for the records matching `query` on `client`'s node (bounded).
+async fn wait_for(
+    client: &Client,
+    query: &AuditQuery,
+    within: Duration,
+    pred: impl Fn(&[AuditRecord]) -> bool,
+) -> Vec<AuditRecord> {
+    let deadline = Instant::now() + within;
+    loop {
+        let records = all_records(client, query).await;
+        if pred(&records) || Instant::now() > deadline {
+            return records;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn by_user(user: &str) -> AuditQuery {
+    AuditQuery {
+        username: Some(user.into()),
+        ..AuditQuery::default()
+    }
+}
+
+fn create(name: &str) -> CreateVolume {
+    CreateVolume {
+        name: name.into(),
+        size: 1 << 20,
+        ha_level: 1,
+        ..Default::default()
+    }
+}
+
+fn verify_with_cli(cluster: &TestCluster) -> std::process::Output {
+    Command::new(custos_bin())
+        .args(["audit", "verify", "--endpoint", &cluster.info.endpoints.join(",")])
+        .env("CUSTOS_TOKEN", cluster.token("admin"))
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_walkthrough_denial_and_success_are_recorded_identically_everywhere() {
+    let cluster = TestCluster::start(3).unwrap();
+    let admin: Vec<Client> = (1..=3)
+        .map(|id| cluster.client(id, Some(&cluster.token("admin"))))
+        .collect();
+
+    // A namespace token with system.view: its create is refused at the edge of node 2.
+    let view = cluster.mint_token("alice", &["system.view"], &[]);
+    let refused = cluster
+        .client(2, Some(&view))
+        .create_volume(&create("pvc-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some(Code::PermissionDenied));
+    let denied_at = Instant::now();
+    let records = wait_for(&admin[0], &by_user("alice"), Duration::from_secs(5), |r| {
+        !r.is_empty()
+    })
+    .await;
+    let took = denied_at.elapsed();
+    eprintln!("edge denial reached the replicated trail (read on node 1) after {took:?}");
+    assert_eq!(records.len(), 1, "{records:#?}");
+    let d = &records[0];
+    assert_eq!(d.message, "Access denied");
+    assert_eq!(d.method, "volume.create");
+    assert_eq!(d.actor.roles, vec!["system.view".to_string()]);
+    assert_eq!((d.code.as_str(), d.authorized, d.edge), ("PermissionDenied", false, true));
+    assert_eq!(d.origin.0, 2);
+    assert_eq!(d.fingerprint.len(), 12);
+    assert!(!view.contains(&d.fingerprint));
+
+    // The same subject with a re-issued system.user token creates it (on node 3).
+    let user = cluster.mint_token("alice", &["system.user"], &[]);
+    let id = cluster
+        .client(3, Some(&user))
+        .create_volume(&create("pvc-1"))
+        .await
+        .unwrap();
+    let records = wait_for(&admin[0], &by_user("alice"), Duration::from_secs(5), |r| {
+        r.len() >= 2
+    })
+    .await;
+    assert_eq!(records.len(), 2, "{records:#?}");
+    let c = &records[1];
+    assert_eq!(c.message, format!("Volume {id} created"));
+    assert_eq!((c.code.as_str(), c.authorized, c.edge), ("OK", true, false));
+    assert_eq!(c.actor.roles, vec!["system.user".to_string()]);
+    assert_eq!(c.objects, vec![id.clone()]);
+    assert_eq!(c.origin.0, 3);
+
+    // The same records (hashes included) on every member, and the same chain head.
+    let everything = AuditQuery::default();
+    let everywhere: Vec<Vec<AuditRecord>> =
+        futures::future::join_all(admin.iter().map(|c| all_records(c, &everything))).await;
+    assert!(everywhere.iter().all(|r| r == &everywhere[0]));
+    assert!(everywhere[0].iter().all(|r| r.hash_is_valid()));
+    let out = verify_with_cli(&cluster);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("all 3 members agree"), "{stdout}");
+
+    // Local files: node 2 wrote the denial at once, node 3 the creation and its Authorized
+    // line, both in upstream's logfmt; node 3's access log has Start and Successful.
+    let audit2 = std::fs::read_to_string(cluster.node(2).data_dir.join("audit.log")).unwrap();
+    let line = audit2
+        .lines()
+        .find(|l| l.contains("username=alice"))
+        .expect("denial line on node 2");
+    assert!(line.contains("level=warning msg=\"Access denied\""), "{line}");
+    assert!(line.contains("method=volume.create"), "{line}");
+    assert!(line.contains("roles=\"[system.view]\""), "{line}");
+    let audit3 = std::fs::read_to_string(cluster.node(3).data_dir.join("audit.log")).unwrap();
+    let created = format!("msg=\"Volume {id} created\"");
+    let lines: Vec<&str> = audit3
+        .lines()
+        .filter(|l| l.contains("username=alice"))
+        .collect();
+    assert!(lines[0].contains(&created), "{lines:?}");
+    assert!(lines[1].contains("msg=Authorized"), "{lines:?}");
+    let access3 = std::fs::read_to_string(cluster.node(3).data_dir.join("access.log")).unwrap();
+    assert!(access3.contains("msg=Start") && access3.contains("msg=Successful"));
+    assert!(access3.contains("method=/openstorage.api.OpenStorageVolume/Create"));
+    // Reads are local only: alice's inspect is an Authorized line on node 1, no record.
+    cluster
+        .client(1, Some(&user))
+        .inspect_volume(&id)
+        .await
+        .unwrap();
+    let audit1 = std::fs::read_to_string(cluster.node(1).data_dir.join("audit.log")).unwrap();
+    assert!(audit1
+        .lines()
+        .any(|l| l.contains("username=alice") && l.contains("method=volume.inspect")));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(all_records(&admin[0], &by_user("alice")).await.len(), 2);
+
+    // logrotate: the file is moved away, SIGHUP reopens it by name.
+    let path = cluster.node(2).data_dir.join("audit.log");
+    std::fs::rename(&path, path.with_extension("log.1")).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(cluster.node(2).pid as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !path.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = cluster
+        .client(2, Some(&view))
+        .create_volume(&create("pvc-2"))
+        .await;
+    let fresh = std::fs::read_to_string(&path).unwrap();
+    assert!(fresh.contains("username=alice"), "{fresh}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_admins_and_roles_naming_audit_read_the_trail_and_follow_streams_it() {
+    let cluster = TestCluster::start(3).unwrap();
+    let admin = cluster.client(1, Some(&cluster.token("admin")));
+    let view = cluster.client(2, Some(&cluster.token("view")));
+    let refused = view
+        .audit_list(&AuditQuery::default(), None, 10, false)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some(Code::PermissionDenied));
+    assert_eq!(
+        view.audit_verify(0).await.unwrap_err().code(),
+        Some(Code::PermissionDenied)
+    );
+    admin
+        .create_role(&Role {
+            name: "auditor".into(),
+            rules: vec![Rule {
+                services: vec!["audit".into()],
+                apis: vec!["*".into()],
+            }],
+        })
+        .await
+        .unwrap();
+    let auditor = cluster.client(3, Some(&cluster.mint_token("ann", &["auditor"], &[])));
+    let page = auditor
+        .audit_list(&AuditQuery::default(), None, 10, true)
+        .await
+        .unwrap();
+    assert!(
+        page.records
+            .iter()
+            .any(|r| r.message == "Role auditor created"),
+        "{:#?}",
+        page.records
+    );
+
+    // Follow from now: a creation on another node arrives on the stream.
+    let from = page.last_seq + 1;
+    let query = AuditQuery {
+        from_seq: Some(from),
+        method: Some("volume.create".into()),
+        ..AuditQuery::default()
+    };
+    let mut stream = auditor.audit_follow(&query).await.unwrap();
+    let id = cluster
+        .client(1, Some(&cluster.token("user")))
+        .create_volume(&create("followed"))
+        .await
+        .unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("a record within 5 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.message, format!("Volume {id} created"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_mutation_has_exactly_one_record_after_kill9() {
+    let mut cluster = TestCluster::start(3).unwrap();
+    let token = cluster.token("user");
+    let endpoints = cluster.info.endpoints.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..2 {
+        let (endpoints, token, stop) = (endpoints.clone(), token.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let client = Client::new(&endpoints, Some(&token))
+                .unwrap()
+                .with_timeout(Duration::from_secs(3));
+            let mut acked = Vec::new();
+            for i in 0..400 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                if let Ok(id) = client.create_volume(&create(&format!("w{w}-{i}"))).await {
+                    acked.push(id);
+                }
+            }
+            acked
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let leader = cluster.leader(1).await.unwrap();
+    cluster.kill9(leader);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cluster.restart(leader).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for w in writers {
+        acked.extend(w.await.unwrap());
+    }
+    assert!(acked.len() > 10, "only {} writes acknowledged", acked.len());
+
+    // Every member, the restarted one included, holds one record per acknowledged create.
+    let admin_token = cluster.token("admin");
+    for id in 1..=3 {
+        let client = cluster.client(id, Some(&admin_token));
+        let query = AuditQuery {
+            method: Some("volume.create".into()),
+            code: Some("OK".into()),
+            ..AuditQuery::default()
+        };
+        let records = wait_for(&client, &query, Duration::from_secs(10), |r| {
+            acked
+                .iter()
+                .all(|v| r.iter().any(|x| x.objects.first() == Some(v)))
+        })
+        .await;
+        for v in &acked {
+            let n = records
+                .iter()
+                .filter(|r| r.objects.first() == Some(v))
+                .count();
+            assert_eq!(n, 1, "node {id}: volume {v} has {n} creation records");
+        }
+    }
+    let out = verify_with_cli(&cluster);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A syntactically valid JWT from an issuer nobody trusts (each `n` a distinct issuer, so the
+/// refusals are all different and exercise the bound on distinct kinds).
+fn untrusted_token(n: u64) -> String {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    format!(
+        "{}.{}.c2lnbmF0dXJl",
+        b64(r#"{"alg":"HS256","typ":"JWT"}"#),
+        b64(&format!(r#"{{"iss":"evil-{n}","sub":"x"}}"#))
+    )
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|n| n.parse().unwrap_or(0)))
+        })
+        .unwrap_or(0)
+}
+
+/// Sequential creates for `for_how_long`; returns the latencies.
+async fn legitimate_writes(client: &Client, tag: &str, for_how_long: Duration) -> Vec<Duration> {
+    let mut latencies = Vec::new();
+    let end = Instant::now() + for_how_long;
+    let mut i = 0;
+    while Instant::now() < end && i < 100_000 {
+        let t = Instant::now();
+        client
+            .create_volume(&create(&format!("{tag}-{i}")))
+            .await
+            .unwrap();
+        latencies.push(t.elapsed());
+        i += 1;
+    }
+    latencies
+}
+
+fn p99(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[(v.len() * 99 / 100).min(v.len() - 1)]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_of_bad_tokens_is_coalesced_counted_exactly_and_spares_legitimate_writers() {
+    let cluster = TestCluster::start(3).unwrap();
+    // The legitimate client writes through the leader; the flood hits another member (as an
+    // attacker hits whichever member it found). All of them share this machine's CPUs.
+    let leader = cluster.leader(1).await.unwrap();
+    let target = if leader == 2 { 3 } else { 2 };
+    let admin = cluster.client(leader, Some(&cluster.token("admin")));
+    let user = cluster.client(leader, Some(&cluster.token("user")));
+    let auth_failures = AuditQuery {
+        method: Some("Authentication".into()),
+        ..AuditQuery::default()
+    };
+    let before: u64 = all_records(&admin, &auth_failures)
+        .await
+        .iter()
+        .map(|r| r.count)
+        .sum();
+
+    // The quiet baseline is measured before and after the flood, and the worse of the two
+    // counts: other load on the machine comes and goes, the flood's effect is what is tested.
+    let quiet_before = legitimate_writes(&user, "quiet", Duration::from_secs(3)).await;
+
+    // The flood: two loops of garbage tokens and one of untrusted issuers (each a distinct
+    // refusal), at full speed, for 10 s.
+    let flooded = cluster.node(target).clone();
+    let rss_before = rss_kib(flooded.pid);
+    let sent = Arc::new(AtomicU64::new(0));
+    let sent_garbage = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut flood = Vec::new();
+    for f in 0..3u64 {
+        let (sent, stop, endpoint) = (sent.clone(), stop.clone(), flooded.sdk.clone());
+        let sent_garbage = sent_garbage.clone();
+        flood.push(tokio::spawn(async move {
+            // One connection per loop, as a flooding client has.
+            let conn = Client::new(std::slice::from_ref(&endpoint), None).unwrap();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) && n < 2_000_000 {
+                let token = if f == 2 {
+                    untrusted_token(n)
+                } else {
+                    format!("not-a-jwt-{f}")
+                };
+                let client = conn.with_token(Some(&token)).unwrap();
+                match client.enumerate_volumes().await {
+                    Err(e) if e.code() == Some(Code::Unauthenticated) => {
+                        sent.fetch_add(1, Ordering::Relaxed);
+                        if f != 2 {
+                            sent_garbage.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(e) => panic!("flood request {n}: unexpected {e}"),
+                    Ok(_) => panic!("flood request {n} was accepted"),
+                }
+                n += 1;
+            }
+        }));
+    }
+    let during = legitimate_writes(&user, "flood", Duration::from_secs(10)).await;
+    stop.store(true, Ordering::Relaxed);
+    for f in flood {
+        f.await.unwrap();
+    }
+    let quiet_after = legitimate_writes(&user, "calm", Duration::from_secs(3)).await;
+    let sent = sent.load(Ordering::Relaxed);
+    let sent_garbage = sent_garbage.load(Ordering::Relaxed);
+    let rss_after = rss_kib(flooded.pid);
+
+    // The counts of the replicated records add up to exactly the refusals sent.
+    let records = wait_for(&admin, &auth_failures, Duration::from_secs(10), |r| {
+        r.iter().map(|x| x.count).sum::<u64>() >= before + sent
+    })
+    .await;
+    let recorded: u64 = records.iter().map(|r| r.count).sum::<u64>() - before;
+    // The identical refusals (garbage tokens) are coalesced: at most one record per kind per
+    // batch (100 ms), whatever their number.
+    let garbage: Vec<&AuditRecord> = records
+        .iter()
+        .filter(|r| !r.message.contains("is not a trusted issuer") && r.origin.0 == target)
+        .collect();
+    let garbage_count: u64 = garbage.iter().map(|r| r.count).sum();
+    let qp99 = p99(quiet_before.clone()).max(p99(quiet_after.clone()));
+    let fp99 = p99(during.clone());
+    let quiet = [quiet_before, quiet_after].concat();
+    eprintln!(
+        "flood on node {target}: {sent} refusals in 10 s ({} records, {} of them for the \
+         {sent_garbage} identical ones); legitimate p99 {qp99:?} quiet vs {fp99:?} \
+         under flood ({} vs {} writes); node 2 RSS {rss_before} -> {rss_after} KiB",
+        records.len(),
+        garbage.len(),
+        quiet.len(),
+        during.len()
+    );
+    assert!(sent > 1000, "the flood was too slow to mean anything: {sent}");
+    assert_eq!(recorded, sent, "coalesced counts must equal the refusals");
+    assert_eq!(garbage_count, sent_garbage);
+    assert!(
+        garbage.len() <= 2 * 2 * 150,
+        "{} records for {sent_garbage} identical refusals: not coalesced",
+        garbage.len()
+    );
+    assert!(
+        fp99 <= qp99 * 2,
+        "legitimate p99 {fp99:?} under flood is more than twice the quiet {qp99:?}"
+    );
+    assert!(
+        rss_after < rss_before + 64 * 1024,
+        "node 2 grew from {rss_before} to {rss_after} KiB"
+    );
+}
