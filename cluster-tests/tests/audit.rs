@@ -66,7 +66,12 @@ fn create(name: &str) -> CreateVolume {
 
 fn verify_with_cli(cluster: &TestCluster) -> std::process::Output {
     Command::new(custos_bin())
-        .args(["audit", "verify", "--endpoint", &cluster.info.endpoints.join(",")])
+        .args([
+            "audit",
+            "verify",
+            "--endpoint",
+            &cluster.info.endpoints.join(","),
+        ])
         .env("CUSTOS_TOKEN", cluster.token("admin"))
         .output()
         .unwrap()
@@ -99,7 +104,10 @@ async fn the_walkthrough_denial_and_success_are_recorded_identically_everywhere(
     assert_eq!(d.message, "Access denied");
     assert_eq!(d.method, "volume.create");
     assert_eq!(d.actor.roles, vec!["system.view".to_string()]);
-    assert_eq!((d.code.as_str(), d.authorized, d.edge), ("PermissionDenied", false, true));
+    assert_eq!(
+        (d.code.as_str(), d.authorized, d.edge),
+        ("PermissionDenied", false, true)
+    );
     assert_eq!(d.origin.0, 2);
     assert_eq!(d.fingerprint.len(), 12);
     assert!(!view.contains(&d.fingerprint));
@@ -145,7 +153,10 @@ async fn the_walkthrough_denial_and_success_are_recorded_identically_everywhere(
         .lines()
         .find(|l| l.contains("username=alice"))
         .expect("denial line on node 2");
-    assert!(line.contains("level=warning msg=\"Access denied\""), "{line}");
+    assert!(
+        line.contains("level=warning msg=\"Access denied\""),
+        "{line}"
+    );
     assert!(line.contains("method=volume.create"), "{line}");
     assert!(line.contains("roles=\"[system.view]\""), "{line}");
     let audit3 = std::fs::read_to_string(cluster.node(3).data_dir.join("audit.log")).unwrap();
@@ -459,7 +470,10 @@ async fn a_flood_of_bad_tokens_is_coalesced_counted_exactly_and_spares_legitimat
         quiet.len(),
         during.len()
     );
-    assert!(sent > 1000, "the flood was too slow to mean anything: {sent}");
+    assert!(
+        sent > 1000,
+        "the flood was too slow to mean anything: {sent}"
+    );
     assert_eq!(recorded, sent, "coalesced counts must equal the refusals");
     assert_eq!(garbage_count, sent_garbage);
     assert!(

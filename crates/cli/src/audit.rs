@@ -207,7 +207,11 @@ async fn verify(client: &Client, ctx: &Context, reachable_only: bool) -> anyhow:
         }
     }
     // Members may be a few records apart: compare at the newest record every one has.
-    let common = members.iter().map(|(_, _, v)| v.last_seq).min().unwrap_or(0);
+    let common = members
+        .iter()
+        .map(|(_, _, v)| v.last_seq)
+        .min()
+        .unwrap_or(0);
     let mut at_common = Vec::new();
     for (id, one, v) in &members {
         let hash = if v.last_seq == common {

@@ -3,9 +3,9 @@
 
 pub use custos_model as model;
 
+use custos_model::audit::{AuditQuery, AuditRecord};
 use custos_model::{Code, Role, Volume, VolumeUpdate, VolumeUsage};
 use custos_proto::convert;
-use custos_model::audit::{AuditQuery, AuditRecord};
 use custos_proto::custos::admin::v1::audit_client::AuditClient;
 use custos_proto::custos::admin::v1::cluster_admin_client::ClusterAdminClient;
 pub use custos_proto::custos::admin::v1::AuditVerifyReply;
@@ -109,7 +109,9 @@ pub struct CreateVolume {
 }
 
 /// The `authorization` value of a token.
-fn bearer(token: Option<&str>) -> Result<Option<MetadataValue<tonic::metadata::Ascii>>, ClientError> {
+fn bearer(
+    token: Option<&str>,
+) -> Result<Option<MetadataValue<tonic::metadata::Ascii>>, ClientError> {
     token
         .filter(|t| !t.is_empty())
         .map(|t| {

@@ -146,7 +146,10 @@ where
 mod tests {
     #[test]
     fn grpc_messages_are_percent_decoded() {
-        assert_eq!(super::percent_decode("Access%20denied%25"), "Access denied%");
+        assert_eq!(
+            super::percent_decode("Access%20denied%25"),
+            "Access denied%"
+        );
         assert_eq!(super::percent_decode("100%"), "100%");
         assert_eq!(super::percent_decode("%zz"), "%zz");
     }

@@ -185,10 +185,7 @@ impl Audit for AuditService {
             .read_barrier(caller.consistency, caller.deadline)
             .await?;
         let log = self.node.audit.log.clone();
-        let mut next = query
-            .from_seq
-            .unwrap_or_else(|| log.head().next_seq)
-            .max(1);
+        let mut next = query.from_seq.unwrap_or_else(|| log.head().next_seq).max(1);
         let to = query.to_seq.unwrap_or(u64::MAX);
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         tokio::spawn(async move {
@@ -199,8 +196,8 @@ impl Audit for AuditService {
                     query.from_seq = Some(next);
                     query.to_seq = Some(last);
                     let (q, l) = (query.clone(), log.clone());
-                    let page = tokio::task::spawn_blocking(move || l.list(&q, None, 500, false))
-                        .await;
+                    let page =
+                        tokio::task::spawn_blocking(move || l.list(&q, None, 500, false)).await;
                     let page = match page {
                         Ok(Ok(page)) => page,
                         Ok(Err(e)) => {

@@ -294,11 +294,7 @@ impl Audit {
                     &b.actor.username,
                 ))
             });
-            let id = RequestId(format!(
-                "denials/{}/{}",
-                self.node_id,
-                uuid::Uuid::new_v4()
-            ));
+            let id = RequestId(format!("denials/{}/{}", self.node_id, uuid::Uuid::new_v4()));
             buf.in_flight = Some((id, denials));
         }
         buf.in_flight.clone()

@@ -201,7 +201,10 @@ pub async fn write_local_records(node: Arc<Node>) {
                 .ok()
                 .and_then(Result::ok);
             let Some(page) = page else {
-                tracing::error!(node = node.id, "cannot read the audit trail for local lines");
+                tracing::error!(
+                    node = node.id,
+                    "cannot read the audit trail for local lines"
+                );
                 break;
             };
             for r in &page.records {
@@ -249,7 +252,12 @@ pub async fn audit_retention(node: Arc<Node>) {
             .await
         {
             Ok(Reply::AuditTruncated { first, through }) if through >= first => {
-                tracing::info!(node = node.id, first, through, "audit retention truncated records")
+                tracing::info!(
+                    node = node.id,
+                    first,
+                    through,
+                    "audit retention truncated records"
+                )
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(node = node.id, "audit retention refused: {}", e.message()),
@@ -268,7 +276,9 @@ async fn retention_target(node: &Node, max_records: u64, max_age_ms: Option<u64>
         let cutoff = crate::node::now_ms().saturating_sub(age);
         let log = node.audit.log.clone();
         let first = head.first_seq;
-        let last = head.last_seq().min(first + custos_model::state::AUDIT_TRUNCATE_MAX - 1);
+        let last = head
+            .last_seq()
+            .min(first + custos_model::state::AUDIT_TRUNCATE_MAX - 1);
         // The newest record in the first chunk older than the cutoff (times grow with seq,
         // give or take clock steps between leaders).
         let old = tokio::task::spawn_blocking(move || {

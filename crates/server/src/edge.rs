@@ -117,8 +117,13 @@ impl Node {
             .unwrap_or_else(|p| p.into_inner())
             .authorize(&identity, &method);
         if let Err(refusal) = allowed {
-            self.audit
-                .denied(&identity, &method, "Access denied", Vec::new(), &correlation());
+            self.audit.denied(
+                &identity,
+                &method,
+                "Access denied",
+                Vec::new(),
+                &correlation(),
+            );
             return Err(status::from_rejection(refusal));
         }
         let request_id = client_id
