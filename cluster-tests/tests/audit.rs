@@ -490,3 +490,75 @@ async fn a_flood_of_bad_tokens_is_coalesced_counted_exactly_and_spares_legitimat
         "node 2 grew from {rss_before} to {rss_after} KiB"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_truncates_the_oldest_records_and_the_chain_still_verifies() {
+    let cluster = TestCluster::start_with(3, &["--audit-max-records", "1000"]).unwrap();
+    let admin = cluster.client(1, Some(&cluster.token("admin")));
+    // 1,300 distinct refusals (untrusted issuers) make about as many records, fast.
+    let conn = cluster.client(2, None);
+    for n in 0..1300 {
+        let e = conn
+            .with_token(Some(&untrusted_token(n)))
+            .unwrap()
+            .enumerate_volumes()
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Some(Code::Unauthenticated));
+    }
+    // The leader checks retention every 5 s.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let page = loop {
+        let page = admin
+            .audit_list(&AuditQuery::default(), None, 1000, true)
+            .await
+            .unwrap();
+        // Retention acts once the excess is 1% (10 records here); wait until it caught up.
+        let caught_up = page.first_seq > 1 && page.last_seq - page.first_seq < 1012;
+        if caught_up || Instant::now() > deadline {
+            break page;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(
+        page.first_seq > 1,
+        "nothing truncated: {:?}",
+        page.first_seq
+    );
+    assert!(
+        page.last_seq - page.first_seq < 1012,
+        "kept {}..{}",
+        page.first_seq,
+        page.last_seq
+    );
+    let truncations = AuditQuery {
+        method: Some("clusteradmin.truncateaudit".into()),
+        ..AuditQuery::default()
+    };
+    let found = admin
+        .audit_list(&truncations, None, 1, true)
+        .await
+        .unwrap()
+        .records;
+    let truncation = found.first().expect("the truncation is itself a record");
+    assert!(
+        truncation
+            .message
+            .ends_with(&format!(" to {} truncated", page.first_seq - 1)),
+        "{}",
+        truncation.message
+    );
+    // The oldest kept record is first_seq; nothing before it is listed.
+    let oldest = admin
+        .audit_list(&AuditQuery::default(), None, 1, false)
+        .await
+        .unwrap();
+    assert_eq!(oldest.records[0].seq, page.first_seq);
+    let out = verify_with_cli(&cluster);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

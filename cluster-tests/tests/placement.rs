@@ -115,9 +115,38 @@ async fn replicas_spread_over_zones_and_move_off_a_dead_node() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     // After the move, replicas are still on distinct live nodes in distinct zones where possible.
+    let mut moved = 0;
     for id in &ids {
         let v = client.inspect_volume(id).await.unwrap();
         assert_ne!(v.replicas[0], v.replicas[1]);
         assert!(v.replicas.iter().all(|r| r.0 != victim));
     }
+    // Each move is audited: one record per moved replica, naming the volume, from and to.
+    let admin = cluster.client(survivor, Some(&cluster.token("admin")));
+    let query = custos_client::model::AuditQuery {
+        method: Some("clusteradmin.replacereplicas".into()),
+        ..Default::default()
+    };
+    let records = admin
+        .audit_list(&query, None, 1000, false)
+        .await
+        .unwrap()
+        .records;
+    for r in &records {
+        if r.code == "OK" {
+            assert_eq!(r.objects[1], victim.to_string(), "{r:?}");
+            assert_eq!(
+                r.message,
+                format!(
+                    "Volume {} replica moved from node {victim} to node {}",
+                    r.objects[0], r.objects[2]
+                )
+            );
+            moved += 1;
+        }
+    }
+    assert_eq!(
+        moved, per_node[&victim],
+        "one audit record per moved replica: {records:#?}"
+    );
 }

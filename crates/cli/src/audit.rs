@@ -187,6 +187,22 @@ pub async fn run(cmd: AuditCommand, ctx: &Context) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The problem, if the members' hashes at record `common` are not all the same.
+fn disagreement(common: u64, hashes: &[(u64, String)]) -> Option<String> {
+    let (_, first) = hashes.first()?;
+    if hashes.iter().all(|(_, h)| h == first) {
+        return None;
+    }
+    let list: Vec<String> = hashes
+        .iter()
+        .map(|(id, h)| format!("node {id}: {h}"))
+        .collect();
+    Some(format!(
+        "members disagree at record {common}: {}",
+        list.join(", ")
+    ))
+}
+
 /// Verifies the chain on every member, then compares their hashes at the newest record all
 /// of them hold.
 async fn verify(client: &Client, ctx: &Context, reachable_only: bool) -> anyhow::Result<()> {
@@ -221,18 +237,7 @@ async fn verify(client: &Client, ctx: &Context, reachable_only: bool) -> anyhow:
         };
         at_common.push((*id, hash));
     }
-    if let Some((_, first)) = at_common.first() {
-        if at_common.iter().any(|(_, h)| h != first) {
-            let list: Vec<String> = at_common
-                .iter()
-                .map(|(id, h)| format!("node {id}: {h}"))
-                .collect();
-            problems.push(format!(
-                "members disagree at record {common}: {}",
-                list.join(", ")
-            ));
-        }
-    }
+    problems.extend(disagreement(common, &at_common));
     if ctx.format == Format::Json {
         let nodes: Vec<_> = members
             .iter()
@@ -268,4 +273,19 @@ async fn verify(client: &Client, ctx: &Context, reachable_only: bool) -> anyhow:
         bail!("audit verification failed:\n  {}", problems.join("\n  "));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn members_that_differ_at_the_common_record_are_a_problem() {
+        let same = [(1, "aa".to_string()), (2, "aa".to_string())];
+        assert_eq!(super::disagreement(5, &same), None);
+        assert_eq!(super::disagreement(0, &[]), None);
+        let differ = [(1, "aa".to_string()), (2, "ab".to_string())];
+        assert_eq!(
+            super::disagreement(5, &differ).unwrap(),
+            "members disagree at record 5: node 1: aa, node 2: ab"
+        );
+    }
 }

@@ -37,6 +37,9 @@ pub struct DevArgs {
     /// Re-place the replicas of a node silent for this many seconds.
     #[arg(long, default_value_t = 60)]
     replace_after_secs: u64,
+    /// Audit retention: keep at most this many records (0 = all; else at least 1000).
+    #[arg(long, default_value_t = 0)]
+    audit_max_records: u64,
     /// How long to wait for the cluster to elect a leader and serve.
     #[arg(long, default_value = "60")]
     ready_timeout_secs: u64,
@@ -97,6 +100,7 @@ struct NodeExtras {
     zones: u64,
     capacity: u64,
     replace_after_secs: u64,
+    audit_max_records: u64,
 }
 
 fn node_config(
@@ -119,6 +123,9 @@ fn node_config(
         capacity = extras.capacity,
         zone = (id - 1) % extras.zones.max(1) + 1,
     );
+    if extras.audit_max_records > 0 {
+        out += &format!("[audit]\nmax_records = {}\n\n", extras.audit_max_records);
+    }
     for (mid, mraft, msdk) in members {
         out += &format!(
             "[[initial_members]]\nid = {mid}\nraft_addr = \"{mraft}\"\nsdk_addr = \"{msdk}\"\n\n"
@@ -272,6 +279,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         zones: args.zones,
         capacity: args.capacity,
         replace_after_secs: args.replace_after_secs,
+        audit_max_records: args.audit_max_records,
     };
     for (id, raft, sdk) in &members {
         let node_dir = dir.join(format!("node-{id}"));

@@ -269,7 +269,9 @@ pub async fn audit_retention(node: Arc<Node>) {
 async fn retention_target(node: &Node, max_records: u64, max_age_ms: Option<u64>) -> Option<u64> {
     let head = node.audit.log.head();
     let mut through = None;
-    if max_records > 0 && head.len() > max_records {
+    // Hysteresis: a truncation adds a record itself, so truncating at `max_records + 1` would
+    // churn one record per check forever. Act once the excess is 1% (at least 10 records).
+    if max_records > 0 && head.len() > max_records + (max_records / 100).max(10) {
         through = Some(head.last_seq() - max_records);
     }
     if let Some(age) = max_age_ms {
