@@ -358,6 +358,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         cluster_json.display(),
         endpoints.join(",")
     );
+    if let Some(node) = cluster.nodes.first() {
+        println!(
+            "  curl -H \"Authorization: bearer $(jq -r .tokens.user {})\" http://{}/v1/volumes",
+            cluster_json.display(),
+            node.rest
+        );
+    }
     println!("stop with Ctrl-C (SIGINT) or SIGTERM");
 
     use tokio::signal::unix::{signal, SignalKind};

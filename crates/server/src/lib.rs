@@ -205,7 +205,10 @@ pub async fn run(
         tokio::spawn(async move {
             match listen {
                 Some(addr) => rest::serve(node, addr, stop).await,
-                None => Ok(stop.await),
+                None => {
+                    stop.await;
+                    Ok(())
+                }
             }
         })
     };
