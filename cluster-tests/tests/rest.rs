@@ -216,6 +216,41 @@ fn rest_gateway_serves_the_sdk_with_the_grpc_rules() {
         .unwrap()
         .contains(&json!(id)));
 
+    // A snapshot over REST; SnapshotEnumerate (GET) takes volume_id from the query string, and a
+    // bool in a query string (`options.deep=true`) is a bool.
+    let snap = rest(2).call(
+        "POST",
+        "/v1/volumes/snapshots",
+        Some(&user),
+        json!({"volume_id": id, "name": "rest-snap"}),
+    );
+    assert_eq!(snap.status, 200, "{snap:?}");
+    let snap_id = snap.body["snapshot_id"].as_str().unwrap().to_string();
+    let snaps = rest(3).call(
+        "GET",
+        &format!("/v1/volumes/snapshots?volume_id={id}"),
+        Some(&user),
+        Value::Null,
+    );
+    assert_eq!(snaps.status, 200, "{snaps:?}");
+    assert_eq!(snaps.body["volume_snapshot_ids"], json!([snap_id]));
+    let other = first.body["volume_id"].as_str().unwrap();
+    let none = rest(3).call(
+        "GET",
+        &format!("/v1/volumes/snapshots?volume_id={other}"),
+        Some(&user),
+        Value::Null,
+    );
+    assert_eq!((none.status, &none.body), (200, &json!({})), "{none:?}");
+    let deep = rest(1).call(
+        "GET",
+        &format!("/v1/volumes/inspect/{snap_id}?options.deep=true"),
+        Some(&user),
+        Value::Null,
+    );
+    assert_eq!(deep.status, 200, "{deep:?}");
+    assert_eq!(deep.body["volume"]["source"]["parent"], id.as_str());
+
     // Unauthenticated: the upstream texts, 401, gRPC code 16.
     let basic = rest(1).raw(
         "GET",

@@ -140,12 +140,49 @@ impl Builder<'_> {
     }
 }
 
+fn descriptor_set() -> Result<&'static FileDescriptorSet, SchemaError> {
+    static SET: std::sync::OnceLock<FileDescriptorSet> = std::sync::OnceLock::new();
+    if let Some(set) = SET.get() {
+        return Ok(set);
+    }
+    let set = FileDescriptorSet::decode(FILE_DESCRIPTOR_SET)?;
+    Ok(SET.get_or_init(|| set))
+}
+
+/// Whether the field at dotted `path` (`options.deep`) of `openstorage.api.<message>` is a
+/// `bool`: a query string carries bools as `true`/`false` text, which proto3 JSON does not take.
+pub fn is_bool_field(message: &str, path: &str) -> bool {
+    let Ok(set) = descriptor_set() else {
+        return false;
+    };
+    let index = index(set);
+    let mut current = format!(".{PACKAGE}.{message}");
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let Some(Def::Message(m)) = index.get(&current) else {
+            return false;
+        };
+        let Some(field) = m
+            .field
+            .iter()
+            .find(|f| f.name() == part || f.json_name() == part)
+        else {
+            return false;
+        };
+        if parts.peek().is_none() {
+            return field.r#type() == Type::Bool && field.label() != Label::Repeated;
+        }
+        current = field.type_name().to_string();
+    }
+    false
+}
+
 /// OpenAPI `components.schemas` for the named `openstorage.api` messages (short names such as
 /// `SdkVolumeCreateRequest`) and every message and enum they reach.
 pub fn openapi_schemas(messages: &[&str]) -> Result<Map<String, Value>, SchemaError> {
-    let set = FileDescriptorSet::decode(FILE_DESCRIPTOR_SET)?;
+    let set = descriptor_set()?;
     let mut builder = Builder {
-        index: index(&set),
+        index: index(set),
         schemas: Map::new(),
     };
     for m in messages {
@@ -194,6 +231,11 @@ mod tests {
             json!({"type": "string", "format": "date-time"})
         );
         assert!(s.contains_key("Ownership.AccessControl"));
+        assert!(is_bool_field("SdkVolumeInspectRequest", "options.deep"));
+        assert!(is_bool_field("VolumeSpec", "shared"));
+        assert!(!is_bool_field("SdkVolumeInspectRequest", "volume_id"));
+        assert!(!is_bool_field("SdkVolumeInspectRequest", "options.nope"));
+        assert!(!is_bool_field("NoSuchMessage", "x"));
         assert!(matches!(
             openapi_schemas(&["NoSuchMessage"]),
             Err(SchemaError::UnknownMessage(_))

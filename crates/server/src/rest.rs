@@ -290,19 +290,19 @@ fn metadata(headers: &HeaderMap) -> MetadataMap {
 }
 
 /// Sets `path` (dotted, `a.b`) in `object` to `value`; a repeated query key collects an array.
-fn set_field(object: &mut Map<String, Value>, path: &str, value: String, append: bool) {
+fn set_field(object: &mut Map<String, Value>, path: &str, value: Value, append: bool) {
     let mut target = object;
     let mut parts = path.split('.').peekable();
     while let Some(part) = parts.next() {
         if parts.peek().is_none() {
             match target.get_mut(part) {
-                Some(Value::Array(items)) if append => items.push(Value::String(value)),
-                Some(existing @ Value::String(_)) if append => {
+                Some(Value::Array(items)) if append => items.push(value),
+                Some(existing) if append => {
                     let first = existing.take();
-                    *existing = Value::Array(vec![first, Value::String(value)]);
+                    *existing = Value::Array(vec![first, value]);
                 }
                 _ => {
-                    target.insert(part.to_string(), Value::String(value));
+                    target.insert(part.to_string(), value);
                 }
             }
             return;
@@ -328,9 +328,9 @@ fn percent_decode(s: &str) -> String {
 /// the path parameters on top, as grpc-gateway fills a request.
 fn request_json(
     route: &Route,
-    params: &RawPathParams,
+    params: &[(&str, &str)],
     query: Option<&str>,
-    body: &Bytes,
+    body: &[u8],
 ) -> Result<Value, Status> {
     let mut object = Map::new();
     if route.has_body() && !body.iter().all(u8::is_ascii_whitespace) {
@@ -352,16 +352,19 @@ fn request_json(
     if !route.has_body() {
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            set_field(
-                &mut object,
-                &percent_decode(key),
-                percent_decode(value),
-                true,
-            );
+            let (key, value) = (percent_decode(key), percent_decode(value));
+            // Query values are text; proto3 JSON takes text for every scalar but bool.
+            let value = match value.as_str() {
+                "true" | "false" if custos_proto::json::is_bool_field(route.request, &key) => {
+                    Value::Bool(value == "true")
+                }
+                _ => Value::String(value),
+            };
+            set_field(&mut object, &key, value, true);
         }
     }
-    for (name, value) in params.iter() {
-        set_field(&mut object, name, value.to_string(), false);
+    for (name, value) in params {
+        set_field(&mut object, name, Value::String(value.to_string()), false);
     }
     Ok(Value::Object(object))
 }
@@ -380,6 +383,7 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let result = async {
+        let params: Vec<(&str, &str)> = params.iter().collect();
         let request = request_json(route, &params, query.as_deref(), &body)?;
         let call = (route.call)(gateway.services.clone(), metadata(&headers), request);
         match tokio::time::timeout(CALL_TIMEOUT, call).await {
@@ -654,14 +658,62 @@ mod tests {
         assert!(meta.get("host").is_none());
     }
 
+    fn route(method: &str, path: &str) -> &'static Route {
+        ROUTES
+            .iter()
+            .find(|r| r.method == method && r.path == path)
+            .unwrap()
+    }
+
+    #[test]
+    fn requests_take_body_query_and_path_as_grpc_gateway_does() {
+        // GET: the query string fills fields, the path parameter wins over it.
+        let inspect = route("GET", "/v1/volumes/inspect/{volume_id}");
+        let value = request_json(
+            inspect,
+            &[("volume_id", "from-path")],
+            Some("volume_id=from-query&options.deep=true"),
+            b"ignored",
+        )
+        .unwrap();
+        assert_eq!(
+            value,
+            json!({"volume_id": "from-path", "options": {"deep": true}})
+        );
+        let message: SdkVolumeInspectRequest = decode(value).unwrap();
+        assert_eq!(message.options.map(|o| o.deep), Some(true));
+        // PUT: the body is the message, the path parameter fills its field, the query is unused.
+        let update = route("PUT", "/v1/volumes/{volume_id}");
+        let value = request_json(
+            update,
+            &[("volume_id", "v1")],
+            Some("labels=x"),
+            br#"{"volume_id": "other", "labels": {"a": "b"}}"#,
+        )
+        .unwrap();
+        assert_eq!(value, json!({"volume_id": "v1", "labels": {"a": "b"}}));
+        // An empty body is an empty message; anything but a JSON object is INVALID_ARGUMENT.
+        let create = route("POST", "/v1/volumes");
+        assert_eq!(request_json(create, &[], None, b" \n").unwrap(), json!({}));
+        for bad in [&b"{"[..], b"[]", b"\"x\"", b"null"] {
+            let err = request_json(create, &[], None, bad).unwrap_err();
+            assert_eq!(err.code(), Code::InvalidArgument);
+        }
+        // The message decodes from the JSON, or the call is INVALID_ARGUMENT.
+        let message: SdkVolumeInspectRequest = decode(json!({"volume_id": "v"})).unwrap();
+        assert_eq!(message.volume_id, "v");
+        let err = decode::<SdkVolumeInspectRequest>(json!({"volume_id": 5})).unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+    }
+
     #[test]
     fn query_fields_nest_and_repeat() {
         let mut o = Map::new();
-        set_field(&mut o, "volume_id", "v".into(), true);
-        set_field(&mut o, "options.deep", "x".into(), true);
-        set_field(&mut o, "ids", "a".into(), true);
-        set_field(&mut o, "ids", "b".into(), true);
-        set_field(&mut o, "volume_id", "path".into(), false);
+        set_field(&mut o, "volume_id", json!("v"), true);
+        set_field(&mut o, "options.deep", json!("x"), true);
+        set_field(&mut o, "ids", json!("a"), true);
+        set_field(&mut o, "ids", json!("b"), true);
+        set_field(&mut o, "volume_id", json!("path"), false);
         assert_eq!(
             Value::Object(o),
             json!({"volume_id": "path", "options": {"deep": "x"}, "ids": ["a", "b"]})
