@@ -203,6 +203,21 @@ async fn wait_ready(endpoints: &[String], token: &str, timeout: Duration) -> any
     }
 }
 
+/// Resolves when a node exits during start-up (a port in use, a bad config): no need to wait
+/// for the ready timeout then.
+async fn first_exit(children: &mut [(u64, Child)]) -> anyhow::Error {
+    loop {
+        for (id, child) in children.iter_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                return anyhow::anyhow!(
+                    "node {id} exited while starting ({status}): see its server.log"
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn stop_children(children: &mut [(u64, Child)]) {
     for (_, child) in children.iter() {
         if let Some(pid) = child.id() {
@@ -326,13 +341,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let endpoints: Vec<String> = members.iter().map(|(_, _, sdk)| sdk.clone()).collect();
     eprintln!("starting {nodes} nodes in {} ...", dir.display());
     let tokens = dev_tokens(&secret)?;
-    let leader = match wait_ready(
+    let ready = wait_ready(
         &endpoints,
         &tokens["admin"],
         Duration::from_secs(args.ready_timeout_secs),
-    )
-    .await
-    {
+    );
+    let leader = match tokio::select! {
+        r = ready => r,
+        e = first_exit(&mut children) => Err(e),
+    } {
         Ok(l) => l,
         Err(e) => {
             stop_children(&mut children).await;
