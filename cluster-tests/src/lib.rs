@@ -28,6 +28,9 @@ pub struct NodeInfo {
     pub id: u64,
     pub sdk: String,
     pub raft: String,
+    /// REST gateway address (`custos dev` puts it at the SDK port + 200).
+    #[serde(default)]
+    pub rest: String,
     pub pid: u32,
     pub data_dir: PathBuf,
     pub config: PathBuf,
@@ -54,13 +57,15 @@ pub fn custos_bin() -> PathBuf {
     bin
 }
 
-/// A base port P such that P..P+n and P+100..P+100+n are free on 127.0.0.1 right now.
+/// A base port P such that P..P+n, P+100..P+100+n and P+200..P+200+n are free on 127.0.0.1
+/// right now.
 fn free_base_port(n: u16) -> anyhow::Result<u16> {
     for _ in 0..200 {
         let base: u16 = 20_000 + (rand_u16() % 30_000);
         let ok = (0..n).all(|i| {
             TcpListener::bind(("127.0.0.1", base + i)).is_ok()
                 && TcpListener::bind(("127.0.0.1", base + 100 + i)).is_ok()
+                && TcpListener::bind(("127.0.0.1", base + 200 + i)).is_ok()
         });
         if ok {
             return Ok(base);

@@ -45,6 +45,9 @@ const EXCLUSIVE: &[(&str, &str)] = &[
     ("prost-types", "custos-proto"),
     ("tonic-prost", "custos-proto"),
     ("tonic-prost-build", "custos-proto"),
+    ("pbjson", "custos-proto"),
+    ("pbjson-types", "custos-proto"),
+    ("pbjson-build", "custos-proto"),
 ];
 
 /// Crates the pure model must not depend on.

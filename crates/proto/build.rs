@@ -1,5 +1,6 @@
 //! Build script: compiles `proto/` with protox (pure Rust, no system protoc), writes the encoded
-//! `FileDescriptorSet` to `OUT_DIR`, and generates prost messages plus tonic clients and servers.
+//! `FileDescriptorSet` to `OUT_DIR`, and generates prost messages plus tonic clients and servers,
+//! and (with pbjson) the proto3 JSON mapping of the `openstorage.api` messages for the REST gateway.
 
 use std::error::Error;
 use std::path::PathBuf;
@@ -39,9 +40,22 @@ fn main() -> Result<(), Box<dyn Error>> {
     // custos does not serve with an UNIMPLEMENTED answer that names them, so a method can never
     // be left out (or misspelt) silently.
     tonic_prost_build::configure()
+        // Well-known types from pbjson-types: the same prost messages, plus their proto3 JSON
+        // forms (a Timestamp is an RFC 3339 string), which the REST gateway needs.
+        .compile_well_known_types(true)
+        .extern_path(".google.protobuf", "::pbjson_types")
         .build_client(true)
         .build_server(true)
         .generate_default_stubs(false)
         .compile_fds(compiler.file_descriptor_set())?;
+
+    // serde for the SDK messages as grpc-gateway v1 writes them (the marshaler openstorage's
+    // gateway uses: `OrigName: true`): proto field names, enums by name, 64-bit integers as
+    // strings, default values left out. Input accepts proto and lowerCamelCase names.
+    pbjson_build::Builder::new()
+        .register_descriptors(&compiler.encode_file_descriptor_set())?
+        .preserve_proto_field_names()
+        .extern_path(".google.protobuf", "::pbjson_types")
+        .build(&[".openstorage.api"])?;
     Ok(())
 }

@@ -19,6 +19,9 @@ pub struct ServerArgs {
     /// Peer listen address (overrides the file).
     #[arg(long)]
     raft_listen: Option<SocketAddr>,
+    /// REST gateway listen address (overrides the file's `rest_listen`).
+    #[arg(long)]
+    rest_listen: Option<SocketAddr>,
     /// Data directory (overrides the file).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -66,6 +69,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     if let Some(a) = args.raft_listen {
         config.raft_listen = a;
+    }
+    if let Some(a) = args.rest_listen {
+        config.rest_listen = Some(a);
     }
     if let Some(d) = args.data_dir {
         config.data_dir = d;

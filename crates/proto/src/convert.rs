@@ -118,8 +118,8 @@ pub fn spec_to_proto(s: &VolumeSpec, ownership: Option<&Ownership>) -> api::Volu
     }
 }
 
-fn timestamp(ms: u64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
+fn timestamp(ms: u64) -> pbjson_types::Timestamp {
+    pbjson_types::Timestamp {
         seconds: (ms / 1000) as i64,
         nanos: ((ms % 1000) * 1_000_000) as i32,
     }

@@ -8,6 +8,8 @@ pub mod openstorage {
     #[allow(clippy::all, clippy::pedantic)]
     pub mod api {
         include!(concat!(env!("OUT_DIR"), "/openstorage.api.rs"));
+        // serde::Serialize and Deserialize in proto3 JSON (see build.rs), for the REST gateway.
+        include!(concat!(env!("OUT_DIR"), "/openstorage.api.serde.rs"));
     }
 }
 
@@ -33,6 +35,7 @@ pub mod custos {
 }
 
 pub mod convert;
+pub mod json;
 
 /// The encoded `google.protobuf.FileDescriptorSet` of every compiled proto file (imports
 /// included, with source info), for gRPC reflection and the descriptor comparison test.

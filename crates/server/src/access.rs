@@ -1,5 +1,5 @@
-//! The access layer: wraps every SDK-port call to learn how it ended, for the access log and
-//! the local audit lines of reads.
+//! The access layer: wraps every SDK-port call (and, through [`logged`], every REST call) to
+//! learn how it ended, for the access log and the local audit lines of reads.
 //!
 //! The edge (`Node::caller`) records the verified caller of the call in a task-local slot the
 //! layer installs; when the handler's response is ready, the layer reads the gRPC status
@@ -45,6 +45,27 @@ pub fn mark_write() {
             info.wrote = true;
         }
     });
+}
+
+/// Runs one call that does not come through the gRPC layer (the REST gateway) with the same
+/// slot, and logs how it ended.
+pub async fn logged<T>(
+    node: &Node,
+    call: impl Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, tonic::Status> {
+    let slot = Arc::new(CallSlot::default());
+    let start = Instant::now();
+    let result = CALL.scope(slot.clone(), call).await;
+    let info = slot.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(info) = info {
+        let (code, message) = match &result {
+            Ok(_) => (0, String::new()),
+            Err(s) => (s.code() as i32, s.message().to_string()),
+        };
+        node.audit
+            .call_finished(&info, code, &message, start.elapsed());
+    }
+    result
 }
 
 /// The layer, added to the SDK server.

@@ -116,6 +116,9 @@ pub struct ServerConfig {
     pub sdk_listen: SocketAddr,
     /// Where the peer gRPC server listens.
     pub raft_listen: SocketAddr,
+    /// Where the REST gateway (the SDK over HTTP/JSON) listens; none serves no REST.
+    #[serde(default)]
+    pub rest_listen: Option<SocketAddr>,
     /// The static initial membership the cluster bootstraps from.
     #[serde(default)]
     pub initial_members: Vec<MemberConfig>,

@@ -14,6 +14,7 @@ pub mod liveness;
 pub mod network;
 pub mod node;
 pub mod peer;
+pub mod rest;
 pub mod sdk;
 pub mod status;
 
@@ -222,9 +223,23 @@ pub async fn run(
         .add_service(reflection)
         .serve_with_shutdown(config.sdk_listen, stopped(stop_rx.clone()));
 
-    tracing::info!(node = config.node_id, sdk = %config.sdk_listen, raft = %config.raft_listen, "serving");
+    tracing::info!(node = config.node_id, sdk = %config.sdk_listen, raft = %config.raft_listen, rest = ?config.rest_listen, "serving");
     let mut peer = tokio::spawn(peer);
     let mut sdk = tokio::spawn(sdk);
+    // The REST gateway (when configured) calls the same SDK services over HTTP/JSON.
+    let mut rest = {
+        let (node, stop, listen) = (node.clone(), stopped(stop_rx.clone()), config.rest_listen);
+        tokio::spawn(async move {
+            match listen {
+                Some(addr) => rest::serve(node, addr, stop).await,
+                None => {
+                    stop.await;
+                    Ok(())
+                }
+            }
+        })
+    };
+    let mut rest_done = false;
     let watcher = {
         let stop_tx = stop_tx.clone();
         tokio::spawn(async move {
@@ -236,6 +251,7 @@ pub async fn run(
     let (result, peer_done, sdk_done) = tokio::select! {
         r = &mut peer => (r.context("peer server task").and_then(|r| r.context("peer server")), true, false),
         r = &mut sdk => (r.context("sdk server task").and_then(|r| r.context("sdk server")), false, true),
+        r = &mut rest => { rest_done = true; (r.context("rest gateway task").and_then(|r| r), false, false) }
         _ = stopped(stop_rx.clone()) => (Ok(()), false, false),
     };
     let _ = stop_tx.send(true);
@@ -259,6 +275,9 @@ pub async fn run(
         if !peer_done {
             let _ = (&mut peer).await;
         }
+        if !rest_done {
+            let _ = (&mut rest).await;
+        }
     };
     if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
         tracing::warn!(
@@ -267,6 +286,7 @@ pub async fn run(
         );
         sdk.abort();
         peer.abort();
+        rest.abort();
     }
     // Denials seen up to now reach the trail if a leader takes them within a second.
     let mut failures = 0;

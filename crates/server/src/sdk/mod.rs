@@ -4,7 +4,7 @@ mod cluster;
 mod role;
 mod volume;
 
-pub use cluster::{ClusterService, IdentityService, MountAttachService, NodeService};
+pub use cluster::{ClusterService, IdentityService, MountAttachService, NodeService, SDK_VERSION};
 pub use role::RoleService;
 pub use volume::VolumeService;
 
