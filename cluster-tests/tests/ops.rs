@@ -108,3 +108,35 @@ async fn health_follows_quorum_and_reflection_lists_the_services() {
     cluster.restart(2).unwrap();
     wait_for(&lone, ServingStatus::Serving, Duration::from_secs(20)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_without_quorum_is_unavailable_before_the_client_deadline() {
+    let mut cluster = TestCluster::start(3).unwrap();
+    let leader = cluster.leader(1).await.unwrap();
+    for id in (1..=3).filter(|id| *id != leader) {
+        cluster.kill9(id);
+    }
+    let client = cluster
+        .client(leader, Some(&cluster.token("user")))
+        .with_timeout(Duration::from_millis(1500));
+    let started = Instant::now();
+    let err = client
+        .create_volume(&custos_client::CreateVolume {
+            name: "no-quorum".into(),
+            size: 1 << 20,
+            ha_level: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    // The node answers UNAVAILABLE (naming the deadline) before the client's own deadline
+    // passes: not a client-side DEADLINE_EXCEEDED or a cancelled call.
+    assert_eq!(
+        err.code(),
+        Some(custos_client::model::Code::Unavailable),
+        "{err}"
+    );
+    assert!(err.to_string().contains("before the deadline"), "{err}");
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+}

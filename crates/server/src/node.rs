@@ -141,7 +141,16 @@ impl Node {
         let mut hint = self.current_leader();
         loop {
             let attempt = match hint {
-                Some(leader) if leader == self.id => self.propose_local(cmd.clone()).await?,
+                // Bounded by the deadline: a leader that lost its quorum never commits, and
+                // the client must get UNAVAILABLE, not a cancelled call. The request id makes
+                // a retry safe if it did commit after all.
+                Some(leader) if leader == self.id => {
+                    tokio::time::timeout_at(deadline.into(), self.propose_local(cmd.clone()))
+                        .await
+                        .map_err(|_| {
+                            status::no_leader("write not committed before the deadline")
+                        })??
+                }
                 Some(leader) => self.propose_remote(leader, &cmd, deadline).await,
                 None => Attempt::NotLeader(None),
             };
@@ -226,7 +235,13 @@ impl Node {
         let mut hint = self.current_leader();
         loop {
             let attempt = match hint {
-                Some(leader) if leader == self.id => self.read_index_local().await?,
+                Some(leader) if leader == self.id => {
+                    tokio::time::timeout_at(deadline.into(), self.read_index_local())
+                        .await
+                        .map_err(|_| {
+                            status::no_leader("leadership not confirmed before the deadline")
+                        })??
+                }
                 Some(leader) => self.read_index_remote(leader, deadline).await,
                 None => Attempt::NotLeader(None),
             };
