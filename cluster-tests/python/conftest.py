@@ -35,8 +35,8 @@ def _free(port: int) -> bool:
 def _base_port(n: int) -> int:
     for _ in range(200):
         base = random.randint(20000, 50000)
-        # SDK, peer and REST gateway ports (`custos dev` puts them at +0, +100 and +200).
-        if all(_free(base + i) and _free(base + 100 + i) and _free(base + 200 + i) for i in range(n)):
+        # SDK, peer, REST gateway and metrics ports (`custos dev` puts them at +0, +100, +200, +300).
+        if all(_free(base + i) and _free(base + 100 + i) and _free(base + 200 + i) and _free(base + 300 + i) for i in range(n)):
             return base
     raise RuntimeError("no free port range on 127.0.0.1")
 

@@ -31,6 +31,9 @@ pub struct NodeInfo {
     /// REST gateway address (`custos dev` puts it at the SDK port + 200).
     #[serde(default)]
     pub rest: String,
+    /// Prometheus metrics address (`custos dev` puts it at the SDK port + 300).
+    #[serde(default)]
+    pub metrics: String,
     pub pid: u32,
     pub data_dir: PathBuf,
     pub config: PathBuf,
@@ -57,7 +60,7 @@ pub fn custos_bin() -> PathBuf {
     bin
 }
 
-/// A base port P such that P..P+n, P+100..P+100+n and P+200..P+200+n are free on 127.0.0.1
+/// A base port P such that P..P+n, P+100..P+100+n, P+200..P+200+n and P+300..P+300+n are free on 127.0.0.1
 /// right now.
 fn free_base_port(n: u16) -> anyhow::Result<u16> {
     for _ in 0..200 {
@@ -66,6 +69,7 @@ fn free_base_port(n: u16) -> anyhow::Result<u16> {
             TcpListener::bind(("127.0.0.1", base + i)).is_ok()
                 && TcpListener::bind(("127.0.0.1", base + 100 + i)).is_ok()
                 && TcpListener::bind(("127.0.0.1", base + 200 + i)).is_ok()
+                && TcpListener::bind(("127.0.0.1", base + 300 + i)).is_ok()
         });
         if ok {
             return Ok(base);

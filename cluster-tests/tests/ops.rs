@@ -140,3 +140,63 @@ async fn a_write_without_quorum_is_unavailable_before_the_client_deadline() {
     assert!(err.to_string().contains("before the deadline"), "{err}");
     assert!(took < Duration::from_millis(1500), "took {took:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_report_raft_requests_auth_failures_and_audit_without_usernames() {
+    let cluster = TestCluster::start(3).unwrap();
+    let user_token = cluster.token("user");
+    let user = cluster.client(1, Some(&user_token));
+    user.create_volume(&custos_client::CreateVolume {
+        name: "metered".into(),
+        size: 1 << 20,
+        ha_level: 1,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let bad = cluster.client(1, Some("not-a-jwt"));
+    assert!(bad.enumerate_volumes().await.is_err());
+    let addr = cluster.node(1).metrics.clone();
+    assert!(
+        addr.starts_with("127.0.0.1:"),
+        "metrics bind loopback: {addr}"
+    );
+    let text = tokio::task::spawn_blocking(move || {
+        ureq::get(&format!("http://{addr}/metrics"))
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_string()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+    };
+    assert!(value("custos_raft_term ") >= 1.0);
+    assert!(value("custos_raft_leader_id ") >= 1.0);
+    assert!(value("custos_raft_applied_index ") >= 1.0);
+    assert!(value("custos_audit_last_seq ") >= 1.0);
+    assert_eq!(
+        value(
+            "custos_requests_seconds_count{method=\"/openstorage.api.OpenStorageVolume/Create\",code=\"OK\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "custos_requests_seconds_count{method=\"/openstorage.api.OpenStorageVolume/Enumerate\",code=\"Unauthenticated\"}"
+        ),
+        1.0
+    );
+    assert!(value("custos_auth_failures_total{reason=\"malformed_token\"}") >= 1.0);
+    // No caller names or tokens in any label.
+    for needle in ["username", "user@", "not-a-jwt", user_token.as_str()] {
+        assert!(!text.contains(needle), "{needle:?} in metrics");
+    }
+}

@@ -51,17 +51,19 @@ pub fn mark_write() {
 /// slot, and logs how it ended.
 pub async fn logged<T>(
     node: &Node,
+    rpc: &str,
     call: impl Future<Output = Result<T, tonic::Status>>,
 ) -> Result<T, tonic::Status> {
     let slot = Arc::new(CallSlot::default());
     let start = Instant::now();
     let result = CALL.scope(slot.clone(), call).await;
+    let (code, message) = match &result {
+        Ok(_) => (0, String::new()),
+        Err(s) => (s.code() as i32, s.message().to_string()),
+    };
+    node.metrics.observe_request(rpc, code, start.elapsed());
     let info = slot.0.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(info) = info {
-        let (code, message) = match &result {
-            Ok(_) => (0, String::new()),
-            Err(s) => (s.code() as i32, s.message().to_string()),
-        };
         node.audit
             .call_finished(&info, code, &message, start.elapsed());
     }
@@ -150,13 +152,17 @@ where
         let node = self.node.clone();
         let slot = Arc::new(CallSlot::default());
         let start = Instant::now();
+        let path = req.uri().path().to_string();
         Box::pin(async move {
             let result = CALL.scope(slot.clone(), inner.call(req)).await;
             let call = slot.0.lock().unwrap_or_else(|p| p.into_inner()).take();
-            if let (Ok(resp), Some(call)) = (&result, call) {
+            if let Ok(resp) = &result {
                 let (code, message) = status_of(resp);
-                node.audit
-                    .call_finished(&call, code, &message, start.elapsed());
+                node.metrics.observe_request(&path, code, start.elapsed());
+                if let Some(call) = call {
+                    node.audit
+                        .call_finished(&call, code, &message, start.elapsed());
+                }
             }
             result
         })

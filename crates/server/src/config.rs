@@ -119,6 +119,9 @@ pub struct ServerConfig {
     /// Where the REST gateway (the SDK over HTTP/JSON) listens; none serves no REST.
     #[serde(default)]
     pub rest_listen: Option<SocketAddr>,
+    /// Where Prometheus metrics are served (`GET /metrics`, plain HTTP); none serves none.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     /// The static initial membership the cluster bootstraps from.
     #[serde(default)]
     pub initial_members: Vec<MemberConfig>,

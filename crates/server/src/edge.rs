@@ -89,6 +89,7 @@ impl Node {
             None => Identity::internal_admin(""),
             Some(auth) => {
                 let header = authorization_header(meta).inspect_err(|s| {
+                    self.metrics.auth_failure("malformed_header");
                     let code = crate::audit::code_name(s.code() as i32);
                     self.audit
                         .authentication_failed(s.message(), code, "", &correlation());
@@ -96,6 +97,7 @@ impl Node {
                 match auth.authenticate(header, crate::node::now_ms() / 1000) {
                     Ok(identity) => identity,
                     Err(e) => {
+                        self.metrics.auth_failure(e.reason);
                         let s = status::from_auth(e);
                         let fingerprint = header
                             .and_then(|h| h.split_once(' '))

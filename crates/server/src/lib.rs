@@ -11,6 +11,7 @@ pub mod config;
 pub mod duties;
 pub mod edge;
 pub mod liveness;
+pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod peer;
@@ -121,6 +122,7 @@ pub async fn run(
         peers: network::PeerClients::default(),
         liveness: liveness::Liveness::default(),
         audit,
+        metrics: metrics::Metrics::default(),
     });
 
     // Bootstrap: the lowest id of the static initial membership initializes the cluster once.
@@ -240,6 +242,20 @@ pub async fn run(
         })
     };
     let mut rest_done = false;
+    let metrics_server = match config.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding metrics_listen {addr}"))?;
+            let (node, stop) = (node.clone(), stopped(stop_rx.clone()));
+            Some(tokio::spawn(async move {
+                if let Err(e) = metrics::serve(node, listener, addr, stop).await {
+                    tracing::error!("{e:#}");
+                }
+            }))
+        }
+        None => None,
+    };
     let watcher = {
         let stop_tx = stop_tx.clone();
         tokio::spawn(async move {
@@ -293,6 +309,9 @@ pub async fn run(
     duties::flush_denials(&node, Duration::from_secs(1), &mut failures).await;
     duties::flush_denials(&node, Duration::from_secs(1), &mut failures).await;
     local_lines.abort();
+    if let Some(task) = metrics_server {
+        task.abort();
+    }
     tracing::info!(node = config.node_id, "stopping Raft");
     raft.shutdown().await.ok();
     result

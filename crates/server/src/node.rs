@@ -32,6 +32,8 @@ pub struct Node {
     pub liveness: crate::liveness::Liveness,
     /// Local audit and access logs, denial batching, and the replicated trail's reader.
     pub audit: crate::audit::Audit,
+    /// Prometheus counters (`/metrics` on `metrics_listen`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Where a linearizable or a local read is wanted.

@@ -385,7 +385,7 @@ async fn handle(
     // The same access log and local audit lines as a gRPC call (the gRPC layer does not see
     // these calls).
     let node = gateway.services.volume.node.clone();
-    let result = crate::access::logged(&node, async {
+    let result = crate::access::logged(&node, route.rpc, async {
         let params: Vec<(&str, &str)> = params.iter().collect();
         let request = request_json(route, &params, query.as_deref(), &body)?;
         let call = (route.call)(gateway.services.clone(), metadata(&headers), request);
