@@ -1,5 +1,7 @@
-//! The `custos` binary: runs a node (`server`), a local cluster (`dev`), and operator commands.
+//! The `custos` binary: runs a node (`server`), a local cluster (`dev`), operator commands, and
+//! the benchmark load generator (`bench`).
 
+mod bench;
 mod dev;
 mod output;
 mod server;
@@ -60,6 +62,11 @@ enum Command {
     },
     /// SDK and server version of the endpoint.
     Version,
+    /// Load generator: custos or etcd, N clients over P connections, one JSON report.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -87,6 +94,7 @@ fn main() -> ExitCode {
             Command::Volume { command } => volume::run(command, &ctx).await,
             Command::Cluster { command } => volume::run_cluster(command, &ctx).await,
             Command::Version => volume::version(&ctx).await,
+            Command::Bench { command } => bench::run(command, &ctx).await,
         }
     });
     match result {

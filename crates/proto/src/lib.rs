@@ -32,6 +32,17 @@ pub mod custos {
     }
 }
 
+/// A client-only subset of etcd v3's API (`etcdserverpb`: `KV.Put`, `KV.Range`,
+/// `Maintenance.Status`, `Auth.Authenticate`), for the side-by-side benchmark against etcd.
+/// Not served by custos and not part of [`FILE_DESCRIPTOR_SET`].
+pub mod etcd {
+    /// `etcdserverpb`.
+    #[allow(clippy::all, clippy::pedantic)]
+    pub mod etcdserverpb {
+        include!(concat!(env!("OUT_DIR"), "/etcdserverpb.rs"));
+    }
+}
+
 pub mod convert;
 
 /// The encoded `google.protobuf.FileDescriptorSet` of every compiled proto file (imports
