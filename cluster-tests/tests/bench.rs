@@ -139,36 +139,32 @@ fn bench_reports_every_workload_against_a_real_cluster() {
 
 #[test]
 fn dev_no_auth_turns_authentication_off() {
-    // With auth on, a caller without a token is a guest and may not create volumes.
+    // With auth on, system.view may not create volumes: every write is refused.
     let on = TestCluster::start(3).unwrap();
-    let out = Command::new(custos_bin())
-        .args([
-            "bench",
-            "custos",
-            "-o",
-            "json",
-            "--workload",
-            "write",
-            "--ops",
-            "1",
-        ])
-        // The guest may not ask who leads, so no leader lookup.
-        .args(["--target", "all"])
-        .arg("--endpoint")
-        .arg(on.info.endpoints.join(","))
-        .env_remove("CUSTOS_TOKEN")
-        .output()
-        .unwrap();
-    let report: Value = serde_json::from_slice(&out.stdout).expect("a report");
-    assert_eq!(report["ops_ok"], 0, "guest writes are refused: {report}");
-    assert_eq!(report["errors"], 1, "{report}");
+    let refused = bench(
+        &on,
+        Some(&on.token("view")),
+        &["--workload", "write", "--ops", "3"],
+    );
+    assert_eq!(refused["ops_ok"], 0, "view writes are refused: {refused}");
+    assert_eq!(refused["errors"], 3, "{refused}");
+    let err = refused["first_error"].as_str().unwrap();
+    assert!(
+        err.contains("PermissionDenied")
+            || err.contains("PERMISSION_DENIED")
+            || err.to_lowercase().contains("permission"),
+        "{err}"
+    );
     drop(on);
 
+    // With auth off the token is not even looked at: every caller is an administrator.
     let off = TestCluster::start_with(3, &["--no-auth"]).unwrap();
     let r = bench(
         &off,
-        None,
+        Some(&off.token("view")),
         &["--workload", "write", "--clients", "3", "--ops", "15"],
     );
     check_report(&r, "write", 15, 3);
+    let anonymous = bench(&off, None, &["--workload", "write", "--ops", "5"]);
+    check_report(&anonymous, "write", 5, 1);
 }
