@@ -11,7 +11,9 @@
 # The cluster part installs etcd (Debian's etcd-server/etcd-client) when missing and matplotlib
 # into target/bench-venv. Knobs (environment): BENCH_RUNS (3), BENCH_SEQ_OPS (2000),
 # BENCH_W10_OPS (5000), BENCH_W100_OPS (30000), BENCH_READ_OPS (60000), BENCH_KEYS (10000),
-# BENCH_IDLE_PCT (idle gate, 25), BENCH_CARGO (cargo command, e.g. "nice -n 15 cargo").
+# BENCH_IDLE_PCT (idle gate, 25), BENCH_IDLE_WAIT (its longest wait, 60 s), BENCH_CARGO (cargo
+# command, e.g. "nice -n 15 cargo"), BENCH_BIN (a custos binary to use instead of building one),
+# BENCH_MD and BENCH_PLOTS (where the tables and plots go: BENCHMARKS.md, docs/bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -56,6 +58,7 @@ W100_OPS="${BENCH_W100_OPS:-30000}"
 READ_OPS="${BENCH_READ_OPS:-60000}"
 KEYS="${BENCH_KEYS:-10000}"
 IDLE_PCT="${BENCH_IDLE_PCT:-25}"
+IDLE_WAIT="${BENCH_IDLE_WAIT:-60}"
 ETCD_PASSWORD="bench-$RANDOM$RANDOM"
 
 # name workload clients connections ops
@@ -129,10 +132,10 @@ bench_matrix() {
       log "$label run $run: $name ($clients clients over $conns connections, $ops ops)"
       "$BIN" bench "$system" "$@" -o json --workload "$workload" --clients "$clients" \
         --connections "$conns" --ops "$ops" --keys "$KEYS" --pids "$pids" --deadline-secs 180 \
-        --idle-below-pct "$IDLE_PCT" --idle-max-wait-secs 60 --label "$label" \
+        --idle-below-pct "$IDLE_PCT" --idle-max-wait-secs "$IDLE_WAIT" --label "$label" \
         --latencies "$OUT/lat/$label.$name.$run.txt" \
         | python3 -c 'import json,sys; r=json.load(sys.stdin); r["shape"]=sys.argv[1]; r["run"]=int(sys.argv[2]); print(json.dumps(r))' "$name" "$run" \
-        | tee -a "$OUT/results.jsonl" | python3 -c 'import json,sys; r=json.load(sys.stdin); l=r["latency_ms"]; print(f"   {r[\"ops_ok\"]} ok, {r[\"errors\"]} errors, {r[\"ops_per_s\"]:.0f} ops/s, p50 {l[\"p50\"]:.2f} ms, p99 {l[\"p99\"]:.2f} ms, server CPU {r[\"server_cpu_ms_per_op\"]:.3f} ms/op, foreign CPU {r[\"foreign_cpu_s\"]:.1f} s")' >&2
+        | tee -a "$OUT/results.jsonl" | python3 -c 'import json,sys; r=json.load(sys.stdin); l=r["latency_ms"]; print("   %d ok, %d errors, %.0f ops/s, p50 %.2f ms, p99 %.2f ms, server CPU %.3f ms/op, foreign CPU %.1f s" % (r["ops_ok"], r["errors"], r["ops_per_s"], l["p50"], l["p99"], r["server_cpu_ms_per_op"], r["foreign_cpu_s"]))' >&2
     done
   done
 }
@@ -212,9 +215,13 @@ etcd_system() {
 cluster_bench() {
   ensure_etcd
   ensure_plot_venv
-  log "building custos (release)"
-  $CARGO_CMD build --release --locked -p custos-cli
-  BIN="$TARGET_DIR/release/custos"
+  if [ -n "${BENCH_BIN:-}" ]; then
+    BIN="$BENCH_BIN"
+  else
+    log "building custos (release)"
+    $CARGO_CMD build --release --locked -p custos-cli
+    BIN="$TARGET_DIR/release/custos"
+  fi
   OUT="$TARGET_DIR/bench/$(date -u +%Y%m%dT%H%M%SZ)"
   mkdir -p "$OUT/lat"
   log "results in $OUT"
@@ -229,7 +236,7 @@ cluster_bench() {
   custos_system custos-auth
   custos_system custos-noauth --no-auth
   etcd_system etcd-auth
-  "$PLOT_PY" scripts/bench_report.py "$OUT" BENCHMARKS.md docs/bench
+  "$PLOT_PY" scripts/bench_report.py "$OUT" "${BENCH_MD:-BENCHMARKS.md}" "${BENCH_PLOTS:-docs/bench}"
 }
 
 case "$WHAT" in
