@@ -126,27 +126,26 @@ trap cleanup EXIT
 
 json_field() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {"d": d}))' "$@"; }
 
-# Runs every shape RUNS times against one system: bench_matrix SYSTEM LABEL PIDS ARGS...
-bench_matrix() {
-  local system="$1" label="$2" pids="$3"; shift 3
-  local run shape name workload clients conns ops
-  for run in $(seq "$RUNS"); do
-    for shape in "${SHAPES[@]}"; do
-      read -r name workload clients conns ops <<<"$shape"
-      log "$label run $run: $name ($clients clients over $conns connections, $ops ops)"
-      "$BIN" bench "$system" "$@" -o json --workload "$workload" --clients "$clients" \
-        --connections "$conns" --ops "$ops" --keys "$KEYS" --pids "$pids" --deadline-secs 180 \
-        --idle-below-pct "$IDLE_PCT" --idle-max-wait-secs "$IDLE_WAIT" --label "$label" \
-        --latencies "$OUT/lat/$label.$name.$run.txt" \
-        | python3 -c 'import json,sys; r=json.load(sys.stdin); r["shape"]=sys.argv[1]; r["run"]=int(sys.argv[2]); print(json.dumps(r))' "$name" "$run" \
-        | tee -a "$OUT/results.jsonl" | python3 -c 'import json,sys; r=json.load(sys.stdin); l=r["latency_ms"]; print("   %d ok, %d errors, %.0f ops/s, p50 %.2f ms, p99 %.2f ms, server CPU %.3f ms/op, foreign CPU %.1f s" % (r["ops_ok"], r["errors"], r["ops_per_s"], l["p50"], l["p99"], r["server_cpu_ms_per_op"], r["foreign_cpu_s"]))' >&2
-    done
+# Runs every shape once against one system: bench_shapes SYSTEM LABEL RUN PIDS ARGS...
+bench_shapes() {
+  local system="$1" label="$2" run="$3" pids="$4"; shift 4
+  local shape name workload clients conns ops
+  for shape in "${SHAPES[@]}"; do
+    read -r name workload clients conns ops <<<"$shape"
+    log "$label run $run: $name ($clients clients over $conns connections, $ops ops)"
+    "$BIN" bench "$system" "$@" -o json --workload "$workload" --clients "$clients" \
+      --connections "$conns" --ops "$ops" --keys "$KEYS" --pids "$pids" --deadline-secs 180 \
+      --idle-below-pct "$IDLE_PCT" --idle-max-wait-secs "$IDLE_WAIT" --label "$label" \
+      --latencies "$OUT/lat/$label.$name.$run.txt" \
+      | python3 -c 'import json,sys; r=json.load(sys.stdin); r["shape"]=sys.argv[1]; r["run"]=int(sys.argv[2]); print(json.dumps(r))' "$name" "$run" \
+      | tee -a "$OUT/results.jsonl" | python3 -c 'import json,sys; r=json.load(sys.stdin); l=r["latency_ms"]; print("   %d ok, %d errors, %.0f ops/s, p50 %.2f ms, p99 %.2f ms, server CPU %.3f ms/op, foreign CPU %.1f s" % (r["ops_ok"], r["errors"], r["ops_per_s"], l["p50"], l["p99"], r["server_cpu_ms_per_op"], r["foreign_cpu_s"]))' >&2
   done
 }
 
+# A fresh custos cluster for one run of every shape: custos_system LABEL RUN [custos dev flags].
 custos_system() {
-  local label="$1"; shift
-  local dir="$OUT/$label" base devpid
+  local label="$1" run="$2"; shift 2
+  local dir="$OUT/$label-$run" base devpid
   base="$(free_base_port)"
   mkdir -p "$dir"
   log "custos ($label): 3 nodes from base port $base"
@@ -168,13 +167,14 @@ custos_system() {
   log "custos ($label): preloading $KEYS volumes"
   "$BIN" bench custos --endpoint "$endpoints" "${auth[@]}" -o json --workload preload \
     --clients 100 --connections 10 --ops "$KEYS" --deadline-secs 300 >/dev/null
-  bench_matrix custos "$label" "$pids" --endpoint "$endpoints" "${auth[@]}"
+  bench_shapes custos "$label" "$run" "$pids" --endpoint "$endpoints" "${auth[@]}"
   cleanup
 }
 
+# A fresh etcd cluster (auth on) for one run of every shape: etcd_system LABEL RUN.
 etcd_system() {
-  local label="$1"
-  local dir="$OUT/$label" base i cluster="" endpoints="" pids=""
+  local label="$1" run="$2"
+  local dir="$OUT/$label-$run" base i cluster="" endpoints="" pids=""
   base="$(free_base_port)"
   mkdir -p "$dir"
   for i in 0 1 2; do
@@ -212,7 +212,7 @@ etcd_system() {
   log "etcd ($label): preloading $KEYS keys"
   "$BIN" bench etcd "${auth[@]}" -o json --workload preload --clients 100 --connections 10 \
     --ops "$KEYS" --deadline-secs 300 >/dev/null
-  bench_matrix etcd "$label" "$pids" "${auth[@]}"
+  bench_shapes etcd "$label" "$run" "$pids" "${auth[@]}"
   cleanup
 }
 
@@ -236,10 +236,15 @@ cluster_bench() {
     echo "cpus=$(nproc)"
     echo "runs=$RUNS"
   } >"$OUT/meta.txt"
-  # One system at a time, so no cluster competes with the one measured.
-  custos_system custos-auth
-  custos_system custos-noauth --no-auth
-  etcd_system etcd-auth
+  # One system at a time, so no cluster competes with the one measured; the systems take turns
+  # run by run, so a disturbance of the machine (other tenants) spreads over all of them. Each
+  # run starts from a fresh cluster with the read key space preloaded.
+  local run
+  for run in $(seq "$RUNS"); do
+    custos_system custos-auth "$run"
+    custos_system custos-noauth "$run" --no-auth
+    etcd_system etcd-auth "$run"
+  done
   "$PLOT_PY" scripts/bench_report.py "$OUT" "${BENCH_MD:-BENCHMARKS.md}" "${BENCH_PLOTS:-docs/bench}"
 }
 
