@@ -138,14 +138,21 @@ targets = [
 rows = ["| target | measured (custos/etcd) | verdict |", "|---|---|---|"]
 for name, value, verdict in targets:
     rows.append(f"| {name} | {fx(value)}× | {verdict(value)} |")
+def ranges_overlap(shape):
+    a = [ops(r) for r in runs(CUSTOS, shape)]
+    b = [ops(r) for r in runs(NOAUTH, shape)]
+    return bool(a and b) and min(a) <= max(b) and min(b) <= max(a)
+
+
 for shape, title in SHAPES:
     c = auth_cost(shape)
+    noise = " (the auth-on and auth-off throughput ranges overlap: within run-to-run noise)" if ranges_overlap(shape) else ""
     if c is None:
         verdict = "not measured"
     elif c <= 0.05:
-        verdict = "**met**"
+        verdict = "**met**" + noise
     else:
-        verdict = f"**missed**: {100 * c:.1f}% against ≤ 5% ({100 * (c - 0.05):.1f} points over)"
+        verdict = f"**missed**: {100 * c:.1f}% against ≤ 5% ({100 * (c - 0.05):.1f} points over){noise}"
     rows.append(f"| auth costs ≤ 5% of throughput: {title} | {fx(None if c is None else 100 * c, 1)}% of custos' auth-off throughput | {verdict} |")
 target_table = "\n".join(rows)
 
