@@ -235,6 +235,7 @@ cluster_bench() {
     echo "etcd=$(etcd --version | head -1)"
     echo "cpus=$(nproc)"
     echo "runs=$RUNS"
+    echo "idle_gate=below ${IDLE_PCT}% busy, waiting at most ${IDLE_WAIT} s"
   } >"$OUT/meta.txt"
   # One system at a time, so no cluster competes with the one measured; the systems take turns
   # run by run, so a disturbance of the machine (other tenants) spreads over all of them. Each

@@ -251,7 +251,7 @@ for shape, _ in SHAPES:
 shape_text = ", ".join(f"{s} = {c} clients over {p} connections × {o:,} ops" for s, (c, p, o) in shape_counts.items())
 
 body = f"""Run {meta.get('date', '?')} at commit `{meta.get('commit', '?')}`, {meta.get('etcd', 'etcd ?')}, {meta.get('cpus', '?')} CPUs,
-{meta.get('runs', '?')} runs per shape (medians; ranges in brackets). Shapes: {shape_text}.
+{meta.get('runs', '?')} runs per shape (medians; ranges in brackets), idle gate {meta.get('idle_gate', '?')}. Shapes: {shape_text}.
 
 Measured:
 
