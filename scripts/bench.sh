@@ -1,17 +1,38 @@
 #!/usr/bin/env bash
 # Runs custos's benchmarks and writes their tables into BENCHMARKS.md (between markers), as ratios
-# against a peer measured in the same run: the authorization cost and audit List benchmarks (criterion).
-# The side-by-side cluster benchmarks against etcd (issue #7) will be added here.
+# against a peer measured in the same run:
+#
+#   scripts/bench.sh auth      the authorization cost benchmark (criterion)
+#   scripts/bench.sh cluster   3-member custos (auth on and off) and etcd (auth on) clusters on
+#                              loopback, driven by `custos bench` with one concurrency model;
+#                              tables plus PNG plots in docs/bench/
+#   scripts/bench.sh audit     audit List on a 1,000,000-record trail (criterion; builds the trail
+#                              first, about two minutes), indexed query vs. a scanning peer
+#   scripts/bench.sh [all]     all three
+#
+# The cluster part installs etcd (Debian's etcd-server/etcd-client) when missing and matplotlib
+# into target/bench-venv. Knobs (environment): BENCH_RUNS (3), BENCH_SEQ_OPS (2000),
+# BENCH_W10_OPS (5000), BENCH_W100_OPS (20000), BENCH_READ_OPS (serializable, 60000),
+# BENCH_LIN_OPS (linearizable, 10000), BENCH_KEYS (10000),
+# BENCH_IDLE_PCT (idle gate, 25), BENCH_IDLE_WAIT (its longest wait, 60 s), BENCH_CARGO (cargo
+# command, e.g. "nice -n 15 cargo"), BENCH_BIN (a custos binary to use instead of building one),
+# BENCH_MD and BENCH_PLOTS (where the tables and plots go: BENCHMARKS.md, docs/bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT="$PWD"
+WHAT="${1:-all}"
+CARGO_CMD="${BENCH_CARGO:-cargo}"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
-cargo bench --locked -p custos-auth --bench authorize -- --warm-up-time 2 --measurement-time 5
-# Builds a 1,000,000-record audit trail first (about two minutes), then measures List.
-cargo bench --locked -p custos-store --bench audit_list -- --warm-up-time 1 --measurement-time 3
+log() { printf '\n==> %s\n' "$*" >&2; }
 
-python3 - <<'PY'
-import json, pathlib, re
-root = pathlib.Path("target/criterion")
+auth_bench() {
+  log "authorization cost (criterion)"
+  $CARGO_CMD bench --locked -p custos-auth --bench authorize -- --warm-up-time 2 --measurement-time 5
+
+  python3 - "$TARGET_DIR" <<'PY'
+import json, pathlib, re, sys
+root = pathlib.Path(sys.argv[1]) / "criterion"
 def median_ns(group, name):
     est = json.loads((root / group / name / "new" / "estimates.json").read_text())
     return est["median"]["point_estimate"]
@@ -25,12 +46,25 @@ table = "\n".join(rows)
 path = pathlib.Path("BENCHMARKS.md")
 text = path.read_text()
 new = re.sub(r"(<!-- auth-bench:begin -->\n).*?(<!-- auth-bench:end -->)", lambda m: m.group(1) + table + "\n" + m.group(2), text, flags=re.S)
+path.write_text(new)
 print(table)
+PY
+}
 
+audit_bench() {
+  log "audit List at 1,000,000 records (criterion)"
+  $CARGO_CMD bench --locked -p custos-store --bench audit_list -- --warm-up-time 1 --measurement-time 3
+
+  python3 - "$TARGET_DIR" <<'PY'
+import json, pathlib, re, sys
+root = pathlib.Path(sys.argv[1]) / "criterion"
+def median_ns(group, name):
+    est = json.loads((root / group / name / "new" / "estimates.json").read_text())
+    return est["median"]["point_estimate"]
 def fmt_t(ns):
     return f"{ns / 1e6:.2f} ms" if ns < 1e9 else f"{ns / 1e9:.2f} s"
 indexed = median_ns("audit_list_1m", "first_page_by_user")
-audit_rows = ["| query (1,000,000 records, page of 100) | median | vs. the indexed query | target |", "|---|---|---|---|"]
+rows = ["| query (1,000,000 records, page of 100) | median | vs. the indexed query | target |", "|---|---|---|---|"]
 for name, label, target in [
     ("first_page_by_user", "first page by user (username index)", "< 100 ms"),
     ("first_page_by_user_newest_first", "first page by user, newest first", "< 100 ms"),
@@ -38,9 +72,219 @@ for name, label, target in [
     ("first_page_by_user_scan", "peer: the same user's first 100 found by scanning", ""),
 ]:
     ns = median_ns("audit_list_1m", name)
-    audit_rows.append(f"| {label} | {fmt_t(ns)} | {ns / indexed:.2f}x | {target} |")
-audit_table = "\n".join(audit_rows)
-new = re.sub(r"(<!-- audit-bench:begin -->\n).*?(<!-- audit-bench:end -->)", lambda m: m.group(1) + audit_table + "\n" + m.group(2), new, flags=re.S)
+    rows.append(f"| {label} | {fmt_t(ns)} | {ns / indexed:.2f}x | {target} |")
+table = "\n".join(rows)
+path = pathlib.Path("BENCHMARKS.md")
+new = re.sub(r"(<!-- audit-bench:begin -->\n).*?(<!-- audit-bench:end -->)", lambda m: m.group(1) + table + "\n" + m.group(2), path.read_text(), flags=re.S)
 path.write_text(new)
-print(audit_table)
+print(table)
 PY
+}
+
+# ---------------------------------------------------------------------------------------------
+# Cluster benchmarks: custos vs etcd.
+
+RUNS="${BENCH_RUNS:-3}"
+SEQ_OPS="${BENCH_SEQ_OPS:-2000}"
+W10_OPS="${BENCH_W10_OPS:-5000}"
+W100_OPS="${BENCH_W100_OPS:-20000}"
+READ_OPS="${BENCH_READ_OPS:-60000}"
+# Fewer linearizable reads: custos serves them at a few hundred per second today (see
+# BENCHMARKS.md), and the run must fit its deadline. Both systems get the same count.
+LIN_OPS="${BENCH_LIN_OPS:-10000}"
+KEYS="${BENCH_KEYS:-10000}"
+IDLE_PCT="${BENCH_IDLE_PCT:-25}"
+IDLE_WAIT="${BENCH_IDLE_WAIT:-60}"
+ETCD_PASSWORD="bench-$RANDOM$RANDOM"
+
+# name workload clients connections ops
+SHAPES=(
+  "seq-write write 1 1 $SEQ_OPS"
+  "write-10 write 10 10 $W10_OPS"
+  "write-100 write 100 10 $W100_OPS"
+  "read-lin-100 read-linearizable 100 10 $LIN_OPS"
+  "read-ser-100 read-serializable 100 10 $READ_OPS"
+)
+
+ensure_etcd() {
+  if command -v etcd >/dev/null && command -v etcdctl >/dev/null; then return; fi
+  log "installing etcd from Debian's packages"
+  local sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update >&2
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server etcd-client >&2
+}
+
+ensure_plot_venv() {
+  local venv="$TARGET_DIR/bench-venv"
+  if ! "$venv/bin/python" -c 'import matplotlib' >/dev/null 2>&1; then
+    log "matplotlib into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q matplotlib==3.10.7 >&2
+  fi
+  PLOT_PY="$venv/bin/python"
+}
+
+# A base port P with P..P+2 and P+100..P+102 free on 127.0.0.1.
+free_base_port() {
+  python3 - <<'PY'
+import random, socket
+for _ in range(200):
+    base = random.randint(21000, 40000)
+    socks = []
+    try:
+        for p in [base + i for i in range(3)] + [base + 100 + i for i in range(3)]:
+            s = socket.socket(); s.bind(("127.0.0.1", p)); socks.append(s)
+    except OSError:
+        continue
+    finally:
+        for s in socks: s.close()
+    print(base); break
+PY
+}
+
+# Started processes (pids), stopped on exit.
+STARTED=()
+cleanup() {
+  local pid
+  for pid in "${STARTED[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${STARTED[@]}"; do
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  STARTED=()
+}
+trap cleanup EXIT
+
+json_field() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {"d": d}))' "$@"; }
+
+# Runs every shape once against one system: bench_shapes SYSTEM LABEL RUN PIDS ARGS...
+bench_shapes() {
+  local system="$1" label="$2" run="$3" pids="$4"; shift 4
+  local shape name workload clients conns ops
+  for shape in "${SHAPES[@]}"; do
+    read -r name workload clients conns ops <<<"$shape"
+    log "$label run $run: $name ($clients clients over $conns connections, $ops ops)"
+    "$BIN" bench "$system" "$@" -o json --workload "$workload" --clients "$clients" \
+      --connections "$conns" --ops "$ops" --keys "$KEYS" --pids "$pids" --deadline-secs 180 \
+      --idle-below-pct "$IDLE_PCT" --idle-max-wait-secs "$IDLE_WAIT" --label "$label" \
+      --latencies "$OUT/lat/$label.$name.$run.txt" \
+      | python3 -c 'import json,sys; r=json.load(sys.stdin); r["shape"]=sys.argv[1]; r["run"]=int(sys.argv[2]); print(json.dumps(r))' "$name" "$run" \
+      | tee -a "$OUT/results.jsonl" | python3 -c 'import json,sys; r=json.load(sys.stdin); l=r["latency_ms"]; print("   %d ok, %d errors, %.0f ops/s, p50 %.2f ms, p99 %.2f ms, server CPU %.3f ms/op, foreign CPU %.1f s" % (r["ops_ok"], r["errors"], r["ops_per_s"], l["p50"], l["p99"], r["server_cpu_ms_per_op"], r["foreign_cpu_s"]))' >&2
+  done
+}
+
+# A fresh custos cluster for one run of every shape: custos_system LABEL RUN [custos dev flags].
+custos_system() {
+  local label="$1" run="$2"; shift 2
+  local dir="$OUT/$label-$run" base devpid
+  base="$(free_base_port)"
+  mkdir -p "$dir"
+  log "custos ($label): 3 nodes from base port $base"
+  "$BIN" dev --dir "$dir" --nodes 3 --base-port "$base" "$@" >"$dir/dev.log" 2>&1 &
+  devpid=$!
+  STARTED+=("$devpid")
+  for _ in $(seq 900); do
+    [ -s "$dir/cluster.json" ] && break
+    kill -0 "$devpid" 2>/dev/null || { cat "$dir/dev.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  [ -s "$dir/cluster.json" ] || { echo "custos dev did not start" >&2; exit 1; }
+  local endpoints pids token
+  endpoints="$(json_field "$dir/cluster.json" '",".join(d["endpoints"])')"
+  pids="$(json_field "$dir/cluster.json" '",".join(str(n["pid"]) for n in d["nodes"])')"
+  token="$(json_field "$dir/cluster.json" 'd["tokens"]["user"]')"
+  local auth=(--token "$token")
+  if [ "$label" = custos-noauth ]; then auth=(); fi
+  log "custos ($label): preloading $KEYS volumes"
+  "$BIN" bench custos --endpoint "$endpoints" "${auth[@]}" -o json --workload preload \
+    --clients 100 --connections 10 --ops "$KEYS" --deadline-secs 300 >/dev/null
+  bench_shapes custos "$label" "$run" "$pids" --endpoint "$endpoints" "${auth[@]}"
+  cleanup
+}
+
+# A fresh etcd cluster (auth on) for one run of every shape: etcd_system LABEL RUN.
+etcd_system() {
+  local label="$1" run="$2"
+  local dir="$OUT/$label-$run" base i cluster="" endpoints="" pids=""
+  base="$(free_base_port)"
+  mkdir -p "$dir"
+  for i in 0 1 2; do
+    cluster+="${cluster:+,}e$i=http://127.0.0.1:$((base + 100 + i))"
+    endpoints+="${endpoints:+,}127.0.0.1:$((base + i))"
+  done
+  log "etcd ($label, $(etcd --version | head -1)): 3 members from base port $base"
+  for i in 0 1 2; do
+    etcd --name "e$i" --data-dir "$dir/e$i" \
+      --listen-client-urls "http://127.0.0.1:$((base + i))" \
+      --advertise-client-urls "http://127.0.0.1:$((base + i))" \
+      --listen-peer-urls "http://127.0.0.1:$((base + 100 + i))" \
+      --initial-advertise-peer-urls "http://127.0.0.1:$((base + 100 + i))" \
+      --initial-cluster "$cluster" --initial-cluster-token "bench-$base" \
+      --initial-cluster-state new --logger zap >"$dir/e$i.log" 2>&1 &
+    STARTED+=("$!")
+    pids+="${pids:+,}$!"
+  done
+  local ctl=(etcdctl --endpoints "$endpoints" --command-timeout 5s)
+  for _ in $(seq 300); do
+    ETCDCTL_API=3 "${ctl[@]}" endpoint health >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  ETCDCTL_API=3 "${ctl[@]}" endpoint health >&2
+  log "etcd ($label): root user, role benchrole (readwrite /bench/), user bench, auth enable"
+  export ETCDCTL_API=3
+  "${ctl[@]}" user add "root:$ETCD_PASSWORD" --interactive=false >/dev/null
+  "${ctl[@]}" user grant-role root root >/dev/null
+  "${ctl[@]}" role add benchrole >/dev/null
+  "${ctl[@]}" role grant-permission benchrole --prefix=true readwrite /bench/ >/dev/null
+  "${ctl[@]}" user add "bench:$ETCD_PASSWORD" --interactive=false >/dev/null
+  "${ctl[@]}" user grant-role bench benchrole >/dev/null
+  "${ctl[@]}" auth enable >&2
+  local auth=(--etcd-endpoint "$endpoints" --user bench --password "$ETCD_PASSWORD")
+  log "etcd ($label): preloading $KEYS keys"
+  "$BIN" bench etcd "${auth[@]}" -o json --workload preload --clients 100 --connections 10 \
+    --ops "$KEYS" --deadline-secs 300 >/dev/null
+  bench_shapes etcd "$label" "$run" "$pids" "${auth[@]}"
+  cleanup
+}
+
+cluster_bench() {
+  ensure_etcd
+  ensure_plot_venv
+  if [ -n "${BENCH_BIN:-}" ]; then
+    BIN="$BENCH_BIN"
+  else
+    log "building custos (release)"
+    $CARGO_CMD build --release --locked -p custos-cli
+    BIN="$TARGET_DIR/release/custos"
+  fi
+  OUT="$TARGET_DIR/bench/$(date -u +%Y%m%dT%H%M%SZ)"
+  mkdir -p "$OUT/lat"
+  log "results in $OUT"
+  {
+    echo "date=$(date -u +%Y-%m-%dT%H:%MZ)"
+    echo "commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD 2>/dev/null || echo '+dirty')"
+    echo "etcd=$(etcd --version | head -1)"
+    echo "cpus=$(nproc)"
+    echo "runs=$RUNS"
+    echo "idle_gate=below ${IDLE_PCT}% busy, waiting at most ${IDLE_WAIT} s"
+  } >"$OUT/meta.txt"
+  # One system at a time, so no cluster competes with the one measured; the systems take turns
+  # run by run, so a disturbance of the machine (other tenants) spreads over all of them. Each
+  # run starts from a fresh cluster with the read key space preloaded.
+  local run
+  for run in $(seq "$RUNS"); do
+    custos_system custos-auth "$run"
+    custos_system custos-noauth "$run" --no-auth
+    etcd_system etcd-auth "$run"
+  done
+  "$PLOT_PY" scripts/bench_report.py "$OUT" "${BENCH_MD:-BENCHMARKS.md}" "${BENCH_PLOTS:-docs/bench}"
+}
+
+case "$WHAT" in
+  auth) auth_bench ;;
+  audit) audit_bench ;;
+  cluster) cluster_bench ;;
+  all) auth_bench; audit_bench; cluster_bench ;;
+  *) echo "usage: $0 [auth|audit|cluster|all]" >&2; exit 2 ;;
+esac

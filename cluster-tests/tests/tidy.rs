@@ -30,7 +30,14 @@ fn allowed() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
         .into(),
     );
     m.insert("custos-client", ["custos-proto", "custos-model"].into());
-    m.insert("custos-cli", ["custos-client", "custos-server"].into());
+    m.insert(
+        "custos-bench",
+        ["custos-client", "custos-proto", "custos-model"].into(),
+    );
+    m.insert(
+        "custos-cli",
+        ["custos-client", "custos-server", "custos-bench"].into(),
+    );
     m.insert(
         "custos-cluster-tests",
         ["custos-client", "custos-model"].into(),

@@ -1,6 +1,7 @@
 //! Build script: compiles `proto/` with protox (pure Rust, no system protoc), writes the encoded
 //! `FileDescriptorSet` to `OUT_DIR`, and generates prost messages plus tonic clients and servers,
-//! and (with pbjson) the proto3 JSON mapping of the `openstorage.api` messages for the REST gateway.
+//! (with pbjson) the proto3 JSON mapping of the `openstorage.api` messages for the REST gateway,
+//! and, apart from them, clients for the etcd v3 subset the benchmark load generator drives.
 
 use std::error::Error;
 use std::path::PathBuf;
@@ -11,6 +12,10 @@ const PROTOS: &[&str] = &[
     "custos/raft/v1/raft.proto",
     "custos/admin/v1/admin.proto",
 ];
+
+/// The etcd v3 subset for `custos bench etcd`: clients only, and kept out of the descriptor set
+/// (custos does not serve it, so reflection must not list it).
+const ETCD_PROTOS: &[&str] = &["etcd/etcdserverpb/rpc.proto"];
 
 /// File name (inside `OUT_DIR`) of the encoded descriptor set that `lib.rs` embeds.
 const DESCRIPTOR_SET: &str = "custos_descriptor_set.bin";
@@ -57,5 +62,12 @@ fn main() -> Result<(), Box<dyn Error>> {
         .preserve_proto_field_names()
         .extern_path(".google.protobuf", "::pbjson_types")
         .build(&[".openstorage.api"])?;
+    let mut etcd = protox::Compiler::new([&proto_root])?;
+    etcd.open_files(ETCD_PROTOS)
+        .map_err(|e| format!("compiling the etcd subset: {e:?}"))?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(false)
+        .compile_fds(etcd.file_descriptor_set())?;
     Ok(())
 }

@@ -41,6 +41,10 @@ pub struct DevArgs {
     /// Audit retention: keep at most this many records (0 = all; else at least 1000).
     #[arg(long, default_value_t = 0)]
     audit_max_records: u64,
+    /// Run the nodes with authentication off (`auth_enabled = false`): every caller is an
+    /// administrator. For benchmarks that measure what auth costs; tokens are still written.
+    #[arg(long)]
+    no_auth: bool,
     /// How long to wait for the cluster to elect a leader and serve.
     #[arg(long, default_value = "60")]
     ready_timeout_secs: u64,
@@ -106,6 +110,7 @@ struct NodeExtras {
     capacity: u64,
     replace_after_secs: u64,
     audit_max_records: u64,
+    auth_enabled: bool,
 }
 
 /// The REST gateway address of the node whose SDK address is `sdk`: its port plus 200.
@@ -142,12 +147,13 @@ fn node_config(
          node_id = {id}\ncluster_id = \"{cluster_id}\"\ncluster_name = \"custos-dev\"\n\
          data_dir = {data:?}\nsdk_listen = \"{sdk}\"\nraft_listen = \"{raft}\"\n\
          rest_listen = \"{rest}\"\nmetrics_listen = \"{metrics}\"\n\
-         replica_replace_after_secs = {replace}\n\n\
+         replica_replace_after_secs = {replace}\nauth_enabled = {auth}\n\n\
          [node]\ncapacity_bytes = {capacity}\nlabels = {{ \"topology.kubernetes.io/zone\" = \"zone-{zone}\" }}\n\n",
         data = dir.join("data"),
         rest = rest_addr(sdk),
         metrics = metrics_addr(sdk),
         replace = extras.replace_after_secs,
+        auth = extras.auth_enabled,
         capacity = extras.capacity,
         zone = (id - 1) % extras.zones.max(1) + 1,
     );
@@ -158,6 +164,9 @@ fn node_config(
         out += &format!(
             "[[initial_members]]\nid = {mid}\nraft_addr = \"{mraft}\"\nsdk_addr = \"{msdk}\"\n\n"
         );
+    }
+    if !extras.auth_enabled {
+        return out;
     }
     out += &format!(
         "[auth]\nusername_claim = \"sub\"\n\n[[auth.issuers]]\nname = \"{DEV_ISSUER}\"\n\n\
@@ -323,6 +332,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         capacity: args.capacity,
         replace_after_secs: args.replace_after_secs,
         audit_max_records: args.audit_max_records,
+        auth_enabled: !args.no_auth,
     };
     for (id, raft, sdk) in &members {
         let node_dir = dir.join(format!("node-{id}"));

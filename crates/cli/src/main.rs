@@ -1,6 +1,8 @@
-//! The `custos` binary: runs a node (`server`), a local cluster (`dev`), and operator commands.
+//! The `custos` binary: runs a node (`server`), a local cluster (`dev`), operator commands, and
+//! the benchmark load generator (`bench`).
 
 mod audit;
+mod bench;
 mod dev;
 mod output;
 mod server;
@@ -66,6 +68,11 @@ enum Command {
     },
     /// SDK and server version of the endpoint.
     Version,
+    /// Load generator: custos or etcd, N clients over P connections, one JSON report.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -94,6 +101,7 @@ fn main() -> ExitCode {
             Command::Cluster { command } => volume::run_cluster(command, &ctx).await,
             Command::Audit { command } => audit::run(command, &ctx).await,
             Command::Version => volume::version(&ctx).await,
+            Command::Bench { command } => bench::run(command, &ctx).await,
         }
     });
     match result {

@@ -82,6 +82,8 @@ pub struct Client {
     endpoints: Vec<(String, Channel)>,
     token: Option<MetadataValue<tonic::metadata::Ascii>>,
     timeout: Duration,
+    /// Reads ask for the answering member's local state (`x-custos-consistency: serializable`).
+    serializable: bool,
 }
 
 /// A registered storage node as the SDK reports it.
@@ -151,6 +153,7 @@ impl Client {
             endpoints,
             token: bearer(token)?,
             timeout: Duration::from_secs(15),
+            serializable: false,
         })
     }
 
@@ -160,6 +163,7 @@ impl Client {
             endpoints: self.endpoints.clone(),
             token: bearer(token)?,
             timeout: self.timeout,
+            serializable: self.serializable,
         })
     }
 
@@ -169,9 +173,22 @@ impl Client {
         self
     }
 
+    /// Makes reads serializable: answered from the contacted member's applied state, without
+    /// a read barrier, so they may miss the latest writes. Writes are unaffected.
+    pub fn with_serializable_reads(mut self) -> Client {
+        self.serializable = true;
+        self
+    }
+
     fn request<T>(&self, msg: T, request_id: &str) -> tonic::Request<T> {
         let mut req = tonic::Request::new(msg);
         req.set_timeout(self.timeout);
+        if self.serializable {
+            req.metadata_mut().insert(
+                "x-custos-consistency",
+                MetadataValue::from_static("serializable"),
+            );
+        }
         if let Some(t) = &self.token {
             req.metadata_mut().insert("authorization", t.clone());
         }

@@ -34,6 +34,17 @@ pub mod custos {
     }
 }
 
+/// A client-only subset of etcd v3's API (`etcdserverpb`: `KV.Put`, `KV.Range`,
+/// `Maintenance.Status`, `Auth.Authenticate`), for the side-by-side benchmark against etcd.
+/// Not served by custos and not part of [`FILE_DESCRIPTOR_SET`].
+pub mod etcd {
+    /// `etcdserverpb`.
+    #[allow(clippy::all, clippy::pedantic)]
+    pub mod etcdserverpb {
+        include!(concat!(env!("OUT_DIR"), "/etcdserverpb.rs"));
+    }
+}
+
 pub mod convert;
 pub mod json;
 
@@ -180,5 +191,40 @@ mod tests {
         use openstorage::api::sdk_version::Version;
         assert_eq!(Version::Minor as i32, 101);
         assert_eq!(Version::Patch as i32, 39);
+    }
+
+    /// The etcd subset must keep etcd's field numbers: a typo would still compile and etcd would
+    /// silently ignore the field (a "serializable" read would be linearizable).
+    #[test]
+    fn etcd_subset_keeps_etcds_field_numbers() {
+        use etcd::etcdserverpb::{AuthenticateRequest, PutRequest, RangeRequest};
+        let range = RangeRequest {
+            key: b"k".to_vec(),
+            serializable: true,
+            ..Default::default()
+        };
+        // field 1 (bytes) "k", field 7 (varint) 1.
+        assert_eq!(range.encode_to_vec(), vec![0x0a, 1, b'k', 0x38, 1]);
+        let put = PutRequest {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        };
+        assert_eq!(put.encode_to_vec(), vec![0x0a, 1, b'k', 0x12, 1, b'v']);
+        let auth = AuthenticateRequest {
+            name: "u".into(),
+            password: "p".into(),
+        };
+        assert_eq!(auth.encode_to_vec(), vec![0x0a, 1, b'u', 0x12, 1, b'p']);
+        // Not part of the descriptor set custos serves (reflection must not list etcd).
+        let packages: Vec<String> = descriptor_set()
+            .file
+            .iter()
+            .map(|f| f.package().to_string())
+            .collect();
+        assert!(
+            !packages.iter().any(|p| p == "etcdserverpb"),
+            "{packages:?}"
+        );
     }
 }

@@ -1,0 +1,189 @@
+//! `custos bench`: the load generator (crate `custos-bench`) against a custos cluster (the global
+//! `--endpoint` and `--token`) or an etcd v3 cluster, printing one report (`-o json` for scripts).
+
+use crate::output::{self, Format};
+use anyhow::Context as _;
+use custos_bench::{etcd::Credentials, Options, Report, Target, Workload};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(clap::Subcommand)]
+pub enum BenchCommand {
+    /// Drive custos through the SDK (`Volume.Create` / `Volume.Inspect`) at the global
+    /// `--endpoint` list, calling as the global `--token` (none with auth off).
+    Custos(LoadArgs),
+    /// Drive etcd v3 (`KV.Put` / `KV.Range`).
+    Etcd {
+        /// etcd client addresses (host:port), comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        etcd_endpoint: Vec<String>,
+        /// etcd user (auth on); without one, calls carry no token.
+        #[arg(long)]
+        user: Option<String>,
+        /// The user's password.
+        #[arg(long, env = "CUSTOS_BENCH_ETCD_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum WorkloadArg {
+    /// A new object per operation (Volume.Create of a unique name / Put of a unique key).
+    Write,
+    /// Create the read key space: objects 0..OPS (idempotent).
+    Preload,
+    /// Read one preloaded object per operation, linearizably.
+    ReadLinearizable,
+    /// Read one preloaded object per operation from the contacted member's state.
+    ReadSerializable,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum TargetArg {
+    Leader,
+    All,
+}
+
+#[derive(clap::Args)]
+pub struct LoadArgs {
+    #[arg(long, value_enum)]
+    workload: WorkloadArg,
+    /// Members to connect to. Default: the leader for writes, all members for reads.
+    #[arg(long, value_enum)]
+    target: Option<TargetArg>,
+    /// Concurrent clients, each with one operation in flight.
+    #[arg(long, default_value_t = 1)]
+    clients: usize,
+    /// Connections the clients share (client i uses connection i mod P). Default: min(clients, 10).
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Operations in total.
+    #[arg(long, default_value_t = 1000)]
+    ops: u64,
+    /// Stop issuing operations after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    deadline_secs: u64,
+    /// Deadline of each operation, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    op_timeout_ms: u64,
+    /// Size of the read key space (custos: the first KEYS volumes by id).
+    #[arg(long, default_value_t = 10_000)]
+    keys: u64,
+    /// Server pids (all members) whose CPU time to measure, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pids: Vec<u32>,
+    /// Before starting, wait until the machine is less busy than this (percent, 1 s samples).
+    #[arg(long)]
+    idle_below_pct: Option<f64>,
+    /// Wait at most this long for the idle gate (the run starts anyway and says so).
+    #[arg(long, default_value_t = 60)]
+    idle_max_wait_secs: u64,
+    /// A tag copied into the report.
+    #[arg(long, default_value = "")]
+    label: String,
+    /// Write every successful latency (µs, one per line) to this file.
+    #[arg(long)]
+    latencies: Option<PathBuf>,
+}
+
+impl LoadArgs {
+    fn options(&self) -> Options {
+        let workload = match self.workload {
+            WorkloadArg::Write => Workload::Write,
+            WorkloadArg::Preload => Workload::Preload,
+            WorkloadArg::ReadLinearizable => Workload::ReadLinearizable,
+            WorkloadArg::ReadSerializable => Workload::ReadSerializable,
+        };
+        let target = match (self.target, workload) {
+            (Some(TargetArg::Leader), _) => Target::Leader,
+            (Some(TargetArg::All), _) => Target::All,
+            (None, Workload::Write | Workload::Preload) => Target::Leader,
+            (None, _) => Target::All,
+        };
+        Options {
+            workload,
+            target,
+            clients: self.clients,
+            connections: self.connections.unwrap_or(self.clients.min(10)),
+            ops: self.ops,
+            deadline: Duration::from_secs(self.deadline_secs),
+            op_timeout: Duration::from_millis(self.op_timeout_ms),
+            keys: self.keys,
+            server_pids: self.pids.clone(),
+            idle_below_pct: self.idle_below_pct,
+            idle_max_wait: Duration::from_secs(self.idle_max_wait_secs),
+            label: self.label.clone(),
+            latencies_file: self.latencies.clone(),
+        }
+    }
+}
+
+pub async fn run(command: BenchCommand, ctx: &output::Context) -> anyhow::Result<()> {
+    let report = match command {
+        BenchCommand::Custos(load) => {
+            custos_bench::custos::run(&ctx.endpoints, ctx.token.as_deref(), &load.options()).await?
+        }
+        BenchCommand::Etcd {
+            etcd_endpoint,
+            user,
+            password,
+            load,
+        } => {
+            let creds = match user {
+                Some(user) => Some(Credentials {
+                    user,
+                    password: password.context("--user needs --password")?,
+                }),
+                None => None,
+            };
+            custos_bench::etcd::run(&etcd_endpoint, creds.as_ref(), &load.options()).await?
+        }
+    };
+    print(&report, ctx.format)
+}
+
+fn print(r: &Report, format: Format) -> anyhow::Result<()> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string(r)?);
+        return Ok(());
+    }
+    let l = &r.latency_ms;
+    output::table(
+        &[
+            "system",
+            "workload",
+            "clients",
+            "ok",
+            "errors",
+            "ops/s",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "server CPU ms/op",
+        ],
+        &[vec![
+            r.system.clone(),
+            r.workload.name().to_string(),
+            format!("{}/{}", r.clients, r.connections),
+            r.ops_ok.to_string(),
+            r.errors.to_string(),
+            format!("{:.0}", r.ops_per_s),
+            format!("{:.2}", l.p50),
+            format!("{:.2}", l.p99),
+            format!("{:.2}", l.max),
+            format!("{:.3}", r.server_cpu_ms_per_op),
+        ]],
+    );
+    if let Some(e) = &r.first_error {
+        eprintln!("first error: {e}");
+    }
+    if r.deadline_hit {
+        eprintln!(
+            "the deadline stopped the run after {} of {} operations",
+            r.ops_issued, r.ops_requested
+        );
+    }
+    Ok(())
+}
