@@ -265,3 +265,38 @@ async fn tokens_never_reach_data_or_logs() {
     }
     assert!(scanned > 5, "only {scanned} files scanned");
 }
+
+/// Read-your-writes across members under load: concurrent writers each read their write back
+/// through another member at once (linearizable reads share leadership confirmations on the
+/// leader; none may return a state older than the acknowledged write).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_visible_at_once_on_every_other_member_under_load() {
+    let cluster = std::sync::Arc::new(TestCluster::start(3).unwrap());
+    let token = cluster.token("user");
+    let mut tasks = Vec::new();
+    for w in 0..6u64 {
+        let (cluster, token) = (cluster.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let writer = cluster.client(1 + w % 3, Some(&token));
+            let reader = cluster.client(1 + (w + 1) % 3, Some(&token));
+            for i in 0..25 {
+                let id = writer
+                    .create_volume(&custos_client::CreateVolume {
+                        name: format!("ryw-{w}-{i}"),
+                        size: 1 << 20,
+                        ha_level: 1,
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+                let v = reader.inspect_volume(&id).await.unwrap_or_else(|e| {
+                    panic!("writer {w}: volume {id} acknowledged but not readable: {e}")
+                });
+                assert_eq!(v.name, format!("ryw-{w}-{i}"));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}

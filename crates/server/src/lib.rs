@@ -104,9 +104,7 @@ pub async fn run(
     let raft = custos_store::Raft::new(
         config.node_id,
         Arc::new(raft_config(&config)?),
-        network::PeerNetwork {
-            self_id: config.node_id,
-        },
+        network::PeerNetwork::new(config.node_id),
         log_store,
         sm_store,
     )
@@ -121,6 +119,7 @@ pub async fn run(
         auth: std::sync::RwLock::new(auth),
         peers: network::PeerClients::default(),
         liveness: liveness::Liveness::default(),
+        read_batcher: node::ReadIndexBatcher::new(raft.clone()),
         audit,
         metrics: metrics::Metrics::default(),
     });

@@ -51,18 +51,45 @@ impl PeerClients {
 }
 
 /// Builds one [`PeerConnection`] per target for openraft.
+///
+/// openraft asks for a new client for every heartbeat round it sends outside replication (each
+/// linearizable read's leadership check among them), so the channel to each peer is cached here
+/// and shared: a fresh channel per call costs a TCP and HTTP/2 handshake each time, and under
+/// load thousands of sockets in TIME_WAIT (measured by the issue #7 benchmark).
+#[derive(Default)]
 pub struct PeerNetwork {
     pub self_id: u64,
+    channels: HashMap<u64, (String, Channel)>,
+}
+
+impl PeerNetwork {
+    pub fn new(self_id: u64) -> PeerNetwork {
+        PeerNetwork {
+            self_id,
+            channels: HashMap::new(),
+        }
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: u64, node: &Member) -> PeerConnection {
+        let cached = self
+            .channels
+            .get(&target)
+            .filter(|(addr, _)| *addr == node.raft_addr)
+            .map(|(_, ch)| ch.clone());
+        let channel = cached.or_else(|| {
+            let ch = channel(&node.raft_addr)?;
+            self.channels
+                .insert(target, (node.raft_addr.clone(), ch.clone()));
+            Some(ch)
+        });
         PeerConnection {
             self_id: self.self_id,
             target,
-            client: channel(&node.raft_addr).map(RaftServiceClient::new),
+            client: channel.map(RaftServiceClient::new),
         }
     }
 }

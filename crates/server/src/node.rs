@@ -30,6 +30,8 @@ pub struct Node {
     pub auth: std::sync::RwLock<Option<Arc<Authenticator>>>,
     pub peers: PeerClients,
     pub liveness: crate::liveness::Liveness,
+    /// Shares leadership confirmations among concurrent linearizable reads.
+    pub read_batcher: ReadIndexBatcher,
     /// Local audit and access logs, denial batching, and the replicated trail's reader.
     pub audit: crate::audit::Audit,
     /// Prometheus counters (`/metrics` on `metrics_listen`).
@@ -52,6 +54,7 @@ pub fn now_ms() -> u64 {
 }
 
 /// Result of trying to propose or read on this node when it might not be the leader.
+#[derive(Clone, Debug)]
 pub(crate) enum Attempt<T> {
     Done(T),
     /// Not the leader; maybe it knows who is.
@@ -260,20 +263,82 @@ impl Node {
         }
     }
 
-    /// On the leader: confirms leadership with a quorum and returns the read index.
+    /// On the leader: confirms leadership with a quorum and returns the read index. Concurrent
+    /// callers share one confirmation (see [`ReadIndexBatcher`]).
     pub(crate) async fn read_index_local(&self) -> Result<Attempt<u64>, Status> {
-        match self.raft.get_read_log_id().await {
-            Ok((read, _applied)) => Ok(Attempt::Done(read.map(|l| l.index).unwrap_or(0))),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                Ok(Attempt::NotLeader(f.leader_id))
-            }
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
-                Ok(Attempt::NotLeader(None))
-            }
-            Err(RaftError::Fatal(f)) => Err(Status::unavailable(format!("node is stopping: {f}"))),
+        self.read_batcher.read_index().await
+    }
+}
+
+/// One leadership confirmation shared by every read that arrived before it started.
+type Round =
+    futures::future::Shared<futures::future::BoxFuture<'static, Result<Attempt<u64>, Status>>>;
+
+/// Batches read-index requests on the leader, as etcd does: at most one leadership
+/// confirmation (a heartbeat round to a quorum) is in flight; reads arriving meanwhile wait for
+/// the next one together. A read never joins a confirmation that started before it arrived, so
+/// the index it gets is at least the commit index at its arrival: reads stay linearizable.
+pub struct ReadIndexBatcher {
+    raft: Raft,
+    /// The round not yet started, which new reads join.
+    pending: Arc<std::sync::Mutex<Option<Round>>>,
+    /// Held by the round in flight.
+    gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl ReadIndexBatcher {
+    pub fn new(raft: Raft) -> ReadIndexBatcher {
+        ReadIndexBatcher {
+            raft,
+            pending: Arc::default(),
+            gate: Arc::default(),
         }
     }
 
+    async fn read_index(&self) -> Result<Attempt<u64>, Status> {
+        use futures::FutureExt;
+        let round = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            match &*pending {
+                Some(round) => round.clone(),
+                None => {
+                    let (raft, pending_slot, gate) =
+                        (self.raft.clone(), self.pending.clone(), self.gate.clone());
+                    let round: Round = async move {
+                        let _in_flight = gate.lock_owned().await;
+                        // Started: reads arriving from now on wait for the next round.
+                        pending_slot
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .take();
+                        confirm_leadership(&raft).await
+                    }
+                    .boxed()
+                    .shared();
+                    *pending = Some(round.clone());
+                    round
+                }
+            }
+        };
+        round.await
+    }
+}
+
+/// One leadership confirmation with a quorum; the read index on success.
+async fn confirm_leadership(raft: &Raft) -> Result<Attempt<u64>, Status> {
+    match raft.get_read_log_id().await {
+        Ok((read, _applied)) => Ok(Attempt::Done(read.map(|l| l.index).unwrap_or(0))),
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+            Ok(Attempt::NotLeader(f.leader_id))
+        }
+        Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
+            Ok(Attempt::NotLeader(None))
+        }
+        Err(RaftError::Fatal(f)) => Err(Status::unavailable(format!("node is stopping: {f}"))),
+    }
+}
+
+impl Node {
     async fn read_index_remote(&self, leader: u64, deadline: Instant) -> Attempt<u64> {
         let Some(mut client) = self.peers.client(self, leader) else {
             return Attempt::NotLeader(None);
