@@ -1,13 +1,16 @@
 //! The `custos` binary: runs a node (`server`), a local cluster (`dev`), and operator commands.
 
 mod audit;
+mod context;
 mod dev;
+mod node;
 mod output;
+mod role;
 mod server;
 mod token;
 mod volume;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use output::Format;
 use std::process::ExitCode;
 
@@ -19,18 +22,17 @@ use std::process::ExitCode;
 )]
 struct Cli {
     /// SDK endpoints (host:port), comma-separated; the client fails over among them.
-    #[arg(
-        long,
-        global = true,
-        env = "CUSTOS_ENDPOINT",
-        value_delimiter = ',',
-        default_value = "127.0.0.1:9100"
-    )]
+    /// Precedence: this flag, then $CUSTOS_ENDPOINT, then the context, then 127.0.0.1:9100.
+    #[arg(long, global = true, value_delimiter = ',')]
     endpoint: Vec<String>,
-    /// Bearer token (JWT). Without one, calls are made as guest.
+    /// Bearer token (JWT); else $CUSTOS_TOKEN, else the context's token file. Without one,
+    /// calls are made as guest.
     #[arg(long, global = true, env = "CUSTOS_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// Output format (`-o json` for scripts). The long name is `--format` because
+    /// The context to use instead of the current one (`custos context list`).
+    #[arg(long, global = true, env = "CUSTOS_CONTEXT")]
+    context: Option<String>,
+    /// Output format (`-o json` or `-o yaml` for scripts). The long name is `--format` because
     /// `auth token generate --output FILE` keeps pxctl's meaning.
     #[arg(short = 'o', long = "format", global = true, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -49,6 +51,21 @@ enum Command {
         #[command(subcommand)]
         command: token::AuthCommand,
     },
+    /// Named connection settings (endpoints and token file), like `pxctl context`.
+    Context {
+        #[command(subcommand)]
+        command: context::ContextCommand,
+    },
+    /// Roles (the upstream JSON format), like `pxctl role`.
+    Role {
+        #[command(subcommand)]
+        command: role::RoleCommand,
+    },
+    /// Storage nodes registered with the cluster.
+    Node {
+        #[command(subcommand)]
+        command: node::NodeCommand,
+    },
     /// Volumes.
     Volume {
         #[command(subcommand)]
@@ -66,10 +83,19 @@ enum Command {
     },
     /// SDK and server version of the endpoint.
     Version,
+    /// Prints a shell completion script: `source <(custos completion bash)`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Completion { shell } = cli.command {
+        clap_complete::generate(shell, &mut Cli::command(), "custos", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -81,8 +107,9 @@ fn main() -> ExitCode {
         }
     };
     let ctx = output::Context {
-        endpoints: cli.endpoint,
+        endpoint_flag: cli.endpoint,
         token: cli.token,
+        context: cli.context,
         format: cli.format,
     };
     let result = runtime.block_on(async move {
@@ -94,6 +121,10 @@ fn main() -> ExitCode {
             Command::Cluster { command } => volume::run_cluster(command, &ctx).await,
             Command::Audit { command } => audit::run(command, &ctx).await,
             Command::Version => volume::version(&ctx).await,
+            Command::Context { command } => context::run(command, &ctx),
+            Command::Role { command } => role::run(command, &ctx).await,
+            Command::Node { command } => node::run(command, &ctx).await,
+            Command::Completion { .. } => Ok(()),
         }
     });
     match result {
