@@ -93,7 +93,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Completion { shell } = cli.command {
-        clap_complete::generate(shell, &mut Cli::command(), "custos", &mut std::io::stdout());
+        use std::io::Write as _;
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "custos", &mut script);
+        // A closed pipe (`custos completion bash | head`) is not an error worth a panic.
+        let _ = std::io::stdout().write_all(&script);
         return ExitCode::SUCCESS;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -131,7 +135,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(output::exit_code(&e))
+            let code = output::exit_code(&e);
+            if let Some(hint) = output::hint(code) {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::from(code)
         }
     }
 }

@@ -147,6 +147,21 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     }
 }
 
+/// What to do next after a server refusal or an unreachable cluster (exit codes 4 and 5).
+pub fn hint(code: u8) -> Option<&'static str> {
+    match code {
+        4 => Some(
+            "the token in use (--token, CUSTOS_TOKEN or the context's token file) lacks a role \
+             or the access this needs: `custos role inspect NAME`, `custos volume access show VOL`",
+        ),
+        5 => Some(
+            "check the endpoints (--endpoint, CUSTOS_ENDPOINT or `custos context list`) and that \
+             the cluster is running (`custos cluster status`)",
+        ),
+        _ => None,
+    }
+}
+
 /// Prints rows as an aligned table.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
