@@ -44,8 +44,8 @@ fn rows(nodes: &[&NodeInfo]) {
                 n.id.clone(),
                 if n.up { "up" } else { "DOWN" }.to_string(),
                 n.hostname.clone(),
-                n.capacity_bytes.to_string(),
-                n.placed_bytes.to_string(),
+                crate::volume::human_size(n.capacity_bytes),
+                crate::volume::human_size(n.placed_bytes),
                 labels.join(","),
             ]
         })

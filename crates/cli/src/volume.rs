@@ -209,6 +209,25 @@ pub fn parse_size(s: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("size {s:?} is too large"))
 }
 
+/// `1073741824` → `1Gi`; sizes that are no whole binary unit stay in bytes.
+pub fn human_size(bytes: u64) -> String {
+    for (shift, unit) in [(40, "Ti"), (30, "Gi"), (20, "Mi"), (10, "Ki")] {
+        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
+/// What a volume record is: a snapshot, a clone, or a plain volume.
+fn kind(v: &Volume) -> &'static str {
+    match (v.snapshot, &v.parent) {
+        (true, _) => "snapshot",
+        (false, Some(_)) => "clone",
+        (false, None) => "volume",
+    }
+}
+
 fn owner_of(v: &Volume) -> String {
     v.ownership
         .as_ref()
@@ -231,7 +250,7 @@ fn print_volume(v: &Volume, ctx: &Context) -> anyhow::Result<()> {
             &[vec![
                 v.id.0.clone(),
                 v.name.clone(),
-                v.spec.size.to_string(),
+                human_size(v.spec.size),
                 v.spec.ha_level.to_string(),
                 owner_of(v),
                 state,
@@ -301,7 +320,7 @@ async fn set_access(
     client
         .update_volume(&v.id.0, &BTreeMap::new(), &update)
         .await?;
-    show_after_edit(client, &v.id.0, ctx).await
+    show_after_edit(client, v, ctx).await
 }
 
 async fn run_access(cmd: AccessCommand, client: &Client, ctx: &Context) -> anyhow::Result<()> {
@@ -397,9 +416,9 @@ async fn run_access(cmd: AccessCommand, client: &Client, ctx: &Context) -> anyho
 
 /// Prints the access list after an edit, read back from the cluster (unless the edit took
 /// away the caller's own read access).
-async fn show_after_edit(client: &Client, id: &str, ctx: &Context) -> anyhow::Result<()> {
-    eprintln!("access of volume {id} updated");
-    match client.inspect_volume(id).await {
+async fn show_after_edit(client: &Client, v: &Volume, ctx: &Context) -> anyhow::Result<()> {
+    eprintln!("access of volume {} updated", v.name);
+    match client.inspect_volume(&v.id.0).await {
         Ok(v) => print_access(&v, ctx),
         Err(e) => {
             eprintln!("note: cannot read the volume back ({e})");
@@ -442,7 +461,7 @@ async fn run_snapshot(cmd: SnapshotCommand, client: &Client, ctx: &Context) -> a
                             s.id.0.clone(),
                             s.name.clone(),
                             s.parent.as_ref().map(|p| p.0.clone()).unwrap_or_default(),
-                            s.spec.size.to_string(),
+                            human_size(s.spec.size),
                             s.created_ms.to_string(),
                         ]
                     })
@@ -504,13 +523,14 @@ pub async fn run(cmd: VolumeCommand, ctx: &Context) -> anyhow::Result<()> {
                         vec![
                             v.id.0.clone(),
                             v.name.clone(),
-                            v.spec.size.to_string(),
+                            kind(v).to_string(),
+                            human_size(v.spec.size),
                             v.spec.ha_level.to_string(),
                             owner_of(v),
                         ]
                     })
                     .collect();
-                table(&["ID", "NAME", "SIZE", "HA", "OWNER"], &rows);
+                table(&["ID", "NAME", "KIND", "SIZE", "HA", "OWNER"], &rows);
             })?;
         }
         VolumeCommand::Delete { volume } => {
@@ -672,6 +692,14 @@ pub async fn version(ctx: &Context) -> anyhow::Result<()> {
 mod tests {
     use super::{parse_grant, parse_level, parse_size};
     use custos_client::model::AccessType;
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(super::human_size(1 << 30), "1Gi");
+        assert_eq!(super::human_size(3 << 20), "3Mi");
+        assert_eq!(super::human_size(1500), "1500");
+        assert_eq!(super::human_size(0), "0");
+    }
 
     #[test]
     fn grants() {
