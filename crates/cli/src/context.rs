@@ -265,3 +265,42 @@ pub fn run(cmd: ContextCommand, ctx: &Context) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{valid_name, ContextFile, Stored};
+
+    #[test]
+    fn the_file_format_round_trips_and_holds_no_token() {
+        let mut file = ContextFile {
+            current: Some("prod".into()),
+            ..Default::default()
+        };
+        file.contexts.insert(
+            "prod".into(),
+            Stored {
+                endpoints: vec!["a:9100".into(), "b:9100".into()],
+                token_file: Some("/home/op/.custos/prod.jwt".into()),
+            },
+        );
+        file.contexts.insert("guest".into(), Stored::default());
+        let text = serde_json::to_string(&file).unwrap();
+        assert_eq!(
+            text,
+            r#"{"current":"prod","contexts":{"guest":{"endpoints":[]},"prod":{"endpoints":["a:9100","b:9100"],"token_file":"/home/op/.custos/prod.jwt"}}}"#
+        );
+        assert_eq!(serde_json::from_str::<ContextFile>(&text).unwrap(), file);
+        assert_eq!(
+            serde_json::from_str::<ContextFile>("{}").unwrap(),
+            ContextFile::default()
+        );
+    }
+
+    #[test]
+    fn names() {
+        assert!(valid_name("prod-eu_1.a").is_ok());
+        assert!(valid_name("").is_err());
+        assert!(valid_name("a/b").is_err());
+        assert!(valid_name("a b").is_err());
+    }
+}

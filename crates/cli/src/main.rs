@@ -136,7 +136,9 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             let code = output::exit_code(&e);
-            if let Some(hint) = output::hint(code) {
+            // Hints follow the server's answers; the CLI's own messages say what to do already.
+            let from_server = e.downcast_ref::<custos_client::ClientError>().is_some();
+            if let Some(hint) = output::hint(code).filter(|_| from_server) {
                 eprintln!("hint: {hint}");
             }
             ExitCode::from(code)

@@ -147,9 +147,13 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     }
 }
 
-/// What to do next after a server refusal or an unreachable cluster (exit codes 4 and 5).
+/// What to do next after a server's refusal, absence, or an unreachable cluster.
 pub fn hint(code: u8) -> Option<&'static str> {
     match code {
+        3 => Some(
+            "check the name or id: `custos volume list`, `custos volume snapshot list`, \
+             `custos role list`, `custos node list`",
+        ),
         4 => Some(
             "the token in use (--token, CUSTOS_TOKEN or the context's token file) lacks a role \
              or the access this needs: `custos role inspect NAME`, `custos volume access show VOL`",

@@ -2,7 +2,6 @@
 //! Wherever a volume is an argument it may be named by id or by name.
 
 use crate::output::{invalid, table, Context};
-use anyhow::{bail, Context as _};
 use custos_client::model::{AccessType, Acls, Ownership, Volume, VolumeUpdate};
 use custos_client::{Client, CreateVolume};
 use std::collections::BTreeMap;
@@ -192,7 +191,7 @@ pub fn parse_size(s: &str) -> anyhow::Result<u64> {
     let (num, unit) = s.split_at(split);
     let n: u64 = num
         .parse()
-        .with_context(|| format!("size {s:?} must start with a number"))?;
+        .map_err(|_| invalid(format!("size {s:?} must start with a number, e.g. 10Gi")))?;
     let mult: u64 = match unit {
         "" | "B" => 1,
         "K" | "KB" => 1000,
@@ -203,16 +202,20 @@ pub fn parse_size(s: &str) -> anyhow::Result<u64> {
         "Gi" | "GiB" => 1 << 30,
         "T" | "TB" => 1000u64.pow(4),
         "Ti" | "TiB" => 1 << 40,
-        _ => bail!("unknown size unit {unit:?}: use Ki, Mi, Gi, Ti (or K, M, G, T)"),
+        _ => {
+            return Err(invalid(format!(
+                "unknown size unit {unit:?}: use Ki, Mi, Gi, Ti (or K, M, G, T)"
+            )))
+        }
     };
     n.checked_mul(mult)
-        .with_context(|| format!("size {s:?} is too large"))
+        .ok_or_else(|| invalid(format!("size {s:?} is too large")))
 }
 
 /// `1073741824` → `1Gi`; sizes that are no whole binary unit stay in bytes.
 pub fn human_size(bytes: u64) -> String {
     for (shift, unit) in [(40, "Ti"), (30, "Gi"), (20, "Mi"), (10, "Ki")] {
-        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
             return format!("{}{unit}", bytes >> shift);
         }
     }
