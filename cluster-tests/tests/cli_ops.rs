@@ -275,6 +275,36 @@ fn contexts_roles_volumes_access_snapshots_and_mounts() {
         ),
         4,
     );
+    // `update` replaces whole lists: here the groups, and the collaborators with nothing.
+    let acl = json(&ok(as_(
+        &user,
+        &[
+            "volume",
+            "access",
+            "update",
+            "shared",
+            "--groups",
+            "ops:a",
+            "--public",
+            "r",
+            "--collaborators",
+            "-o",
+            "json",
+        ],
+    )));
+    assert_eq!(acl["acls"]["groups"], serde_json::json!({"ops": "Admin"}));
+    assert_eq!(acl["acls"]["collaborators"], serde_json::json!({}));
+    assert_eq!(acl["acls"]["public"], "Read");
+    let seen = json(&ok(as_(
+        &bob,
+        &["volume", "inspect", "shared", "-o", "json"],
+    )));
+    assert_eq!(seen["name"], "shared", "public read lets bob in");
+    ok(as_(
+        &user,
+        &["volume", "access", "update", "shared", "--public", "none"],
+    ));
+    assert!(!as_(&bob, &["volume", "inspect", "shared"]).status.success());
 
     // ---- clone and snapshots ----
     let clone_id = out(&ok(as_(

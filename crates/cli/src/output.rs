@@ -38,13 +38,19 @@ impl Context {
     /// Endpoints and token after precedence: flag or environment, then the named or current
     /// context, then the default endpoint and no token (guest).
     pub fn target(&self) -> anyhow::Result<Target> {
-        let ctx = context::selected(self.context.as_deref())?;
         let env: Vec<String> = std::env::var("CUSTOS_ENDPOINT")
             .unwrap_or_default()
             .split(',')
             .map(|e| e.trim().to_string())
             .filter(|e| !e.is_empty())
             .collect();
+        // Flags and environment that settle both leave contexts unread (unless one is named).
+        let settled = (!self.endpoint_flag.is_empty() || !env.is_empty()) && self.token.is_some();
+        let ctx = if settled && self.context.is_none() {
+            None
+        } else {
+            context::selected(self.context.as_deref())?
+        };
         let endpoints = if !self.endpoint_flag.is_empty() {
             self.endpoint_flag.clone()
         } else if !env.is_empty() {

@@ -129,9 +129,11 @@ pub enum AccessCommand {
     /// or change the owner (`--owner USER`: ownership administrators only).
     Update {
         volume: String,
-        #[arg(long, value_delimiter = ',', value_parser = parse_grant, num_args = 0..)]
+        /// The whole collaborator list (`--collaborators` with no value clears it).
+        #[arg(long, alias = "collaborator", value_delimiter = ',', value_parser = parse_grant, num_args = 0..)]
         collaborators: Option<Vec<(String, AccessType)>>,
-        #[arg(long, value_delimiter = ',', value_parser = parse_grant, num_args = 0..)]
+        /// The whole group list (`--groups` with no value clears it).
+        #[arg(long, alias = "group", value_delimiter = ',', value_parser = parse_grant, num_args = 0..)]
         groups: Option<Vec<(String, AccessType)>>,
         #[arg(long)]
         public: Option<String>,
