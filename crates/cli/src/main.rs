@@ -113,7 +113,7 @@ fn main() -> ExitCode {
     let ctx = output::Context {
         endpoint_flag: cli.endpoint,
         token: cli.token,
-        context: cli.context,
+        context: cli.context.filter(|c| !c.is_empty()),
         format: cli.format,
     };
     let result = runtime.block_on(async move {

@@ -25,7 +25,7 @@ pub enum VolumeCommand {
         #[arg(long)]
         encrypted: bool,
     },
-    /// Show a volume by id or name.
+    /// Show a volume (or snapshot) by id or name.
     Inspect { volume: String },
     /// List the volumes the caller can read.
     List,
@@ -108,20 +108,26 @@ pub enum AccessCommand {
     /// Grant access: `--collaborator user:r|w|a`, `--group g:r|w|a`, `--public r|w|a`.
     Add {
         volume: String,
+        /// USER:r|w|a (user id = the token's subject); repeatable or comma-separated.
         #[arg(long = "collaborator", value_delimiter = ',', value_parser = parse_grant)]
         collaborators: Vec<(String, AccessType)>,
+        /// GROUP:r|w|a; repeatable or comma-separated.
         #[arg(long = "group", value_delimiter = ',', value_parser = parse_grant)]
         groups: Vec<(String, AccessType)>,
+        /// Public access: r, w or a.
         #[arg(long, value_parser = parse_level)]
         public: Option<AccessType>,
     },
     /// Revoke access: `--collaborator user`, `--group g`, `--public`.
     Remove {
         volume: String,
+        /// A user id; repeatable or comma-separated.
         #[arg(long = "collaborator", value_delimiter = ',')]
         collaborators: Vec<String>,
+        /// A group; repeatable or comma-separated.
         #[arg(long = "group", value_delimiter = ',')]
         groups: Vec<String>,
+        /// Take away public access.
         #[arg(long)]
         public: bool,
     },
@@ -135,8 +141,10 @@ pub enum AccessCommand {
         /// The whole group list (`--groups` with no value clears it).
         #[arg(long, alias = "group", value_delimiter = ',', value_parser = parse_grant, num_args = 0..)]
         groups: Option<Vec<(String, AccessType)>>,
+        /// Public access: r, w, a, or none.
         #[arg(long)]
         public: Option<String>,
+        /// The new owner's user id (ownership administrators only; the server enforces it).
         #[arg(long)]
         owner: Option<String>,
     },
