@@ -200,7 +200,7 @@ fn generated_tokens_global_flags_and_exit_codes() {
         "--endpoint",
         &endpoints,
     ]);
-    assert_eq!(bad_size.status.code(), Some(1), "{}", stderr(&bad_size));
+    assert_eq!(bad_size.status.code(), Some(2), "{}", stderr(&bad_size));
     assert!(stderr(&bad_size).contains("unknown size unit"));
 
     // Issuers that are URLs are refused, as pxctl does.

@@ -160,25 +160,24 @@ pub async fn run(cmd: AuditCommand, ctx: &Context) -> anyhow::Result<()> {
                     break;
                 }
             }
-            if ctx.format == Format::Json {
-                let list: Vec<_> = records.iter().map(record_json).collect();
-                println!("{}", serde_json::to_string_pretty(&list)?);
-            } else {
+            let list: Vec<_> = records.iter().map(record_json).collect();
+            ctx.emit(&list, || {
                 table(&HEADERS, &records.iter().map(row).collect::<Vec<_>>());
-                if let Some(t) = token {
+                if let Some(t) = &token {
                     eprintln!("more records: continue with --from-seq {t} (or use --all)");
                 }
-            }
+            })?;
         }
         AuditCommand::Follow { filter } => {
             let query = filter.query()?;
             let mut stream = client.audit_follow(&query).await?;
             while let Some(r) = stream.next().await {
                 let r = r?;
-                if ctx.format == Format::Json {
-                    println!("{}", record_json(&r));
-                } else {
-                    println!("{}", row(&r).join("  "));
+                match ctx.format {
+                    Format::Json => println!("{}", record_json(&r)),
+                    // One YAML document per record, so a reader can stream them.
+                    Format::Yaml => print!("---\n{}", serde_yaml::to_string(&record_json(&r))?),
+                    Format::Table => println!("{}", row(&r).join("  ")),
                 }
             }
         }
@@ -207,10 +206,11 @@ fn disagreement(common: u64, hashes: &[(u64, String)]) -> Option<String> {
 /// of them hold.
 async fn verify(client: &Client, ctx: &Context, reachable_only: bool) -> anyhow::Result<()> {
     let status = client.status().await?;
+    let token = ctx.target()?.token;
     let mut members = Vec::new();
     let mut problems = Vec::new();
     for m in &status.members {
-        let one = Client::new(std::slice::from_ref(&m.sdk_addr), ctx.token.as_deref())?;
+        let one = Client::new(std::slice::from_ref(&m.sdk_addr), token.as_deref())?;
         match one.audit_verify(0).await {
             Ok(v) => {
                 if !v.ok {
@@ -238,21 +238,17 @@ async fn verify(client: &Client, ctx: &Context, reachable_only: bool) -> anyhow:
         at_common.push((*id, hash));
     }
     problems.extend(disagreement(common, &at_common));
-    if ctx.format == Format::Json {
-        let nodes: Vec<_> = members
-            .iter()
-            .map(|(id, _, v)| {
-                serde_json::json!({"node_id": id, "ok": v.ok, "error": v.error, "first_seq": v.first_seq,
-                    "last_seq": v.last_seq, "last_hash": v.last_hash, "checked": v.checked})
-            })
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "ok": problems.is_empty(), "common_seq": common, "nodes": nodes, "problems": problems,
-            }))?
-        );
-    } else {
+    let nodes: Vec<_> = members
+        .iter()
+        .map(|(id, _, v)| {
+            serde_json::json!({"node_id": id, "ok": v.ok, "error": v.error, "first_seq": v.first_seq,
+                "last_seq": v.last_seq, "last_hash": v.last_hash, "checked": v.checked})
+        })
+        .collect();
+    let summary = serde_json::json!({
+        "ok": problems.is_empty(), "common_seq": common, "nodes": nodes, "problems": problems,
+    });
+    ctx.emit(&summary, || {
         let rows: Vec<Vec<String>> = members
             .iter()
             .map(|(id, _, v)| {
@@ -268,7 +264,7 @@ async fn verify(client: &Client, ctx: &Context, reachable_only: bool) -> anyhow:
         if problems.is_empty() {
             println!("all {} members agree at record {common}", members.len());
         }
-    }
+    })?;
     if !problems.is_empty() {
         bail!("audit verification failed:\n  {}", problems.join("\n  "));
     }

@@ -123,7 +123,9 @@ impl LoadArgs {
 pub async fn run(command: BenchCommand, ctx: &output::Context) -> anyhow::Result<()> {
     let report = match command {
         BenchCommand::Custos(load) => {
-            custos_bench::custos::run(&ctx.endpoints, ctx.token.as_deref(), &load.options()).await?
+            let target = ctx.target()?;
+            custos_bench::custos::run(&target.endpoints, target.token.as_deref(), &load.options())
+                .await?
         }
         BenchCommand::Etcd {
             etcd_endpoint,

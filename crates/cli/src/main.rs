@@ -3,13 +3,16 @@
 
 mod audit;
 mod bench;
+mod context;
 mod dev;
+mod node;
 mod output;
+mod role;
 mod server;
 mod token;
 mod volume;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use output::Format;
 use std::process::ExitCode;
 
@@ -21,18 +24,17 @@ use std::process::ExitCode;
 )]
 struct Cli {
     /// SDK endpoints (host:port), comma-separated; the client fails over among them.
-    #[arg(
-        long,
-        global = true,
-        env = "CUSTOS_ENDPOINT",
-        value_delimiter = ',',
-        default_value = "127.0.0.1:9100"
-    )]
+    /// Precedence: this flag, then $CUSTOS_ENDPOINT, then the context, then 127.0.0.1:9100.
+    #[arg(long, global = true, value_delimiter = ',')]
     endpoint: Vec<String>,
-    /// Bearer token (JWT). Without one, calls are made as guest.
+    /// Bearer token (JWT); else $CUSTOS_TOKEN, else the context's token file. Without one,
+    /// calls are made as guest.
     #[arg(long, global = true, env = "CUSTOS_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// Output format (`-o json` for scripts). The long name is `--format` because
+    /// The context to use instead of the current one (`custos context list`).
+    #[arg(long, global = true, env = "CUSTOS_CONTEXT")]
+    context: Option<String>,
+    /// Output format (`-o json` or `-o yaml` for scripts). The long name is `--format` because
     /// `auth token generate --output FILE` keeps pxctl's meaning.
     #[arg(short = 'o', long = "format", global = true, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -50,6 +52,21 @@ enum Command {
     Auth {
         #[command(subcommand)]
         command: token::AuthCommand,
+    },
+    /// Named connection settings (endpoints and token file), like `pxctl context`.
+    Context {
+        #[command(subcommand)]
+        command: context::ContextCommand,
+    },
+    /// Roles (the upstream JSON format), like `pxctl role`.
+    Role {
+        #[command(subcommand)]
+        command: role::RoleCommand,
+    },
+    /// Storage nodes registered with the cluster.
+    Node {
+        #[command(subcommand)]
+        command: node::NodeCommand,
     },
     /// Volumes.
     Volume {
@@ -73,10 +90,23 @@ enum Command {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
+    /// Prints a shell completion script: `source <(custos completion bash)`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Completion { shell } = cli.command {
+        use std::io::Write as _;
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "custos", &mut script);
+        // A closed pipe (`custos completion bash | head`) is not an error worth a panic.
+        let _ = std::io::stdout().write_all(&script);
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -88,8 +118,9 @@ fn main() -> ExitCode {
         }
     };
     let ctx = output::Context {
-        endpoints: cli.endpoint,
+        endpoint_flag: cli.endpoint,
         token: cli.token,
+        context: cli.context.filter(|c| !c.is_empty()),
         format: cli.format,
     };
     let result = runtime.block_on(async move {
@@ -102,13 +133,23 @@ fn main() -> ExitCode {
             Command::Audit { command } => audit::run(command, &ctx).await,
             Command::Version => volume::version(&ctx).await,
             Command::Bench { command } => bench::run(command, &ctx).await,
+            Command::Context { command } => context::run(command, &ctx),
+            Command::Role { command } => role::run(command, &ctx).await,
+            Command::Node { command } => node::run(command, &ctx).await,
+            Command::Completion { .. } => Ok(()),
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(output::exit_code(&e))
+            let code = output::exit_code(&e);
+            // Hints follow the server's answers; the CLI's own messages say what to do already.
+            let from_server = e.downcast_ref::<custos_client::ClientError>().is_some();
+            if let Some(hint) = output::hint(code).filter(|_| from_server) {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::from(code)
         }
     }
 }

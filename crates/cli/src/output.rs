@@ -1,37 +1,174 @@
-//! Output and exit codes: data on stdout as a table or JSON, messages on stderr.
+//! Output and exit codes: data on stdout as a table, JSON or YAML, messages on stderr.
 
+use crate::context;
+use anyhow::Context as _;
 use custos_client::model::Code;
 use custos_client::{Client, ClientError};
+use serde::Serialize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     Table,
     Json,
+    Yaml,
 }
 
-/// Global flags every client command uses.
+/// The endpoint every command falls back to when no flag, variable or context names one.
+pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:9100";
+
+/// Global flags every client command uses. Endpoints and token are resolved when a client is
+/// made (flag > environment > context > default), so `custos dev` never reads contexts.
 pub struct Context {
-    pub endpoints: Vec<String>,
+    /// `--endpoint` (the flag only; `CUSTOS_ENDPOINT` is read in [`Context::target`]).
+    pub endpoint_flag: Vec<String>,
+    /// `--token` or `CUSTOS_TOKEN`.
     pub token: Option<String>,
+    /// `--context` or `CUSTOS_CONTEXT`; else the current context, if any.
+    pub context: Option<String>,
     pub format: Format,
 }
 
+/// What a client command connects to, and with which token.
+pub struct Target {
+    pub endpoints: Vec<String>,
+    pub token: Option<String>,
+}
+
 impl Context {
-    pub fn client(&self) -> anyhow::Result<Client> {
-        Ok(Client::new(&self.endpoints, self.token.as_deref())?)
+    /// Endpoints and token after precedence: flag or environment, then the named or current
+    /// context, then the default endpoint and no token (guest).
+    pub fn target(&self) -> anyhow::Result<Target> {
+        let env: Vec<String> = std::env::var("CUSTOS_ENDPOINT")
+            .unwrap_or_default()
+            .split(',')
+            .map(|e| e.trim().to_string())
+            .filter(|e| !e.is_empty())
+            .collect();
+        // Flags and environment that settle both leave contexts unread (unless one is named).
+        let settled = (!self.endpoint_flag.is_empty() || !env.is_empty()) && self.token.is_some();
+        let ctx = if settled && self.context.is_none() {
+            None
+        } else {
+            context::selected(self.context.as_deref())?
+        };
+        let endpoints = if !self.endpoint_flag.is_empty() {
+            self.endpoint_flag.clone()
+        } else if !env.is_empty() {
+            env
+        } else if let Some(c) = &ctx {
+            c.endpoints.clone()
+        } else {
+            vec![DEFAULT_ENDPOINT.to_string()]
+        };
+        let token = match (&self.token, &ctx) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(c)) => match &c.token_file {
+                Some(f) => Some(
+                    std::fs::read_to_string(f)
+                        .with_context(|| {
+                            format!(
+                                "context {:?}: cannot read its token file {}; fix the file or \
+                                 recreate the context with --token-file",
+                                c.name,
+                                f.display()
+                            )
+                        })?
+                        .trim()
+                        .to_string(),
+                ),
+                None => None,
+            },
+            (None, None) => None,
+        };
+        Ok(Target { endpoints, token })
     }
+
+    pub fn client(&self) -> anyhow::Result<Client> {
+        let t = self.target()?;
+        Ok(Client::new(&t.endpoints, t.token.as_deref())?)
+    }
+
+    /// Prints `value` as JSON or YAML, or calls `table` for the human format.
+    pub fn emit<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        table: impl FnOnce(),
+    ) -> anyhow::Result<()> {
+        match self.format {
+            Format::Json => println!("{}", serde_json::to_string_pretty(value)?),
+            Format::Yaml => print!("{}", serde_yaml::to_string(value)?),
+            Format::Table => table(),
+        }
+        Ok(())
+    }
+}
+
+/// An error with the exit code of a domain code, for checks the CLI makes itself.
+#[derive(Debug)]
+pub struct Coded {
+    pub code: Code,
+    pub message: String,
+}
+
+impl std::fmt::Display for Coded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Coded {}
+
+/// Invalid input found by the CLI itself (exit code 2).
+pub fn invalid(message: impl Into<String>) -> anyhow::Error {
+    Coded {
+        code: Code::InvalidArgument,
+        message: message.into(),
+    }
+    .into()
+}
+
+/// Something the CLI looked for and did not find (exit code 3).
+pub fn not_found(message: impl Into<String>) -> anyhow::Error {
+    Coded {
+        code: Code::NotFound,
+        message: message.into(),
+    }
+    .into()
 }
 
 /// Exit codes that tell failures apart: 2 invalid input, 3 not found, 4 refused
 /// (permission or authentication), 5 unavailable, 6 already exists or precondition, 1 other.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
-    match e.downcast_ref::<ClientError>().and_then(ClientError::code) {
+    let code = e
+        .downcast_ref::<ClientError>()
+        .and_then(ClientError::code)
+        .or_else(|| e.downcast_ref::<Coded>().map(|c| c.code));
+    match code {
         Some(Code::InvalidArgument) => 2,
         Some(Code::NotFound) => 3,
         Some(Code::PermissionDenied | Code::Unauthenticated) => 4,
         Some(Code::Unavailable) => 5,
         Some(Code::AlreadyExists | Code::FailedPrecondition | Code::ResourceExhausted) => 6,
         _ => 1,
+    }
+}
+
+/// What to do next after a server's refusal, absence, or an unreachable cluster.
+pub fn hint(code: u8) -> Option<&'static str> {
+    match code {
+        3 => Some(
+            "check the name or id: `custos volume list`, `custos volume snapshot list`, \
+             `custos role list`, `custos node list`",
+        ),
+        4 => Some(
+            "the token in use (--token, CUSTOS_TOKEN or the context's token file) lacks a role \
+             or the access this needs: `custos role inspect NAME`, `custos volume access show VOL`",
+        ),
+        5 => Some(
+            "check the endpoints (--endpoint, CUSTOS_ENDPOINT or `custos context list`) and that \
+             the cluster is running (`custos cluster status`)",
+        ),
+        _ => None,
     }
 }
 

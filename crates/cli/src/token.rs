@@ -1,6 +1,6 @@
 //! `custos auth token generate`: signs OpenStorage-style tokens, flags as pxctl has them.
 
-use crate::output::{Context, Format};
+use crate::output::Context;
 use anyhow::{bail, Context as _};
 use custos_server::auth::{generate_token, parse_duration, SigningKey, TokenClaims};
 use std::path::PathBuf;
@@ -97,8 +97,9 @@ pub fn run(cmd: AuthCommand, ctx: &Context) -> anyhow::Result<()> {
                 .with_context(|| format!("writing {}", path.display()))?;
             eprintln!("token written to {}", path.display());
         }
-        None if ctx.format == Format::Json => println!("{}", serde_json::json!({ "token": token })),
-        None => println!("{token}"),
+        None => ctx.emit(&serde_json::json!({ "token": token }), || {
+            println!("{token}")
+        })?,
     }
     Ok(())
 }

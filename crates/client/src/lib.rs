@@ -15,6 +15,7 @@ use custos_proto::custos::admin::v1::{
 };
 use custos_proto::openstorage::api::open_storage_cluster_client::OpenStorageClusterClient;
 use custos_proto::openstorage::api::open_storage_identity_client::OpenStorageIdentityClient;
+use custos_proto::openstorage::api::open_storage_mount_attach_client::OpenStorageMountAttachClient;
 use custos_proto::openstorage::api::open_storage_node_client::OpenStorageNodeClient;
 use custos_proto::openstorage::api::open_storage_role_client::OpenStorageRoleClient;
 use custos_proto::openstorage::api::open_storage_volume_client::OpenStorageVolumeClient;
@@ -451,6 +452,149 @@ impl Client {
                 volume_id: volume_id.to_string(),
             };
             c.delete(self.request(msg, &id)).await.map(|_| ())
+        })
+        .await
+    }
+
+    /// Clones `parent_id` as a new volume `name` owned by the caller; returns the clone's id.
+    pub async fn clone_volume(
+        &self,
+        parent_id: &str,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<String, ClientError> {
+        let msg = SdkVolumeCloneRequest {
+            name: name.to_string(),
+            parent_id: parent_id.to_string(),
+            additional_labels: labels.clone().into_iter().collect(),
+        };
+        self.call(|ch, id| {
+            let msg = msg.clone();
+            async move {
+                let mut c = OpenStorageVolumeClient::new(ch);
+                // The inherent `clone` RPC, not `Clone::clone`.
+                OpenStorageVolumeClient::<Channel>::clone(&mut c, self.request(msg, &id))
+                    .await
+                    .map(|r| r.into_inner().volume_id)
+            }
+        })
+        .await
+    }
+
+    /// Takes a read-only snapshot `name` of a volume; returns the snapshot's id.
+    pub async fn create_snapshot(
+        &self,
+        volume_id: &str,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<String, ClientError> {
+        let msg = SdkVolumeSnapshotCreateRequest {
+            volume_id: volume_id.to_string(),
+            name: name.to_string(),
+            labels: labels.clone().into_iter().collect(),
+        };
+        self.call(|ch, id| {
+            let msg = msg.clone();
+            async move {
+                OpenStorageVolumeClient::new(ch)
+                    .snapshot_create(self.request(msg, &id))
+                    .await
+                    .map(|r| r.into_inner().snapshot_id)
+            }
+        })
+        .await
+    }
+
+    /// The ids of the snapshots the caller can read, of one volume or (empty id) of all.
+    pub async fn enumerate_snapshots(&self, volume_id: &str) -> Result<Vec<String>, ClientError> {
+        self.call(|ch, id| async move {
+            let msg = SdkVolumeSnapshotEnumerateWithFiltersRequest {
+                volume_id: volume_id.to_string(),
+                labels: Default::default(),
+            };
+            OpenStorageVolumeClient::new(ch)
+                .snapshot_enumerate_with_filters(self.request(msg, &id))
+                .await
+                .map(|r| r.into_inner().volume_snapshot_ids)
+        })
+        .await
+    }
+
+    /// Restores a volume's content from one of its snapshots.
+    pub async fn restore_snapshot(
+        &self,
+        volume_id: &str,
+        snapshot_id: &str,
+    ) -> Result<(), ClientError> {
+        self.call(|ch, id| async move {
+            let msg = SdkVolumeSnapshotRestoreRequest {
+                volume_id: volume_id.to_string(),
+                snapshot_id: snapshot_id.to_string(),
+            };
+            OpenStorageVolumeClient::new(ch)
+                .snapshot_restore(self.request(msg, &id))
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
+    /// Attaches a volume on the answering member's node; returns the device path.
+    pub async fn attach_volume(&self, volume_id: &str) -> Result<String, ClientError> {
+        self.call(|ch, id| async move {
+            let msg = SdkVolumeAttachRequest {
+                volume_id: volume_id.to_string(),
+                ..Default::default()
+            };
+            OpenStorageMountAttachClient::new(ch)
+                .attach(self.request(msg, &id))
+                .await
+                .map(|r| r.into_inner().device_path)
+        })
+        .await
+    }
+
+    pub async fn detach_volume(&self, volume_id: &str) -> Result<(), ClientError> {
+        self.call(|ch, id| async move {
+            let msg = SdkVolumeDetachRequest {
+                volume_id: volume_id.to_string(),
+                ..Default::default()
+            };
+            OpenStorageMountAttachClient::new(ch)
+                .detach(self.request(msg, &id))
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
+    /// Records a mount of an attached volume at `path`.
+    pub async fn mount_volume(&self, volume_id: &str, path: &str) -> Result<(), ClientError> {
+        self.call(|ch, id| async move {
+            let msg = SdkVolumeMountRequest {
+                volume_id: volume_id.to_string(),
+                mount_path: path.to_string(),
+                ..Default::default()
+            };
+            OpenStorageMountAttachClient::new(ch)
+                .mount(self.request(msg, &id))
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
+    pub async fn unmount_volume(&self, volume_id: &str, path: &str) -> Result<(), ClientError> {
+        self.call(|ch, id| async move {
+            let msg = SdkVolumeUnmountRequest {
+                volume_id: volume_id.to_string(),
+                mount_path: path.to_string(),
+                ..Default::default()
+            };
+            OpenStorageMountAttachClient::new(ch)
+                .unmount(self.request(msg, &id))
+                .await
+                .map(|_| ())
         })
         .await
     }
