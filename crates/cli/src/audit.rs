@@ -210,7 +210,7 @@ async fn verify(client: &Client, ctx: &Context, reachable_only: bool) -> anyhow:
     let mut members = Vec::new();
     let mut problems = Vec::new();
     for m in &status.members {
-        let one = Client::new(std::slice::from_ref(&m.sdk_addr), ctx.token.as_deref())?;
+        let one = ctx.client_to(std::slice::from_ref(&m.sdk_addr))?;
         match one.audit_verify(0).await {
             Ok(v) => {
                 if !v.ok {

@@ -1,6 +1,7 @@
 //! The `custos` binary: runs a node (`server`), a local cluster (`dev`), and operator commands.
 
 mod audit;
+mod certs;
 mod dev;
 mod output;
 mod server;
@@ -30,6 +31,10 @@ struct Cli {
     /// Bearer token (JWT). Without one, calls are made as guest.
     #[arg(long, global = true, env = "CUSTOS_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// CA certificate (PEM) that signed the servers' certificates: connect over TLS.
+    /// `custos dev --sdk-tls` writes its path to `cluster.json` (`ca_file`).
+    #[arg(long, global = true, env = "CUSTOS_CA")]
+    ca: Option<std::path::PathBuf>,
     /// Output format (`-o json` for scripts). The long name is `--format` because
     /// `auth token generate --output FILE` keeps pxctl's meaning.
     #[arg(short = 'o', long = "format", global = true, value_enum, default_value_t = Format::Table)]
@@ -84,6 +89,7 @@ fn main() -> ExitCode {
         endpoints: cli.endpoint,
         token: cli.token,
         format: cli.format,
+        ca: cli.ca,
     };
     let result = runtime.block_on(async move {
         match cli.command {

@@ -1,7 +1,7 @@
 //! Output and exit codes: data on stdout as a table or JSON, messages on stderr.
 
 use custos_client::model::Code;
-use custos_client::{Client, ClientError};
+use custos_client::{Client, ClientError, ClientTls};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -14,11 +14,30 @@ pub struct Context {
     pub endpoints: Vec<String>,
     pub token: Option<String>,
     pub format: Format,
+    /// The CA that signed the servers' certificates (`--ca`): connect over TLS.
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl Context {
     pub fn client(&self) -> anyhow::Result<Client> {
-        Ok(Client::new(&self.endpoints, self.token.as_deref())?)
+        self.client_to(&self.endpoints)
+    }
+
+    /// A client for other endpoints with the same token and TLS settings.
+    pub fn client_to(&self, endpoints: &[String]) -> anyhow::Result<Client> {
+        let tls = self.tls()?;
+        Ok(Client::with_tls(
+            endpoints,
+            self.token.as_deref(),
+            tls.as_ref(),
+        )?)
+    }
+
+    fn tls(&self) -> anyhow::Result<Option<ClientTls>> {
+        Ok(match &self.ca {
+            Some(path) => Some(ClientTls::from_ca_file(path)?),
+            None => None,
+        })
     }
 }
 

@@ -3,6 +3,7 @@
 
 use crate::codec;
 use crate::node::Node;
+use crate::tls::PeerClientTls;
 use custos_proto::custos::raft::v1::raft_service_client::RaftServiceClient;
 use custos_proto::custos::raft::v1::{RaftReply, RaftRequest};
 use custos_store::{Member, TypeConfig};
@@ -15,27 +16,24 @@ use openraft::raft::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::HashMap;
-use std::sync::Mutex;
-use tonic::transport::{Channel, Endpoint};
+use std::sync::{Arc, Mutex};
+use tonic::transport::Channel;
 
-/// A lazily connecting channel to a peer address.
-fn channel(addr: &str) -> Option<Channel> {
-    Endpoint::from_shared(format!("http://{addr}"))
-        .ok()
-        .map(|e| {
-            e.connect_timeout(std::time::Duration::from_secs(1))
-                .tcp_nodelay(true)
-                .connect_lazy()
-        })
-}
-
-/// Cached peer clients by node id, for forwarding. Rebuilt when a member's address changes.
-#[derive(Default)]
+/// Cached peer clients by node id, for forwarding. Rebuilt when a member's address changes or
+/// the TLS material is reloaded.
 pub struct PeerClients {
+    tls: Arc<PeerClientTls>,
     clients: Mutex<HashMap<u64, (String, RaftServiceClient<Channel>)>>,
 }
 
 impl PeerClients {
+    pub fn new(tls: Arc<PeerClientTls>) -> PeerClients {
+        PeerClients {
+            tls,
+            clients: Mutex::default(),
+        }
+    }
+
     pub fn client(&self, node: &Node, target: u64) -> Option<RaftServiceClient<Channel>> {
         let addr = node.member(target)?.raft_addr;
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
@@ -44,15 +42,24 @@ impl PeerClients {
                 return Some(client.clone());
             }
         }
-        let client = RaftServiceClient::new(channel(&addr)?);
+        let client = RaftServiceClient::new(self.tls.channel(target, &addr)?);
         clients.insert(target, (addr, client.clone()));
         Some(client)
+    }
+
+    /// Drops the cached connections, so the next calls connect with fresh TLS material.
+    pub fn forget(&self) {
+        self.clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 }
 
 /// Builds one [`PeerConnection`] per target for openraft.
 pub struct PeerNetwork {
     pub self_id: u64,
+    pub tls: Arc<PeerClientTls>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
@@ -62,7 +69,10 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
         PeerConnection {
             self_id: self.self_id,
             target,
-            client: channel(&node.raft_addr).map(RaftServiceClient::new),
+            client: self
+                .tls
+                .channel(target, &node.raft_addr)
+                .map(RaftServiceClient::new),
         }
     }
 }
