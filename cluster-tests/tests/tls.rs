@@ -138,13 +138,16 @@ fn read(path: &std::path::Path) -> String {
 fn assert_refused_by_transport(what: &str, got: Result<Vec<u8>, tonic::Status>) {
     match got {
         Ok(_) => panic!("{what}: the peer port answered"),
-        Err(s) => assert!(
-            !matches!(
-                s.code(),
-                tonic::Code::InvalidArgument | tonic::Code::PermissionDenied | tonic::Code::Ok
-            ),
-            "{what}: expected a transport refusal, got {s:?}"
-        ),
+        Err(s) => {
+            eprintln!("{what}: refused with {:?}: {}", s.code(), s.message());
+            assert!(
+                !matches!(
+                    s.code(),
+                    tonic::Code::InvalidArgument | tonic::Code::PermissionDenied | tonic::Code::Ok
+                ),
+                "{what}: expected a transport refusal, got {s:?}"
+            )
+        }
     }
 }
 

@@ -35,6 +35,13 @@ struct Cli {
     /// `custos dev --sdk-tls` writes its path to `cluster.json` (`ca_file`).
     #[arg(long, global = true, env = "CUSTOS_CA")]
     ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for servers that verify clients (`[tls] client_ca_file`);
+    /// needs `--ca` and `--key`.
+    #[arg(long, global = true, env = "CUSTOS_CERT", requires_all = ["ca", "key"])]
+    cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, global = true, env = "CUSTOS_KEY", requires = "cert")]
+    key: Option<std::path::PathBuf>,
     /// Output format (`-o json` for scripts). The long name is `--format` because
     /// `auth token generate --output FILE` keeps pxctl's meaning.
     #[arg(short = 'o', long = "format", global = true, value_enum, default_value_t = Format::Table)]
@@ -90,6 +97,7 @@ fn main() -> ExitCode {
         token: cli.token,
         format: cli.format,
         ca: cli.ca,
+        identity: cli.cert.zip(cli.key),
     };
     let result = runtime.block_on(async move {
         match cli.command {

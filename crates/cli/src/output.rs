@@ -1,5 +1,6 @@
 //! Output and exit codes: data on stdout as a table or JSON, messages on stderr.
 
+use anyhow::Context as _;
 use custos_client::model::Code;
 use custos_client::{Client, ClientError, ClientTls};
 
@@ -16,6 +17,8 @@ pub struct Context {
     pub format: Format,
     /// The CA that signed the servers' certificates (`--ca`): connect over TLS.
     pub ca: Option<std::path::PathBuf>,
+    /// Client certificate and key files (`--cert`, `--key`).
+    pub identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl Context {
@@ -34,10 +37,19 @@ impl Context {
     }
 
     fn tls(&self) -> anyhow::Result<Option<ClientTls>> {
-        Ok(match &self.ca {
-            Some(path) => Some(ClientTls::from_ca_file(path)?),
-            None => None,
-        })
+        let Some(ca) = &self.ca else {
+            return Ok(None);
+        };
+        let tls = ClientTls::from_ca_file(ca)?;
+        Ok(Some(match &self.identity {
+            Some((cert, key)) => {
+                let read = |p: &std::path::Path| {
+                    std::fs::read(p).with_context(|| format!("reading {}", p.display()))
+                };
+                tls.with_identity(read(cert)?, read(key)?)
+            }
+            None => tls,
+        }))
     }
 }
 
