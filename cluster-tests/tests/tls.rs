@@ -263,7 +263,7 @@ async fn sdk_over_tls_and_certificates_reload_on_sighup() {
     .await;
     let fresh = || {
         custos_client::Client::with_tls(
-            &[node1.sdk.clone()],
+            std::slice::from_ref(&node1.sdk),
             Some(&admin),
             Some(&ClientTls::from_ca_file(&ca_file).unwrap()),
         )
@@ -288,7 +288,7 @@ async fn sdk_over_tls_and_certificates_reload_on_sighup() {
     })
     .await;
     let other = custos_client::Client::with_tls(
-        &[node1.sdk.clone()],
+        std::slice::from_ref(&node1.sdk),
         Some(&admin),
         Some(&ClientTls::from_ca_file(&other_ca_file).unwrap()),
     )
