@@ -102,13 +102,23 @@ impl Node {
         if settings.sdk != self.config.tls.as_ref().is_some_and(|t| t.sdk) {
             return Err("[tls] sdk cannot change without a restart".into());
         }
-        for server in &self.tls.servers {
-            server.reload(settings).map_err(|e| e.to_string())?;
-        }
-        self.tls
-            .peer_client
-            .reload(settings)
+        // All or nothing: every configuration is built before any is put in force.
+        let servers = self
+            .tls
+            .servers
+            .iter()
+            .map(|server| server.prepare(settings))
+            .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
+        let client = self
+            .tls
+            .peer_client
+            .prepare(settings)
+            .map_err(|e| e.to_string())?;
+        for (server, fresh) in self.tls.servers.iter().zip(servers) {
+            server.install(fresh);
+        }
+        self.tls.peer_client.install(client);
         self.peers.forget();
         tracing::info!(node = self.id, "reloaded TLS certificates");
         Ok(())

@@ -71,8 +71,18 @@ pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
     Ok(certs)
 }
 
-/// The private key in a PEM file. The error never contains key material.
+/// The private key in a PEM file. The error never contains key material. A key file others
+/// may read is used, with a warning.
 pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                file = %path.display(),
+                "the TLS private key file is readable by group or others: chmod 600 it"
+            );
+        }
+    }
     let pem = read(path)?;
     PrivateKeyDer::from_pem_slice(&pem).map_err(|_| {
         invalid(
@@ -176,11 +186,14 @@ impl ReloadableServer {
         })
     }
 
-    /// Re-reads the files; on error the configuration in force stays.
-    pub fn reload(&self, settings: &TlsSettings) -> Result<(), TlsError> {
-        let fresh = Arc::new(server_config(settings, self.listener)?);
+    /// Reads the files into a configuration [`ReloadableServer::install`] can put in force.
+    pub fn prepare(&self, settings: &TlsSettings) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        Ok(Arc::new(server_config(settings, self.listener)?))
+    }
+
+    /// Puts a prepared configuration in force for connections accepted from now on.
+    pub fn install(&self, fresh: Arc<rustls::ServerConfig>) {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
-        Ok(())
     }
 
     fn current(&self) -> Arc<rustls::ServerConfig> {
@@ -262,10 +275,17 @@ impl PeerClientTls {
             .identity(tonic::transport::Identity::from_pem(cert, key)))
     }
 
-    pub fn reload(&self, settings: &TlsSettings) -> Result<(), TlsError> {
-        let fresh = Self::build(settings)?;
+    /// Reads the files into a configuration [`PeerClientTls::install`] can put in force.
+    pub fn prepare(
+        &self,
+        settings: &TlsSettings,
+    ) -> Result<tonic::transport::ClientTlsConfig, TlsError> {
+        Self::build(settings)
+    }
+
+    /// Puts a prepared configuration in force for connections made from now on.
+    pub fn install(&self, fresh: tonic::transport::ClientTlsConfig) {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(fresh);
-        Ok(())
     }
 
     /// Whether peers are reached over TLS.
@@ -295,5 +315,41 @@ impl PeerClientTls {
                 .ok()?;
         }
         Some(endpoint.connect_lazy())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(name: &str) -> CertificateDer<'static> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/tls")
+            .join(format!("{name}.pem"));
+        read_certs(&path).unwrap().remove(0)
+    }
+
+    #[test]
+    fn the_node_id_comes_from_exactly_one_custos_node_uri() {
+        assert_eq!(node_id_of(&cert("node7")), Some(7));
+        // Two node URIs, none, node 0 and a non-number name no node.
+        assert_eq!(node_id_of(&cert("two")), None);
+        assert_eq!(node_id_of(&cert("none")), None);
+        assert_eq!(node_id_of(&cert("zero")), None);
+        assert_eq!(node_id_of(&cert("junk")), None);
+        assert_eq!(node_id_of(b"not a certificate"), None);
+    }
+
+    #[test]
+    fn unreadable_or_empty_files_are_refused_without_echoing_them() {
+        let dir = std::env::temp_dir().join(format!("custos-tls-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bad = dir.join("bad.pem");
+        std::fs::write(&bad, "SECRET-LOOKING-TEXT").unwrap();
+        let err = read_key(&bad).unwrap_err().to_string();
+        assert!(!err.contains("SECRET-LOOKING-TEXT"), "{err}");
+        assert!(read_certs(&bad).is_err());
+        assert!(read_certs(&dir.join("missing.pem")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
