@@ -1,6 +1,6 @@
 //! Secure transport: the peer port only answers nodes with a certificate from the cluster CA,
-//! and only for the node id the certificate names; the SDK over TLS (`custos dev --sdk-tls`);
-//! certificates reload on SIGHUP.
+//! and only for the node id the certificate names; the SDK over TLS (`custos dev --sdk-tls`),
+//! with client certificates when `client_ca_file` is set; certificates reload on SIGHUP.
 
 use bytes::{Buf, BufMut};
 use custos_client::ClientTls;
@@ -304,4 +304,35 @@ async fn sdk_over_tls_and_certificates_reload_on_sighup() {
         fresh().status().await.is_ok()
     })
     .await;
+
+    // Client certificates on SIGHUP: with `client_ca_file`, a client without a certificate
+    // from that CA is refused; one with such a certificate gets in.
+    let config = std::fs::read_to_string(&node1.config).unwrap();
+    let with_client_ca = config.replacen(
+        "[tls]\n",
+        &format!("[tls]\nclient_ca_file = {:?}\n", ca_file),
+        1,
+    );
+    assert_ne!(config, with_client_ca, "dev configs have a [tls] section");
+    std::fs::write(&node1.config, with_client_ca).unwrap();
+    kill(Pid::from_raw(node1.pid as i32), Signal::SIGHUP).unwrap();
+    eventually("clients without a certificate are refused", async || {
+        fresh().status().await.is_err()
+    })
+    .await;
+    let node2_tls = cluster.node(2).config.parent().unwrap().join("tls");
+    let with_cert = custos_client::Client::with_tls(
+        std::slice::from_ref(&node1.sdk),
+        Some(&admin),
+        Some(&ClientTls::from_ca_file(&ca_file).unwrap().with_identity(
+            read(&node2_tls.join("node.pem")).into_bytes(),
+            read(&node2_tls.join("node.key")).into_bytes(),
+        )),
+    )
+    .unwrap()
+    .with_timeout(Duration::from_secs(3));
+    with_cert
+        .status()
+        .await
+        .expect("a client certificate from client_ca_file");
 }
