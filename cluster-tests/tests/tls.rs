@@ -159,6 +159,20 @@ async fn peer_port_requires_a_cluster_certificate_naming_the_sender() {
         "custos dev uses peer mTLS by default"
     );
     let dir = cluster.dir.path();
+    // Keys and certificates are written mode 0600.
+    for file in [
+        "tls/ca.pem",
+        "tls/ca.key",
+        "node-1/tls/node.pem",
+        "node-1/tls/node.key",
+    ] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
     let ca = read(&dir.join("tls/ca.pem"));
     let node2 = Identity::from_pem(
         read(&dir.join("node-2/tls/node.pem")),
@@ -335,4 +349,21 @@ async fn sdk_over_tls_and_certificates_reload_on_sighup() {
         .status()
         .await
         .expect("a client certificate from client_ca_file");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn insecure_dev_clusters_are_plaintext_and_say_so() {
+    let cluster = TestCluster::start_with(3, &["--insecure"]).unwrap();
+    assert!(!cluster.info.peer_tls);
+    assert!(cluster.info.ca_file.is_none());
+    assert!(!cluster.dir.path().join("tls").exists(), "no CA is made");
+    let admin = cluster.token("admin");
+    cluster.any_client(Some(&admin)).status().await.unwrap();
+    // The peer port answers plaintext calls, and the node warns about it at start.
+    let got = vote(&cluster.node(1).raft, None, 2, 1).await;
+    assert!(
+        matches!(&got, Err(s) if s.code() == tonic::Code::InvalidArgument),
+        "{got:?}"
+    );
+    assert!(read(&cluster.node(1).log).contains("peer and SDK traffic is PLAINTEXT"));
 }
