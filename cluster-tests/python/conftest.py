@@ -42,13 +42,13 @@ def _base_port(n: int) -> int:
 
 
 @contextlib.contextmanager
-def dev_cluster(nodes: int = 3, prefix: str = "custos-py-"):
-    """Runs `custos dev --nodes N` in a fresh temp dir and yields its parsed cluster.json (plus
+def dev_cluster(nodes: int = 3, prefix: str = "custos-py-", flags: tuple = ()):
+    """Runs `custos dev --nodes N [FLAGS...]` in a fresh temp dir and yields its parsed cluster.json (plus
     `dir`); stops it with SIGTERM (kill as a fallback) and removes the dir on exit."""
     with tempfile.TemporaryDirectory(prefix=prefix) as d:
         log = open(Path(d) / "dev.log", "w")
         proc = subprocess.Popen(
-            [_custos_bin(), "dev", "--nodes", str(nodes), "--dir", d, "--base-port", str(_base_port(nodes))],
+            [_custos_bin(), "dev", "--nodes", str(nodes), "--dir", d, "--base-port", str(_base_port(nodes)), *flags],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         try:

@@ -2,7 +2,7 @@
 //! loopback in a temporary directory, kills and restarts nodes, and cleans up on drop.
 
 use anyhow::{bail, Context};
-use custos_client::Client;
+use custos_client::{Client, ClientTls};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::Deserialize;
@@ -16,6 +16,12 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Debug, Deserialize)]
 pub struct ClusterInfo {
     pub endpoints: Vec<String>,
+    /// The CA of the SDK's certificates when `custos dev --sdk-tls` serves it over TLS.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Whether peers use mutual TLS (all but `custos dev --insecure`).
+    #[serde(default)]
+    pub peer_tls: bool,
     pub tokens: BTreeMap<String, String>,
     pub issuer: String,
     pub shared_secret_file: PathBuf,
@@ -136,6 +142,8 @@ impl TestCluster {
             dir,
             info: ClusterInfo {
                 endpoints: vec![],
+                ca_file: None,
+                peer_tls: false,
                 tokens: BTreeMap::new(),
                 issuer: String::new(),
                 shared_secret_file: PathBuf::new(),
@@ -204,16 +212,24 @@ impl TestCluster {
 
     /// A client talking to node `id` only.
     pub fn client(&self, id: u64, token: Option<&str>) -> Client {
-        Client::new(&[self.node(id).sdk.clone()], token)
+        Client::with_tls(&[self.node(id).sdk.clone()], token, self.sdk_tls().as_ref())
             .expect("client")
             .with_timeout(Duration::from_secs(10))
     }
 
     /// A client failing over among all nodes.
     pub fn any_client(&self, token: Option<&str>) -> Client {
-        Client::new(&self.info.endpoints, token)
+        Client::with_tls(&self.info.endpoints, token, self.sdk_tls().as_ref())
             .expect("client")
             .with_timeout(Duration::from_secs(10))
+    }
+
+    /// The TLS a client needs for this cluster's SDK (none when it is plaintext).
+    pub fn sdk_tls(&self) -> Option<ClientTls> {
+        self.info
+            .ca_file
+            .as_deref()
+            .map(|ca| ClientTls::from_ca_file(ca).expect("the cluster's CA file"))
     }
 
     /// The leader as node `asker` sees it, waiting (bounded) until it knows one.

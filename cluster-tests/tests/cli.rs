@@ -256,6 +256,41 @@ fn a_node_with_auth_and_no_key_refuses_to_start() {
     );
 }
 
+#[test]
+fn a_node_without_tls_refuses_to_start_unless_insecure() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "node_id = 1\ndata_dir = {:?}\nsdk_listen = \"127.0.0.1:0\"\nraft_listen = \"127.0.0.1:0\"\n\
+             auth_enabled = false\n",
+            dir.path().join("data")
+        ),
+    )
+    .unwrap();
+    let out = custos(&["server", "--config", config.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("peer traffic must be authenticated"),
+        "{}",
+        stderr(&out)
+    );
+    // Both `--insecure` and a [tls] section: contradictory, refused.
+    let with_tls = format!(
+        "{}[tls]\nca_file = \"/x/ca.pem\"\ncert_file = \"/x/n.pem\"\nkey_file = \"/x/n.key\"\n",
+        std::fs::read_to_string(&config).unwrap()
+    );
+    std::fs::write(&config, with_tls).unwrap();
+    let out = custos(&["server", "--insecure", "--config", config.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("contradict"), "{}", stderr(&out));
+    // Missing TLS files are named.
+    let out = custos(&["server", "--config", config.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("/x/ca.pem"), "{}", stderr(&out));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guest_role_edits_are_enforced_and_survive_a_restart() {
     use custos_client::model::{Code, Role, Rule};

@@ -206,11 +206,10 @@ fn disagreement(common: u64, hashes: &[(u64, String)]) -> Option<String> {
 /// of them hold.
 async fn verify(client: &Client, ctx: &Context, reachable_only: bool) -> anyhow::Result<()> {
     let status = client.status().await?;
-    let token = ctx.target()?.token;
     let mut members = Vec::new();
     let mut problems = Vec::new();
     for m in &status.members {
-        let one = Client::new(std::slice::from_ref(&m.sdk_addr), token.as_deref())?;
+        let one = ctx.client_to(std::slice::from_ref(&m.sdk_addr))?;
         match one.audit_verify(0).await {
             Ok(v) => {
                 if !v.ok {

@@ -2,7 +2,7 @@
 //! secret and ready-made tokens in `DIR/cluster.json`; running it again restarts the same cluster.
 
 use anyhow::{bail, Context};
-use custos_client::Client;
+use custos_client::{Client, ClientTls};
 use custos_server::auth::{generate_token, SigningKey, TokenClaims};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -48,6 +48,14 @@ pub struct DevArgs {
     /// How long to wait for the cluster to elect a leader and serve.
     #[arg(long, default_value = "60")]
     ready_timeout_secs: u64,
+    /// Plaintext, unauthenticated peer traffic (no certificates): tests only. By default peers
+    /// use mutual TLS with certificates from a CA generated in DIR/tls.
+    #[arg(long, conflicts_with = "sdk_tls")]
+    insecure: bool,
+    /// Serve the SDK and REST gateway over TLS too (clients then need `--ca DIR/tls/ca.pem`,
+    /// which cluster.json names as `ca_file`).
+    #[arg(long)]
+    sdk_tls: bool,
 }
 
 #[derive(Serialize)]
@@ -68,6 +76,10 @@ struct NodeInfo {
 #[derive(Serialize)]
 struct ClusterFile {
     endpoints: Vec<String>,
+    /// The CA clients must trust when the SDK is served over TLS (`--sdk-tls`); null otherwise.
+    ca_file: Option<PathBuf>,
+    /// Whether peers use mutual TLS (false only with `--insecure`).
+    peer_tls: bool,
     tokens: BTreeMap<&'static str, String>,
     issuer: &'static str,
     shared_secret_file: PathBuf,
@@ -85,7 +97,7 @@ fn read_or_create(path: &Path, make: impl FnOnce() -> String) -> anyhow::Result<
     Ok(value)
 }
 
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -111,6 +123,9 @@ struct NodeExtras {
     replace_after_secs: u64,
     audit_max_records: u64,
     auth_enabled: bool,
+    /// (CA, node cert, node key) per node id; empty with `--insecure`.
+    tls: BTreeMap<u64, (PathBuf, PathBuf, PathBuf)>,
+    sdk_tls: bool,
 }
 
 /// The REST gateway address of the node whose SDK address is `sdk`: its port plus 200.
@@ -147,7 +162,7 @@ fn node_config(
          node_id = {id}\ncluster_id = \"{cluster_id}\"\ncluster_name = \"custos-dev\"\n\
          data_dir = {data:?}\nsdk_listen = \"{sdk}\"\nraft_listen = \"{raft}\"\n\
          rest_listen = \"{rest}\"\nmetrics_listen = \"{metrics}\"\n\
-         replica_replace_after_secs = {replace}\nauth_enabled = {auth}\n\n\
+         replica_replace_after_secs = {replace}\nauth_enabled = {auth}\n{insecure}\n\
          [node]\ncapacity_bytes = {capacity}\nlabels = {{ \"topology.kubernetes.io/zone\" = \"zone-{zone}\" }}\n\n",
         data = dir.join("data"),
         rest = rest_addr(sdk),
@@ -156,7 +171,18 @@ fn node_config(
         auth = extras.auth_enabled,
         capacity = extras.capacity,
         zone = (id - 1) % extras.zones.max(1) + 1,
+        insecure = if extras.tls.contains_key(&id) {
+            ""
+        } else {
+            "# plaintext, unauthenticated peers: `custos dev --insecure`\ninsecure = true\n"
+        },
     );
+    if let Some((ca, cert, key)) = extras.tls.get(&id) {
+        out += &format!(
+            "[tls]\nca_file = {ca:?}\ncert_file = {cert:?}\nkey_file = {key:?}\nsdk = {}\n\n",
+            extras.sdk_tls
+        );
+    }
     if extras.audit_max_records > 0 {
         out += &format!("[audit]\nmax_records = {}\n\n", extras.audit_max_records);
     }
@@ -202,13 +228,18 @@ fn dev_tokens(secret: &str) -> anyhow::Result<BTreeMap<&'static str, String>> {
 }
 
 /// Waits until every node serves and all agree on one leader.
-async fn wait_ready(endpoints: &[String], token: &str, timeout: Duration) -> anyhow::Result<u64> {
+async fn wait_ready(
+    endpoints: &[String],
+    token: &str,
+    tls: Option<&ClientTls>,
+    timeout: Duration,
+) -> anyhow::Result<u64> {
     let deadline = Instant::now() + timeout;
     loop {
         let mut leaders = Vec::new();
         for e in endpoints {
             // As admin: an administrator may have locked the guest role down.
-            let client = Client::new(std::slice::from_ref(e), Some(token))?
+            let client = Client::with_tls(std::slice::from_ref(e), Some(token), tls)?
                 .with_timeout(Duration::from_secs(1));
             match client.status().await {
                 Ok(s) if s.serving && s.leader_id != 0 => leaders.push(s.leader_id),
@@ -217,7 +248,8 @@ async fn wait_ready(endpoints: &[String], token: &str, timeout: Duration) -> any
         }
         if leaders.len() == endpoints.len() && leaders.windows(2).all(|w| w[0] == w[1]) {
             // Every node has registered itself through consensus, so Node.* lists them all.
-            let all = Client::new(endpoints, Some(token))?.with_timeout(Duration::from_secs(1));
+            let all =
+                Client::with_tls(endpoints, Some(token), tls)?.with_timeout(Duration::from_secs(1));
             if all.nodes().await.is_ok_and(|n| n.len() == endpoints.len()) {
                 return Ok(leaders[0]);
             }
@@ -327,12 +359,26 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locating the custos binary")?;
     let mut children = Vec::new();
     let mut infos = Vec::new();
+    let mut tls = BTreeMap::new();
+    let mut ca_file = None;
+    if !args.insecure {
+        let ca = crate::certs::DevCa::open_or_create(&dir.join("tls"), &cluster_id)?;
+        for (id, _, _) in &members {
+            let node = ca.node_cert(&dir.join(format!("node-{id}")).join("tls"), *id)?;
+            tls.insert(*id, (ca.ca_file.clone(), node.cert_file, node.key_file));
+        }
+        ca_file = Some(ca.ca_file.clone());
+    }
+    let sdk_ca = ca_file.clone().filter(|_| args.sdk_tls);
+    let client_tls = sdk_ca.as_deref().map(ClientTls::from_ca_file).transpose()?;
     let extras = NodeExtras {
         zones: args.zones,
         capacity: args.capacity,
         replace_after_secs: args.replace_after_secs,
         audit_max_records: args.audit_max_records,
         auth_enabled: !args.no_auth,
+        tls,
+        sdk_tls: args.sdk_tls,
     };
     for (id, raft, sdk) in &members {
         let node_dir = dir.join(format!("node-{id}"));
@@ -375,6 +421,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let ready = wait_ready(
         &endpoints,
         &tokens["admin"],
+        client_tls.as_ref(),
         Duration::from_secs(args.ready_timeout_secs),
     );
     let leader = match tokio::select! {
@@ -389,6 +436,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     };
     let cluster = ClusterFile {
         endpoints: endpoints.clone(),
+        ca_file: sdk_ca.clone(),
+        peer_tls: !args.insecure,
         tokens,
         issuer: DEV_ISSUER,
         shared_secret_file: secret_file,
@@ -400,15 +449,28 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("custos dev cluster is up: leader is node {leader}");
     println!("endpoints: {}", endpoints.join(","));
     println!("tokens and pids: {}", cluster_json.display());
+    match (&cluster.ca_file, cluster.peer_tls) {
+        (Some(ca), _) => println!("SDK and REST over TLS: trust {}", ca.display()),
+        (None, true) => println!("peers use mutual TLS; the SDK and REST are plaintext"),
+        (None, false) => println!("--insecure: peers, SDK and REST are PLAINTEXT"),
+    }
+    let (ca_flag, curl_ca, scheme) = match &cluster.ca_file {
+        Some(ca) => (
+            format!(" --ca {}", ca.display()),
+            format!(" --cacert {}", ca.display()),
+            "https",
+        ),
+        None => (String::new(), String::new(), "http"),
+    };
     println!("try:");
     println!(
-        "  CUSTOS_TOKEN=$(jq -r .tokens.user {}) custos volume create vol1 --size 1Gi --endpoint {}",
+        "  CUSTOS_TOKEN=$(jq -r .tokens.user {}) custos volume create vol1 --size 1Gi --endpoint {}{ca_flag}",
         cluster_json.display(),
         endpoints.join(",")
     );
     if let Some(node) = cluster.nodes.first() {
         println!(
-            "  curl -H \"Authorization: bearer $(jq -r .tokens.user {})\" http://{}/v1/volumes",
+            "  curl{curl_ca} -H \"Authorization: bearer $(jq -r .tokens.user {})\" {scheme}://{}/v1/volumes",
             cluster_json.display(),
             node.rest
         );

@@ -3,6 +3,7 @@
 
 mod audit;
 mod bench;
+mod certs;
 mod context;
 mod dev;
 mod node;
@@ -34,6 +35,17 @@ struct Cli {
     /// The context to use instead of the current one (`custos context list`).
     #[arg(long, global = true, env = "CUSTOS_CONTEXT")]
     context: Option<String>,
+    /// CA certificate (PEM) that signed the servers' certificates: connect over TLS.
+    /// `custos dev --sdk-tls` writes its path to `cluster.json` (`ca_file`).
+    #[arg(long, global = true, env = "CUSTOS_CA")]
+    ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for servers that verify clients (`[tls] client_ca_file`);
+    /// needs `--ca` and `--key`.
+    #[arg(long, global = true, env = "CUSTOS_CERT", requires_all = ["ca", "key"])]
+    cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, global = true, env = "CUSTOS_KEY", requires = "cert")]
+    key: Option<std::path::PathBuf>,
     /// Output format (`-o json` or `-o yaml` for scripts). The long name is `--format` because
     /// `auth token generate --output FILE` keeps pxctl's meaning.
     #[arg(short = 'o', long = "format", global = true, value_enum, default_value_t = Format::Table)]
@@ -122,6 +134,8 @@ fn main() -> ExitCode {
         token: cli.token,
         context: cli.context.filter(|c| !c.is_empty()),
         format: cli.format,
+        ca: cli.ca,
+        identity: cli.cert.zip(cli.key),
     };
     let result = runtime.block_on(async move {
         match cli.command {

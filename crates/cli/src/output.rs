@@ -3,7 +3,7 @@
 use crate::context;
 use anyhow::Context as _;
 use custos_client::model::Code;
-use custos_client::{Client, ClientError};
+use custos_client::{Client, ClientError, ClientTls};
 use serde::Serialize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -26,6 +26,10 @@ pub struct Context {
     /// `--context` or `CUSTOS_CONTEXT`; else the current context, if any.
     pub context: Option<String>,
     pub format: Format,
+    /// The CA that signed the servers' certificates (`--ca`): connect over TLS.
+    pub ca: Option<std::path::PathBuf>,
+    /// Client certificate and key files (`--cert`, `--key`).
+    pub identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// What a client command connects to, and with which token.
@@ -83,9 +87,37 @@ impl Context {
         Ok(Target { endpoints, token })
     }
 
+    /// A client for other endpoints with the same token and TLS settings.
+    pub fn client_to(&self, endpoints: &[String]) -> anyhow::Result<Client> {
+        let token = self.target()?.token;
+        let tls = self.tls()?;
+        Ok(Client::with_tls(endpoints, token.as_deref(), tls.as_ref())?)
+    }
+
+    fn tls(&self) -> anyhow::Result<Option<ClientTls>> {
+        let Some(ca) = &self.ca else {
+            return Ok(None);
+        };
+        let tls = ClientTls::from_ca_file(ca)?;
+        Ok(Some(match &self.identity {
+            Some((cert, key)) => {
+                let read = |p: &std::path::Path| {
+                    std::fs::read(p).with_context(|| format!("reading {}", p.display()))
+                };
+                tls.with_identity(read(cert)?, read(key)?)
+            }
+            None => tls,
+        }))
+    }
+
     pub fn client(&self) -> anyhow::Result<Client> {
         let t = self.target()?;
-        Ok(Client::new(&t.endpoints, t.token.as_deref())?)
+        let tls = self.tls()?;
+        Ok(Client::with_tls(
+            &t.endpoints,
+            t.token.as_deref(),
+            tls.as_ref(),
+        )?)
     }
 
     /// Prints `value` as JSON or YAML, or calls `table` for the human format.

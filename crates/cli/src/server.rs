@@ -28,6 +28,10 @@ pub struct ServerArgs {
     /// Initial member `ID=RAFT_ADDR,SDK_ADDR`; repeatable; replaces the file's list.
     #[arg(long = "peer", value_parser = parse_peer)]
     peers: Vec<MemberConfig>,
+    /// Plaintext, unauthenticated peer and SDK traffic (`insecure = true`): tests only. The
+    /// config must then have no `[tls]` section.
+    #[arg(long)]
+    insecure: bool,
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -75,6 +79,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     if let Some(d) = args.data_dir {
         config.data_dir = d;
+    }
+    if args.insecure {
+        config.insecure = true;
     }
     if !args.peers.is_empty() {
         config.initial_members = args.peers;

@@ -40,6 +40,50 @@ pub enum ClientError {
     InvalidToken,
     #[error("unexpected server answer: {0}")]
     Protocol(String),
+    /// TLS material could not be read or used.
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// TLS for SDK connections: the CA that signed the servers' certificates and, for servers that
+/// verify clients (`[tls] client_ca_file`), a client certificate.
+#[derive(Clone, Debug)]
+pub struct ClientTls {
+    ca_pem: Vec<u8>,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl ClientTls {
+    /// Trust the CA certificate(s) in the PEM file `path`.
+    pub fn from_ca_file(path: &std::path::Path) -> Result<ClientTls, ClientError> {
+        let ca_pem = std::fs::read(path)
+            .map_err(|e| ClientError::Tls(format!("cannot read {}: {e}", path.display())))?;
+        if !String::from_utf8_lossy(&ca_pem).contains("-----BEGIN CERTIFICATE-----") {
+            return Err(ClientError::Tls(format!(
+                "{} holds no PEM certificate",
+                path.display()
+            )));
+        }
+        Ok(ClientTls {
+            ca_pem,
+            identity: None,
+        })
+    }
+
+    /// Also present this client certificate and key (PEM).
+    pub fn with_identity(mut self, cert_pem: Vec<u8>, key_pem: Vec<u8>) -> ClientTls {
+        self.identity = Some((cert_pem, key_pem));
+        self
+    }
+
+    fn config(&self) -> tonic::transport::ClientTlsConfig {
+        let config = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(self.ca_pem.clone()));
+        match &self.identity {
+            Some((cert, key)) => config.identity(tonic::transport::Identity::from_pem(cert, key)),
+            None => config,
+        }
+    }
 }
 
 impl ClientError {
@@ -135,15 +179,41 @@ pub struct AuditPage {
 }
 
 impl Client {
-    /// Prepares channels to `endpoints` (`host:port`); connections are made on first use.
+    /// Prepares plaintext channels to `endpoints` (`host:port`); connections are made on first
+    /// use.
     pub fn new(endpoints: &[String], token: Option<&str>) -> Result<Client, ClientError> {
+        Client::with_tls(endpoints, token, None)
+    }
+
+    /// Prepares channels to `endpoints` (`host:port`, or `https://host:port`), over TLS when
+    /// `tls` is given (an `https://` endpoint needs it); connections are made on first use.
+    pub fn with_tls(
+        endpoints: &[String],
+        token: Option<&str>,
+        tls: Option<&ClientTls>,
+    ) -> Result<Client, ClientError> {
         let endpoints = endpoints
             .iter()
             .map(|e| {
-                let ep = Endpoint::from_shared(format!("http://{e}"))
+                let (https, hostport) = match e.strip_prefix("https://") {
+                    Some(rest) => (true, rest),
+                    None => (false, e.strip_prefix("http://").unwrap_or(e)),
+                };
+                if https && tls.is_none() {
+                    return Err(ClientError::Tls(format!(
+                        "{e} is an https endpoint: give the CA that signed its certificate (--ca)"
+                    )));
+                }
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                let mut ep = Endpoint::from_shared(format!("{scheme}://{hostport}"))
                     .map_err(|_| ClientError::InvalidEndpoint(e.clone()))?
                     .connect_timeout(Duration::from_secs(2))
                     .tcp_nodelay(true);
+                if let Some(tls) = tls {
+                    ep = ep
+                        .tls_config(tls.config())
+                        .map_err(|err| ClientError::Tls(format!("{e}: {err}")))?;
+                }
                 Ok((e.clone(), ep.connect_lazy()))
             })
             .collect::<Result<Vec<_>, ClientError>>()?;

@@ -102,6 +102,28 @@ impl AuditSettings {
     }
 }
 
+/// Transport security (`[tls]`). Peer traffic is always mutual TLS with these files unless
+/// the node runs with `insecure = true`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// The cluster CA (PEM): every peer's certificate must chain to it.
+    pub ca_file: PathBuf,
+    /// This node's certificate chain (PEM), signed by the cluster CA. It must name the node
+    /// with a SAN URI `custos://node/<id>` and a SAN DNS name `custos-node-<id>`; it is served
+    /// on the peer, SDK and REST listeners and presented to peers.
+    pub cert_file: PathBuf,
+    /// The certificate's private key (PEM); keep it mode 0600.
+    pub key_file: PathBuf,
+    /// When set, SDK and REST clients must present a certificate from this CA (PEM).
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// Serve the SDK and REST listeners over TLS (default). False keeps them plaintext while
+    /// peers still use mutual TLS.
+    #[serde(default = "yes")]
+    pub sdk: bool,
+}
+
 /// The whole configuration of one node.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -136,6 +158,13 @@ pub struct ServerConfig {
     pub node: NodeSettings,
     #[serde(default)]
     pub audit: AuditSettings,
+    /// Transport security; required unless `insecure = true`.
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
+    /// Plaintext, unauthenticated peer and SDK traffic: for tests only. Anyone who reaches the
+    /// peer port can then vote, append entries and install snapshots.
+    #[serde(default)]
+    pub insecure: bool,
     /// A member silent for this long has its replicas re-placed by the leader.
     #[serde(default = "default_replace_after_secs")]
     pub replica_replace_after_secs: u64,
@@ -237,10 +266,27 @@ impl ServerConfig {
             ));
         }
         self.audit.max_age_secs().map_err(ConfigError::Invalid)?;
+        if self.insecure && self.tls.is_some() {
+            return Err(ConfigError::Invalid(
+                "insecure = true and a [tls] section contradict each other: remove one".into(),
+            ));
+        }
         if self.auth_enabled && self.auth.issuers.is_empty() {
             return Err(ConfigError::Invalid(
                 "auth is enabled but no issuer is configured: add [[auth.issuers]] with a key \
                  read from a file or environment variable, or set auth_enabled = false"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checked after the auth keys load: peers need TLS material or an explicit `insecure`.
+    pub fn validate_transport(&self) -> Result<(), ConfigError> {
+        if self.tls.is_none() && !self.insecure {
+            return Err(ConfigError::Invalid(
+                "peer traffic must be authenticated: add a [tls] section (ca_file, cert_file, \
+                 key_file), or set insecure = true to run plaintext (tests only)"
                     .into(),
             ));
         }

@@ -18,9 +18,10 @@ pub mod peer;
 pub mod rest;
 pub mod sdk;
 pub mod status;
+pub mod tls;
 
 pub use config::{
-    AuditSettings, ConfigError, MemberConfig, NodeSettings, RaftTuning, ServerConfig,
+    AuditSettings, ConfigError, MemberConfig, NodeSettings, RaftTuning, ServerConfig, TlsSettings,
 };
 /// Token signing and verification, for the binary's `auth token generate`.
 pub use custos_auth as auth;
@@ -42,6 +43,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_stream::StreamExt;
 
 /// How long in-flight calls may take to finish once shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,6 +53,29 @@ const MAX_SDK_HEADER_LIST: u32 = 64 * 1024;
 
 /// Largest gRPC message a node accepts from clients.
 const MAX_SDK_MESSAGE: usize = 4 * 1024 * 1024;
+
+/// Serves a tonic router on a bound listener, over TLS when a [`tls::ReloadableServer`] is
+/// given, until `stop` resolves. (A macro: routers with and without layers differ in type.)
+macro_rules! serve_grpc {
+    ($router:expr, $listener:expr, $tls:expr, $stop:expr $(,)?) => {{
+        let (router, listener, tls, stop) = ($router, $listener, $tls, $stop);
+        async move {
+            match tls {
+                Some(tls) => {
+                    let accepted = tls::accept_tls(listener, tls);
+                    let incoming = tokio_stream::wrappers::ReceiverStream::new(accepted)
+                        .map(|(stream, _)| Ok::<_, std::io::Error>(stream));
+                    router.serve_with_incoming_shutdown(incoming, stop).await
+                }
+                None => {
+                    let incoming = tonic::transport::server::TcpIncoming::from(listener)
+                        .with_nodelay(Some(true));
+                    router.serve_with_incoming_shutdown(incoming, stop).await
+                }
+            }
+        }
+    }};
+}
 
 fn raft_config(cfg: &ServerConfig) -> anyhow::Result<openraft::Config> {
     let config = openraft::Config {
@@ -83,6 +108,34 @@ pub async fn run(
         tracing::warn!("authentication is DISABLED: every caller acts as an administrator");
         None
     };
+    config.validate_transport()?;
+    let peer_client_tls =
+        Arc::new(tls::PeerClientTls::new(config.tls.as_ref()).context("loading the [tls] files")?);
+    let server_tls = |listener| -> anyhow::Result<Option<Arc<tls::ReloadableServer>>> {
+        match config.tls.as_ref() {
+            Some(t) if listener == tls::Listener::Peer || t.sdk => Ok(Some(Arc::new(
+                tls::ReloadableServer::new(t, listener).with_context(|| {
+                    format!("loading the [tls] files for the {listener:?} listener")
+                })?,
+            ))),
+            _ => Ok(None),
+        }
+    };
+    let (peer_tls, sdk_tls, rest_tls) = (
+        server_tls(tls::Listener::Peer)?,
+        server_tls(tls::Listener::Sdk)?,
+        server_tls(tls::Listener::Rest)?,
+    );
+    match &config.tls {
+        None => tracing::warn!(
+            "insecure = true: peer and SDK traffic is PLAINTEXT and unauthenticated; anyone who \
+             reaches the peer port can vote, append entries and install snapshots"
+        ),
+        Some(t) if !t.sdk => {
+            tracing::warn!("[tls] sdk = false: the SDK and REST listeners are plaintext")
+        }
+        Some(_) => {}
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let (log_store, sm_store) = custos_store::open(&config.data_dir.join("db"))
@@ -104,7 +157,7 @@ pub async fn run(
     let raft = custos_store::Raft::new(
         config.node_id,
         Arc::new(raft_config(&config)?),
-        network::PeerNetwork::new(config.node_id),
+        network::PeerNetwork::new(config.node_id, peer_client_tls.clone()),
         log_store,
         sm_store,
     )
@@ -117,7 +170,15 @@ pub async fn run(
         raft: raft.clone(),
         state,
         auth: std::sync::RwLock::new(auth),
-        peers: network::PeerClients::default(),
+        peers: network::PeerClients::new(peer_client_tls.clone()),
+        tls: node::NodeTls {
+            peer_client: peer_client_tls,
+            servers: [&peer_tls, &sdk_tls, &rest_tls]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect(),
+        },
         liveness: liveness::Liveness::default(),
         read_batcher: node::ReadIndexBatcher::new(raft.clone()),
         audit,
@@ -159,6 +220,12 @@ pub async fn run(
                 if let Err(e) = node.reload_auth(&fresh) {
                     tracing::error!(node = node.id, "keeping the old keys: reload failed: {e}");
                 }
+                if let Err(e) = node.reload_tls(&fresh) {
+                    tracing::error!(
+                        node = node.id,
+                        "keeping the old certificates: reload failed: {e}"
+                    );
+                }
                 // SIGHUP also means "logrotate moved the files".
                 if let Err(e) = node.audit.reopen() {
                     tracing::error!(node = node.id, "reopening the audit and access logs: {e}");
@@ -172,12 +239,22 @@ pub async fn run(
         let _ = rx.wait_for(|s| *s).await;
     };
 
-    let peer = tonic::transport::Server::builder()
-        .add_service(
+    let peer_listener = bind(config.raft_listen, "peer").await?;
+    let sdk_listener = bind(config.sdk_listen, "SDK").await?;
+    let rest_listener = match config.rest_listen {
+        Some(addr) => Some(bind(addr, "REST").await?),
+        None => None,
+    };
+
+    let peer = serve_grpc!(
+        tonic::transport::Server::builder().add_service(
             RaftServiceServer::new(peer::PeerService { node: node.clone() })
                 .max_decoding_message_size(64 * 1024 * 1024),
-        )
-        .serve_with_shutdown(config.raft_listen, stopped(stop_rx.clone()));
+        ),
+        peer_listener,
+        peer_tls,
+        stopped(stop_rx.clone()),
+    );
 
     // gRPC health: NOT_SERVING until this node knows a leader, has applied all it holds and
     // has registered itself; reflection lets `grpcurl` list and call the services.
@@ -191,7 +268,7 @@ pub async fn run(
         .build_v1()
         .context("building gRPC reflection")?;
 
-    let sdk = tonic::transport::Server::builder()
+    let sdk_router = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(60))
         // Above the verifier's 16 KiB token cap, so an oversized token gets the verifier's
         // clear refusal instead of an HTTP/2 error; far larger header lists are still refused.
@@ -221,18 +298,18 @@ pub async fn run(
         }))
         .add_service(AuditServer::new(admin::AuditService { node: node.clone() }))
         .add_service(health_service)
-        .add_service(reflection)
-        .serve_with_shutdown(config.sdk_listen, stopped(stop_rx.clone()));
+        .add_service(reflection);
+    let sdk = serve_grpc!(sdk_router, sdk_listener, sdk_tls, stopped(stop_rx.clone()));
 
     tracing::info!(node = config.node_id, sdk = %config.sdk_listen, raft = %config.raft_listen, rest = ?config.rest_listen, "serving");
     let mut peer = tokio::spawn(peer);
     let mut sdk = tokio::spawn(sdk);
     // The REST gateway (when configured) calls the same SDK services over HTTP/JSON.
     let mut rest = {
-        let (node, stop, listen) = (node.clone(), stopped(stop_rx.clone()), config.rest_listen);
+        let (node, stop) = (node.clone(), stopped(stop_rx.clone()));
         tokio::spawn(async move {
-            match listen {
-                Some(addr) => rest::serve(node, addr, stop).await,
+            match rest_listener {
+                Some(listener) => rest::serve(node, listener, rest_tls, stop).await,
                 None => {
                     stop.await;
                     Ok(())
@@ -314,6 +391,12 @@ pub async fn run(
     tracing::info!(node = config.node_id, "stopping Raft");
     raft.shutdown().await.ok();
     result
+}
+
+async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {what} listener to {addr}"))
 }
 
 /// Keeps the overall gRPC health status current (checked every 250 ms).

@@ -3,6 +3,7 @@
 
 use crate::codec;
 use crate::node::Node;
+use crate::tls::PeerClientTls;
 use custos_proto::custos::raft::v1::raft_service_client::RaftServiceClient;
 use custos_proto::custos::raft::v1::{RaftReply, RaftRequest};
 use custos_store::{Member, TypeConfig};
@@ -15,27 +16,24 @@ use openraft::raft::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::HashMap;
-use std::sync::Mutex;
-use tonic::transport::{Channel, Endpoint};
+use std::sync::{Arc, Mutex};
+use tonic::transport::Channel;
 
-/// A lazily connecting channel to a peer address.
-fn channel(addr: &str) -> Option<Channel> {
-    Endpoint::from_shared(format!("http://{addr}"))
-        .ok()
-        .map(|e| {
-            e.connect_timeout(std::time::Duration::from_secs(1))
-                .tcp_nodelay(true)
-                .connect_lazy()
-        })
-}
-
-/// Cached peer clients by node id, for forwarding. Rebuilt when a member's address changes.
-#[derive(Default)]
+/// Cached peer clients by node id, for forwarding. Rebuilt when a member's address changes or
+/// the TLS material is reloaded.
 pub struct PeerClients {
+    tls: Arc<PeerClientTls>,
     clients: Mutex<HashMap<u64, (String, RaftServiceClient<Channel>)>>,
 }
 
 impl PeerClients {
+    pub fn new(tls: Arc<PeerClientTls>) -> PeerClients {
+        PeerClients {
+            tls,
+            clients: Mutex::default(),
+        }
+    }
+
     pub fn client(&self, node: &Node, target: u64) -> Option<RaftServiceClient<Channel>> {
         let addr = node.member(target)?.raft_addr;
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
@@ -44,9 +42,17 @@ impl PeerClients {
                 return Some(client.clone());
             }
         }
-        let client = RaftServiceClient::new(channel(&addr)?);
+        let client = RaftServiceClient::new(self.tls.channel(target, &addr)?);
         clients.insert(target, (addr, client.clone()));
         Some(client)
+    }
+
+    /// Drops the cached connections, so the next calls connect with fresh TLS material.
+    pub fn forget(&self) {
+        self.clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 }
 
@@ -56,16 +62,18 @@ impl PeerClients {
 /// linearizable read's leadership check among them), so the channel to each peer is cached here
 /// and shared: a fresh channel per call costs a TCP and HTTP/2 handshake each time, and under
 /// load thousands of sockets in TIME_WAIT (measured by the issue #7 benchmark).
-#[derive(Default)]
 pub struct PeerNetwork {
     pub self_id: u64,
-    channels: HashMap<u64, (String, Channel)>,
+    pub tls: Arc<PeerClientTls>,
+    /// The channel to each peer, with the address and TLS generation it was made for.
+    channels: HashMap<u64, (String, u64, Channel)>,
 }
 
 impl PeerNetwork {
-    pub fn new(self_id: u64) -> PeerNetwork {
+    pub fn new(self_id: u64, tls: Arc<PeerClientTls>) -> PeerNetwork {
         PeerNetwork {
             self_id,
+            tls,
             channels: HashMap::new(),
         }
     }
@@ -75,15 +83,16 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: u64, node: &Member) -> PeerConnection {
+        let generation = self.tls.generation();
         let cached = self
             .channels
             .get(&target)
-            .filter(|(addr, _)| *addr == node.raft_addr)
-            .map(|(_, ch)| ch.clone());
+            .filter(|(addr, g, _)| *addr == node.raft_addr && *g == generation)
+            .map(|(_, _, ch)| ch.clone());
         let channel = cached.or_else(|| {
-            let ch = channel(&node.raft_addr)?;
+            let ch = self.tls.channel(target, &node.raft_addr)?;
             self.channels
-                .insert(target, (node.raft_addr.clone(), ch.clone()));
+                .insert(target, (node.raft_addr.clone(), generation, ch.clone()));
             Some(ch)
         });
         PeerConnection {

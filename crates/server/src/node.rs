@@ -29,6 +29,8 @@ pub struct Node {
     /// either the old keys or the new ones.
     pub auth: std::sync::RwLock<Option<Arc<Authenticator>>>,
     pub peers: PeerClients,
+    /// TLS material in force (none with `insecure = true`); SIGHUP reloads it.
+    pub tls: NodeTls,
     pub liveness: crate::liveness::Liveness,
     /// Shares leadership confirmations among concurrent linearizable reads.
     pub read_batcher: ReadIndexBatcher,
@@ -36,6 +38,14 @@ pub struct Node {
     pub audit: crate::audit::Audit,
     /// Prometheus counters (`/metrics` on `metrics_listen`).
     pub metrics: crate::metrics::Metrics,
+}
+
+/// The TLS configurations of one node, each replaceable on SIGHUP.
+pub struct NodeTls {
+    /// How this node reaches its peers.
+    pub peer_client: Arc<crate::tls::PeerClientTls>,
+    /// The peer, SDK and REST listeners' server configurations (those served over TLS).
+    pub servers: Vec<Arc<crate::tls::ReloadableServer>>,
 }
 
 /// Where a linearizable or a local read is wanted.
@@ -79,6 +89,43 @@ impl Node {
         let issuers: Vec<String> = fresh.issuers().map(str::to_string).collect();
         *self.auth.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(fresh));
         tracing::info!(node = self.id, ?issuers, "reloaded authentication keys");
+        Ok(())
+    }
+
+    /// Re-reads the `[tls]` files (certificate, key, CAs); on any error the material in force
+    /// stays. New connections use the fresh material; established ones keep theirs.
+    pub fn reload_tls(&self, config: &ServerConfig) -> Result<(), String> {
+        let Some(settings) = config.tls.as_ref() else {
+            return match self.config.tls {
+                None => Ok(()),
+                Some(_) => Err("[tls] cannot be removed without a restart".into()),
+            };
+        };
+        if self.config.tls.is_none() {
+            return Err("[tls] cannot be added without a restart".into());
+        }
+        if settings.sdk != self.config.tls.as_ref().is_some_and(|t| t.sdk) {
+            return Err("[tls] sdk cannot change without a restart".into());
+        }
+        // All or nothing: every configuration is built before any is put in force.
+        let servers = self
+            .tls
+            .servers
+            .iter()
+            .map(|server| server.prepare(settings))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let client = self
+            .tls
+            .peer_client
+            .prepare(settings)
+            .map_err(|e| e.to_string())?;
+        for (server, fresh) in self.tls.servers.iter().zip(servers) {
+            server.install(fresh);
+        }
+        self.tls.peer_client.install(client);
+        self.peers.forget();
+        tracing::info!(node = self.id, "reloaded TLS certificates");
         Ok(())
     }
 

@@ -30,6 +30,45 @@ impl PeerService {
         Ok(())
     }
 
+    /// Binds the claimed sender to the TLS client certificate: with peer TLS on (the default),
+    /// the certificate must name node `from` (SAN URI `custos://node/<from>`). The TLS
+    /// handshake already required the certificate to chain to the cluster CA.
+    fn check_from<T>(&self, request: &Request<T>, from: u64) -> Result<(), Status> {
+        if !self.node.tls.peer_client.enabled() {
+            return Ok(());
+        }
+        let certs = request.peer_certs().ok_or_else(|| {
+            Status::unauthenticated("peer calls need a cluster client certificate")
+        })?;
+        let cert = certs.first().ok_or_else(|| {
+            Status::unauthenticated("peer calls need a cluster client certificate")
+        })?;
+        match crate::tls::node_id_of(cert) {
+            Some(id) if id == from => Ok(()),
+            Some(id) => {
+                tracing::warn!(
+                    node = self.node.id,
+                    certificate = id,
+                    claimed = from,
+                    "refused a peer call whose sender is not the node its certificate names"
+                );
+                Err(Status::permission_denied(format!(
+                    "the client certificate names node {id}, the request claims node {from}"
+                )))
+            }
+            None => Err(Status::permission_denied(format!(
+                "the client certificate names no node (SAN URI {}<id>)",
+                crate::tls::NODE_URI_PREFIX
+            ))),
+        }
+    }
+
+    /// Both checks every peer call passes: sender identity, then target.
+    fn check<T>(&self, request: &Request<T>, from: u64, target: u64) -> Result<(), Status> {
+        self.check_from(request, from)?;
+        self.check_target(target)
+    }
+
     fn reply<T: Serialize>(result: &T) -> Result<Response<RaftReply>, Status> {
         let payload = codec::encode(result).map_err(crate::status::internal)?;
         Ok(Response::new(RaftReply {
@@ -49,15 +88,15 @@ impl RaftService for PeerService {
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
+        self.check(&request, request.get_ref().from, request.get_ref().target)?;
         let req = request.into_inner();
-        self.check_target(req.target)?;
         let result = self.node.raft.append_entries(decode(&req.payload)?).await;
         Self::reply(&result)
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        self.check(&request, request.get_ref().from, request.get_ref().target)?;
         let req = request.into_inner();
-        self.check_target(req.target)?;
         let result = self.node.raft.vote(decode(&req.payload)?).await;
         Self::reply(&result)
     }
@@ -66,8 +105,8 @@ impl RaftService for PeerService {
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
+        self.check(&request, request.get_ref().from, request.get_ref().target)?;
         let req = request.into_inner();
-        self.check_target(req.target)?;
         let result = self.node.raft.install_snapshot(decode(&req.payload)?).await;
         Self::reply(&result)
     }
@@ -76,8 +115,8 @@ impl RaftService for PeerService {
         &self,
         request: Request<ProposeRequest>,
     ) -> Result<Response<ProposeReply>, Status> {
+        self.check(&request, request.get_ref().from, request.get_ref().target)?;
         let req = request.into_inner();
-        self.check_target(req.target)?;
         let cmd: Command = decode(&req.command)?;
         match self.node.propose_local(cmd).await? {
             ProposeAttempt::Done(outcome) => Ok(Response::new(ProposeReply {
@@ -97,8 +136,7 @@ impl RaftService for PeerService {
         &self,
         request: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexReply>, Status> {
-        let req = request.into_inner();
-        self.check_target(req.target)?;
+        self.check(&request, request.get_ref().from, request.get_ref().target)?;
         match self.node.read_index_local().await? {
             ProposeAttempt::Done(index) => Ok(Response::new(ReadIndexReply {
                 read_index: index,
@@ -114,7 +152,7 @@ impl RaftService for PeerService {
     }
 
     async fn ping(&self, request: Request<PingRequest>) -> Result<Response<PingReply>, Status> {
-        self.check_target(request.get_ref().target)?;
+        self.check(&request, request.get_ref().from, request.get_ref().target)?;
         Ok(Response::new(PingReply {
             node_id: self.node.id,
         }))
@@ -124,7 +162,7 @@ impl RaftService for PeerService {
         &self,
         request: Request<LivenessRequest>,
     ) -> Result<Response<LivenessReply>, Status> {
-        self.check_target(request.get_ref().target)?;
+        self.check(&request, request.get_ref().from, request.get_ref().target)?;
         if self.node.current_leader() != Some(self.node.id) {
             return Ok(Response::new(LivenessReply {
                 down: Vec::new(),

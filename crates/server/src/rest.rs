@@ -567,19 +567,58 @@ pub fn router(node: Arc<Node>) -> Router {
         .with_state(gateway)
 }
 
-/// Serves the gateway on `addr` until `shutdown` resolves; calls in flight then finish.
+/// Serves the gateway on a bound listener (over TLS when `tls` is set) until `shutdown`
+/// resolves; calls in flight then finish.
 pub async fn serve(
     node: Arc<Node>,
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<crate::tls::ReloadableServer>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("binding the REST gateway to {addr}: {e}"))?;
-    axum::serve(listener, router(node))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| anyhow::anyhow!("REST gateway on {addr}: {e}"))
+    let addr = listener.local_addr()?;
+    let served = match tls {
+        Some(tls) => {
+            let incoming = TlsListener {
+                addr,
+                accepted: crate::tls::accept_tls(listener, tls),
+            };
+            axum::serve(incoming, router(node))
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, router(node))
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
+    served.map_err(|e| anyhow::anyhow!("REST gateway on {addr}: {e}"))
+}
+
+/// Connections that completed the TLS handshake, as an axum listener.
+struct TlsListener {
+    addr: SocketAddr,
+    accepted: tokio::sync::mpsc::Receiver<(
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        SocketAddr,
+    )>,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.accepted.recv().await {
+            Some(conn) => conn,
+            // The acceptor only stops when this listener is dropped.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.addr)
+    }
 }
 
 #[cfg(test)]

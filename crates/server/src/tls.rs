@@ -1,0 +1,365 @@
+//! Transport security: rustls server and client configurations built from the `[tls]` section,
+//! reloadable on SIGHUP, and the node identity carried by a node's certificate.
+//!
+//! A node certificate names its node with a SAN URI `custos://node/<id>` (read by
+//! [`node_id_of`]) and a SAN DNS name `custos-node-<id>` (what peer clients verify, see
+//! [`node_server_name`]). The peer listener requires a client certificate from the cluster CA
+//! and the peer service checks that the certificate's node id is the request's `from`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::server::TlsStream;
+
+use crate::config::TlsSettings;
+
+/// The SAN URI prefix that names a node in its certificate.
+pub const NODE_URI_PREFIX: &str = "custos://node/";
+
+/// How long a client may take to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The DNS name a node certificate carries and peer clients verify: `custos-node-<id>`.
+pub fn node_server_name(id: u64) -> String {
+    format!("custos-node-{id}")
+}
+
+/// TLS material that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("TLS client verifier: {0}")]
+    Verifier(String),
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn invalid(path: &Path, message: impl Into<String>) -> TlsError {
+    TlsError::Invalid {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
+}
+
+/// Every certificate in a PEM file (at least one).
+pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read(path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(path, format!("not a PEM certificate file: {e}")))?;
+    if certs.is_empty() {
+        return Err(invalid(path, "holds no certificate"));
+    }
+    Ok(certs)
+}
+
+/// The private key in a PEM file. The error never contains key material. A key file others
+/// may read is used, with a warning.
+pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                file = %path.display(),
+                "the TLS private key file is readable by group or others: chmod 600 it"
+            );
+        }
+    }
+    let pem = read(path)?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|_| {
+        invalid(
+            path,
+            "holds no usable PEM private key (PKCS#8, PKCS#1 or SEC1)",
+        )
+    })
+}
+
+fn read_roots(path: &Path) -> Result<rustls::RootCertStore, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in read_certs(path)? {
+        roots
+            .add(cert)
+            .map_err(|e| invalid(path, format!("not a usable CA certificate: {e}")))?;
+    }
+    Ok(roots)
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The node id a certificate names with a SAN URI `custos://node/<id>`; none when it names
+/// none, or more than one.
+pub fn node_id_of(cert: &[u8]) -> Option<u64> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
+    let san = parsed.subject_alternative_name().ok()??;
+    let mut ids = san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            x509_parser::extensions::GeneralName::URI(uri) => uri
+                .strip_prefix(NODE_URI_PREFIX)
+                .map(|id| id.parse::<u64>().ok()),
+            _ => None,
+        });
+    match (ids.next(), ids.next()) {
+        (Some(Some(id)), None) if id != 0 => Some(id),
+        _ => None,
+    }
+}
+
+/// Which listener a server configuration is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// Peer traffic: a client certificate from the cluster CA is required.
+    Peer,
+    /// The SDK (gRPC) listener: client certificates from `client_ca_file` when set.
+    Sdk,
+    /// The REST gateway: like the SDK, over HTTP/1.1.
+    Rest,
+}
+
+/// A rustls server configuration for `listener`, read from the files `settings` names.
+pub fn server_config(
+    settings: &TlsSettings,
+    listener: Listener,
+) -> Result<rustls::ServerConfig, TlsError> {
+    let certs = read_certs(&settings.cert_file)?;
+    let key = read_key(&settings.key_file)?;
+    let client_ca = match listener {
+        Listener::Peer => Some(settings.ca_file.as_path()),
+        Listener::Sdk | Listener::Rest => settings.client_ca_file.as_deref(),
+    };
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?;
+    let builder = match client_ca {
+        Some(path) => {
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(read_roots(path)?),
+                provider(),
+            )
+            .build()
+            .map_err(|e| TlsError::Verifier(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(certs, key)?;
+    config.alpn_protocols = match listener {
+        Listener::Peer | Listener::Sdk => vec![b"h2".to_vec()],
+        Listener::Rest => vec![b"http/1.1".to_vec()],
+    };
+    Ok(config)
+}
+
+/// A TLS server configuration that SIGHUP can replace; connections accepted afterwards use the
+/// new certificate, key and CAs, established ones keep theirs.
+pub struct ReloadableServer {
+    listener: Listener,
+    current: RwLock<Arc<rustls::ServerConfig>>,
+}
+
+impl ReloadableServer {
+    pub fn new(settings: &TlsSettings, listener: Listener) -> Result<ReloadableServer, TlsError> {
+        Ok(ReloadableServer {
+            listener,
+            current: RwLock::new(Arc::new(server_config(settings, listener)?)),
+        })
+    }
+
+    /// Reads the files into a configuration [`ReloadableServer::install`] can put in force.
+    pub fn prepare(&self, settings: &TlsSettings) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        Ok(Arc::new(server_config(settings, self.listener)?))
+    }
+
+    /// Puts a prepared configuration in force for connections accepted from now on.
+    pub fn install(&self, fresh: Arc<rustls::ServerConfig>) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+    }
+
+    fn current(&self) -> Arc<rustls::ServerConfig> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Accepts TCP connections on `listener` and yields those that complete a TLS handshake with
+/// the configuration in force; handshakes run concurrently and time out, failures are logged at
+/// debug level (a scanner must not fill the log).
+pub fn accept_tls(
+    listener: TcpListener,
+    tls: Arc<ReloadableServer>,
+) -> tokio::sync::mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, addr) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!("accepting a connection: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = tx.closed() => return,
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
+            let tx = tx.clone();
+            let kind = tls.listener;
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = tx.send((stream, addr)).await;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(listener = ?kind, %addr, "TLS handshake failed: {e}")
+                    }
+                    Err(_) => tracing::debug!(listener = ?kind, %addr, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    rx
+}
+
+/// The peer client's TLS: the cluster CA to verify peers and this node's certificate to present.
+/// New peer connections use the configuration in force; SIGHUP replaces it.
+pub struct PeerClientTls {
+    current: RwLock<Option<tonic::transport::ClientTlsConfig>>,
+    /// Bumped by every install, so cached channels know they are stale.
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl PeerClientTls {
+    /// `None` settings: plaintext peers (`insecure = true`).
+    pub fn new(settings: Option<&TlsSettings>) -> Result<PeerClientTls, TlsError> {
+        Ok(PeerClientTls {
+            current: RwLock::new(settings.map(Self::build).transpose()?),
+            generation: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    fn build(settings: &TlsSettings) -> Result<tonic::transport::ClientTlsConfig, TlsError> {
+        let ca = std::fs::read(&settings.ca_file).map_err(|source| TlsError::Read {
+            path: settings.ca_file.display().to_string(),
+            source,
+        })?;
+        // Parse now, so a bad file is reported at start-up or reload, not on first connect.
+        read_certs(&settings.ca_file)?;
+        read_certs(&settings.cert_file)?;
+        read_key(&settings.key_file)?;
+        let cert = read(&settings.cert_file)?;
+        let key = read(&settings.key_file)?;
+        Ok(tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+            .identity(tonic::transport::Identity::from_pem(cert, key)))
+    }
+
+    /// Reads the files into a configuration [`PeerClientTls::install`] can put in force.
+    pub fn prepare(
+        &self,
+        settings: &TlsSettings,
+    ) -> Result<tonic::transport::ClientTlsConfig, TlsError> {
+        Self::build(settings)
+    }
+
+    /// Puts a prepared configuration in force for connections made from now on.
+    pub fn install(&self, fresh: tonic::transport::ClientTlsConfig) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(fresh);
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Changes whenever new TLS material is installed.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Whether peers are reached over TLS.
+    pub fn enabled(&self) -> bool {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// A lazily connecting channel to node `target` at `addr`, verifying that the server's
+    /// certificate names `target`.
+    pub fn channel(&self, target: u64, addr: &str) -> Option<tonic::transport::Channel> {
+        let tls = self
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .ok()?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true);
+        if let Some(tls) = tls {
+            endpoint = endpoint
+                .tls_config(tls.domain_name(node_server_name(target)))
+                .ok()?;
+        }
+        Some(endpoint.connect_lazy())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(name: &str) -> CertificateDer<'static> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/tls")
+            .join(format!("{name}.pem"));
+        read_certs(&path).unwrap().remove(0)
+    }
+
+    #[test]
+    fn the_node_id_comes_from_exactly_one_custos_node_uri() {
+        assert_eq!(node_id_of(&cert("node7")), Some(7));
+        // Two node URIs, none, node 0 and a non-number name no node.
+        assert_eq!(node_id_of(&cert("two")), None);
+        assert_eq!(node_id_of(&cert("none")), None);
+        assert_eq!(node_id_of(&cert("zero")), None);
+        assert_eq!(node_id_of(&cert("junk")), None);
+        assert_eq!(node_id_of(b"not a certificate"), None);
+    }
+
+    #[test]
+    fn unreadable_or_empty_files_are_refused_without_echoing_them() {
+        let dir = std::env::temp_dir().join(format!("custos-tls-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bad = dir.join("bad.pem");
+        std::fs::write(&bad, "SECRET-LOOKING-TEXT").unwrap();
+        let err = read_key(&bad).unwrap_err().to_string();
+        assert!(!err.contains("SECRET-LOOKING-TEXT"), "{err}");
+        assert!(read_certs(&bad).is_err());
+        assert!(read_certs(&dir.join("missing.pem")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
