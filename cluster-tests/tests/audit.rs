@@ -395,27 +395,32 @@ async fn a_flood_of_bad_tokens_is_coalesced_counted_exactly_and_spares_legitimat
         .map(|r| r.count)
         .sum();
 
-    // The quiet baseline is measured before and after the flood, and the worse of the two
-    // counts: other load on the machine comes and goes, the flood's effect is what is tested.
-    let quiet_before = legitimate_writes(&user, "quiet", Duration::from_secs(3)).await;
-
-    // The flood: two loops of garbage tokens and one of untrusted issuers (each a distinct
-    // refusal), at full speed, for 10 s.
+    // The flood: one loop of garbage tokens and one of untrusted issuers (each a distinct
+    // refusal), at full speed, 10 s in all, in five 2 s bursts with 1 s of quiet before each:
+    // the legitimate writer's quiet and flooded samples interleave, so load from elsewhere on
+    // the machine (which comes and goes) weighs on both alike and the flood's effect is what
+    // the comparison shows.
     let flooded = cluster.node(target).clone();
     let rss_before = rss_kib(flooded.pid);
     let sent = Arc::new(AtomicU64::new(0));
     let sent_garbage = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    let active = Arc::new(AtomicBool::new(false));
     let mut flood = Vec::new();
-    for f in 0..3u64 {
+    for f in 0..2u64 {
         let (sent, stop, endpoint) = (sent.clone(), stop.clone(), flooded.sdk.clone());
+        let active = active.clone();
         let sent_garbage = sent_garbage.clone();
         flood.push(tokio::spawn(async move {
             // One connection per loop, as a flooding client has.
             let conn = Client::new(std::slice::from_ref(&endpoint), None).unwrap();
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) && n < 2_000_000 {
-                let token = if f == 2 {
+                if !active.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+                let token = if f == 1 {
                     untrusted_token(n)
                 } else {
                     format!("not-a-jwt-{f}")
@@ -424,7 +429,7 @@ async fn a_flood_of_bad_tokens_is_coalesced_counted_exactly_and_spares_legitimat
                 match client.enumerate_volumes().await {
                     Err(e) if e.code() == Some(Code::Unauthenticated) => {
                         sent.fetch_add(1, Ordering::Relaxed);
-                        if f != 2 {
+                        if f != 1 {
                             sent_garbage.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -435,12 +440,22 @@ async fn a_flood_of_bad_tokens_is_coalesced_counted_exactly_and_spares_legitimat
             }
         }));
     }
-    let during = legitimate_writes(&user, "flood", Duration::from_secs(10)).await;
+    let mut quiet = Vec::new();
+    let mut during = Vec::new();
+    for burst in 0..5 {
+        active.store(false, Ordering::Relaxed);
+        quiet.extend(
+            legitimate_writes(&user, &format!("quiet{burst}"), Duration::from_secs(1)).await,
+        );
+        active.store(true, Ordering::Relaxed);
+        during.extend(
+            legitimate_writes(&user, &format!("flood{burst}"), Duration::from_secs(2)).await,
+        );
+    }
     stop.store(true, Ordering::Relaxed);
     for f in flood {
         f.await.unwrap();
     }
-    let quiet_after = legitimate_writes(&user, "calm", Duration::from_secs(3)).await;
     let sent = sent.load(Ordering::Relaxed);
     let sent_garbage = sent_garbage.load(Ordering::Relaxed);
     let rss_after = rss_kib(flooded.pid);
@@ -458,9 +473,8 @@ async fn a_flood_of_bad_tokens_is_coalesced_counted_exactly_and_spares_legitimat
         .filter(|r| !r.message.contains("is not a trusted issuer") && r.origin.0 == target)
         .collect();
     let garbage_count: u64 = garbage.iter().map(|r| r.count).sum();
-    let qp99 = p99(quiet_before.clone()).max(p99(quiet_after.clone()));
+    let qp99 = p99(quiet.clone());
     let fp99 = p99(during.clone());
-    let quiet = [quiet_before, quiet_after].concat();
     eprintln!(
         "flood on node {target}: {sent} refusals in 10 s ({} records, {} of them for the \
          {sent_garbage} identical ones); legitimate p99 {qp99:?} quiet vs {fp99:?} \
@@ -495,16 +509,21 @@ async fn a_flood_of_bad_tokens_is_coalesced_counted_exactly_and_spares_legitimat
 async fn retention_truncates_the_oldest_records_and_the_chain_still_verifies() {
     let cluster = TestCluster::start_with(3, &["--audit-max-records", "1000"]).unwrap();
     let admin = cluster.client(1, Some(&cluster.token("admin")));
-    // 1,300 distinct refusals (untrusted issuers) make about as many records, fast.
-    let conn = cluster.client(2, None);
-    for n in 0..1300 {
-        let e = conn
-            .with_token(Some(&untrusted_token(n)))
-            .unwrap()
-            .enumerate_volumes()
-            .await
-            .unwrap_err();
-        assert_eq!(e.code(), Some(Code::Unauthenticated));
+    // 1,300 deletes of volumes that do not exist (idempotent, so applied): one record each.
+    let mut writers = Vec::new();
+    for w in 0..10u64 {
+        let client = cluster.client(1 + w % 3, Some(&cluster.token("user")));
+        writers.push(tokio::spawn(async move {
+            for n in 0..130 {
+                client
+                    .delete_volume(&format!("gone-{w}-{n}"))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
     }
     // The leader checks retention every 5 s.
     let deadline = Instant::now() + Duration::from_secs(30);

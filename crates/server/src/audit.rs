@@ -172,10 +172,14 @@ impl Audit {
     // ---- edge denials ----
 
     /// An authentication failure: written at once, and queued for the replicated trail.
+    /// Failures coalesce by `reason` (the authenticator's fixed label), not by message: the
+    /// message of an untrusted issuer names the issuer the caller chose, so a flood of invented
+    /// issuers must not become one replicated record each. The record keeps the first message.
     pub fn authentication_failed(
         &self,
         message: &str,
         code: &str,
+        reason: &str,
         fingerprint: &str,
         request_id: &str,
     ) {
@@ -195,16 +199,19 @@ impl Audit {
             &message,
             fields,
         ));
-        self.queue_denial(Denial {
-            message,
-            actor: AuditActor::default(),
-            method: AUTHENTICATION_METHOD.to_string(),
-            objects: Vec::new(),
-            code: code.to_string(),
-            request_id: bounded(request_id),
-            fingerprint: fingerprint.to_string(),
-            count: 1,
-        });
+        self.queue_denial(
+            reason,
+            Denial {
+                message,
+                actor: AuditActor::default(),
+                method: AUTHENTICATION_METHOD.to_string(),
+                objects: Vec::new(),
+                code: code.to_string(),
+                request_id: bounded(request_id),
+                fingerprint: fingerprint.to_string(),
+                count: 1,
+            },
+        );
     }
 
     /// A refusal of an authenticated (or guest) caller at this node: the role check
@@ -227,26 +234,32 @@ impl Audit {
             message,
             fields,
         ));
-        self.queue_denial(Denial {
-            message: bounded(message),
-            actor: bounded_actor(AuditActor::from(who)),
-            method: method.dotted(),
-            objects: objects.iter().take(4).map(|o| bounded(o)).collect(),
-            code: "PermissionDenied".to_string(),
-            request_id: bounded(request_id),
-            fingerprint: who.fingerprint.clone(),
-            count: 1,
-        });
+        let message = bounded(message);
+        self.queue_denial(
+            &message.clone(),
+            Denial {
+                message,
+                actor: bounded_actor(AuditActor::from(who)),
+                method: method.dotted(),
+                objects: objects.iter().take(4).map(|o| bounded(o)).collect(),
+                code: "PermissionDenied".to_string(),
+                request_id: bounded(request_id),
+                fingerprint: who.fingerprint.clone(),
+                count: 1,
+            },
+        );
     }
 
-    fn queue_denial(&self, denial: Denial) {
+    /// Queues a denial; those with the same `kind` (the message, or an authentication
+    /// failure's reason), actor, method, objects and code coalesce.
+    fn queue_denial(&self, kind: &str, denial: Denial) {
         self.counters
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .denials += 1;
         let mut buf = self.denials.lock().unwrap_or_else(|p| p.into_inner());
         let key = DenialKey {
-            message: denial.message.clone(),
+            message: kind.to_string(),
             actor: denial.actor.clone(),
             method: denial.method.clone(),
             objects: denial.objects.clone(),

@@ -83,7 +83,7 @@ impl Default for AuditSettings {
         AuditSettings {
             log_dir: None,
             batch_ms: 100,
-            max_distinct_denials: 1024,
+            max_distinct_denials: 256,
             max_records: 0,
             max_age: None,
         }

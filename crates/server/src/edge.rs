@@ -91,13 +91,19 @@ impl Node {
                 let header = authorization_header(meta).inspect_err(|s| {
                     self.metrics.auth_failure("malformed_header");
                     let code = crate::audit::code_name(s.code() as i32);
-                    self.audit
-                        .authentication_failed(s.message(), code, "", &correlation());
+                    self.audit.authentication_failed(
+                        s.message(),
+                        code,
+                        "malformed_header",
+                        "",
+                        &correlation(),
+                    );
                 })?;
                 match auth.authenticate(header, crate::node::now_ms() / 1000) {
                     Ok(identity) => identity,
                     Err(e) => {
                         self.metrics.auth_failure(e.reason);
+                        let reason = e.reason;
                         let s = status::from_auth(e);
                         let fingerprint = header
                             .and_then(|h| h.split_once(' '))
@@ -107,6 +113,7 @@ impl Node {
                         self.audit.authentication_failed(
                             s.message(),
                             code,
+                            reason,
                             &fingerprint,
                             &correlation(),
                         );
