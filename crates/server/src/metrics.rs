@@ -43,7 +43,9 @@ impl Histogram {
 /// The counters of one node.
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, &'static str), Histogram>>,
+    /// By method, then code. Keyed by method first so a lookup borrows the path (no allocation
+    /// per call once the series exists).
+    requests: Mutex<BTreeMap<String, BTreeMap<&'static str, Histogram>>>,
     auth_failures: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -73,14 +75,21 @@ impl Metrics {
             "other"
         };
         let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (method.to_string(), code);
-        let key = if requests.len() >= MAX_SERIES && !requests.contains_key(&key) {
-            ("other".to_string(), code)
+        let series: usize = requests.values().map(BTreeMap::len).sum();
+        let known = requests
+            .get(method)
+            .is_some_and(|codes| codes.contains_key(code));
+        let method = if known || series < MAX_SERIES {
+            method
         } else {
-            key
+            "other"
         };
-        requests
-            .entry(key)
+        if !requests.contains_key(method) {
+            requests.insert(method.to_string(), BTreeMap::new());
+        }
+        let codes = requests.get_mut(method).expect("inserted above");
+        codes
+            .entry(code)
             .or_default()
             .observe(elapsed.as_secs_f64());
     }
@@ -200,12 +209,11 @@ impl Metrics {
             "# HELP custos_requests_seconds Calls served on the SDK and REST ports, by method and code.\n\
              # TYPE custos_requests_seconds histogram"
         );
-        for ((method, code), h) in self
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        let all = requests
             .iter()
-        {
+            .flat_map(|(method, codes)| codes.iter().map(move |(code, h)| (method, code, h)));
+        for (method, code, h) in all {
             let labels = format!("method=\"{method}\",code=\"{code}\"");
             for (bound, n) in BUCKETS.iter().zip(h.buckets) {
                 let _ = writeln!(
@@ -268,18 +276,18 @@ mod tests {
         m.observe_request("/evil\"}\n/x", 12, Duration::from_millis(1));
         m.observe_request("/alice@example.com/Create", 12, Duration::from_millis(1));
         let requests = m.requests.lock().unwrap();
-        let keys: Vec<_> = requests.keys().cloned().collect();
+        let keys: Vec<(&str, &str)> = requests
+            .iter()
+            .flat_map(|(m, codes)| codes.keys().map(move |c| (m.as_str(), *c)))
+            .collect();
         assert_eq!(
             keys,
             vec![
-                (
-                    "/openstorage.api.OpenStorageVolume/Create".to_string(),
-                    "OK"
-                ),
-                ("other".to_string(), "Unimplemented"),
+                ("/openstorage.api.OpenStorageVolume/Create", "OK"),
+                ("other", "Unimplemented"),
             ]
         );
-        let h = &requests[&("other".to_string(), "Unimplemented")];
+        let h = &requests["other"]["Unimplemented"];
         assert_eq!(h.count, 2);
         assert_eq!(h.buckets[0], 0); // 1 ms is above the first bound (0.5 ms)
         assert_eq!(h.buckets[1], 2);
