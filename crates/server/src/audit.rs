@@ -396,7 +396,9 @@ impl Audit {
         }
         const PERMISSION_DENIED: i32 = 7;
         if code == PERMISSION_DENIED {
-            let msg = format!("Access denied: rpc error: code = PermissionDenied desc = {message}");
+            let msg = custos_model::audit::access_denied_message(&custos_model::Rejection::denied(
+                message,
+            ));
             self.denied(
                 &call.identity,
                 &call.method,
