@@ -1,6 +1,12 @@
 //! Test harness: runs a real custos cluster (`custos dev` and `custos server` processes) on
 //! loopback in a temporary directory, kills and restarts nodes, and cleans up on drop.
 
+pub mod chaos;
+pub mod history;
+pub mod linearizability;
+pub mod proxy;
+pub mod spec;
+
 use anyhow::{bail, Context};
 use custos_client::{Client, ClientTls};
 use nix::sys::signal::{kill, Signal};

@@ -40,7 +40,7 @@ fn allowed() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
     );
     m.insert(
         "custos-cluster-tests",
-        ["custos-client", "custos-model"].into(),
+        ["custos-client", "custos-proto", "custos-model"].into(),
     );
     m
 }
