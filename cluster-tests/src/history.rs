@@ -35,6 +35,26 @@ pub struct OpRecord {
     pub invoke_ns: u64,
     pub complete_ns: u64,
     pub attempts: Vec<Attempt>,
+    /// Why the client got no definite answer, when it got none (the outcome is then
+    /// `unknown`, or what the audit trail says happened: see `audit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unanswered: Option<String>,
+    /// For an operation without answer, what the converged audit trail says became of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditResolution>,
+}
+
+/// What the audit trail says of an operation whose client got no answer. Every command
+/// apply decides leaves exactly one record, so: one applied record, one refusal record, or
+/// none (it never reached apply). The outcome is then set from the record, but the
+/// operation keeps an open end (it may have been decided any time after its call).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditResolution {
+    Applied,
+    Refused,
+    /// No record: it never happened, and is left out of the check.
+    Absent,
 }
 
 /// Collects the records of concurrent clients against one clock.
@@ -141,10 +161,13 @@ pub fn events(tenant: &str, records: &[&OpRecord]) -> (Vec<Event<TOp>>, Vec<usiz
     let mut events = Vec::new();
     let mut origin = Vec::new();
     for (i, r) in records.iter().enumerate() {
+        if r.audit == Some(AuditResolution::Absent) {
+            continue;
+        }
         let Some(op) = spec::compile(&names, &mut interner, &r.input, &r.outcome) else {
             continue;
         };
-        let unknown = matches!(r.outcome, Outcome::Unknown { .. });
+        let unknown = matches!(r.outcome, Outcome::Unknown { .. }) || r.unanswered.is_some();
         events.push(Event {
             op,
             call: r.invoke_ns,
@@ -237,6 +260,8 @@ mod tests {
             invoke_ns: invoke,
             complete_ns: complete,
             attempts: vec![],
+            unanswered: None,
+            audit: None,
         }
     }
 

@@ -4,7 +4,7 @@
 //! record and no other, and, replayed in the audit trail's order, no mutation applied after
 //! the commit of a role or ACL change that denies it (the stale-permission check).
 
-use crate::history::OpRecord;
+use crate::history::{AuditResolution, OpRecord};
 use crate::spec::{self, AclSpec, Input, Level, Names, Outcome, Own, Principal, Rules};
 use custos_client::model::audit::{AuditQuery, AuditRecord};
 use custos_client::Client;
@@ -133,8 +133,12 @@ pub struct AuditFindings {
     pub phantoms: Vec<String>,
     /// Mutations applied although a role or ACL change committed before them denied them.
     pub stale_permission: Vec<String>,
+    /// Role refusals decided in apply that the rules at their log index did not call for.
+    pub false_denials: Vec<String>,
     /// Role changes (revocations and grants) replayed.
     pub role_changes: usize,
+    /// Role refusals decided in apply that the replay checked.
+    pub role_refusals_replayed: usize,
     /// Mutations whose permission the replay decided.
     pub replayed: usize,
 }
@@ -146,6 +150,7 @@ impl AuditFindings {
             && self.refused_mismatch.is_empty()
             && self.phantoms.is_empty()
             && self.stale_permission.is_empty()
+            && self.false_denials.is_empty()
     }
 }
 
@@ -215,6 +220,56 @@ pub fn audit_findings(trail: &[AuditRecord], history: &[OpRecord], tag: &str) ->
     f
 }
 
+/// Sets the outcome of every mutation without answer from the trail (see
+/// [`AuditResolution`]); returns how many were resolved. Needs the whole trail (dense from
+/// record 1): without it nothing is resolved.
+pub fn resolve_unknowns(records: &mut [OpRecord], trail: &[AuditRecord], tag: &str) -> usize {
+    let dense = trail.iter().enumerate().all(|(i, r)| r.seq == i as u64 + 1);
+    if !dense {
+        return 0;
+    }
+    let mut by_id: HashMap<&str, Vec<&AuditRecord>> = HashMap::new();
+    for r in trail.iter().filter(|r| !r.edge) {
+        if let Some(id) = client_id(r, tag) {
+            by_id.entry(id).or_default().push(r);
+        }
+    }
+    let mut resolved = 0;
+    for op in records.iter_mut() {
+        if !op.input.is_mutation() || !matches!(op.outcome, Outcome::Unknown { .. }) {
+            continue;
+        }
+        match by_id.get(op.request_id.as_str()).map(Vec::as_slice) {
+            None => op.audit = Some(AuditResolution::Absent),
+            Some([r]) if r.code == "OK" => {
+                let observed = match op.input {
+                    Input::Create { .. } | Input::Clone { .. } | Input::Snapshot { .. } => {
+                        match r.objects.first() {
+                            Some(id) => spec::Observed::Id { id: id.clone() },
+                            None => continue,
+                        }
+                    }
+                    _ => spec::Observed::Done,
+                };
+                op.outcome = Outcome::Ok { observed };
+                op.audit = Some(AuditResolution::Applied);
+            }
+            Some([r]) => {
+                op.outcome = Outcome::Refused {
+                    code: r.code.clone(),
+                    message: r.reason.clone(),
+                    // Apply's own role refusals are recorded as "Access denied".
+                    role: r.message == "Access denied",
+                };
+                op.audit = Some(AuditResolution::Refused);
+            }
+            Some(_) => continue,
+        }
+        resolved += 1;
+    }
+    resolved
+}
+
 /// Replays the applied records in trail order, tracking each tenant role's rules and each
 /// volume's ownership from the history's inputs, and flags every applied mutation that the
 /// rules and ownership at that point of the log deny.
@@ -228,7 +283,7 @@ fn replay_permissions(
     let mut roles: HashMap<String, (Option<Rules>, u64)> = HashMap::new();
     // Volume id → ownership.
     let mut owners: HashMap<String, Own> = HashMap::new();
-    for r in trail.iter().filter(|r| !r.edge && r.code == "OK") {
+    for r in trail.iter().filter(|r| !r.edge) {
         let Some(id) = client_id(r, tag) else {
             continue;
         };
@@ -238,6 +293,28 @@ fn replay_permissions(
         let names = Names::new(&op.tenant);
         let by = op.input.principal();
         let (rules, since) = roles.get(&op.tenant).copied().unwrap_or((None, 0));
+        if r.code != "OK" {
+            // Apply's own role refusals ("Access denied", decided at this log index) must
+            // agree with the rules the log holds there.
+            let volume_write = op.input.is_mutation()
+                && !matches!(
+                    op.input,
+                    Input::CreateRole { .. } | Input::UpdateRole { .. } | Input::DeleteRole
+                );
+            if volume_write && r.message == "Access denied" {
+                f.role_refusals_replayed += 1;
+                if spec::may_write_volumes(by, rules) {
+                    f.false_denials.push(format!(
+                        "audit seq {}: {} — refused by the role check although {} = {rules:?} \
+                         (set at audit seq {since}) allows it",
+                        r.seq,
+                        describe(op),
+                        names.role()
+                    ));
+                }
+            }
+            continue;
+        }
         let target = r.objects.first().cloned().unwrap_or_default();
         let mut deny = |why: String| {
             f.stale_permission
@@ -371,6 +448,8 @@ mod tests {
             invoke_ns: i,
             complete_ns: i + 1,
             attempts: vec![],
+            unanswered: None,
+            audit: None,
         }
     }
 
@@ -503,6 +582,142 @@ mod tests {
         let f = audit_findings(&trail, &history, "run-");
         assert!(f.stale_permission.is_empty(), "{f:?}");
         assert!(f.ok());
+    }
+
+    #[test]
+    fn the_trail_settles_operations_without_answer_and_the_check_uses_it() {
+        use crate::spec::VolumeView;
+        let unknown = || Outcome::Unknown {
+            reason: "timeout".into(),
+        };
+        let create = |i, slot| {
+            let mut o = op(
+                i,
+                "t",
+                Input::Create {
+                    by: Principal::U3,
+                    slot,
+                    label: "x".into(),
+                },
+                unknown(),
+            );
+            o.unanswered = Some("timeout".into());
+            o
+        };
+        let read = |i, slot, id: Option<&str>| {
+            let volumes = id
+                .map(|id| VolumeView {
+                    id: id.into(),
+                    name: slot_name(slot),
+                    owner: Some("t-u3".into()),
+                    groups: Default::default(),
+                    collaborators: Default::default(),
+                    public: None,
+                    label: Some("x".into()),
+                    attached: false,
+                    parent: None,
+                    snapshot: false,
+                })
+                .into_iter()
+                .collect();
+            op(
+                i,
+                "t",
+                Input::ReadVolume {
+                    by: Principal::Admin,
+                    slot,
+                },
+                Outcome::Ok {
+                    observed: Observed::Volumes { volumes },
+                },
+            )
+        };
+        fn slot_name(s: Slot) -> String {
+            s.name("t")
+        }
+        // run-0 applied (as v1), run-1 never reached apply.
+        let trail = vec![record(1, "run-0", "OK", &["v1"])];
+        let mut history = vec![
+            create(0, Slot::A),
+            create(1, Slot::B),
+            read(2, Slot::A, Some("v1")),
+            read(3, Slot::B, None),
+        ];
+        assert_eq!(resolve_unknowns(&mut history, &trail, "run-"), 2);
+        assert_eq!(history[0].audit, Some(AuditResolution::Applied));
+        assert_eq!(
+            history[0].outcome,
+            Outcome::Ok {
+                observed: Observed::Id { id: "v1".into() }
+            }
+        );
+        assert_eq!(history[1].audit, Some(AuditResolution::Absent));
+        let budget = Duration::from_secs(5);
+        assert!(crate::history::check(&history, budget, 1)[0].ok());
+        // Had the absent create's volume been seen, the check fails: it never happened.
+        history[3] = read(3, Slot::B, Some("v2"));
+        assert!(!crate::history::check(&history, budget, 1)[0].ok());
+        // The applied create made v1, not another volume (it may still have been applied
+        // after the read: without an answer its end is open).
+        history[3] = read(3, Slot::B, None);
+        history[2] = read(2, Slot::A, Some("v9"));
+        assert!(!crate::history::check(&history, budget, 1)[0].ok());
+        history[2] = read(2, Slot::A, None);
+        assert!(crate::history::check(&history, budget, 1)[0].ok());
+        // A trail that does not start at record 1 settles nothing.
+        let mut fresh = vec![create(0, Slot::A)];
+        assert_eq!(
+            resolve_unknowns(&mut fresh, &[record(2, "run-0", "OK", &["v1"])], "run-"),
+            0
+        );
+    }
+
+    #[test]
+    fn a_role_refusal_in_apply_under_granting_rules_is_flagged() {
+        let create = |i| {
+            op(
+                i,
+                "t",
+                Input::Create {
+                    by: Principal::U2,
+                    slot: Slot::B,
+                    label: "x".into(),
+                },
+                Outcome::Refused {
+                    code: "PermissionDenied".into(),
+                    message: "Access to ... denied: ... Access denied to roles: [...]".into(),
+                    role: true,
+                },
+            )
+        };
+        let history = vec![
+            op(
+                0,
+                "t",
+                Input::CreateRole {
+                    rules: Rules::Grant,
+                },
+                done(),
+            ),
+            create(1),
+            op(2, "t", Input::DeleteRole, done()),
+            create(3),
+        ];
+        let denied = |seq, id| AuditRecord {
+            message: "Access denied".into(),
+            ..record(seq, id, "PermissionDenied", &["v"])
+        };
+        let trail = vec![
+            record(1, "run-0", "OK", &["t-writers"]),
+            denied(2, "run-1"),
+            record(3, "run-2", "OK", &["t-writers"]),
+            denied(4, "run-3"),
+        ];
+        let f = audit_findings(&trail, &history, "run-");
+        assert_eq!(f.role_refusals_replayed, 2);
+        assert_eq!(f.false_denials.len(), 1, "{f:?}");
+        assert!(f.false_denials[0].starts_with("audit seq 2"));
+        assert!(!f.ok());
     }
 
     #[test]

@@ -135,6 +135,8 @@ pub struct Report {
     pub out_dir: Option<PathBuf>,
     pub kept_cluster_dir: Option<PathBuf>,
     pub check_millis: u64,
+    /// Operations without answer whose outcome the audit trail settled.
+    pub resolved_by_audit: usize,
 }
 
 impl Report {
@@ -180,10 +182,11 @@ impl Report {
             self.audit.unknown_applied, self.audit.unknown_refused, self.audit.unknown_absent
         );
         s += &format!(
-            "linearizability: {} ({} tenants, {} ms)\n",
+            "linearizability: {} ({} tenants, {} ms; {} outcomes without answer settled by the audit trail)\n",
             self.linearizability,
             self.tenants.len(),
-            self.check_millis
+            self.check_millis,
+            self.resolved_by_audit
         );
         for t in self.tenants.iter().filter(|t| !t.ok()) {
             s += &format!(
@@ -195,11 +198,22 @@ impl Report {
             }
         }
         s += &format!(
-            "stale-permission check: {} role changes, {} mutations replayed, {} violations\n",
+            "stale-permission check: {} role changes, {} mutations replayed, {} violations; {} role refusals in apply replayed, {} unfounded\n",
             self.audit.role_changes,
             self.audit.replayed,
-            self.audit.stale_permission.len()
+            self.audit.stale_permission.len(),
+            self.audit.role_refusals_replayed,
+            self.audit.false_denials.len()
         );
+        for v in self
+            .audit
+            .stale_permission
+            .iter()
+            .chain(&self.audit.false_denials)
+            .take(10)
+        {
+            s += &format!("  {v}\n");
+        }
         s += &format!("members converged: {}\n", self.converged);
         for m in &self.members {
             s += &format!(
@@ -424,8 +438,17 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<Report> {
         failures.push(format!("members did not converge: {members:?}"));
     }
 
-    // The history.
-    let records: Vec<OpRecord> = recorder.records();
+    // The audit trail, then the history with the outcomes it settles.
+    let mut records: Vec<OpRecord> = recorder.records();
+    let trail = match checks::audit_trail(&admin_clients[0].1).await {
+        Ok(t) => t,
+        Err(e) => {
+            failures.push(format!("could not read the audit trail: {e}"));
+            Vec::new()
+        }
+    };
+    let audit = checks::audit_findings(&trail, &records, &tag);
+    let resolved = checks::resolve_unknowns(&mut records, &trail, &tag);
     let check_started = Instant::now();
     let tenants_verdicts = history::check(&records, cfg.check_budget, 2);
     let check_millis = check_started.elapsed().as_millis() as u64;
@@ -443,15 +466,6 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<Report> {
         failures.push(format!("the history is {lin}"));
     }
 
-    // The audit trail.
-    let trail = match checks::audit_trail(&admin_clients[0].1).await {
-        Ok(t) => t,
-        Err(e) => {
-            failures.push(format!("could not read the audit trail: {e}"));
-            Vec::new()
-        }
-    };
-    let audit = checks::audit_findings(&trail, &records, &tag);
     if !audit.lost.is_empty() {
         failures.push(format!("{} acknowledged mutations lost", audit.lost.len()));
     }
@@ -469,6 +483,12 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<Report> {
     }
     if !audit.phantoms.is_empty() {
         failures.push(format!("{} phantom audit records", audit.phantoms.len()));
+    }
+    if !audit.false_denials.is_empty() {
+        failures.push(format!(
+            "{} role refusals in apply that the log's rules do not call for",
+            audit.false_denials.len()
+        ));
     }
     if !audit.stale_permission.is_empty() {
         failures.push(format!(
@@ -552,6 +572,7 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<Report> {
         out_dir: cfg.out_dir.clone(),
         kept_cluster_dir,
         check_millis,
+        resolved_by_audit: resolved,
     };
     if let Some(dir) = &cfg.out_dir {
         std::fs::create_dir_all(dir)?;

@@ -511,6 +511,10 @@ pub async fn run_op(
     .await;
     let complete_ns = ctx.recorder.now_ns();
     learn(&ctx.knowledge, prefix, &input, &outcome);
+    let unanswered = match &outcome {
+        Outcome::Unknown { reason } => Some(reason.clone()),
+        _ => None,
+    };
     ctx.recorder.push(OpRecord {
         index,
         client: ctx.client,
@@ -521,6 +525,8 @@ pub async fn run_op(
         invoke_ns,
         complete_ns,
         attempts,
+        unanswered,
+        audit: None,
     });
     outcome
 }
