@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attempt {
     pub node: u64,
-    /// `OK`, a gRPC code name, or `timeout`.
+    /// `OK`, a gRPC code name (with `, not sent` when the connection was never made, else
+    /// with the message), or `timeout`.
     pub result: String,
 }
 

@@ -128,6 +128,24 @@ pub fn is_role_refusal(message: &str) -> bool {
         || message == "Access denied without authentication token"
 }
 
+/// Whether the call failed before any byte of it reached a server (the TCP connection was
+/// never made): such an attempt cannot have been applied.
+fn never_sent(status: &tonic::Status) -> bool {
+    let mut err: Option<&(dyn std::error::Error + 'static)> = Some(status);
+    while let Some(e) = err {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        if e.to_string().starts_with("tcp connect error") {
+            return true;
+        }
+        err = e.source();
+    }
+    false
+}
+
 fn code_name(code: tonic::Code) -> String {
     format!("{code:?}")
 }
@@ -449,11 +467,16 @@ pub async fn execute(
                 );
             }
             Ok(Err(status)) => {
-                ambiguous = true;
+                let unsent = never_sent(&status);
+                ambiguous |= !unsent;
                 last = format!("{}: {}", code_name(status.code()), status.message());
                 attempts.push(Attempt {
                     node: *node,
-                    result: code_name(status.code()),
+                    result: if unsent {
+                        format!("{}, not sent", code_name(status.code()))
+                    } else {
+                        last.chars().take(160).collect()
+                    },
                 });
             }
             Err(_) => {
@@ -725,4 +748,49 @@ pub async fn client_loop(ctx: ClientCtx, start: Instant, end: Instant) -> u64 {
         .await;
     }
     counter
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refused_connection_is_known_not_to_have_sent_anything() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let channels = Channels::new(&[(1, addr)]);
+        let names = Names::new("t0");
+        let err = call(
+            channels.nodes[0].1.clone(),
+            &names,
+            &Input::ReadRole,
+            None,
+            "r",
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable);
+        assert!(never_sent(&err), "{err:?}");
+        assert!(!never_sent(&tonic::Status::unavailable(
+            "write not accepted"
+        )));
+    }
+
+    #[test]
+    fn role_refusals_are_told_from_ownership_refusals() {
+        assert!(is_role_refusal(
+            "Access to /openstorage.api.OpenStorageVolume/Create denied: rpc error: code = \
+             PermissionDenied desc = Access denied to roles: [t0e0-writers system.view]"
+        ));
+        assert!(is_role_refusal(
+            "Access denied without authentication token"
+        ));
+        assert!(!is_role_refusal("Access denied to volume 1234"));
+        assert!(!is_role_refusal("Cannot update volume"));
+    }
 }
