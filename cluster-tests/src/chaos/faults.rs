@@ -161,8 +161,23 @@ pub struct AppliedFault {
     pub detail: String,
 }
 
-/// The leader as the running, unpaused members see it (the most named one), if any.
+/// The leader as the running, unpaused members see it, asking again for up to 3 s while
+/// none is known (an election may be under way).
 pub async fn current_leader(cluster: &Mutex<ChaosCluster>, admin: &str) -> Option<u64> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        if let Some(l) = leader_once(cluster, admin).await {
+            return Some(l);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The leader the running, unpaused members name most, if any names one.
+async fn leader_once(cluster: &Mutex<ChaosCluster>, admin: &str) -> Option<u64> {
     let clients: Vec<custos_client::Client> = {
         let c = cluster.lock().await;
         c.nodes
