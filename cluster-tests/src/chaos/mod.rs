@@ -583,5 +583,11 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<Report> {
         std::fs::write(dir.join("summary.txt"), report.summary())?;
         history::write_jsonl(&dir.join("history.jsonl"), &records)?;
     }
+    // The processes stop with the last handle; a passing run's cluster files go with them.
+    let dir = cluster.lock().await.dir.clone();
+    drop(cluster);
+    if passed && cfg.out_dir.is_some() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     Ok(report)
 }
