@@ -195,7 +195,7 @@ pub fn check<M: Model>(model: &M, events: &[Event<M::Op>], budget: Duration) -> 
     let mut steps: u64 = 0;
     while entries.head_next() != NIL {
         steps += 1;
-        if steps % 4096 == 0 && started.elapsed() > budget {
+        if steps.is_multiple_of(4096) && started.elapsed() > budget {
             return Verdict::Unknown;
         }
         let node = entries.nodes[entry];

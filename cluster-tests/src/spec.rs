@@ -1452,12 +1452,12 @@ mod tests {
             slots: Default::default(),
         };
         let mut state = initial.clone();
-        let mut next_id = 0u16;
         let mut ops: Vec<Option<TOp>> = vec![None; n];
-        for (_, i) in points {
+        for (next_id, (_, i)) in points.into_iter().enumerate() {
+            // Each operation may name a fresh id; inputs pick among those made so far.
+            let next_id = next_id as u16;
             let input = random_input(r, next_id.max(1) + 1);
             let (s2, res) = TenantSpec::run(&state, &input, next_id);
-            next_id += 1;
             state = s2;
             let out = match res {
                 Ok(obs) => TOut::Ok(obs),

@@ -198,7 +198,7 @@ pub fn audit_findings(trail: &[AuditRecord], history: &[OpRecord], tag: &str) ->
         let record = records.first();
         match &op.outcome {
             Outcome::Ok { .. } => {
-                if !record.is_some_and(|r| r.code == "OK") {
+                if record.is_none_or(|r| r.code != "OK") {
                     f.lost.push(describe(op));
                 }
             }
@@ -398,10 +398,10 @@ fn replay_permissions(
                     );
                 }
             }
-            Input::SetLabel { .. } | Input::Attach { .. } | Input::Detach { .. } => {
-                if !need(own, Level::Write) {
-                    deny(format!("no write access to {target}: {own:?}"));
-                }
+            Input::SetLabel { .. } | Input::Attach { .. } | Input::Detach { .. }
+                if !need(own, Level::Write) =>
+            {
+                deny(format!("no write access to {target}: {own:?}"));
             }
             _ => {}
         }

@@ -143,7 +143,7 @@ pub fn schedule(seed: u64, run: Duration, kinds: &[FaultKind]) -> Vec<FaultEvent
             at_ms: t,
             kind,
             duration_ms,
-            pick: rng.next(),
+            pick: rng.next_u64(),
         });
         t += duration_ms + 1_000 + rng.below(3_000);
     }
