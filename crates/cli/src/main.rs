@@ -70,6 +70,11 @@ enum Command {
         #[command(subcommand)]
         command: context::ContextCommand,
     },
+    /// A cluster CA and node certificates for peers' mutual TLS (and SDK TLS).
+    Certs {
+        #[command(subcommand)]
+        command: certs::CertsCommand,
+    },
     /// Roles (the upstream JSON format), like `pxctl role`.
     Role {
         #[command(subcommand)]
@@ -148,6 +153,7 @@ fn main() -> ExitCode {
             Command::Version => volume::version(&ctx).await,
             Command::Bench { command } => bench::run(command, &ctx).await,
             Command::Context { command } => context::run(command, &ctx),
+            Command::Certs { command } => certs::run(command),
             Command::Role { command } => role::run(command, &ctx).await,
             Command::Node { command } => node::run(command, &ctx).await,
             Command::Completion { .. } => Ok(()),

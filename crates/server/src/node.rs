@@ -38,6 +38,10 @@ pub struct Node {
     pub audit: crate::audit::Audit,
     /// Prometheus counters (`/metrics` on `metrics_listen`).
     pub metrics: crate::metrics::Metrics,
+    /// Set while this leader hands leadership over: writes wait for the next leader.
+    pub transferring: std::sync::atomic::AtomicBool,
+    /// Writes backup files of the replicated state (`ClusterAdmin.Backup`).
+    pub backup: custos_store::BackupSource,
 }
 
 /// The TLS configurations of one node, each replaceable on SIGHUP.
@@ -221,6 +225,10 @@ impl Node {
 
     /// Proposes on this node, which believes it leads: stamps the leader time first.
     pub(crate) async fn propose_local(&self, mut cmd: Command) -> Result<Attempt<Outcome>, Status> {
+        if self.transferring.load(std::sync::atomic::Ordering::SeqCst) {
+            // Handing leadership over: the successor takes this write once elected.
+            return Ok(Attempt::NotLeader(None));
+        }
         cmd.time_ms = now_ms();
         match self.raft.client_write(cmd).await {
             Ok(resp) => Ok(Attempt::Done(resp.data)),

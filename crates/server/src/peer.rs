@@ -6,8 +6,9 @@ use crate::node::{Node, ProposeAttempt};
 use custos_model::Command;
 use custos_proto::custos::raft::v1::raft_service_server::RaftService;
 use custos_proto::custos::raft::v1::{
-    LivenessReply, LivenessRequest, PingReply, PingRequest, ProposeReply, ProposeRequest,
-    RaftReply, RaftRequest, ReadIndexReply, ReadIndexRequest,
+    ChangeMembershipReply, JoinRequest, LivenessReply, LivenessRequest, PingReply, PingRequest,
+    ProposeReply, ProposeRequest, RaftReply, RaftRequest, ReadIndexReply, ReadIndexRequest,
+    TimeoutNowReply, TimeoutNowRequest,
 };
 use serde::Serialize;
 use std::sync::Arc;
@@ -156,6 +157,58 @@ impl RaftService for PeerService {
         Ok(Response::new(PingReply {
             node_id: self.node.id,
         }))
+    }
+
+    async fn change_membership(
+        &self,
+        request: Request<ProposeRequest>,
+    ) -> Result<Response<ChangeMembershipReply>, Status> {
+        self.check(&request, request.get_ref().from, request.get_ref().target)?;
+        let cmd: Command = decode(&request.into_inner().command)?;
+        let attempt = self.node.lead_change(cmd).await;
+        Ok(Response::new(crate::membership::encode_reply(attempt)?))
+    }
+
+    async fn join(
+        &self,
+        request: Request<JoinRequest>,
+    ) -> Result<Response<ChangeMembershipReply>, Status> {
+        // Whoever answers (target 0); the certificate must name the node that joins.
+        self.check_from(&request, request.get_ref().from)?;
+        let req = request.into_inner();
+        if req.target != 0 {
+            self.check_target(req.target)?;
+        }
+        tracing::info!(node = self.node.id, joiner = req.from, raft = %req.raft_addr, "a node asks to join");
+        Ok(Response::new(
+            crate::membership::answer_join(&self.node, &req).await,
+        ))
+    }
+
+    async fn timeout_now(
+        &self,
+        request: Request<TimeoutNowRequest>,
+    ) -> Result<Response<TimeoutNowReply>, Status> {
+        self.check(&request, request.get_ref().from, request.get_ref().target)?;
+        let req = request.into_inner();
+        if self.node.current_leader() != Some(req.from) {
+            return Ok(Response::new(TimeoutNowReply {
+                started: false,
+                reason: format!("node {} is not the leader this node follows", req.from),
+            }));
+        }
+        Ok(Response::new(
+            match self.node.timeout_now(req.last_log_index).await {
+                Ok(()) => TimeoutNowReply {
+                    started: true,
+                    reason: String::new(),
+                },
+                Err(reason) => TimeoutNowReply {
+                    started: false,
+                    reason,
+                },
+            },
+        ))
     }
 
     async fn liveness(
