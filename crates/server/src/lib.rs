@@ -145,6 +145,9 @@ pub async fn run(
     let (log_store, sm_store) = custos_store::open(&config.data_dir.join("db"))
         .await
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    let incarnation = log_store
+        .incarnation(uuid::Uuid::new_v4().as_u64_pair().0)
+        .context("reading the data directory's incarnation")?;
     let state = sm_store.state();
     let backup = sm_store.backup_source();
     let audit = audit::Audit::open(
@@ -162,7 +165,12 @@ pub async fn run(
     let raft = custos_store::Raft::new(
         config.node_id,
         Arc::new(raft_config(&config)?),
-        network::PeerNetwork::new(config.node_id, peer_client_tls.clone()),
+        network::PeerNetwork::new(
+            config.node_id,
+            peer_client_tls.clone(),
+            state.clone(),
+            incarnation,
+        ),
         log_store,
         sm_store,
     )
@@ -189,6 +197,7 @@ pub async fn run(
         audit,
         metrics: metrics::Metrics::default(),
         transferring: Default::default(),
+        incarnation,
         backup,
     });
 

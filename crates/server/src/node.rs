@@ -40,6 +40,8 @@ pub struct Node {
     pub metrics: crate::metrics::Metrics,
     /// Set while this leader hands leadership over: writes wait for the next leader.
     pub transferring: std::sync::atomic::AtomicBool,
+    /// This node's data-directory incarnation (see `StorageNodeRecord::incarnation`).
+    pub incarnation: u64,
     /// Writes backup files of the replicated state (`ClusterAdmin.Backup`).
     pub backup: custos_store::BackupSource,
 }
@@ -144,6 +146,11 @@ impl Node {
             Some(_) => m.running_state.is_ok(),
             None => false,
         }
+    }
+
+    /// The incarnation the replicated node registry records for `id` (0 = not known).
+    pub fn registered_incarnation(&self, id: u64) -> u64 {
+        registered_incarnation(&self.state, id)
     }
 
     /// The leader this node currently knows of.
@@ -442,3 +449,12 @@ impl Node {
 }
 
 pub(crate) use Attempt as ProposeAttempt;
+
+/// The incarnation `state`'s node registry records for `id` (0 = not known).
+pub fn registered_incarnation(state: &SharedState, id: u64) -> u64 {
+    state
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .node(NodeId(id))
+        .map_or(0, |n| n.incarnation)
+}

@@ -70,6 +70,39 @@ impl PeerService {
         self.check_target(target)
     }
 
+    /// Raft traffic must come from, and reach, the data directories the node registry
+    /// records: a node whose data was wiped must not vote or take entries under its old id.
+    fn check_incarnations(&self, req: &RaftRequest) -> Result<(), Status> {
+        if req.target_incarnation != 0 && req.target_incarnation != self.node.incarnation {
+            tracing::warn!(
+                node = self.node.id,
+                from = req.from,
+                "refused Raft traffic meant for another incarnation of this node: its data \
+                 directory was replaced; remove this member and join under a new id"
+            );
+            return Err(Status::failed_precondition(format!(
+                "node {} has a new data directory (incarnation {}, registered {}): it must be \
+                 removed from the cluster and join under a new id",
+                self.node.id, self.node.incarnation, req.target_incarnation
+            )));
+        }
+        let registered = self.node.registered_incarnation(req.from);
+        if registered != 0 && req.from_incarnation != registered {
+            tracing::warn!(
+                node = self.node.id,
+                from = req.from,
+                "refused Raft traffic from a wiped incarnation of node {}",
+                req.from
+            );
+            return Err(Status::failed_precondition(format!(
+                "node {} is registered with another data directory (incarnation {registered}, \
+                 this one {}): remove it and let it join under a new id",
+                req.from, req.from_incarnation
+            )));
+        }
+        Ok(())
+    }
+
     fn reply<T: Serialize>(result: &T) -> Result<Response<RaftReply>, Status> {
         let payload = codec::encode(result).map_err(crate::status::internal)?;
         Ok(Response::new(RaftReply {
@@ -91,6 +124,7 @@ impl RaftService for PeerService {
     ) -> Result<Response<RaftReply>, Status> {
         self.check(&request, request.get_ref().from, request.get_ref().target)?;
         let req = request.into_inner();
+        self.check_incarnations(&req)?;
         let result = self.node.raft.append_entries(decode(&req.payload)?).await;
         Self::reply(&result)
     }
@@ -98,6 +132,7 @@ impl RaftService for PeerService {
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         self.check(&request, request.get_ref().from, request.get_ref().target)?;
         let req = request.into_inner();
+        self.check_incarnations(&req)?;
         let result = self.node.raft.vote(decode(&req.payload)?).await;
         Self::reply(&result)
     }
@@ -108,6 +143,7 @@ impl RaftService for PeerService {
     ) -> Result<Response<RaftReply>, Status> {
         self.check(&request, request.get_ref().from, request.get_ref().target)?;
         let req = request.into_inner();
+        self.check_incarnations(&req)?;
         let result = self.node.raft.install_snapshot(decode(&req.payload)?).await;
         Self::reply(&result)
     }

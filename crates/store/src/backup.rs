@@ -193,7 +193,21 @@ pub async fn restore(
         last_membership: StoredMembership::new(Some(last), membership),
         snapshot_id: format!("restore-{}-{}", last.leader_id.term, last.index),
     };
-    sm.install_snapshot(&meta, Box::new(Cursor::new(backup.data.clone())))
+    // The new cluster's nodes register afresh: the incarnations of the old cluster's data
+    // directories mean nothing to it.
+    let records: Vec<Record> = backup
+        .records()?
+        .into_iter()
+        .map(|r| match r {
+            Record::Node(mut n) => {
+                n.incarnation = 0;
+                Record::Node(n)
+            }
+            other => other,
+        })
+        .collect();
+    let data = encode("backup data", &records)?;
+    sm.install_snapshot(&meta, Box::new(Cursor::new(data)))
         .await
         .map_err(|e| bad(format!("installing the backup: {e}")))?;
     log.purge(last)
@@ -203,4 +217,88 @@ pub async fn restore(
         .await
         .map_err(|e| bad(format!("saving the vote: {e}")))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custos_model::{Acls, Command, Identity, NodeId as ModelNodeId, Op, RequestId, VolumeId};
+    use openraft::{CommittedLeaderId, Entry, EntryPayload};
+
+    fn create(n: u64) -> Entry<TypeConfig> {
+        let mut identity = Identity::internal_admin("bob");
+        identity.username = "bob".into();
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(3, 1), n),
+            payload: EntryPayload::Normal(Command {
+                request_id: RequestId(format!("r{n}")),
+                identity,
+                time_ms: n,
+                origin: ModelNodeId(1),
+                op: Op::CreateVolume {
+                    id: VolumeId(format!("v{n}")),
+                    name: format!("name{n}"),
+                    spec: custos_model::VolumeSpec {
+                        size: 1,
+                        ..Default::default()
+                    },
+                    labels: Default::default(),
+                    acls: Acls::default(),
+                },
+            }),
+        }
+    }
+
+    fn member() -> Member {
+        Member {
+            raft_addr: "127.0.0.1:1".into(),
+            sdk_addr: "127.0.0.1:2".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_backup_restores_into_an_empty_dir_only_and_damage_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_log, mut sm) = crate::open(&dir.path().join("a")).await.unwrap();
+        sm.apply((1..=4).map(create)).await.unwrap();
+        let expected: Vec<Record> = sm.state().read().unwrap().records().collect();
+        let bytes = sm.backup_source().backup(42).await.unwrap();
+
+        let backup = Backup::parse(&bytes).unwrap();
+        assert_eq!(backup.header.last_log_id.index, 4);
+        assert_eq!(backup.header.taken_ms, 42);
+        // Every byte counts: a flipped bit anywhere, or a cut, is refused.
+        for at in [0, 9, bytes.len() / 2, bytes.len() - 1] {
+            let mut bad = bytes.clone();
+            bad[at] ^= 1;
+            assert!(Backup::parse(&bad).is_err(), "flip at {at} accepted");
+        }
+        assert!(Backup::parse(&bytes[..bytes.len() - 1]).is_err());
+
+        let target = dir.path().join("b");
+        restore(&target, &backup, 7, member()).await.unwrap();
+        let (mut log, mut restored) = crate::open(&target).await.unwrap();
+        let got: Vec<Record> = restored.state().read().unwrap().records().collect();
+        assert_eq!(got, expected);
+        let (applied, membership) = restored.applied_state().await.unwrap();
+        assert_eq!(applied, Some(backup.header.last_log_id));
+        assert_eq!(
+            membership.membership().voter_ids().collect::<Vec<_>>(),
+            vec![7]
+        );
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(backup.header.last_log_id));
+        assert_eq!(
+            log.read_vote().await.unwrap(),
+            Some(Vote::new(3, 7)),
+            "the vote carries the backup's term, so new entries follow it"
+        );
+        drop((log, restored));
+        let again = restore(&target, &backup, 7, member()).await;
+        assert!(
+            matches!(&again, Err(StoreError::Backup(m)) if m.contains("already holds Raft state")),
+            "{:?}",
+            again.err()
+        );
+    }
 }
