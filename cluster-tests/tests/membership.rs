@@ -401,6 +401,22 @@ fn nodes_join_lead_leave_and_a_wiped_node_cannot_come_back_under_its_old_id() {
         "--token",
         &admin,
     ]));
+    // Even removed, the old id stays refused to the wiped data dir.
+    let mut wiped = ExtraNode::start(&cluster, &template, 3, &["--join", &node4.raft]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !wiped
+        .log_text()
+        .contains("was registered with another data directory")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the wiped node 3 was admitted: {}",
+            wiped.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wiped.signal(nix::sys::signal::Signal::SIGKILL);
+    wiped.wait_exit(Duration::from_secs(10));
     let node5 = ExtraNode::start(&cluster, &template, 5, &["--join", &node4.raft]);
     wait_members(&eps, &admin, "3 removed, 5 a voter", |_, m| {
         !m.contains_key(&3) && m.get(&5) == Some(&true)

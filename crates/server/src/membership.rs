@@ -479,6 +479,14 @@ impl Node {
     pub async fn admit(&self, req: &JoinRequest) -> Result<MembershipView, Status> {
         let deadline = Instant::now() + JOIN_TIMEOUT;
         let joiner = NodeId(req.from);
+        let registered = self.registered_incarnation(req.from);
+        if registered != 0 && registered != req.incarnation {
+            return Err(Status::failed_precondition(format!(
+                "node {joiner} was registered with another data directory (incarnation \
+                 {registered}, this one {}): a node that lost its data joins under a new id",
+                req.incarnation
+            )));
+        }
         let command = |change: MembershipChange, step: &str| Command {
             request_id: RequestId(format!("join/{}/{step}/{}", req.from, uuid::Uuid::new_v4())),
             identity: crate::duties::node_identity(req.from),
@@ -608,6 +616,7 @@ async fn ask_to_join(
         raft_addr: raft_addr.to_string(),
         sdk_addr: sdk_addr.to_string(),
         learner,
+        incarnation: node.incarnation,
     });
     req.set_timeout(JOIN_TIMEOUT);
     let reply = client.join(req).await?.into_inner();
