@@ -41,6 +41,13 @@ pub struct DevArgs {
     /// Audit retention: keep at most this many records (0 = all; else at least 1000).
     #[arg(long, default_value_t = 0)]
     audit_max_records: u64,
+    /// Build a snapshot every this many log entries (`[raft] snapshot_every`) and keep
+    /// `--keep-log-entries` behind it; small values exercise snapshots and log purges.
+    #[arg(long, default_value_t = 5000)]
+    snapshot_every: u64,
+    /// Log entries kept behind a snapshot (`[raft] keep_log_entries`).
+    #[arg(long, default_value_t = 1000)]
+    keep_log_entries: u64,
     /// Run the nodes with authentication off (`auth_enabled = false`): every caller is an
     /// administrator. For benchmarks that measure what auth costs; tokens are still written.
     #[arg(long)]
@@ -122,6 +129,8 @@ struct NodeExtras {
     capacity: u64,
     replace_after_secs: u64,
     audit_max_records: u64,
+    snapshot_every: u64,
+    keep_log_entries: u64,
     auth_enabled: bool,
     /// (CA, node cert, node key) per node id; empty with `--insecure`.
     tls: BTreeMap<u64, (PathBuf, PathBuf, PathBuf)>,
@@ -183,6 +192,10 @@ fn node_config(
             extras.sdk_tls
         );
     }
+    out += &format!(
+        "[raft]\nsnapshot_every = {}\nkeep_log_entries = {}\n\n",
+        extras.snapshot_every, extras.keep_log_entries
+    );
     if extras.audit_max_records > 0 {
         out += &format!("[audit]\nmax_records = {}\n\n", extras.audit_max_records);
     }
@@ -376,6 +389,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         capacity: args.capacity,
         replace_after_secs: args.replace_after_secs,
         audit_max_records: args.audit_max_records,
+        snapshot_every: args.snapshot_every,
+        keep_log_entries: args.keep_log_entries,
         auth_enabled: !args.no_auth,
         tls,
         sdk_tls: args.sdk_tls,

@@ -24,6 +24,9 @@ pub struct RaftTuning {
     pub election_timeout_max_ms: u64,
     /// Build a snapshot after this many log entries since the last one.
     pub snapshot_every: u64,
+    /// Log entries kept behind a snapshot (the rest are purged), so a follower that lags a
+    /// little catches up from the log instead of a whole snapshot.
+    pub keep_log_entries: u64,
 }
 
 impl Default for RaftTuning {
@@ -33,6 +36,7 @@ impl Default for RaftTuning {
             election_timeout_min_ms: 300,
             election_timeout_max_ms: 600,
             snapshot_every: 5000,
+            keep_log_entries: 1000,
         }
     }
 }

@@ -85,7 +85,7 @@ fn raft_config(cfg: &ServerConfig) -> anyhow::Result<openraft::Config> {
         election_timeout_min: cfg.raft.election_timeout_min_ms,
         election_timeout_max: cfg.raft.election_timeout_max_ms,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.raft.snapshot_every),
-        max_in_snapshot_log_to_keep: 1000,
+        max_in_snapshot_log_to_keep: cfg.raft.keep_log_entries,
         ..Default::default()
     };
     config.validate().context("invalid Raft timing in [raft]")
