@@ -12,6 +12,15 @@ step() { printf '\n==> %s\n' "$*"; }
 step "Python environment (.venv)"
 bash scripts/python-env.sh
 
+step "openssl (deploy/kubernetes/gen-secrets.sh, run by the kubernetes tests)"
+if ! command -v openssl >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y openssl
+fi
+openssl version
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
