@@ -119,6 +119,11 @@ fn a_context_remembers_its_ca_and_flags_and_environment_override_it() {
     // handshake, on every endpoint (unavailable).
     let flag = c(&["--ca", "other-ca.pem", "volume", "list"]);
     code(&flag, 5);
+    assert!(
+        err(&flag).to_lowercase().contains("certificate"),
+        "a handshake refusal: {}",
+        err(&flag)
+    );
     let other = work.join("other-ca.pem");
     let env = run(
         work,
