@@ -61,7 +61,6 @@ struct ExtraNode {
     id: u64,
     sdk: String,
     raft: String,
-    dir: PathBuf,
     log: PathBuf,
     child: Option<Child>,
 }
@@ -121,7 +120,6 @@ impl ExtraNode {
             sdk,
             raft,
             log: dir.join("server.log"),
-            dir,
             child: None,
         };
         node.spawn(&path, extra);

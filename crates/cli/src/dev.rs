@@ -240,6 +240,33 @@ fn dev_tokens(secret: &str) -> anyhow::Result<BTreeMap<&'static str, String>> {
     Ok(tokens)
 }
 
+/// `s` in single quotes for a POSIX shell.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// `DIR/env.sh`: the cluster's endpoints, CA, issuer and shared-secret file as shell variables,
+/// for `source DIR/env.sh` (docs/tutorial.md). It names files; it holds no token or secret.
+fn env_file(c: &ClusterFile) -> String {
+    let mut out = String::from(
+        "# Written by `custos dev`: `source` it for this cluster's connection settings.\n\
+         # It holds no token and no secret, only where the shared secret is.\n",
+    );
+    let mut var = |name: &str, value: &str| {
+        out += &format!("export {name}={}\n", shell_quote(value));
+    };
+    var("CUSTOS_DEV_ENDPOINTS", &c.endpoints.join(","));
+    if let Some(ca) = &c.ca_file {
+        var("CUSTOS_DEV_CA", &ca.display().to_string());
+    }
+    var("CUSTOS_DEV_ISSUER", c.issuer);
+    var(
+        "CUSTOS_DEV_SECRET_FILE",
+        &c.shared_secret_file.display().to_string(),
+    );
+    out
+}
+
 /// Waits until every node serves and all agree on one leader.
 async fn wait_ready(
     endpoints: &[String],
@@ -417,6 +444,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             .stderr(logfile)
             .spawn()
             .with_context(|| format!("starting node {id}"))?;
+        // `kill -9 $(cat DIR/node-N/pid)` stops one node (docs/tutorial.md does).
+        std::fs::write(
+            node_dir.join("pid"),
+            format!("{}\n", child.id().unwrap_or(0)),
+        )?;
         infos.push(NodeInfo {
             id: *id,
             sdk: sdk.clone(),
@@ -459,6 +491,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         cluster_id,
         nodes: infos,
     };
+    // Before cluster.json, which tells waiting scripts the cluster is up.
+    std::fs::write(dir.join("env.sh"), env_file(&cluster))?;
     let cluster_json = dir.join("cluster.json");
     write_private(&cluster_json, &serde_json::to_string_pretty(&cluster)?)?;
     println!("custos dev cluster is up: leader is node {leader}");
@@ -515,4 +549,41 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     eprintln!("stopping the cluster ...");
     stop_children(&mut children).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{env_file, ClusterFile};
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn env_sh_round_trips_through_a_shell_and_holds_no_token() {
+        let mut tokens = BTreeMap::new();
+        tokens.insert("admin", "eyJ.secret-token".to_string());
+        let cluster = ClusterFile {
+            endpoints: vec!["127.0.0.1:9100".into(), "127.0.0.1:9101".into()],
+            ca_file: Some("/tmp/it's here/tls/ca.pem".into()),
+            peer_tls: true,
+            tokens,
+            issuer: super::DEV_ISSUER,
+            shared_secret_file: "/tmp/it's here/shared-secret".into(),
+            cluster_id: "c".into(),
+            nodes: vec![],
+        };
+        let text = env_file(&cluster);
+        assert!(!text.contains("eyJ"), "{text}");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "{text}\nprintf '%s|%s|%s|%s' \"$CUSTOS_DEV_ENDPOINTS\" \"$CUSTOS_DEV_CA\" \
+                 \"$CUSTOS_DEV_ISSUER\" \"$CUSTOS_DEV_SECRET_FILE\""
+            ))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            "127.0.0.1:9100,127.0.0.1:9101|/tmp/it's here/tls/ca.pem|custos-dev|/tmp/it's here/shared-secret"
+        );
+    }
 }

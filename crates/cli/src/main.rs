@@ -36,12 +36,13 @@ struct Cli {
     #[arg(long, global = true, env = "CUSTOS_CONTEXT")]
     context: Option<String>,
     /// CA certificate (PEM) that signed the servers' certificates: connect over TLS.
+    /// Precedence: this flag, then $CUSTOS_CA, then the context's CA file; none is plaintext.
     /// `custos dev --sdk-tls` writes its path to `cluster.json` (`ca_file`).
-    #[arg(long, global = true, env = "CUSTOS_CA")]
+    #[arg(long, global = true)]
     ca: Option<std::path::PathBuf>,
     /// Client certificate (PEM) for servers that verify clients (`[tls] client_ca_file`);
-    /// needs `--ca` and `--key`.
-    #[arg(long, global = true, env = "CUSTOS_CERT", requires_all = ["ca", "key"])]
+    /// needs `--key` and a CA (`--ca`, $CUSTOS_CA or the context's).
+    #[arg(long, global = true, env = "CUSTOS_CERT", requires = "key")]
     cert: Option<std::path::PathBuf>,
     /// The client certificate's private key (PEM).
     #[arg(long, global = true, env = "CUSTOS_KEY", requires = "cert")]
