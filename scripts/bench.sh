@@ -8,7 +8,10 @@
 #                              tables plus PNG plots in docs/bench/
 #   scripts/bench.sh audit     audit List on a 1,000,000-record trail (criterion; builds the trail
 #                              first, about two minutes), indexed query vs. a scanning peer
-#   scripts/bench.sh [all]     all three
+#   scripts/bench.sh scale     one 3-member cluster grown from 1,000 to 100,000 volumes: Inspect
+#                              p50 ratio, Enumerate, RSS, restart to serving, a joining member's
+#                              catch-up by snapshot (scripts/bench-scale.sh)
+#   scripts/bench.sh [all]     all four
 #
 # The cluster part installs etcd (Debian's etcd-server/etcd-client) when missing and matplotlib
 # into target/bench-venv. Knobs (environment): BENCH_RUNS (3), BENCH_SEQ_OPS (2000),
@@ -285,6 +288,7 @@ case "$WHAT" in
   auth) auth_bench ;;
   audit) audit_bench ;;
   cluster) cluster_bench ;;
-  all) auth_bench; audit_bench; cluster_bench ;;
-  *) echo "usage: $0 [auth|audit|cluster|all]" >&2; exit 2 ;;
+  scale) bash scripts/bench-scale.sh ;;
+  all) auth_bench; audit_bench; cluster_bench; bash scripts/bench-scale.sh ;;
+  *) echo "usage: $0 [auth|audit|cluster|scale|all]" >&2; exit 2 ;;
 esac

@@ -12,6 +12,15 @@ step() { printf '\n==> %s\n' "$*"; }
 step "Python environment (.venv)"
 bash scripts/python-env.sh
 
+step "openssl (deploy/kubernetes/gen-secrets.sh, run by the kubernetes tests)"
+if ! command -v openssl >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y openssl
+fi
+openssl version
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -24,7 +33,7 @@ cargo test --locked -p custos-cluster-tests --lib --test tidy
 
 step "cluster tests (real custos processes on 127.0.0.1)"
 # One cluster at a time: each test runs three debug-build nodes on this 2-core machine.
-cargo test --locked -p custos-cluster-tests --test cluster --test cli --test cli_ops --test keys --test revocation --test placement --test usage --test ops --test audit --test rest --test bench --test tls --test chaos -- --test-threads=1
+cargo test --locked -p custos-cluster-tests --test cluster --test cli --test cli_ops --test keys --test revocation --test placement --test usage --test ops --test audit --test rest --test bench --test tls --test membership --test config --test snapshots --test contexts_tls --test tutorial --test kubernetes --test chaos -- --test-threads=1
 
 step "Python: descriptor comparison and the official client against a real cluster"
 mkdir -p target

@@ -74,7 +74,7 @@ pub fn custos_bin() -> PathBuf {
 
 /// A base port P such that P..P+n, P+100..P+100+n, P+200..P+200+n and P+300..P+300+n are free on 127.0.0.1
 /// right now.
-fn free_base_port(n: u16) -> anyhow::Result<u16> {
+pub fn free_base_port(n: u16) -> anyhow::Result<u16> {
     for _ in 0..200 {
         let base: u16 = 20_000 + (rand_u16() % 30_000);
         let ok = (0..n).all(|i| {

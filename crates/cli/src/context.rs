@@ -1,6 +1,7 @@
-//! `custos context ...`: named connection settings (endpoints and a token file), like
-//! `pxctl context`, kept in `$CUSTOS_CONFIG_DIR/contexts.json` (else
-//! `~/.config/custos/contexts.json`), mode 0600. The token file's path is stored, never the token.
+//! `custos context ...`: named connection settings (endpoints, a token file and the CA to trust),
+//! like `pxctl context`, kept in `$CUSTOS_CONFIG_DIR/contexts.json` (else
+//! `~/.config/custos/contexts.json`), mode 0600. The token file's path is stored, never the token;
+//! the CA file's path likewise.
 
 use crate::output::{invalid, not_found, table, Context};
 use anyhow::{bail, Context as _};
@@ -13,7 +14,9 @@ use std::path::{Path, PathBuf};
 #[derive(clap::Subcommand)]
 pub enum ContextCommand {
     /// Create (or replace) a context: `custos context create prod --endpoint a:9100,b:9100
-    /// --token-file ~/.custos/prod.jwt`. The endpoints come from the global `--endpoint` flag.
+    /// --token-file ~/.custos/prod.jwt --ca ~/.custos/prod-ca.pem`. The endpoints and the CA
+    /// come from the global `--endpoint` and `--ca` flags (not from the environment); with a CA
+    /// the context connects over TLS.
     Create {
         name: String,
         /// A file holding the bearer token; its path is stored, and it is read at each use.
@@ -36,6 +39,9 @@ pub struct Stored {
     pub endpoints: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
+    /// The CA (PEM) the servers' certificates chain to: the context connects over TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The whole contexts file.
@@ -52,6 +58,7 @@ pub struct Selected {
     pub name: String,
     pub endpoints: Vec<String>,
     pub token_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `$CUSTOS_CONFIG_DIR`, else `$XDG_CONFIG_HOME/custos`, else `~/.config/custos`.
@@ -136,7 +143,17 @@ pub fn selected(name: Option<&str>) -> anyhow::Result<Option<Selected>> {
         name,
         endpoints: stored.endpoints.clone(),
         token_file: stored.token_file.clone(),
+        ca_file: stored.ca_file.clone(),
     }))
+}
+
+/// The CA file a context stores: made absolute, and checked to hold a PEM certificate now, so
+/// a typo fails at `context create` rather than at first use.
+fn ca_path(f: &Path) -> anyhow::Result<PathBuf> {
+    let abs =
+        std::fs::canonicalize(f).map_err(|e| invalid(format!("CA file {}: {e}", f.display())))?;
+    custos_client::ClientTls::from_ca_file(&abs).map_err(|e| invalid(format!("--ca: {e}")))?;
+    Ok(abs)
 }
 
 fn valid_name(name: &str) -> anyhow::Result<()> {
@@ -160,7 +177,7 @@ pub fn run(cmd: ContextCommand, ctx: &Context) -> anyhow::Result<()> {
             if ctx.endpoint_flag.is_empty() {
                 return Err(invalid(format!(
                     "a context needs endpoints: custos context create {name} --endpoint \
-                     HOST:PORT[,HOST:PORT...] [--token-file FILE]"
+                     HOST:PORT[,HOST:PORT...] [--token-file FILE] [--ca FILE]"
                 )));
             }
             custos_client::Client::new(&ctx.endpoint_flag, None)?; // host:port checks
@@ -179,6 +196,10 @@ pub fn run(cmd: ContextCommand, ctx: &Context) -> anyhow::Result<()> {
                 }
                 None => None,
             };
+            let ca_file = match &ctx.ca {
+                Some(f) => Some(ca_path(f)?),
+                None => None,
+            };
             let replaced = file
                 .contexts
                 .insert(
@@ -186,6 +207,7 @@ pub fn run(cmd: ContextCommand, ctx: &Context) -> anyhow::Result<()> {
                     Stored {
                         endpoints: ctx.endpoint_flag.clone(),
                         token_file,
+                        ca_file,
                     },
                 )
                 .is_some();
@@ -207,6 +229,7 @@ pub fn run(cmd: ContextCommand, ctx: &Context) -> anyhow::Result<()> {
                 current: bool,
                 endpoints: &'a [String],
                 token_file: Option<&'a Path>,
+                ca_file: Option<&'a Path>,
             }
             let rows: Vec<Row<'_>> = file
                 .contexts
@@ -216,6 +239,7 @@ pub fn run(cmd: ContextCommand, ctx: &Context) -> anyhow::Result<()> {
                     current: file.current.as_deref() == Some(n.as_str()),
                     endpoints: &c.endpoints,
                     token_file: c.token_file.as_deref(),
+                    ca_file: c.ca_file.as_deref(),
                 })
                 .collect();
             ctx.emit(&rows, || {
@@ -228,10 +252,15 @@ pub fn run(cmd: ContextCommand, ctx: &Context) -> anyhow::Result<()> {
                             r.endpoints.join(","),
                             r.token_file
                                 .map_or("(guest)".to_string(), |p| p.display().to_string()),
+                            r.ca_file
+                                .map_or("(plaintext)".to_string(), |p| p.display().to_string()),
                         ]
                     })
                     .collect();
-                table(&["CURRENT", "NAME", "ENDPOINTS", "TOKEN FILE"], &cells);
+                table(
+                    &["CURRENT", "NAME", "ENDPOINTS", "TOKEN FILE", "CA FILE"],
+                    &cells,
+                );
             })?;
         }
         ContextCommand::Set { name } => {
@@ -268,7 +297,7 @@ pub fn run(cmd: ContextCommand, ctx: &Context) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{valid_name, ContextFile, Stored};
+    use super::{ca_path, valid_name, ContextFile, Stored};
 
     #[test]
     fn the_file_format_round_trips_and_holds_no_token() {
@@ -281,14 +310,21 @@ mod tests {
             Stored {
                 endpoints: vec!["a:9100".into(), "b:9100".into()],
                 token_file: Some("/home/op/.custos/prod.jwt".into()),
+                ca_file: Some("/home/op/.custos/prod-ca.pem".into()),
             },
         );
         file.contexts.insert("guest".into(), Stored::default());
         let text = serde_json::to_string(&file).unwrap();
         assert_eq!(
             text,
-            r#"{"current":"prod","contexts":{"guest":{"endpoints":[]},"prod":{"endpoints":["a:9100","b:9100"],"token_file":"/home/op/.custos/prod.jwt"}}}"#
+            r#"{"current":"prod","contexts":{"guest":{"endpoints":[]},"prod":{"endpoints":["a:9100","b:9100"],"token_file":"/home/op/.custos/prod.jwt","ca_file":"/home/op/.custos/prod-ca.pem"}}}"#
         );
+        // Files written before contexts had a CA still read, as plaintext contexts.
+        let old: ContextFile = serde_json::from_str(
+            r#"{"contexts":{"dev":{"endpoints":["a:9100"],"token_file":"/t.jwt"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(old.contexts["dev"].ca_file, None);
         assert_eq!(serde_json::from_str::<ContextFile>(&text).unwrap(), file);
         assert_eq!(
             serde_json::from_str::<ContextFile>("{}").unwrap(),
@@ -302,5 +338,28 @@ mod tests {
         assert!(valid_name("").is_err());
         assert!(valid_name("a/b").is_err());
         assert!(valid_name("a b").is_err());
+    }
+
+    #[test]
+    fn a_ca_file_is_stored_absolute_and_must_hold_a_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let relative = dir.path().join("sub").join("..").join("ca.pem");
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let stored = ca_path(&relative).unwrap();
+        assert!(stored.is_absolute());
+        assert_eq!(stored, std::fs::canonicalize(&ca).unwrap());
+        // A token file given as a CA is refused, and the error does not echo its contents.
+        let token = dir.path().join("user.jwt");
+        std::fs::write(&token, "eyJhbGciOiJIUzI1NiJ9.e30.c2VjcmV0").unwrap();
+        let err = format!("{:#}", ca_path(&token).unwrap_err());
+        assert!(err.contains("no PEM certificate"), "{err}");
+        assert!(!err.contains("eyJ"), "{err}");
+        assert!(ca_path(&dir.path().join("missing.pem")).is_err());
     }
 }

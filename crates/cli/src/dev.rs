@@ -41,6 +41,13 @@ pub struct DevArgs {
     /// Audit retention: keep at most this many records (0 = all; else at least 1000).
     #[arg(long, default_value_t = 0)]
     audit_max_records: u64,
+    /// Build a snapshot every this many log entries (`[raft] snapshot_every`) and keep
+    /// `--keep-log-entries` behind it; small values exercise snapshots and log purges.
+    #[arg(long, default_value_t = 5000)]
+    snapshot_every: u64,
+    /// Log entries kept behind a snapshot (`[raft] keep_log_entries`).
+    #[arg(long, default_value_t = 1000)]
+    keep_log_entries: u64,
     /// Run the nodes with authentication off (`auth_enabled = false`): every caller is an
     /// administrator. For benchmarks that measure what auth costs; tokens are still written.
     #[arg(long)]
@@ -122,6 +129,8 @@ struct NodeExtras {
     capacity: u64,
     replace_after_secs: u64,
     audit_max_records: u64,
+    snapshot_every: u64,
+    keep_log_entries: u64,
     auth_enabled: bool,
     /// (CA, node cert, node key) per node id; empty with `--insecure`.
     tls: BTreeMap<u64, (PathBuf, PathBuf, PathBuf)>,
@@ -183,6 +192,10 @@ fn node_config(
             extras.sdk_tls
         );
     }
+    out += &format!(
+        "[raft]\nsnapshot_every = {}\nkeep_log_entries = {}\n\n",
+        extras.snapshot_every, extras.keep_log_entries
+    );
     if extras.audit_max_records > 0 {
         out += &format!("[audit]\nmax_records = {}\n\n", extras.audit_max_records);
     }
@@ -225,6 +238,33 @@ fn dev_tokens(secret: &str) -> anyhow::Result<BTreeMap<&'static str, String>> {
         );
     }
     Ok(tokens)
+}
+
+/// `s` in single quotes for a POSIX shell.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// `DIR/env.sh`: the cluster's endpoints, CA, issuer and shared-secret file as shell variables,
+/// for `source DIR/env.sh` (docs/tutorial.md). It names files; it holds no token or secret.
+fn env_file(c: &ClusterFile) -> String {
+    let mut out = String::from(
+        "# Written by `custos dev`: `source` it for this cluster's connection settings.\n\
+         # It holds no token and no secret, only where the shared secret is.\n",
+    );
+    let mut var = |name: &str, value: &str| {
+        out += &format!("export {name}={}\n", shell_quote(value));
+    };
+    var("CUSTOS_DEV_ENDPOINTS", &c.endpoints.join(","));
+    if let Some(ca) = &c.ca_file {
+        var("CUSTOS_DEV_CA", &ca.display().to_string());
+    }
+    var("CUSTOS_DEV_ISSUER", c.issuer);
+    var(
+        "CUSTOS_DEV_SECRET_FILE",
+        &c.shared_secret_file.display().to_string(),
+    );
+    out
 }
 
 /// Waits until every node serves and all agree on one leader.
@@ -376,6 +416,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         capacity: args.capacity,
         replace_after_secs: args.replace_after_secs,
         audit_max_records: args.audit_max_records,
+        snapshot_every: args.snapshot_every,
+        keep_log_entries: args.keep_log_entries,
         auth_enabled: !args.no_auth,
         tls,
         sdk_tls: args.sdk_tls,
@@ -402,6 +444,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             .stderr(logfile)
             .spawn()
             .with_context(|| format!("starting node {id}"))?;
+        // `kill -9 $(cat DIR/node-N/pid)` stops one node (docs/tutorial.md does).
+        std::fs::write(
+            node_dir.join("pid"),
+            format!("{}\n", child.id().unwrap_or(0)),
+        )?;
         infos.push(NodeInfo {
             id: *id,
             sdk: sdk.clone(),
@@ -444,6 +491,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         cluster_id,
         nodes: infos,
     };
+    // Before cluster.json, which tells waiting scripts the cluster is up.
+    std::fs::write(dir.join("env.sh"), env_file(&cluster))?;
     let cluster_json = dir.join("cluster.json");
     write_private(&cluster_json, &serde_json::to_string_pretty(&cluster)?)?;
     println!("custos dev cluster is up: leader is node {leader}");
@@ -500,4 +549,41 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     eprintln!("stopping the cluster ...");
     stop_children(&mut children).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{env_file, ClusterFile};
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn env_sh_round_trips_through_a_shell_and_holds_no_token() {
+        let mut tokens = BTreeMap::new();
+        tokens.insert("admin", "eyJ.secret-token".to_string());
+        let cluster = ClusterFile {
+            endpoints: vec!["127.0.0.1:9100".into(), "127.0.0.1:9101".into()],
+            ca_file: Some("/tmp/it's here/tls/ca.pem".into()),
+            peer_tls: true,
+            tokens,
+            issuer: super::DEV_ISSUER,
+            shared_secret_file: "/tmp/it's here/shared-secret".into(),
+            cluster_id: "c".into(),
+            nodes: vec![],
+        };
+        let text = env_file(&cluster);
+        assert!(!text.contains("eyJ"), "{text}");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "{text}\nprintf '%s|%s|%s|%s' \"$CUSTOS_DEV_ENDPOINTS\" \"$CUSTOS_DEV_CA\" \
+                 \"$CUSTOS_DEV_ISSUER\" \"$CUSTOS_DEV_SECRET_FILE\""
+            ))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            "127.0.0.1:9100,127.0.0.1:9101|/tmp/it's here/tls/ca.pem|custos-dev|/tmp/it's here/shared-secret"
+        );
+    }
 }

@@ -36,12 +36,13 @@ struct Cli {
     #[arg(long, global = true, env = "CUSTOS_CONTEXT")]
     context: Option<String>,
     /// CA certificate (PEM) that signed the servers' certificates: connect over TLS.
+    /// Precedence: this flag, then $CUSTOS_CA, then the context's CA file; none is plaintext.
     /// `custos dev --sdk-tls` writes its path to `cluster.json` (`ca_file`).
-    #[arg(long, global = true, env = "CUSTOS_CA")]
+    #[arg(long, global = true)]
     ca: Option<std::path::PathBuf>,
     /// Client certificate (PEM) for servers that verify clients (`[tls] client_ca_file`);
-    /// needs `--ca` and `--key`.
-    #[arg(long, global = true, env = "CUSTOS_CERT", requires_all = ["ca", "key"])]
+    /// needs `--key` and a CA (`--ca`, $CUSTOS_CA or the context's).
+    #[arg(long, global = true, env = "CUSTOS_CERT", requires = "key")]
     cert: Option<std::path::PathBuf>,
     /// The client certificate's private key (PEM).
     #[arg(long, global = true, env = "CUSTOS_KEY", requires = "cert")]
@@ -69,6 +70,11 @@ enum Command {
     Context {
         #[command(subcommand)]
         command: context::ContextCommand,
+    },
+    /// A cluster CA and node certificates for peers' mutual TLS (and SDK TLS).
+    Certs {
+        #[command(subcommand)]
+        command: certs::CertsCommand,
     },
     /// Roles (the upstream JSON format), like `pxctl role`.
     Role {
@@ -148,6 +154,7 @@ fn main() -> ExitCode {
             Command::Version => volume::version(&ctx).await,
             Command::Bench { command } => bench::run(command, &ctx).await,
             Command::Context { command } => context::run(command, &ctx),
+            Command::Certs { command } => certs::run(command),
             Command::Role { command } => role::run(command, &ctx).await,
             Command::Node { command } => node::run(command, &ctx).await,
             Command::Completion { .. } => Ok(()),

@@ -26,21 +26,22 @@ pub struct Context {
     /// `--context` or `CUSTOS_CONTEXT`; else the current context, if any.
     pub context: Option<String>,
     pub format: Format,
-    /// The CA that signed the servers' certificates (`--ca`): connect over TLS.
+    /// `--ca` (the flag only; `CUSTOS_CA` and the context's CA are read in [`Context::target`]).
     pub ca: Option<std::path::PathBuf>,
     /// Client certificate and key files (`--cert`, `--key`).
     pub identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
-/// What a client command connects to, and with which token.
+/// What a client command connects to, with which token, and the CA to trust (TLS when set).
 pub struct Target {
     pub endpoints: Vec<String>,
     pub token: Option<String>,
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl Context {
-    /// Endpoints and token after precedence: flag or environment, then the named or current
-    /// context, then the default endpoint and no token (guest).
+    /// Endpoints, token and CA after precedence: flag, then environment, then the named or
+    /// current context, then the default endpoint, no token (guest) and plaintext.
     pub fn target(&self) -> anyhow::Result<Target> {
         let env: Vec<String> = std::env::var("CUSTOS_ENDPOINT")
             .unwrap_or_default()
@@ -84,18 +85,41 @@ impl Context {
             },
             (None, None) => None,
         };
-        Ok(Target { endpoints, token })
+        let ca = self
+            .ca
+            .clone()
+            .or_else(|| {
+                std::env::var_os("CUSTOS_CA")
+                    .filter(|c| !c.is_empty())
+                    .map(Into::into)
+            })
+            .or_else(|| ctx.and_then(|c| c.ca_file));
+        Ok(Target {
+            endpoints,
+            token,
+            ca,
+        })
     }
 
     /// A client for other endpoints with the same token and TLS settings.
     pub fn client_to(&self, endpoints: &[String]) -> anyhow::Result<Client> {
-        let token = self.target()?.token;
-        let tls = self.tls()?;
-        Ok(Client::with_tls(endpoints, token.as_deref(), tls.as_ref())?)
+        let t = self.target()?;
+        let tls = self.tls(&t)?;
+        Ok(Client::with_tls(
+            endpoints,
+            t.token.as_deref(),
+            tls.as_ref(),
+        )?)
     }
 
-    fn tls(&self) -> anyhow::Result<Option<ClientTls>> {
-        let Some(ca) = &self.ca else {
+    fn tls(&self, target: &Target) -> anyhow::Result<Option<ClientTls>> {
+        let Some(ca) = &target.ca else {
+            if self.identity.is_some() {
+                return Err(invalid(
+                    "--cert and --key need the CA that signed the servers' certificates: \
+                     --ca FILE, CUSTOS_CA or a context created with --ca",
+                ));
+            }
             return Ok(None);
         };
         let tls = ClientTls::from_ca_file(ca)?;
@@ -112,7 +136,7 @@ impl Context {
 
     pub fn client(&self) -> anyhow::Result<Client> {
         let t = self.target()?;
-        let tls = self.tls()?;
+        let tls = self.tls(&t)?;
         Ok(Client::with_tls(
             &t.endpoints,
             t.token.as_deref(),

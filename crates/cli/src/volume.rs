@@ -2,6 +2,7 @@
 //! Wherever a volume is an argument it may be named by id or by name.
 
 use crate::output::{invalid, table, Context};
+use anyhow::Context as _;
 use custos_client::model::{AccessType, Acls, Ownership, Volume, VolumeUpdate};
 use custos_client::{Client, CreateVolume};
 use std::collections::BTreeMap;
@@ -185,6 +186,71 @@ pub enum ClusterCommand {
     Status,
     /// Cluster id, name and status (SDK Cluster.InspectCurrent).
     Inspect,
+    /// Add a node as a non-voting learner; returns once it has caught up (by snapshot when the
+    /// log was purged). Usually a node joins by itself with `custos server --join`.
+    AddLearner {
+        /// The new node's id (unused by any member, past or present).
+        id: u64,
+        /// The node's peer (Raft) address, `host:port`.
+        #[arg(long)]
+        raft_addr: String,
+        /// The node's SDK address, `host:port`.
+        #[arg(long)]
+        sdk_addr: String,
+    },
+    /// Make a learner a voter.
+    Promote { id: u64 },
+    /// Remove a member (voter or learner, alive or dead). A node whose data was lost must be
+    /// removed, then join under a new id.
+    Remove { id: u64 },
+    /// Hand leadership to voter ID (without ID the endpoint, which must lead, picks the voter
+    /// furthest along).
+    TransferLeader { id: Option<u64> },
+    /// Write a consistent backup of the replicated state (roles, volumes, ownership, nodes,
+    /// audit trail) to a file; `custos server --restore FILE` starts a new cluster from it.
+    Backup {
+        #[arg(long)]
+        output: std::path::PathBuf,
+    },
+}
+
+/// Prints a membership after a change.
+fn print_members(
+    ctx: &Context,
+    what: &str,
+    reply: &custos_client::MembershipReply,
+) -> anyhow::Result<()> {
+    let members: Vec<_> = reply
+        .members
+        .iter()
+        .map(|m| serde_json::json!({"id": m.id, "raft_addr": m.raft_addr, "sdk_addr": m.sdk_addr, "voter": m.voter}))
+        .collect();
+    ctx.emit(
+        &serde_json::json!({"leader_id": reply.leader_id, "members": members}),
+        || {
+            eprintln!("{what}");
+            let rows: Vec<Vec<String>> = reply
+                .members
+                .iter()
+                .map(|m| {
+                    let role = if m.id == reply.leader_id {
+                        "leader"
+                    } else if m.voter {
+                        "voter"
+                    } else {
+                        "learner"
+                    };
+                    vec![
+                        m.id.to_string(),
+                        role.to_string(),
+                        m.sdk_addr.clone(),
+                        m.raft_addr.clone(),
+                    ]
+                })
+                .collect();
+            table(&["ID", "ROLE", "SDK", "RAFT"], &rows);
+        },
+    )
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -666,6 +732,56 @@ pub async fn run_cluster(cmd: ClusterCommand, ctx: &Context) -> anyhow::Result<(
                     .collect();
                 table(&["ID", "ROLE", "SDK", "RAFT"], &rows);
             })?;
+        }
+        ClusterCommand::AddLearner {
+            id,
+            raft_addr,
+            sdk_addr,
+        } => {
+            eprintln!("adding node {id} as a learner; waiting for it to catch up...");
+            let reply = client
+                .with_timeout(std::time::Duration::from_secs(600))
+                .add_learner(id, &raft_addr, &sdk_addr)
+                .await?;
+            print_members(
+                ctx,
+                &format!("node {id} is a learner and has caught up"),
+                &reply,
+            )?;
+        }
+        ClusterCommand::Promote { id } => {
+            let reply = client.promote(id).await?;
+            print_members(ctx, &format!("node {id} is a voter"), &reply)?;
+        }
+        ClusterCommand::Remove { id } => {
+            let reply = client.remove_member(id).await?;
+            print_members(ctx, &format!("node {id} removed"), &reply)?;
+        }
+        ClusterCommand::TransferLeader { id } => {
+            eprintln!("handing leadership over...");
+            let reply = client.transfer_leader(id.unwrap_or(0)).await?;
+            print_members(ctx, &format!("node {} leads", reply.leader_id), &reply)?;
+        }
+        ClusterCommand::Backup { output } => {
+            eprintln!("taking a backup...");
+            let bytes = client
+                .with_timeout(std::time::Duration::from_secs(600))
+                .backup()
+                .await?;
+            let tmp = output.with_extension("partial");
+            std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, &output)
+                .with_context(|| format!("writing {}", output.display()))?;
+            ctx.emit(
+                &serde_json::json!({"file": output, "bytes": bytes.len()}),
+                || {
+                    println!(
+                        "backup written to {} ({} bytes)",
+                        output.display(),
+                        bytes.len()
+                    )
+                },
+            )?;
         }
         ClusterCommand::Inspect => {
             let c = client.cluster().await?;

@@ -8,11 +8,12 @@ use custos_model::{Code, Role, Volume, VolumeUpdate, VolumeUsage};
 use custos_proto::convert;
 use custos_proto::custos::admin::v1::audit_client::AuditClient;
 use custos_proto::custos::admin::v1::cluster_admin_client::ClusterAdminClient;
-pub use custos_proto::custos::admin::v1::AuditVerifyReply;
 use custos_proto::custos::admin::v1::{
-    AuditFollowRequest, AuditListRequest, AuditVerifyRequest, ReportUsageRequest, StatusReply,
-    StatusRequest, VolumeUsageReport,
+    AddLearnerRequest, AuditFollowRequest, AuditListRequest, AuditVerifyRequest, BackupRequest,
+    PromoteRequest, RemoveRequest, ReportUsageRequest, StatusReply, StatusRequest,
+    TransferLeaderRequest, VolumeUsageReport,
 };
+pub use custos_proto::custos::admin::v1::{AuditVerifyReply, MembershipReply};
 use custos_proto::openstorage::api::open_storage_cluster_client::OpenStorageClusterClient;
 use custos_proto::openstorage::api::open_storage_identity_client::OpenStorageIdentityClient;
 use custos_proto::openstorage::api::open_storage_mount_attach_client::OpenStorageMountAttachClient;
@@ -332,6 +333,81 @@ impl Client {
                 .map(|r| r.into_inner())
         })
         .await
+    }
+
+    /// Adds node `id` as a learner; answers once it has caught up with the leader.
+    pub async fn add_learner(
+        &self,
+        id: u64,
+        raft_addr: &str,
+        sdk_addr: &str,
+    ) -> Result<MembershipReply, ClientError> {
+        let msg = AddLearnerRequest {
+            node_id: id,
+            raft_addr: raft_addr.to_string(),
+            sdk_addr: sdk_addr.to_string(),
+        };
+        self.call(|ch, rid| {
+            let msg = msg.clone();
+            async move {
+                let mut c = ClusterAdminClient::new(ch);
+                c.add_learner(self.request(msg, &rid))
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        })
+        .await
+    }
+
+    /// Makes learner `id` a voter.
+    pub async fn promote(&self, id: u64) -> Result<MembershipReply, ClientError> {
+        self.call(|ch, rid| async move {
+            let mut c = ClusterAdminClient::new(ch);
+            c.promote(self.request(PromoteRequest { node_id: id }, &rid))
+                .await
+                .map(|r| r.into_inner())
+        })
+        .await
+    }
+
+    /// Removes member `id` (voter or learner, alive or dead).
+    pub async fn remove_member(&self, id: u64) -> Result<MembershipReply, ClientError> {
+        self.call(|ch, rid| async move {
+            let mut c = ClusterAdminClient::new(ch);
+            c.remove(self.request(RemoveRequest { node_id: id }, &rid))
+                .await
+                .map(|r| r.into_inner())
+        })
+        .await
+    }
+
+    /// Hands leadership to voter `id` (0: ask the endpoint, which must lead, to choose).
+    pub async fn transfer_leader(&self, id: u64) -> Result<MembershipReply, ClientError> {
+        self.call(|ch, rid| async move {
+            let mut c = ClusterAdminClient::new(ch);
+            c.transfer_leader(self.request(TransferLeaderRequest { node_id: id }, &rid))
+                .await
+                .map(|r| r.into_inner())
+        })
+        .await
+    }
+
+    /// A backup file of the replicated state, as of a linearizable point during the call.
+    pub async fn backup(&self) -> Result<Vec<u8>, ClientError> {
+        use futures::StreamExt;
+        let mut stream = self
+            .call(|ch, rid| async move {
+                let mut c = ClusterAdminClient::new(ch);
+                c.backup(self.request(BackupRequest {}, &rid))
+                    .await
+                    .map(|r| r.into_inner())
+            })
+            .await?;
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(&chunk.map_err(ClientError::from_status)?.data);
+        }
+        Ok(out)
     }
 
     /// One page of the audit trail (`page_token` from the previous page's `next_page_token`).

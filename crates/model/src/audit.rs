@@ -11,7 +11,7 @@
 //! check passed, the operation was refused for another reason: the code says which), and
 //! event lines such as `Volume <id> created` for operations that applied.
 
-use crate::command::{Command, Op, Outcome, Reply};
+use crate::command::{Command, MembershipChange, Op, Outcome, Reply};
 use crate::identity::Identity;
 use crate::ids::NodeId;
 use crate::rejection::Rejection;
@@ -383,6 +383,7 @@ fn op_objects(op: &Op) -> Vec<String> {
         }
         Op::ReplaceReplicas { node, .. } | Op::ReportUsage { node, .. } => vec![node.to_string()],
         Op::RecordDenials { .. } | Op::TruncateAudit { .. } => Vec::new(),
+        Op::ChangeMembership { change } => vec![change.node().to_string()],
     }
 }
 
@@ -444,6 +445,20 @@ fn applied_message(op: &Op, reply: &Reply) -> (String, Vec<String>) {
         // Handled by `events` before this point.
         Op::ReplaceReplicas { node, .. } => format!("Replicas on node {node} re-placed"),
         Op::RecordDenials { .. } => "Denials recorded".to_string(),
+        // Recorded when apply authorizes the change; the leader carries it out afterwards.
+        Op::ChangeMembership { change } => format!(
+            "Membership change authorized: {}",
+            match change {
+                MembershipChange::AddLearner { id, raft_addr, .. } => {
+                    format!("add member {id} at {raft_addr} as a learner")
+                }
+                MembershipChange::Promote { id } => format!("promote member {id} to voter"),
+                MembershipChange::Remove { id } => format!("remove member {id}"),
+                MembershipChange::TransferLeader { to } => {
+                    format!("transfer leadership to member {to}")
+                }
+            }
+        ),
     };
     (message, objects)
 }

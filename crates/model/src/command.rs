@@ -170,7 +170,64 @@ pub enum Op {
     TruncateAudit {
         through: u64,
     },
+    /// An operator's (or a joining node's) change to the Raft membership: apply decides
+    /// whether the caller may make it and records the decision; the leader carries the change
+    /// out through openraft only when this applied. Raft membership is not part of the
+    /// replicated `State`, so apply checks the caller, not the change's feasibility (the
+    /// leader validates that against the membership before proposing).
+    ChangeMembership {
+        change: MembershipChange,
+    },
 }
+
+/// A change to the Raft membership (`custos cluster ...`, `custos server --join`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MembershipChange {
+    /// Adds node `id` as a learner at these addresses.
+    AddLearner {
+        id: NodeId,
+        raft_addr: String,
+        sdk_addr: String,
+    },
+    /// Makes learner `id` a voter.
+    Promote { id: NodeId },
+    /// Removes member `id`.
+    Remove { id: NodeId },
+    /// Hands leadership to `to`.
+    TransferLeader { to: NodeId },
+}
+
+impl MembershipChange {
+    /// The node the change is about.
+    pub fn node(&self) -> NodeId {
+        match self {
+            MembershipChange::AddLearner { id, .. }
+            | MembershipChange::Promote { id }
+            | MembershipChange::Remove { id } => *id,
+            MembershipChange::TransferLeader { to } => *to,
+        }
+    }
+
+    /// The `custos.admin.v1.ClusterAdmin` method the change is authorized as.
+    pub fn method(&self) -> &'static str {
+        match self {
+            MembershipChange::AddLearner { .. } => ADD_LEARNER_METHOD,
+            MembershipChange::Promote { .. } => PROMOTE_METHOD,
+            MembershipChange::Remove { .. } => REMOVE_MEMBER_METHOD,
+            MembershipChange::TransferLeader { .. } => TRANSFER_LEADER_METHOD,
+        }
+    }
+}
+
+/// `ClusterAdmin.AddLearner`: like every `ClusterAdmin` method, of the built-in roles only
+/// `system.admin` passes.
+pub const ADD_LEARNER_METHOD: &str = "/custos.admin.v1.ClusterAdmin/AddLearner";
+/// `ClusterAdmin.Promote`.
+pub const PROMOTE_METHOD: &str = "/custos.admin.v1.ClusterAdmin/Promote";
+/// `ClusterAdmin.Remove`.
+pub const REMOVE_MEMBER_METHOD: &str = "/custos.admin.v1.ClusterAdmin/Remove";
+/// `ClusterAdmin.TransferLeader`.
+pub const TRANSFER_LEADER_METHOD: &str = "/custos.admin.v1.ClusterAdmin/TransferLeader";
 
 impl Op {
     /// The SDK method this operation is authorized as.
@@ -200,6 +257,7 @@ impl Op {
             Op::ReportUsage { .. } => REPORT_USAGE_METHOD,
             Op::RecordDenials { .. } => RECORD_DENIALS_METHOD,
             Op::TruncateAudit { .. } => TRUNCATE_AUDIT_METHOD,
+            Op::ChangeMembership { change } => change.method(),
         };
         MethodName::from_full(full)
     }

@@ -18,7 +18,7 @@ pub mod usage;
 pub mod volume;
 
 pub use audit::{AuditActor, AuditHash, AuditHead, AuditLevel, AuditQuery, AuditRecord, Denial};
-pub use command::{Command, Op, Outcome, Reply};
+pub use command::{Command, MembershipChange, Op, Outcome, Reply};
 pub use identity::Identity;
 pub use ids::{NodeId, RequestId, VolumeId};
 pub use node::StorageNodeRecord;

@@ -44,6 +44,11 @@ pub struct StorageNodeRecord {
     /// Leader-stamped time of the first registration (milliseconds since the Unix epoch). Set
     /// by apply: the value inside `RegisterNode` is ignored.
     pub registered_ms: u64,
+    /// The node's data-directory incarnation: a random number drawn when its store was
+    /// created. Once registered it never changes, so a node whose data was wiped (a new
+    /// incarnation) cannot re-register, and peers refuse its Raft traffic: its log would
+    /// have gone back. 0 = not known (never matches against anything).
+    pub incarnation: u64,
 }
 
 impl StorageNodeRecord {

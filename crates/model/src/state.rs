@@ -594,6 +594,9 @@ impl State {
                 }
                 Ok(Reply::Empty)
             }
+            // The role check above is the decision; feasibility against the Raft membership
+            // is the leader's to validate before proposing.
+            Op::ChangeMembership { .. } => Ok(Reply::Empty),
             Op::TruncateAudit { through } => {
                 let head = self.audit;
                 let through = (*through)

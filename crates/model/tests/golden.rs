@@ -616,6 +616,9 @@ fn fmt_node(n: &StorageNodeRecord) -> String {
         s.push_str(" cordoned");
     }
     let _ = write!(s, " registered={}", n.registered_ms);
+    if n.incarnation != 0 {
+        let _ = write!(s, " incarnation={}", n.incarnation);
+    }
     s
 }
 
@@ -1583,6 +1586,7 @@ fn parse_node(args: &mut Args) -> Result<StorageNodeRecord, String> {
         capacity_bytes: args.parsed("capacity", 1000u64)?,
         cordoned: args.flag("cordoned"),
         registered_ms: args.parsed("registered", 0u64)?,
+        incarnation: args.parsed("incarnation", 0u64)?,
     })
 }
 

@@ -208,6 +208,7 @@ fn node_record(id: u64, zone: &str, rack: &str, capacity: u64) -> StorageNodeRec
         capacity_bytes: capacity,
         cordoned: false,
         registered_ms: 0,
+        incarnation: 0,
     }
 }
 

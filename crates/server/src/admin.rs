@@ -3,14 +3,16 @@
 
 use crate::node::Node;
 use custos_model::command::REPORT_USAGE_METHOD;
+use custos_model::MembershipChange;
 use custos_model::{NodeId, Op, Reply, VolumeId, VolumeUsage};
 use custos_proto::convert;
 use custos_proto::custos::admin::v1::audit_server::Audit;
 use custos_proto::custos::admin::v1::cluster_admin_server::ClusterAdmin;
 use custos_proto::custos::admin::v1::{
-    AuditFollowRequest, AuditListReply, AuditListRequest, AuditRecord as AuditRecordProto,
-    AuditVerifyReply, AuditVerifyRequest, Member, ReportUsageReply, ReportUsageRequest,
-    StatusReply, StatusRequest,
+    AddLearnerRequest, AuditFollowRequest, AuditListReply, AuditListRequest,
+    AuditRecord as AuditRecordProto, AuditVerifyReply, AuditVerifyRequest, BackupChunk,
+    BackupRequest, Member, MembershipReply, PromoteRequest, RemoveRequest, ReportUsageReply,
+    ReportUsageRequest, StatusReply, StatusRequest, TransferLeaderRequest,
 };
 use openraft::ServerState;
 use std::sync::Arc;
@@ -20,8 +22,141 @@ pub struct AdminService {
     pub node: Arc<Node>,
 }
 
+/// Backups stream in pieces of this size.
+const BACKUP_CHUNK: usize = 1 << 20;
+
+impl AdminService {
+    /// Pre-checks the caller's role, then has the leader authorize (in apply, audited) and
+    /// carry out `change`.
+    async fn change(
+        &self,
+        meta: &tonic::metadata::MetadataMap,
+        change: MembershipChange,
+    ) -> Result<Response<MembershipReply>, Status> {
+        let caller = self.node.caller(meta, change.method())?;
+        let deadline = caller.deadline;
+        let cmd = crate::membership::operator_command(&self.node, caller, change);
+        let view = self.node.change_membership(cmd, deadline).await?;
+        Ok(Response::new(MembershipReply {
+            leader_id: view.leader,
+            members: view
+                .members
+                .into_iter()
+                .map(|m| Member {
+                    id: m.id,
+                    raft_addr: m.raft_addr,
+                    sdk_addr: m.sdk_addr,
+                    voter: m.voter,
+                })
+                .collect(),
+        }))
+    }
+}
+
+fn node_arg(id: u64) -> Result<NodeId, Status> {
+    if id == 0 {
+        return Err(Status::invalid_argument(
+            "node_id is required (ids start at 1)",
+        ));
+    }
+    Ok(NodeId(id))
+}
+
 #[tonic::async_trait]
 impl ClusterAdmin for AdminService {
+    type BackupStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<BackupChunk, Status>> + Send + 'static>,
+    >;
+
+    async fn add_learner(
+        &self,
+        request: Request<AddLearnerRequest>,
+    ) -> Result<Response<MembershipReply>, Status> {
+        let req = request.get_ref();
+        let change = MembershipChange::AddLearner {
+            id: node_arg(req.node_id)?,
+            raft_addr: req.raft_addr.trim().to_string(),
+            sdk_addr: req.sdk_addr.trim().to_string(),
+        };
+        self.change(request.metadata(), change).await
+    }
+
+    async fn promote(
+        &self,
+        request: Request<PromoteRequest>,
+    ) -> Result<Response<MembershipReply>, Status> {
+        let id = node_arg(request.get_ref().node_id)?;
+        self.change(request.metadata(), MembershipChange::Promote { id })
+            .await
+    }
+
+    async fn remove(
+        &self,
+        request: Request<RemoveRequest>,
+    ) -> Result<Response<MembershipReply>, Status> {
+        let id = node_arg(request.get_ref().node_id)?;
+        self.change(request.metadata(), MembershipChange::Remove { id })
+            .await
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<TransferLeaderRequest>,
+    ) -> Result<Response<MembershipReply>, Status> {
+        let to = match request.get_ref().node_id {
+            0 => {
+                // The leader's choice: ask it which voter is furthest along.
+                self.node.caller(
+                    request.metadata(),
+                    custos_model::command::TRANSFER_LEADER_METHOD,
+                )?;
+                match self.node.current_leader() {
+                    Some(l) if l == self.node.id => {
+                        self.node.best_successor_id().ok_or_else(|| {
+                            Status::failed_precondition("no other voter to hand leadership to")
+                        })?
+                    }
+                    _ => {
+                        return Err(Status::failed_precondition(
+                            "without a node_id, ask the leader (`custos cluster status` names                              it), or name the voter that should lead",
+                        ))
+                    }
+                }
+            }
+            id => id,
+        };
+        self.change(
+            request.metadata(),
+            MembershipChange::TransferLeader { to: NodeId(to) },
+        )
+        .await
+    }
+
+    async fn backup(
+        &self,
+        request: Request<BackupRequest>,
+    ) -> Result<Response<Self::BackupStream>, Status> {
+        let caller = self
+            .node
+            .caller(request.metadata(), "/custos.admin.v1.ClusterAdmin/Backup")?;
+        // Everything acknowledged before the call is in the backup.
+        self.node
+            .read_barrier(caller.consistency, caller.deadline)
+            .await?;
+        let bytes = self
+            .node
+            .backup
+            .backup(crate::node::now_ms())
+            .await
+            .map_err(|e| crate::status::internal(format!("writing the backup: {e}")))?;
+        tracing::info!(node = self.node.id, bytes = bytes.len(), user = %caller.identity.username, "backup taken");
+        let chunks: Vec<Result<BackupChunk, Status>> = bytes
+            .chunks(BACKUP_CHUNK)
+            .map(|c| Ok(BackupChunk { data: c.to_vec() }))
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
+
     async fn status(
         &self,
         request: Request<StatusRequest>,

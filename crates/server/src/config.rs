@@ -24,6 +24,9 @@ pub struct RaftTuning {
     pub election_timeout_max_ms: u64,
     /// Build a snapshot after this many log entries since the last one.
     pub snapshot_every: u64,
+    /// Log entries kept behind a snapshot (the rest are purged), so a follower that lags a
+    /// little catches up from the log instead of a whole snapshot.
+    pub keep_log_entries: u64,
 }
 
 impl Default for RaftTuning {
@@ -33,6 +36,7 @@ impl Default for RaftTuning {
             election_timeout_min_ms: 300,
             election_timeout_max_ms: 600,
             snapshot_every: 5000,
+            keep_log_entries: 1000,
         }
     }
 }
@@ -125,7 +129,7 @@ pub struct TlsSettings {
 }
 
 /// The whole configuration of one node.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     pub node_id: u64,
@@ -172,6 +176,19 @@ pub struct ServerConfig {
     /// client sets no deadline.
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
+    /// A member's peer address (`host:port`) to join through when this node holds no Raft
+    /// state yet: it is added as a learner, catches up (by snapshot when the log was purged)
+    /// and is promoted to voter unless `join_as_learner`. Ignored once the node is a member.
+    #[serde(default)]
+    pub join: Option<String>,
+    /// With `join`: stay a learner (promote later with `custos cluster promote`).
+    #[serde(default)]
+    pub join_as_learner: bool,
+    /// A backup file (`custos cluster backup`) to seed this node's empty data dir from: the
+    /// node becomes the only voter of a new cluster holding the backed-up state; others join
+    /// it. Set by `custos server --restore`, never read from the file.
+    #[serde(skip)]
+    pub restore: Option<PathBuf>,
 }
 
 fn yes() -> bool {
@@ -239,7 +256,19 @@ impl ServerConfig {
                 "initial_members lists an id twice".into(),
             ));
         }
-        if !self.initial_members.is_empty() && !ids.contains(&self.node_id) {
+        if self.join.is_some() && self.restore.is_some() {
+            return Err(ConfigError::Invalid(
+                "join and restore contradict each other: a restored node starts a new cluster \
+                 that others join"
+                    .into(),
+            ));
+        }
+        if self.join.as_deref().is_some_and(|j| j.trim().is_empty()) {
+            return Err(ConfigError::Invalid(
+                "join is empty: give a member's peer address (host:port)".into(),
+            ));
+        }
+        if self.join.is_none() && !self.initial_members.is_empty() && !ids.contains(&self.node_id) {
             return Err(ConfigError::Invalid(format!(
                 "node_id {} is not one of initial_members {ids:?}",
                 self.node_id
@@ -292,4 +321,10 @@ impl ServerConfig {
         }
         Ok(())
     }
+}
+
+/// The configuration as TOML (`custos server --print-config`). It holds no secret: keys are
+/// named by file or environment variable, never written inline.
+pub fn render(config: &ServerConfig) -> Result<String, ConfigError> {
+    toml::to_string(config).map_err(|e| ConfigError::Invalid(format!("rendering the config: {e}")))
 }

@@ -41,6 +41,7 @@ pub fn own_record(node: &Node) -> StorageNodeRecord {
         capacity_bytes: cfg.node.capacity_bytes,
         cordoned: false,
         registered_ms: 0,
+        incarnation: node.incarnation,
     }
 }
 

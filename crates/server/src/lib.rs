@@ -11,6 +11,7 @@ pub mod config;
 pub mod duties;
 pub mod edge;
 pub mod liveness;
+pub mod membership;
 pub mod metrics;
 pub mod network;
 pub mod node;
@@ -84,7 +85,7 @@ fn raft_config(cfg: &ServerConfig) -> anyhow::Result<openraft::Config> {
         election_timeout_min: cfg.raft.election_timeout_min_ms,
         election_timeout_max: cfg.raft.election_timeout_max_ms,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.raft.snapshot_every),
-        max_in_snapshot_log_to_keep: 1000,
+        max_in_snapshot_log_to_keep: cfg.raft.keep_log_entries,
         ..Default::default()
     };
     config.validate().context("invalid Raft timing in [raft]")
@@ -138,10 +139,17 @@ pub async fn run(
     }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    if let Some(file) = &config.restore {
+        restore(&config, file).await?;
+    }
     let (log_store, sm_store) = custos_store::open(&config.data_dir.join("db"))
         .await
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    let incarnation = log_store
+        .incarnation(uuid::Uuid::new_v4().as_u64_pair().0)
+        .context("reading the data directory's incarnation")?;
     let state = sm_store.state();
+    let backup = sm_store.backup_source();
     let audit = audit::Audit::open(
         config.node_id,
         config.audit.clone(),
@@ -157,7 +165,12 @@ pub async fn run(
     let raft = custos_store::Raft::new(
         config.node_id,
         Arc::new(raft_config(&config)?),
-        network::PeerNetwork::new(config.node_id, peer_client_tls.clone()),
+        network::PeerNetwork::new(
+            config.node_id,
+            peer_client_tls.clone(),
+            state.clone(),
+            incarnation,
+        ),
         log_store,
         sm_store,
     )
@@ -183,11 +196,15 @@ pub async fn run(
         read_batcher: node::ReadIndexBatcher::new(raft.clone()),
         audit,
         metrics: metrics::Metrics::default(),
+        transferring: Default::default(),
+        incarnation,
+        backup,
     });
 
-    // Bootstrap: the lowest id of the static initial membership initializes the cluster once.
+    // Bootstrap: the lowest id of the static initial membership initializes the cluster once
+    // (never a node that joins a running cluster).
     let lowest = config.initial_members.iter().map(|m| m.id).min();
-    if lowest == Some(config.node_id) && !raft.is_initialized().await? {
+    if config.join.is_none() && lowest == Some(config.node_id) && !raft.is_initialized().await? {
         let members: BTreeMap<u64, Member> = config
             .initial_members
             .iter()
@@ -206,6 +223,19 @@ pub async fn run(
             Err(e) => tracing::info!(node = config.node_id, "cluster already initialized: {e}"),
         }
     }
+
+    // Joining: a node without Raft state asks a member to admit it.
+    let joiner = match &config.join {
+        Some(addr) if !raft.is_initialized().await? => {
+            tracing::info!(node = config.node_id, via = %addr, "joining a running cluster");
+            Some(tokio::spawn(membership::join(
+                node.clone(),
+                addr.clone(),
+                config.join_as_learner,
+            )))
+        }
+        _ => None,
+    };
 
     let prober = tokio::spawn(liveness::probe(node.clone()));
     let registrar = tokio::spawn(duties::register_self(node.clone()));
@@ -333,9 +363,20 @@ pub async fn run(
         None => None,
     };
     let watcher = {
-        let stop_tx = stop_tx.clone();
+        let (stop_tx, node) = (stop_tx.clone(), node.clone());
         tokio::spawn(async move {
             shutdown.await;
+            // A leader hands leadership over first (writes meanwhile wait for the successor),
+            // so the cluster does not sit out an election timeout.
+            if node.current_leader() == Some(node.id) && node.members().len() > 1 {
+                if let Err(e) = node.transfer_leadership(None).await {
+                    tracing::warn!(
+                        node = node.id,
+                        "stopping without handing leadership over: {}",
+                        e.message()
+                    );
+                }
+            }
             let _ = stop_tx.send(true);
         })
     };
@@ -347,6 +388,9 @@ pub async fn run(
         _ = stopped(stop_rx.clone()) => (Ok(()), false, false),
     };
     let _ = stop_tx.send(true);
+    if let Some(task) = joiner {
+        task.abort();
+    }
     for task in [
         watcher,
         reloader,
@@ -391,6 +435,49 @@ pub async fn run(
     tracing::info!(node = config.node_id, "stopping Raft");
     raft.shutdown().await.ok();
     result
+}
+
+/// Seeds the empty data dir from a backup file (`custos server --restore`).
+async fn restore(config: &ServerConfig, file: &std::path::Path) -> anyhow::Result<()> {
+    let bytes = std::fs::read(file)
+        .with_context(|| format!("reading the backup file {}", file.display()))?;
+    let backup = custos_store::Backup::parse(&bytes)
+        .with_context(|| format!("checking the backup file {}", file.display()))?;
+    let (raft_addr, sdk_addr) = match config
+        .initial_members
+        .iter()
+        .find(|m| m.id == config.node_id)
+    {
+        Some(m) => (m.raft_addr.clone(), m.sdk_addr.clone()),
+        None => (
+            config.raft_listen.to_string(),
+            config.sdk_listen.to_string(),
+        ),
+    };
+    custos_store::restore(
+        &config.data_dir.join("db"),
+        &backup,
+        config.node_id,
+        Member {
+            raft_addr,
+            sdk_addr,
+        },
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "restoring {} into {}",
+            file.display(),
+            config.data_dir.display()
+        )
+    })?;
+    tracing::info!(
+        node = config.node_id,
+        last_log_index = backup.header.last_log_id.index,
+        records = backup.header.records,
+        "restored a backup: this node is the only voter of the new cluster; let the others join it"
+    );
+    Ok(())
 }
 
 async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<tokio::net::TcpListener> {

@@ -6,7 +6,7 @@ use crate::node::Node;
 use crate::tls::PeerClientTls;
 use custos_proto::custos::raft::v1::raft_service_client::RaftServiceClient;
 use custos_proto::custos::raft::v1::{RaftReply, RaftRequest};
-use custos_store::{Member, TypeConfig};
+use custos_store::{Member, SharedState, TypeConfig};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -65,15 +65,25 @@ impl PeerClients {
 pub struct PeerNetwork {
     pub self_id: u64,
     pub tls: Arc<PeerClientTls>,
+    /// The replicated state, for the targets' registered incarnations.
+    state: SharedState,
+    incarnation: u64,
     /// The channel to each peer, with the address and TLS generation it was made for.
     channels: HashMap<u64, (String, u64, Channel)>,
 }
 
 impl PeerNetwork {
-    pub fn new(self_id: u64, tls: Arc<PeerClientTls>) -> PeerNetwork {
+    pub fn new(
+        self_id: u64,
+        tls: Arc<PeerClientTls>,
+        state: SharedState,
+        incarnation: u64,
+    ) -> PeerNetwork {
         PeerNetwork {
             self_id,
             tls,
+            state,
+            incarnation,
             channels: HashMap::new(),
         }
     }
@@ -99,6 +109,8 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             self_id: self.self_id,
             target,
             client: channel.map(RaftServiceClient::new),
+            state: self.state.clone(),
+            incarnation: self.incarnation,
         }
     }
 }
@@ -108,6 +120,8 @@ pub struct PeerConnection {
     self_id: u64,
     target: u64,
     client: Option<RaftServiceClient<Channel>>,
+    state: SharedState,
+    incarnation: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -139,6 +153,8 @@ impl PeerConnection {
             from: self.self_id,
             target: self.target,
             payload,
+            from_incarnation: self.incarnation,
+            target_incarnation: crate::node::registered_incarnation(&self.state, self.target),
         });
         request.set_timeout(option.hard_ttl());
         let result = match rpc {

@@ -38,6 +38,12 @@ pub struct Node {
     pub audit: crate::audit::Audit,
     /// Prometheus counters (`/metrics` on `metrics_listen`).
     pub metrics: crate::metrics::Metrics,
+    /// Set while this leader hands leadership over: writes wait for the next leader.
+    pub transferring: std::sync::atomic::AtomicBool,
+    /// This node's data-directory incarnation (see `StorageNodeRecord::incarnation`).
+    pub incarnation: u64,
+    /// Writes backup files of the replicated state (`ClusterAdmin.Backup`).
+    pub backup: custos_store::BackupSource,
 }
 
 /// The TLS configurations of one node, each replaceable on SIGHUP.
@@ -142,6 +148,11 @@ impl Node {
         }
     }
 
+    /// The incarnation the replicated node registry records for `id` (0 = not known).
+    pub fn registered_incarnation(&self, id: u64) -> u64 {
+        registered_incarnation(&self.state, id)
+    }
+
     /// The leader this node currently knows of.
     pub fn current_leader(&self) -> Option<u64> {
         self.raft.metrics().borrow().current_leader
@@ -221,6 +232,10 @@ impl Node {
 
     /// Proposes on this node, which believes it leads: stamps the leader time first.
     pub(crate) async fn propose_local(&self, mut cmd: Command) -> Result<Attempt<Outcome>, Status> {
+        if self.transferring.load(std::sync::atomic::Ordering::SeqCst) {
+            // Handing leadership over: the successor takes this write once elected.
+            return Ok(Attempt::NotLeader(None));
+        }
         cmd.time_ms = now_ms();
         match self.raft.client_write(cmd).await {
             Ok(resp) => Ok(Attempt::Done(resp.data)),
@@ -434,3 +449,12 @@ impl Node {
 }
 
 pub(crate) use Attempt as ProposeAttempt;
+
+/// The incarnation `state`'s node registry records for `id` (0 = not known).
+pub fn registered_incarnation(state: &SharedState, id: u64) -> u64 {
+    state
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .node(NodeId(id))
+        .map_or(0, |n| n.incarnation)
+}

@@ -6,8 +6,9 @@ use crate::node::{Node, ProposeAttempt};
 use custos_model::Command;
 use custos_proto::custos::raft::v1::raft_service_server::RaftService;
 use custos_proto::custos::raft::v1::{
-    LivenessReply, LivenessRequest, PingReply, PingRequest, ProposeReply, ProposeRequest,
-    RaftReply, RaftRequest, ReadIndexReply, ReadIndexRequest,
+    ChangeMembershipReply, JoinRequest, LivenessReply, LivenessRequest, PingReply, PingRequest,
+    ProposeReply, ProposeRequest, RaftReply, RaftRequest, ReadIndexReply, ReadIndexRequest,
+    TimeoutNowReply, TimeoutNowRequest,
 };
 use serde::Serialize;
 use std::sync::Arc;
@@ -69,6 +70,39 @@ impl PeerService {
         self.check_target(target)
     }
 
+    /// Raft traffic must come from, and reach, the data directories the node registry
+    /// records: a node whose data was wiped must not vote or take entries under its old id.
+    fn check_incarnations(&self, req: &RaftRequest) -> Result<(), Status> {
+        if req.target_incarnation != 0 && req.target_incarnation != self.node.incarnation {
+            tracing::warn!(
+                node = self.node.id,
+                from = req.from,
+                "refused Raft traffic meant for another incarnation of this node: its data \
+                 directory was replaced; remove this member and join under a new id"
+            );
+            return Err(Status::failed_precondition(format!(
+                "node {} has a new data directory (incarnation {}, registered {}): it must be \
+                 removed from the cluster and join under a new id",
+                self.node.id, self.node.incarnation, req.target_incarnation
+            )));
+        }
+        let registered = self.node.registered_incarnation(req.from);
+        if registered != 0 && req.from_incarnation != registered {
+            tracing::warn!(
+                node = self.node.id,
+                from = req.from,
+                "refused Raft traffic from a wiped incarnation of node {}",
+                req.from
+            );
+            return Err(Status::failed_precondition(format!(
+                "node {} is registered with another data directory (incarnation {registered}, \
+                 this one {}): remove it and let it join under a new id",
+                req.from, req.from_incarnation
+            )));
+        }
+        Ok(())
+    }
+
     fn reply<T: Serialize>(result: &T) -> Result<Response<RaftReply>, Status> {
         let payload = codec::encode(result).map_err(crate::status::internal)?;
         Ok(Response::new(RaftReply {
@@ -90,6 +124,7 @@ impl RaftService for PeerService {
     ) -> Result<Response<RaftReply>, Status> {
         self.check(&request, request.get_ref().from, request.get_ref().target)?;
         let req = request.into_inner();
+        self.check_incarnations(&req)?;
         let result = self.node.raft.append_entries(decode(&req.payload)?).await;
         Self::reply(&result)
     }
@@ -97,6 +132,7 @@ impl RaftService for PeerService {
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         self.check(&request, request.get_ref().from, request.get_ref().target)?;
         let req = request.into_inner();
+        self.check_incarnations(&req)?;
         let result = self.node.raft.vote(decode(&req.payload)?).await;
         Self::reply(&result)
     }
@@ -107,6 +143,7 @@ impl RaftService for PeerService {
     ) -> Result<Response<RaftReply>, Status> {
         self.check(&request, request.get_ref().from, request.get_ref().target)?;
         let req = request.into_inner();
+        self.check_incarnations(&req)?;
         let result = self.node.raft.install_snapshot(decode(&req.payload)?).await;
         Self::reply(&result)
     }
@@ -156,6 +193,58 @@ impl RaftService for PeerService {
         Ok(Response::new(PingReply {
             node_id: self.node.id,
         }))
+    }
+
+    async fn change_membership(
+        &self,
+        request: Request<ProposeRequest>,
+    ) -> Result<Response<ChangeMembershipReply>, Status> {
+        self.check(&request, request.get_ref().from, request.get_ref().target)?;
+        let cmd: Command = decode(&request.into_inner().command)?;
+        let attempt = self.node.lead_change(cmd).await;
+        Ok(Response::new(crate::membership::encode_reply(attempt)?))
+    }
+
+    async fn join(
+        &self,
+        request: Request<JoinRequest>,
+    ) -> Result<Response<ChangeMembershipReply>, Status> {
+        // Whoever answers (target 0); the certificate must name the node that joins.
+        self.check_from(&request, request.get_ref().from)?;
+        let req = request.into_inner();
+        if req.target != 0 {
+            self.check_target(req.target)?;
+        }
+        tracing::info!(node = self.node.id, joiner = req.from, raft = %req.raft_addr, "a node asks to join");
+        Ok(Response::new(
+            crate::membership::answer_join(&self.node, &req).await,
+        ))
+    }
+
+    async fn timeout_now(
+        &self,
+        request: Request<TimeoutNowRequest>,
+    ) -> Result<Response<TimeoutNowReply>, Status> {
+        self.check(&request, request.get_ref().from, request.get_ref().target)?;
+        let req = request.into_inner();
+        if self.node.current_leader() != Some(req.from) {
+            return Ok(Response::new(TimeoutNowReply {
+                started: false,
+                reason: format!("node {} is not the leader this node follows", req.from),
+            }));
+        }
+        Ok(Response::new(
+            match self.node.timeout_now(req.last_log_index).await {
+                Ok(()) => TimeoutNowReply {
+                    started: true,
+                    reason: String::new(),
+                },
+                Err(reason) => TimeoutNowReply {
+                    started: false,
+                    reason,
+                },
+            },
+        ))
     }
 
     async fn liveness(

@@ -247,8 +247,63 @@ pub fn accept_tls(
 
 /// The peer client's TLS: the cluster CA to verify peers and this node's certificate to present.
 /// New peer connections use the configuration in force; SIGHUP replaces it.
+/// How this node reaches its peers over TLS: by node id, and (joining) whichever member.
+#[derive(Clone)]
+pub struct PeerClientConfig {
+    tonic: tonic::transport::ClientTlsConfig,
+    join: Arc<rustls::ClientConfig>,
+}
+
+/// Accepts a server certificate that chains to the cluster CA and names some node, verified
+/// as that node's (`custos-node-<id>`); for joining, when the member's id is not known.
+#[derive(Debug)]
+struct AnyMember {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for AnyMember {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let id = node_id_of(end_entity).ok_or(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::ApplicationVerificationFailure,
+        ))?;
+        let name = rustls::pki_types::ServerName::try_from(node_server_name(id))
+            .map_err(|_| rustls::Error::General("bad node name".into()))?;
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
 pub struct PeerClientTls {
-    current: RwLock<Option<tonic::transport::ClientTlsConfig>>,
+    current: RwLock<Option<PeerClientConfig>>,
     /// Bumped by every install, so cached channels know they are stale.
     generation: std::sync::atomic::AtomicU64,
 }
@@ -262,7 +317,7 @@ impl PeerClientTls {
         })
     }
 
-    fn build(settings: &TlsSettings) -> Result<tonic::transport::ClientTlsConfig, TlsError> {
+    fn build(settings: &TlsSettings) -> Result<PeerClientConfig, TlsError> {
         let ca = std::fs::read(&settings.ca_file).map_err(|source| TlsError::Read {
             path: settings.ca_file.display().to_string(),
             source,
@@ -273,21 +328,84 @@ impl PeerClientTls {
         read_key(&settings.key_file)?;
         let cert = read(&settings.cert_file)?;
         let key = read(&settings.key_file)?;
-        Ok(tonic::transport::ClientTlsConfig::new()
+        let tonic = tonic::transport::ClientTlsConfig::new()
             .ca_certificate(tonic::transport::Certificate::from_pem(ca))
-            .identity(tonic::transport::Identity::from_pem(cert, key)))
+            .identity(tonic::transport::Identity::from_pem(cert, key));
+        // Joining: the member answering is not known by id yet, so its certificate is
+        // checked for the cluster CA and for naming some node, whichever.
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(read_roots(&settings.ca_file)?),
+            provider(),
+        )
+        .build()
+        .map_err(|e| invalid(&settings.ca_file, format!("not a usable CA: {e}")))?;
+        let mut join = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyMember { inner: verifier }))
+            .with_client_auth_cert(
+                read_certs(&settings.cert_file)?,
+                read_key(&settings.key_file)?,
+            )?;
+        join.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(PeerClientConfig {
+            tonic,
+            join: Arc::new(join),
+        })
+    }
+
+    /// A connected channel to whichever member listens at `addr`, for a node that joins: the
+    /// server's certificate must chain to the cluster CA and name a node (any node).
+    pub async fn join_channel(&self, addr: &str) -> Result<tonic::transport::Channel, String> {
+        let join = self
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|c| c.join.clone());
+        let Some(config) = join else {
+            return tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                .map_err(|e| e.to_string())?
+                .connect_timeout(Duration::from_secs(2))
+                .connect()
+                .await
+                .map_err(|e| e.to_string());
+        };
+        let addr = addr.to_string();
+        let connector = tower::service_fn(move |_: http::Uri| {
+            let (config, addr) = (config.clone(), addr.clone());
+            async move {
+                let tcp = tokio::net::TcpStream::connect(&addr).await?;
+                tcp.set_nodelay(true)?;
+                let name = rustls::pki_types::ServerName::try_from("custos-member")
+                    .map_err(std::io::Error::other)?;
+                let tls = tokio_rustls::TlsConnector::from(config)
+                    .connect(name, tcp)
+                    .await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+            }
+        });
+        tonic::transport::Endpoint::from_static("http://custos-member")
+            .connect_timeout(Duration::from_secs(2))
+            .connect_with_connector(connector)
+            .await
+            .map_err(|e| {
+                format!(
+                    "{e}: {}",
+                    std::error::Error::source(&e)
+                        .map(|s| s.to_string())
+                        .unwrap_or_default()
+                )
+            })
     }
 
     /// Reads the files into a configuration [`PeerClientTls::install`] can put in force.
-    pub fn prepare(
-        &self,
-        settings: &TlsSettings,
-    ) -> Result<tonic::transport::ClientTlsConfig, TlsError> {
+    pub fn prepare(&self, settings: &TlsSettings) -> Result<PeerClientConfig, TlsError> {
         Self::build(settings)
     }
 
     /// Puts a prepared configuration in force for connections made from now on.
-    pub fn install(&self, fresh: tonic::transport::ClientTlsConfig) {
+    pub fn install(&self, fresh: PeerClientConfig) {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(fresh);
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -313,7 +431,8 @@ impl PeerClientTls {
             .current
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .clone();
+            .as_ref()
+            .map(|c| c.tonic.clone());
         let scheme = if tls.is_some() { "https" } else { "http" };
         let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{addr}"))
             .ok()?

@@ -34,6 +34,7 @@ pub(crate) const SNAPSHOT_TREE: &str = "snapshot";
 pub(crate) const VOTE_KEY: &[u8] = b"vote";
 pub(crate) const COMMITTED_KEY: &[u8] = b"committed";
 pub(crate) const LAST_PURGED_KEY: &[u8] = b"last_purged";
+pub(crate) const INCARNATION_KEY: &[u8] = b"incarnation";
 
 /// State-machine metadata keys. Record keys never start with `_` (see `RecordKey::encode`).
 pub(crate) const APPLIED_KEY: &[u8] = b"_applied";

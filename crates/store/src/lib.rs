@@ -13,6 +13,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod audit;
+pub mod backup;
 mod codec;
 mod db;
 pub mod log_store;
@@ -25,6 +26,7 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 pub use audit::{AuditLog, AuditPage, AuditVerification};
+pub use backup::{restore, Backup, BackupHeader, BackupSource, BACKUP_FORMAT};
 pub use codec::CodecError;
 pub use log_store::LogStore;
 pub use state_machine::{SharedState, SnapshotBuilder, StateMachineStore};
@@ -91,6 +93,8 @@ pub enum StoreError {
     Inconsistent(String),
     #[error("store task failed: {0}")]
     Task(String),
+    #[error("backup: {0}")]
+    Backup(String),
 }
 
 /// Opens (creating if needed) the store of one node at `dir`.

@@ -22,7 +22,7 @@
 //! clones of the store.
 
 use crate::codec::{decode, encode};
-use crate::db::{Trees, COMMITTED_KEY, LAST_PURGED_KEY, VOTE_KEY};
+use crate::db::{Trees, COMMITTED_KEY, INCARNATION_KEY, LAST_PURGED_KEY, VOTE_KEY};
 use crate::{sto_err, StoreError, TypeConfig};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
@@ -77,6 +77,24 @@ impl LogStore {
                 .map_err(|e| logs_err(ErrorVerb::Read, &e)),
             Ok(None) => Ok(None),
             Err(e) => Err(logs_err(ErrorVerb::Read, &e)),
+        }
+    }
+
+    /// This data directory's incarnation: drawn once (`fresh`) when the store is first used,
+    /// then kept. A wiped and re-created data directory gets a new one.
+    pub fn incarnation(&self, fresh: u64) -> Result<u64, StoreError> {
+        let meta = &self.inner.trees.raft_meta;
+        let fresh = fresh.max(1);
+        let encoded = encode("incarnation", &fresh)?;
+        match meta.compare_and_swap(INCARNATION_KEY, None as Option<&[u8]>, Some(encoded))? {
+            Ok(()) => {
+                meta.flush()?;
+                Ok(fresh)
+            }
+            Err(current) => match current.current {
+                Some(bytes) => Ok(decode("incarnation", &bytes)?),
+                None => Err(StoreError::Inconsistent("incarnation vanished".into())),
+            },
         }
     }
 

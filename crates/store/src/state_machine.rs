@@ -176,6 +176,12 @@ impl StateMachineStore {
     }
 
     /// The audit trail's reader.
+    pub(crate) fn snapshot_view(&self) -> SnapshotView {
+        SnapshotView {
+            inner: self.inner.clone(),
+        }
+    }
+
     pub fn audit_log(&self) -> AuditLog {
         AuditLog {
             sm: self.inner.trees.sm.clone(),
@@ -378,27 +384,59 @@ impl Inner {
     }
 }
 
-impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+impl Inner {
+    /// A consistent view for a snapshot or a backup: every record (state and audit trail),
+    /// with the applied id and membership they reflect.
+    fn collect(&self) -> Result<(Vec<Record>, SmMeta), StorageError<NodeId>> {
         // A consistent view: records, applied id and membership under the state read lock.
-        let (mut records, sm_meta, head) = self.inner.state_records();
+        let (mut records, sm_meta, head) = self.state_records();
+
         // The audit records of that head, read without holding the state lock: records below
         // `next_seq` never change once written, and only a truncation removes some. If one ran
         // meanwhile (the first kept record moved), collect everything again under the lock.
-        let audit = self.inner.audit_records(head.first_seq, head.next_seq)?;
-        let (records, sm_meta) = if self.inner.current_head().first_seq == head.first_seq {
+        let audit = self.audit_records(head.first_seq, head.next_seq)?;
+        let (records, sm_meta) = if self.current_head().first_seq == head.first_seq {
             records.extend(audit);
             (records, sm_meta)
         } else {
-            let state = self
-                .inner
-                .state
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
-            let (mut records, sm_meta, head) = self.inner.state_records_locked(&state);
-            records.extend(self.inner.audit_records(head.first_seq, head.next_seq)?);
+            let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+            let (mut records, sm_meta, head) = self.state_records_locked(&state);
+            records.extend(self.audit_records(head.first_seq, head.next_seq)?);
             (records, sm_meta)
         };
+        Ok((records, sm_meta))
+    }
+}
+
+/// Reads the state machine's content while Raft runs it (backups).
+pub(crate) struct SnapshotView {
+    inner: Arc<Inner>,
+}
+
+impl SnapshotView {
+    /// Every record, the applied log id and the membership, consistent with each other.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn collect(
+        &self,
+    ) -> Result<
+        (
+            Vec<Record>,
+            Option<LogId<NodeId>>,
+            StoredMembership<NodeId, Member>,
+        ),
+        StoreError,
+    > {
+        let (records, meta) = self
+            .inner
+            .collect()
+            .map_err(|e| StoreError::Backup(format!("reading the state: {e}")))?;
+        Ok((records, meta.applied, meta.membership))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let (records, sm_meta) = self.inner.collect()?;
         let data = tokio::task::spawn_blocking(move || encode("snapshot data", &records))
             .await
             .map_err(|e| snap_err(None, ErrorVerb::Write, &e))?

@@ -33,6 +33,17 @@ impl State {
         let mut record = node.clone();
         match self.nodes.get(&node.id) {
             Some(old) => {
+                if old.incarnation != 0 && record.incarnation != old.incarnation {
+                    return Err(Rejection::precondition(format!(
+                        "Node {} is registered with another data directory (incarnation {}, \
+                         this one {}): its data was lost or replaced. Remove the member and \
+                         let the node join under a new id",
+                        node.id, old.incarnation, record.incarnation
+                    )));
+                }
+                if record.incarnation == 0 {
+                    record.incarnation = old.incarnation;
+                }
                 record.cordoned = old.cordoned;
                 record.registered_ms = old.registered_ms;
                 if &record == old {
