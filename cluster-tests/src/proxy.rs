@@ -108,19 +108,25 @@ impl PeerProxies {
         let shared = Arc::new(Shared::default());
         shared.seed.store(seed | 1, Ordering::Relaxed);
         let mut out = PeerProxies {
-            shared: shared.clone(),
+            shared,
             members: Vec::new(),
             tasks: Vec::new(),
         };
         for &(id, real) in members {
-            let listener = TcpListener::bind("127.0.0.1:0").await?;
-            let addr = listener.local_addr()?;
-            out.members.push((id, addr, real));
-            let shared = shared.clone();
-            out.tasks
-                .push(tokio::spawn(accept_loop(listener, id, real, shared)));
+            out.add(id, real).await?;
         }
         Ok(out)
+    }
+
+    /// Starts a proxy for one more member (one that joins later) and returns its address.
+    pub async fn add(&mut self, id: u64, real: SocketAddr) -> std::io::Result<SocketAddr> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        self.members.push((id, addr, real));
+        let shared = self.shared.clone();
+        self.tasks
+            .push(tokio::spawn(accept_loop(listener, id, real, shared)));
+        Ok(addr)
     }
 
     /// The proxy address that stands for `member`.
