@@ -3,11 +3,13 @@
 //! [`ChaosCluster`](super::cluster::ChaosCluster). Targets such as "the leader" are resolved
 //! when the fault starts, so which node that is depends on the run; the log says.
 //!
-//! Not yet here, to be added once `custos cluster add-learner|promote|remove` and
-//! `custos server --join` are merged (issue #9): membership changes during load, and the
-//! wiped node that rejoins under a new id after its old id is removed (and the wiped node that
-//! tries to come back under its old id and must be refused). [`FaultKind::planned`] lists them
-//! so reports and the schedule's CLI name them; the schedule never draws them yet.
+//! Not yet here (issue #9): membership changes during load, and the wiped node that rejoins
+//! under a new id after its old id is removed (and the wiped node that tries to come back
+//! under its old id and must be refused). They need `custos cluster add-learner|promote|remove`
+//! and `custos server --join`, which arrived on main with this harness's merge;
+//! [`FaultKind::planned`] lists them so reports and the CLI name them, and the schedule never
+//! draws them until [`run`] injects them (a joining member gets its proxy from
+//! `PeerProxies::add`).
 
 use super::cluster::ChaosCluster;
 use super::Rng;
