@@ -129,7 +129,7 @@ RS0=$(date +%s.%N)
 "$BIN" server --config "$DIR/node-$F/config.toml" >>"$DIR/node-$F/restart.log" 2>&1 &
 PIDS+=("$!")
 until "$BIN" cluster status --endpoint "$FSDK" --token "$ADMIN" -o json 2>/dev/null \
-  | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["serving"] else 1)'; do
+  | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["serving"] else 1)' 2>/dev/null; do
   sleep 0.05
 done
 RS1=$(date +%s.%N)
@@ -156,7 +156,7 @@ J0=$(date +%s.%N)
 "$BIN" server --config "$NEW/config.toml" --join "127.0.0.1:$((BASE + 100))" >"$NEW/server.log" 2>&1 &
 PIDS+=("$!")
 until "$BIN" cluster status --endpoint "$EP" --token "$ADMIN" -o json 2>/dev/null \
-  | python3 -c 'import json,sys; m=[x for x in json.load(sys.stdin)["members"] if x["id"]==4]; sys.exit(0 if m and m[0]["voter"] else 1)'; do
+  | python3 -c 'import json,sys; m=[x for x in json.load(sys.stdin)["members"] if x["id"]==4]; sys.exit(0 if m and m[0]["voter"] else 1)' 2>/dev/null; do
   sleep 0.1
 done
 J1=$(date +%s.%N)
