@@ -87,7 +87,8 @@ impl PeerService {
             )));
         }
         let registered = self.node.registered_incarnation(req.from);
-        if registered != 0 && req.from_incarnation != registered {
+        // 0 = not stated (every custos node states its own; a wiped one states its new one).
+        if registered != 0 && req.from_incarnation != 0 && req.from_incarnation != registered {
             tracing::warn!(
                 node = self.node.id,
                 from = req.from,
