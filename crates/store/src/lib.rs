@@ -15,6 +15,9 @@
 pub mod audit;
 mod codec;
 mod db;
+#[cfg(feature = "fuzz")]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod log_store;
 pub mod state_machine;
 
