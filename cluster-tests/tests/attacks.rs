@@ -1183,7 +1183,7 @@ async fn attacks_on_the_sdk_and_peer_ports_get_clear_errors_and_the_cluster_keep
         ("x-request-id", "r".repeat(10_000)),
         (
             "x-custos-consistency",
-            "\u{7f}garbage".replace('\u{7f}', ""),
+            "linearizable-please; DROP TABLE".to_string(),
         ),
     ] {
         for node in 1..=3 {
