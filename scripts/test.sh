@@ -27,13 +27,13 @@ cargo fmt --all -- --check
 step "build (all targets)"
 cargo build --workspace --all-targets --locked
 
-step "Rust tests (unit, golden, property, openraft storage suite, the chaos checker, tidy)"
+step "Rust tests (unit, golden, property, openraft storage suite, fuzz short passes, the chaos checker, tidy)"
 cargo test --workspace --locked --exclude custos-cluster-tests
 cargo test --locked -p custos-cluster-tests --lib --test tidy
 
 step "cluster tests (real custos processes on 127.0.0.1)"
 # One cluster at a time: each test runs three debug-build nodes on this 2-core machine.
-cargo test --locked -p custos-cluster-tests --test cluster --test cli --test cli_ops --test keys --test revocation --test placement --test usage --test ops --test audit --test rest --test bench --test tls --test membership --test config --test snapshots --test contexts_tls --test tutorial --test kubernetes --test chaos -- --test-threads=1
+cargo test --locked -p custos-cluster-tests --test cluster --test cli --test cli_ops --test keys --test revocation --test placement --test usage --test ops --test audit --test rest --test bench --test tls --test attacks --test membership --test config --test snapshots --test contexts_tls --test tutorial --test kubernetes --test chaos -- --test-threads=1
 
 step "Python: descriptor comparison and the official client against a real cluster"
 mkdir -p target

@@ -18,6 +18,9 @@
 
 pub mod config;
 pub mod error;
+#[cfg(feature = "fuzz")]
+#[doc(hidden)]
+pub mod fuzz;
 mod keys;
 pub mod sign;
 pub mod verify;

@@ -6,6 +6,9 @@
 
 pub mod audit;
 pub mod command;
+#[cfg(feature = "fuzz")]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod identity;
 pub mod ids;
 pub mod node;

@@ -46,6 +46,9 @@ pub mod etcd {
 }
 
 pub mod convert;
+#[cfg(feature = "fuzz")]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod json;
 
 /// The encoded `google.protobuf.FileDescriptorSet` of every compiled proto file (imports

@@ -51,15 +51,21 @@ fn deadline(meta: &MetadataMap, default: Duration) -> Instant {
     Instant::now() + from_client.map_or(default, |d| d.min(default))
 }
 
+/// A `grpc-timeout` value: at most 8 digits and a unit, as the gRPC spec has it (tonic ignores
+/// longer values too). Longer values used to reach `n * 3600` and overflow: a client could make
+/// the handler panic with `grpc-timeout: 99999999999999999H`.
 fn parse_grpc_timeout(v: &str) -> Option<Duration> {
-    if v.len() < 2 {
+    if v.len() < 2 || !v.is_ascii() {
         return None;
     }
     let (num, unit) = v.split_at(v.len() - 1);
+    if num.len() > 8 || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let n: u64 = num.parse().ok()?;
     Some(match unit {
-        "H" => Duration::from_secs(n * 3600),
-        "M" => Duration::from_secs(n * 60),
+        "H" => Duration::from_secs(n.checked_mul(3600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
         "S" => Duration::from_secs(n),
         "m" => Duration::from_millis(n),
         "u" => Duration::from_micros(n),
@@ -197,5 +203,14 @@ mod tests {
         assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
         assert_eq!(parse_grpc_timeout("x"), None);
         assert_eq!(parse_grpc_timeout("12q"), None);
+        assert_eq!(
+            parse_grpc_timeout("99999999H"),
+            Some(Duration::from_secs(99_999_999 * 3600))
+        );
+        // Over 8 digits is not a gRPC timeout (and used to overflow).
+        assert_eq!(parse_grpc_timeout("99999999999999999H"), None);
+        assert_eq!(parse_grpc_timeout("18446744073709551615M"), None);
+        assert_eq!(parse_grpc_timeout("+5S"), None);
+        assert_eq!(parse_grpc_timeout("5\u{e9}"), None);
     }
 }

@@ -47,6 +47,12 @@ pub(crate) fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<
     Ok(out)
 }
 
+fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(
+    body: &[u8],
+) -> Result<(T, usize), bincode::error::DecodeError> {
+    bincode::serde::decode_from_slice(body, config().with_limit::<LIMIT>())
+}
+
 /// Decodes a value written by [`encode`], checking the version byte and that nothing trails it.
 pub(crate) fn decode<T: DeserializeOwned>(
     what: &'static str,
@@ -59,8 +65,16 @@ pub(crate) fn decode<T: DeserializeOwned>(
             found: version,
         });
     }
-    let (value, used) = bincode::serde::decode_from_slice(body, config())
-        .map_err(|source| CodecError::Decode { what, source })?;
+    // bincode allocates a string or byte buffer of the length the input claims before reading
+    // it; without a limit a corrupt length (2^62) aborts the process on the failed allocation.
+    // A valid value's strings and buffers add up to at most its own length, so the limit is
+    // the smallest tier that holds the input.
+    let (value, used) = match body.len() {
+        n if n <= 64 << 20 => decode_limited::<T, { 64 << 20 }>(body),
+        n if n <= 1 << 30 => decode_limited::<T, { 1 << 30 }>(body),
+        _ => decode_limited::<T, { 16 << 30 }>(body),
+    }
+    .map_err(|source| CodecError::Decode { what, source })?;
     if used != body.len() {
         return Err(CodecError::Trailing {
             what,
@@ -94,6 +108,13 @@ mod tests {
             decode::<u64>("t", &[]),
             Err(CodecError::Empty { .. })
         ));
+        // A length claiming far more than the input is an error, not an allocation.
+        for len in [1u64 << 40, 1 << 62, u64::MAX] {
+            let mut bomb = vec![VALUE_FORMAT, 7, 253];
+            bomb.extend(len.to_le_bytes());
+            let err = decode::<(u64, String)>("t", &bomb).unwrap_err();
+            assert!(matches!(err, CodecError::Decode { .. }), "{err}");
+        }
         let mut long = bytes;
         long.push(0);
         assert!(matches!(

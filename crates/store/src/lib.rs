@@ -16,6 +16,9 @@ pub mod audit;
 pub mod backup;
 mod codec;
 mod db;
+#[cfg(feature = "fuzz")]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod log_store;
 pub mod state_machine;
 
