@@ -214,6 +214,29 @@ pub enum ClusterCommand {
     },
 }
 
+/// The members as a table: id, role (leader, voter, learner), addresses.
+fn members_table(leader: u64, members: &[custos_client::Member]) {
+    let rows: Vec<Vec<String>> = members
+        .iter()
+        .map(|m| {
+            let role = if m.id == leader {
+                "leader"
+            } else if m.voter {
+                "voter"
+            } else {
+                "learner"
+            };
+            vec![
+                m.id.to_string(),
+                role.to_string(),
+                m.sdk_addr.clone(),
+                m.raft_addr.clone(),
+            ]
+        })
+        .collect();
+    table(&["ID", "ROLE", "SDK", "RAFT"], &rows);
+}
+
 /// Prints a membership after a change.
 fn print_members(
     ctx: &Context,
@@ -229,26 +252,7 @@ fn print_members(
         &serde_json::json!({"leader_id": reply.leader_id, "members": members}),
         || {
             eprintln!("{what}");
-            let rows: Vec<Vec<String>> = reply
-                .members
-                .iter()
-                .map(|m| {
-                    let role = if m.id == reply.leader_id {
-                        "leader"
-                    } else if m.voter {
-                        "voter"
-                    } else {
-                        "learner"
-                    };
-                    vec![
-                        m.id.to_string(),
-                        role.to_string(),
-                        m.sdk_addr.clone(),
-                        m.raft_addr.clone(),
-                    ]
-                })
-                .collect();
-            table(&["ID", "ROLE", "SDK", "RAFT"], &rows);
+            members_table(reply.leader_id, &reply.members);
         },
     )
 }
@@ -711,26 +715,7 @@ pub async fn run_cluster(cmd: ClusterCommand, ctx: &Context) -> anyhow::Result<(
                     "node {} is {} (term {}, leader {}, applied {})",
                     s.node_id, s.state, s.term, s.leader_id, s.applied_index
                 );
-                let rows: Vec<Vec<String>> = s
-                    .members
-                    .iter()
-                    .map(|m| {
-                        let role = if m.id == s.leader_id {
-                            "leader"
-                        } else if m.voter {
-                            "voter"
-                        } else {
-                            "learner"
-                        };
-                        vec![
-                            m.id.to_string(),
-                            role.to_string(),
-                            m.sdk_addr.clone(),
-                            m.raft_addr.clone(),
-                        ]
-                    })
-                    .collect();
-                table(&["ID", "ROLE", "SDK", "RAFT"], &rows);
+                members_table(s.leader_id, &s.members);
             })?;
         }
         ClusterCommand::AddLearner {

@@ -13,7 +13,7 @@ use custos_proto::custos::admin::v1::{
     PromoteRequest, RemoveRequest, ReportUsageRequest, StatusReply, StatusRequest,
     TransferLeaderRequest, VolumeUsageReport,
 };
-pub use custos_proto::custos::admin::v1::{AuditVerifyReply, MembershipReply};
+pub use custos_proto::custos::admin::v1::{AuditVerifyReply, Member, MembershipReply};
 use custos_proto::openstorage::api::open_storage_cluster_client::OpenStorageClusterClient;
 use custos_proto::openstorage::api::open_storage_identity_client::OpenStorageIdentityClient;
 use custos_proto::openstorage::api::open_storage_mount_attach_client::OpenStorageMountAttachClient;

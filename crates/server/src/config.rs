@@ -236,6 +236,15 @@ impl ServerConfig {
         })
     }
 
+    /// The addresses this node announces (peer, SDK): its `initial_members` entry if any,
+    /// else its listen addresses. Used to register, to join and to restore.
+    pub fn advertised(&self) -> (String, String) {
+        match self.initial_members.iter().find(|m| m.id == self.node_id) {
+            Some(m) => (m.raft_addr.clone(), m.sdk_addr.clone()),
+            None => (self.raft_listen.to_string(), self.sdk_listen.to_string()),
+        }
+    }
+
     /// The directory of `audit.log` and `access.log`.
     pub fn audit_log_dir(&self) -> PathBuf {
         self.audit

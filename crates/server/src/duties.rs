@@ -23,13 +23,7 @@ fn host(addr: &str) -> String {
 /// This node's record as it registers it.
 pub fn own_record(node: &Node) -> StorageNodeRecord {
     let cfg = &node.config;
-    let me = cfg.initial_members.iter().find(|m| m.id == node.id);
-    let sdk_addr = me
-        .map(|m| m.sdk_addr.clone())
-        .unwrap_or_else(|| cfg.sdk_listen.to_string());
-    let raft_addr = me
-        .map(|m| m.raft_addr.clone())
-        .unwrap_or_else(|| cfg.raft_listen.to_string());
+    let (raft_addr, sdk_addr) = cfg.advertised();
     StorageNodeRecord {
         id: NodeId(node.id),
         mgmt_ip: host(&sdk_addr),

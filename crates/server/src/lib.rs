@@ -443,17 +443,7 @@ async fn restore(config: &ServerConfig, file: &std::path::Path) -> anyhow::Resul
         .with_context(|| format!("reading the backup file {}", file.display()))?;
     let backup = custos_store::Backup::parse(&bytes)
         .with_context(|| format!("checking the backup file {}", file.display()))?;
-    let (raft_addr, sdk_addr) = match config
-        .initial_members
-        .iter()
-        .find(|m| m.id == config.node_id)
-    {
-        Some(m) => (m.raft_addr.clone(), m.sdk_addr.clone()),
-        None => (
-            config.raft_listen.to_string(),
-            config.sdk_listen.to_string(),
-        ),
-    };
+    let (raft_addr, sdk_addr) = config.advertised();
     custos_store::restore(
         &config.data_dir.join("db"),
         &backup,

@@ -317,13 +317,7 @@ impl Node {
             .voter_ids()
             .filter(|v| *v != self.id)
             .collect();
-        let matched = |id: &u64| {
-            m.replication
-                .as_ref()
-                .and_then(|r| r.get(id).cloned().flatten())
-                .map(|l| l.index)
-        };
-        voters.into_iter().max_by_key(|v| (matched(v), *v))
+        voters.into_iter().max_by_key(|v| (matched(&m, *v), *v))
     }
 
     /// On the leader: hands leadership to `to` (or the best successor). Writes wait while it
@@ -380,12 +374,7 @@ impl Node {
         let last = loop {
             let m = self.raft.metrics().borrow().clone();
             let last = m.last_log_index.unwrap_or(0);
-            let matched = m
-                .replication
-                .as_ref()
-                .and_then(|r| r.get(&to).cloned().flatten())
-                .map(|l| l.index)
-                .unwrap_or(0);
+            let matched = matched(&m, to).unwrap_or(0);
             if matched >= last {
                 break last;
             }
@@ -464,16 +453,6 @@ impl Node {
             .map_err(|e| format!("it is stopping: {e}"))
     }
 
-    /// What this node announces about itself when joining: its entry in `initial_members`
-    /// if any, else its listen addresses.
-    pub fn own_addresses(&self) -> (String, String) {
-        let cfg = &self.config;
-        match cfg.initial_members.iter().find(|m| m.id == self.id) {
-            Some(m) => (m.raft_addr.clone(), m.sdk_addr.clone()),
-            None => (cfg.raft_listen.to_string(), cfg.sdk_listen.to_string()),
-        }
-    }
-
     /// Answers a node's Join: adds it as a learner and, unless it asked to stay one, promotes
     /// it once it has caught up.
     pub async fn admit(&self, req: &JoinRequest) -> Result<MembershipView, Status> {
@@ -516,6 +495,14 @@ impl Node {
         )
         .await
     }
+}
+
+/// The log index replication to `id` has reached, as the leader's metrics tell.
+fn matched(m: &openraft::RaftMetrics<u64, Member>, id: u64) -> Option<u64> {
+    m.replication
+        .as_ref()
+        .and_then(|r| r.get(&id).cloned().flatten())
+        .map(|l| l.index)
 }
 
 fn decode_reply(reply: ChangeMembershipReply, asked: u64) -> Attempt<ChangeResult> {
@@ -563,7 +550,7 @@ pub async fn answer_join(node: &Node, req: &JoinRequest) -> ChangeMembershipRepl
 /// A node started with `--join ADDR` and no Raft state of its own asks the member at ADDR to
 /// add it, retrying until it is a member (each refusal is logged with its reason).
 pub async fn join(node: std::sync::Arc<Node>, addr: String, learner: bool) {
-    let (raft_addr, sdk_addr) = node.own_addresses();
+    let (raft_addr, sdk_addr) = node.config.advertised();
     let mut pause = Duration::from_millis(500);
     loop {
         match ask_to_join(&node, &addr, &raft_addr, &sdk_addr, learner).await {
