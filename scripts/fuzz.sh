@@ -47,8 +47,9 @@ fi
 
 target_args=()
 for t in "${targets[@]}"; do target_args+=(--target "$t"); done
-cargo build --release -q -p custos-fuzz
-fuzz_bin="$target_dir/release/custos-fuzz"
+# The fuzz profile: release with overflow checks and debug assertions (Cargo.toml).
+cargo build --profile fuzz -q -p custos-fuzz
+fuzz_bin="$target_dir/fuzz/custos-fuzz"
 
 status=0
 case "$engine" in
@@ -63,7 +64,8 @@ case "$engine" in
     for t in "${targets[@]}"; do
       mkdir -p "$artifacts/$t"
       echo "==> $t: libFuzzer for ${per}s"
-      (cd fuzz && cargo +nightly fuzz run "$t" "$corpus/$t" -- \
+      # -a: debug assertions and overflow checks, as in the builtin engine's profile.
+      (cd fuzz && cargo +nightly fuzz run -a "$t" "$corpus/$t" -- \
         -max_total_time="$per" -seed="$seed" -rss_limit_mb=4096 -malloc_limit_mb=2048 \
         -artifact_prefix="$artifacts/$t/" -print_final_stats=1) || status=1
     done

@@ -114,7 +114,7 @@ const INTERESTING: &[u8] = &[
 pub fn mutate(rng: &mut Rng, input: &mut Vec<u8>, corpus: &[Vec<u8>], max_len: usize) {
     for _ in 0..1 + rng.below(4) {
         let len = input.len();
-        match rng.below(9) {
+        match rng.below(10) {
             0 if len > 0 => {
                 let i = rng.below(len);
                 input[i] ^= 1 << rng.below(8);
@@ -157,6 +157,27 @@ pub fn mutate(rng: &mut Rng, input: &mut Vec<u8>, corpus: &[Vec<u8>], max_len: u
                 }
             }
             7 if len > 1 => input.truncate(rng.below(len)),
+            8 => {
+                // A LEB128 varint (protobuf's integers) of an edge value.
+                let i = rng.below(len + 1);
+                let mut v = [
+                    0u64,
+                    127,
+                    128,
+                    1 << 31,
+                    1 << 53,
+                    1 << 62,
+                    i64::MAX as u64,
+                    u64::MAX,
+                ][rng.below(8)];
+                let mut bytes = Vec::new();
+                while v >= 0x80 {
+                    bytes.push((v as u8) | 0x80);
+                    v >>= 7;
+                }
+                bytes.push(v as u8);
+                input.splice(i..i, bytes);
+            }
             _ => {
                 // A little-endian or varint-ish number somewhere: lengths and counts.
                 let i = rng.below(len + 1);

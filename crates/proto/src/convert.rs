@@ -176,7 +176,13 @@ pub fn volume_from_proto(v: &api::Volume) -> Volume {
     let created_ms = v
         .ctime
         .as_ref()
-        .map(|t| (t.seconds.max(0) as u64) * 1000 + (t.nanos.max(0) as u64) / 1_000_000)
+        // Saturating: a reply's timestamp is the server's to choose, and `seconds * 1000`
+        // overflowed (a panic in debug builds) for seconds past 2^64 / 1000.
+        .map(|t| {
+            (t.seconds.max(0) as u64)
+                .saturating_mul(1000)
+                .saturating_add((t.nanos.max(0) as u64) / 1_000_000)
+        })
         .unwrap_or(0);
     let mut volume = Volume::new(
         VolumeId(v.id.clone()),
@@ -461,6 +467,20 @@ mod tests {
         assert_eq!(wire.spec.as_ref().unwrap().passphrase, "");
         assert_eq!(wire.state, api::VolumeState::Attached as i32);
         assert_eq!(volume_from_proto(&wire), v);
+    }
+
+    #[test]
+    fn huge_timestamps_saturate() {
+        let v = api::Volume {
+            ctime: Some(pbjson_types::Timestamp {
+                seconds: i64::MAX,
+                nanos: i32::MAX,
+            }),
+            ..Default::default()
+        };
+        let model = volume_from_proto(&v);
+        assert_eq!(model.created_ms, u64::MAX);
+        assert_eq!(volume_from_proto(&volume_to_proto(&model)), model);
     }
 
     #[test]

@@ -169,6 +169,14 @@ pub fn convert_seeds() -> Vec<Vec<u8>> {
         }],
         ..Default::default()
     };
+    // Regression: a timestamp whose milliseconds overflow u64 (volume_from_proto panicked).
+    let far = api::Volume {
+        ctime: Some(pbjson_types::Timestamp {
+            seconds: 1 << 62,
+            nanos: -1,
+        }),
+        ..Default::default()
+    };
     let record = admin::AuditRecord {
         seq: 3,
         level: "warning".into(),
@@ -186,6 +194,7 @@ pub fn convert_seeds() -> Vec<Vec<u8>> {
         tagged(1, update.encode_to_vec()),
         tagged(2, role_request.encode_to_vec()),
         tagged(3, volume.encode_to_vec()),
+        tagged(3, far.encode_to_vec()),
         tagged(4, record.encode_to_vec()),
         tagged(5, filter.encode_to_vec()),
         tagged(6, serde_json::to_vec(&create).unwrap()),
