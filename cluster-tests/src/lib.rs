@@ -5,6 +5,7 @@ pub mod chaos;
 pub mod history;
 pub mod linearizability;
 pub mod proxy;
+pub mod raw_grpc;
 pub mod spec;
 
 use anyhow::{bail, Context};

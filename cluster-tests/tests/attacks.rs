@@ -8,7 +8,8 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use bytes::{Buf, BufMut, Bytes};
+use bytes::Bytes;
+use custos_cluster_tests::raw_grpc::RawCodec;
 use custos_cluster_tests::TestCluster;
 use http_body_util::BodyExt as _;
 use jsonwebtoken::{Algorithm, EncodingKey};
@@ -20,7 +21,6 @@ use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::Service as _;
 use tonic::metadata::{MetadataKey, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -38,44 +38,6 @@ const ROLE_CREATE: &str = "/openstorage.api.OpenStorageRole/Create";
 const MAX_MESSAGE: usize = 4 * 1024 * 1024;
 
 // ---------------------------------------------------------------- raw gRPC
-
-/// Raw bytes in and out: requests carry whatever the test made, valid protobuf or not.
-#[derive(Default)]
-struct RawCodec;
-struct RawEncoder;
-struct RawDecoder;
-
-impl Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawEncoder;
-    type Decoder = RawDecoder;
-    fn encoder(&mut self) -> RawEncoder {
-        RawEncoder
-    }
-    fn decoder(&mut self) -> RawDecoder {
-        RawDecoder
-    }
-}
-
-impl Encoder for RawEncoder {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawDecoder {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
-        let mut out = vec![0; src.remaining()];
-        src.copy_to_slice(&mut out);
-        Ok(Some(out))
-    }
-}
 
 async fn channel(addr: &str, tls: Option<ClientTlsConfig>) -> Result<Channel, tonic::Status> {
     let scheme = if tls.is_some() { "https" } else { "http" };

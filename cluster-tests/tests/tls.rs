@@ -2,8 +2,8 @@
 //! and only for the node id the certificate names; the SDK over TLS (`custos dev --sdk-tls`),
 //! with client certificates when `client_ca_file` is set; certificates reload on SIGHUP.
 
-use bytes::{Buf, BufMut};
 use custos_client::ClientTls;
+use custos_cluster_tests::raw_grpc::RawCodec;
 use custos_cluster_tests::TestCluster;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -12,46 +12,7 @@ use rcgen::{
     Issuer, KeyPair, SanType,
 };
 use std::time::{Duration, Instant};
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
-
-/// Raw protobuf bytes in and out: the test speaks `custos.raft.v1` without the proto crate.
-#[derive(Default)]
-struct RawCodec;
-struct RawEncoder;
-struct RawDecoder;
-
-impl Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawEncoder;
-    type Decoder = RawDecoder;
-    fn encoder(&mut self) -> RawEncoder {
-        RawEncoder
-    }
-    fn decoder(&mut self) -> RawDecoder {
-        RawDecoder
-    }
-}
-
-impl Encoder for RawEncoder {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawDecoder {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
-        let mut out = vec![0; src.remaining()];
-        src.copy_to_slice(&mut out);
-        Ok(Some(out))
-    }
-}
 
 fn varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
