@@ -7,6 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 
+# Test steps run to the end even when one fails, so one run shows every failure; the script exits
+# non-zero if any did.
+failed=()
+check() { "$@" || failed+=("$*"); }
+
 step() { printf '\n==> %s\n' "$*"; }
 
 step "Python environment (.venv)"
@@ -28,15 +33,22 @@ step "build (all targets)"
 cargo build --workspace --all-targets --locked
 
 step "Rust tests (unit, golden, property, openraft storage suite, fuzz short passes, the chaos checker, tidy)"
-cargo test --workspace --locked --exclude custos-cluster-tests
-cargo test --locked -p custos-cluster-tests --lib --test tidy
+check cargo test --workspace --locked --no-fail-fast --exclude custos-cluster-tests
+check cargo test --locked -p custos-cluster-tests --lib --test tidy
 
 step "cluster tests (real custos processes on 127.0.0.1)"
 # One cluster at a time: each test runs three debug-build nodes on this 2-core machine.
-cargo test --locked -p custos-cluster-tests --test cluster --test cli --test cli_ops --test keys --test revocation --test placement --test usage --test ops --test audit --test rest --test bench --test tls --test attacks --test membership --test config --test snapshots --test contexts_tls --test tutorial --test kubernetes --test chaos -- --test-threads=1
+check cargo test --locked --no-fail-fast -p custos-cluster-tests --test cluster --test cli --test cli_ops --test keys --test revocation --test placement --test usage --test ops --test audit --test rest --test bench --test tls --test attacks --test membership --test config --test snapshots --test contexts_tls --test tutorial --test kubernetes --test chaos -- --test-threads=1
 
 step "Python: descriptor comparison and the official client against a real cluster"
 mkdir -p target
 cargo run --locked -q -p custos-proto --example descriptor_set > target/custos-descriptor-set.pb
-CUSTOS_DESCRIPTOR_SET="$PWD/target/custos-descriptor-set.pb" CUSTOS_BIN="$PWD/target/debug/custos" \
+check env CUSTOS_DESCRIPTOR_SET="$PWD/target/custos-descriptor-set.pb" CUSTOS_BIN="$PWD/target/debug/custos" \
   .venv/bin/python -m pytest -q -p no:cacheprovider cluster-tests/python
+
+if [ "${#failed[@]}" -gt 0 ]; then
+  printf '\n==> FAILED steps:\n' >&2
+  printf '  %s\n' "${failed[@]}" >&2
+  exit 1
+fi
+printf '\n==> all tests passed\n'
