@@ -50,6 +50,16 @@ async fn a_ci_sized_chaos_run_passes_every_check() {
         "too few fault kinds: {:?}",
         report.faults_by_kind
     );
+    // CI's seed draws membership faults too (a replaced member under load, a wiped one).
+    if seed == CI_SEED {
+        for kind in ["membership_change", "wipe_rejoin"] {
+            assert!(
+                report.faults_by_kind.contains_key(kind),
+                "{kind} not drawn: {:?}",
+                report.faults_by_kind
+            );
+        }
+    }
     assert!(report.acknowledged_mutations > 100);
     assert!(
         report.audit.role_changes > 3,

@@ -18,6 +18,8 @@ fn server(args: &[&str], env: &[(&str, &str)]) -> Output {
         "CUSTOS_DATA_DIR",
         "CUSTOS_PEERS",
         "CUSTOS_JOIN",
+        "CUSTOS_ADVERTISE_RAFT_ADDR",
+        "CUSTOS_ADVERTISE_SDK_ADDR",
     ] {
         cmd.env_remove(key);
     }
@@ -117,6 +119,45 @@ fn flags_beat_environment_beat_file_beat_defaults() {
     assert_eq!(c["node_id"].as_integer(), Some(3));
     assert_eq!(c["raft_listen"].as_str(), Some("127.0.0.1:2"));
     assert_eq!(c["auth_enabled"].as_bool(), Some(true));
+
+    // A joining node behind a proxy announces the addresses it is reached at.
+    let c = printed(&server(
+        &[
+            "--config",
+            f,
+            "--join",
+            "10.0.0.2:9200",
+            "--advertise-raft-addr",
+            "proxy.example:7000",
+            "--print-config",
+        ],
+        &[("CUSTOS_ADVERTISE_SDK_ADDR", "custos-1.example:9100")],
+    ));
+    assert_eq!(
+        c["advertise_raft_addr"].as_str(),
+        Some("proxy.example:7000")
+    );
+    assert_eq!(
+        c["advertise_sdk_addr"].as_str(),
+        Some("custos-1.example:9100")
+    );
+    let o = server(
+        &[
+            "--config",
+            f,
+            "--advertise-raft-addr",
+            "proxy",
+            "--print-config",
+        ],
+        &[],
+    );
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("advertise_raft_addr \"proxy\" is not host:port"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]

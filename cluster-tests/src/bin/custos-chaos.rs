@@ -84,12 +84,6 @@ fn main() {
     let mut cfg = ChaosConfig::new(nodes, Duration::from_secs(seconds), seed);
     cfg.out_dir = Some(out.unwrap_or_else(|| PathBuf::from(format!("target/chaos/run-{seed}"))));
     if let Some(f) = faults {
-        if let Some(p) = f.iter().find(|k| k.planned()) {
-            bad(format!(
-                "{} is planned but not injected yet (it needs the membership commands)",
-                p.name()
-            ));
-        }
         cfg.faults = f;
     }
     if let Some(t) = tenants {

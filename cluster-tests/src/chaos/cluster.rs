@@ -4,6 +4,11 @@
 //!
 //! `custos dev` bootstraps with the real peer addresses, so this harness writes the node
 //! configs itself, in the same format (`crates/cli/src/dev.rs`).
+//!
+//! Members can be replaced (the documented procedure for a lost or retired node): the slot
+//! keeps its ports and directory, the node in it gets a new id, a new certificate, a new
+//! proxy and an empty data dir, and joins through a member. So the SDK addresses the workload
+//! was given stay served; a slot's id is the id of the node in it now.
 
 use crate::proxy::PeerProxies;
 use anyhow::{bail, Context};
@@ -59,6 +64,12 @@ pub struct ChaosCluster {
     pub nodes: Vec<ChaosNode>,
     pub proxies: PeerProxies,
     pub secret_file: PathBuf,
+    cluster_id: String,
+    /// The cluster CA, to certify members that join later.
+    ca: Issuer<'static, KeyPair>,
+    ca_file: PathBuf,
+    /// The id the next joining member gets.
+    next_id: u64,
 }
 
 /// A free TCP port on 127.0.0.1 (bound, then released).
@@ -86,9 +97,8 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A CA and one certificate per node, naming the node as the peer service checks (SAN URI
-/// `custos://node/<id>`, SAN DNS `custos-node-<id>`), as `custos dev` makes them.
-fn make_certs(dir: &Path, ids: &[u64]) -> anyhow::Result<PathBuf> {
+/// The cluster CA (written to `dir/ca.pem`), as `custos dev` makes it.
+fn make_ca(dir: &Path) -> anyhow::Result<(PathBuf, Issuer<'static, KeyPair>)> {
     std::fs::create_dir_all(dir)?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -104,31 +114,66 @@ fn make_certs(dir: &Path, ids: &[u64]) -> anyhow::Result<PathBuf> {
     let ca_cert = params.self_signed(&ca_key)?;
     let ca_file = dir.join("ca.pem");
     write_private(&ca_file, &ca_cert.pem())?;
-    let issuer = Issuer::new(params, ca_key);
-    for &id in ids {
-        let mut p = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, format!("custos-node-{id}"));
-        p.distinguished_name = dn;
-        p.subject_alt_names = vec![
-            SanType::URI(format!("custos://node/{id}").try_into()?),
-            SanType::DnsName(format!("custos-node-{id}").try_into()?),
-            SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
-        ];
-        p.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        p.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let key = KeyPair::generate()?;
-        let cert = p.signed_by(&key, &issuer)?;
-        write_private(&dir.join(format!("node-{id}.pem")), &cert.pem())?;
-        write_private(&dir.join(format!("node-{id}.key")), &key.serialize_pem())?;
+    Ok((ca_file, Issuer::new(params, ca_key)))
+}
+
+/// Node `id`'s certificate and key (`dir/node-<id>.pem`, `.key`), naming the node as the
+/// peer service checks (SAN URI `custos://node/<id>`, SAN DNS `custos-node-<id>`).
+fn make_node_cert(dir: &Path, issuer: &Issuer<'static, KeyPair>, id: u64) -> anyhow::Result<()> {
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, format!("custos-node-{id}"));
+    p.distinguished_name = dn;
+    p.subject_alt_names = vec![
+        SanType::URI(format!("custos://node/{id}").try_into()?),
+        SanType::DnsName(format!("custos-node-{id}").try_into()?),
+        SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
+    ];
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    p.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let key = KeyPair::generate()?;
+    let cert = p.signed_by(&key, issuer)?;
+    write_private(&dir.join(format!("node-{id}.pem")), &cert.pem())?;
+    write_private(&dir.join(format!("node-{id}.key")), &key.serialize_pem())?;
+    Ok(())
+}
+
+/// What a node's config file says; `tail` is appended (the initial members, or `join`).
+struct NodeConfig<'a> {
+    id: u64,
+    cluster_id: &'a str,
+    node_dir: &'a Path,
+    sdk: SocketAddr,
+    raft: SocketAddr,
+    tls_dir: &'a Path,
+    ca_file: &'a Path,
+    secret_file: &'a Path,
+}
+
+impl NodeConfig<'_> {
+    fn text(&self, tail: &str) -> String {
+        let (id, cluster_id, sdk, raft) = (self.id, self.cluster_id, self.sdk, self.raft);
+        format!(
+            "# custos chaos node {id}: peer addresses in the membership are proxies.\n\
+             node_id = {id}\ncluster_id = \"{cluster_id}\"\ncluster_name = \"custos-chaos\"\n\
+             data_dir = {data:?}\nsdk_listen = \"{sdk}\"\nraft_listen = \"{raft}\"\n\
+             auth_enabled = true\n{tail}\n\
+             [tls]\nca_file = {ca:?}\ncert_file = {cert:?}\nkey_file = {key:?}\nsdk = false\n\n\
+             [auth]\nusername_claim = \"sub\"\n\n[[auth.issuers]]\nname = \"{ISSUER}\"\n\n\
+             [[auth.issuers.keys]]\nkind = \"hmac\"\nfile = {secret:?}\n",
+            data = self.node_dir.join("data"),
+            ca = self.ca_file,
+            cert = self.tls_dir.join(format!("node-{id}.pem")),
+            key = self.tls_dir.join(format!("node-{id}.key")),
+            secret = self.secret_file,
+        )
     }
-    Ok(ca_file)
 }
 
 impl ChaosCluster {
@@ -160,14 +205,18 @@ impl ChaosCluster {
             seed,
         )
         .await?;
-        let tls = make_certs(&dir.join("tls"), &ids)?;
+        let tls_dir = dir.join("tls");
+        let (ca_file, ca) = make_ca(&tls_dir)?;
+        for &id in &ids {
+            make_node_cert(&tls_dir, &ca, id)?;
+        }
         let secret_file = dir.join("shared-secret");
         write_private(&secret_file, &random_hex(32)?)?;
         let cluster_id = format!("chaos-{seed:x}");
         let mut members = String::new();
         for (id, (sdk, _)) in ids.iter().zip(&addrs) {
             members += &format!(
-                "[[initial_members]]\nid = {id}\nraft_addr = \"{}\"\nsdk_addr = \"{sdk}\"\n\n",
+                "\n[[initial_members]]\nid = {id}\nraft_addr = \"{}\"\nsdk_addr = \"{sdk}\"\n",
                 proxies.addr(*id)
             );
         }
@@ -176,21 +225,17 @@ impl ChaosCluster {
             let node_dir = dir.join(format!("node-{id}"));
             std::fs::create_dir_all(&node_dir)?;
             let config = node_dir.join("config.toml");
-            let text = format!(
-                "# custos chaos node {id}: peer addresses in the membership are proxies.\n\
-                 node_id = {id}\ncluster_id = \"{cluster_id}\"\ncluster_name = \"custos-chaos\"\n\
-                 data_dir = {data:?}\nsdk_listen = \"{sdk}\"\nraft_listen = \"{raft}\"\n\
-                 auth_enabled = true\n\n\
-                 [tls]\nca_file = {ca:?}\ncert_file = {cert:?}\nkey_file = {key:?}\nsdk = false\n\n\
-                 {members}\
-                 [auth]\nusername_claim = \"sub\"\n\n[[auth.issuers]]\nname = \"{ISSUER}\"\n\n\
-                 [[auth.issuers.keys]]\nkind = \"hmac\"\nfile = {secret:?}\n",
-                data = node_dir.join("data"),
-                ca = tls,
-                cert = dir.join("tls").join(format!("node-{id}.pem")),
-                key = dir.join("tls").join(format!("node-{id}.key")),
-                secret = secret_file,
-            );
+            let text = NodeConfig {
+                id: *id,
+                cluster_id: &cluster_id,
+                node_dir: &node_dir,
+                sdk: *sdk,
+                raft: *raft,
+                tls_dir: &tls_dir,
+                ca_file: &ca_file,
+                secret_file: &secret_file,
+            }
+            .text(&members);
             std::fs::write(&config, text)?;
             nodes.push(ChaosNode {
                 id: *id,
@@ -211,6 +256,10 @@ impl ChaosCluster {
             nodes,
             proxies,
             secret_file,
+            cluster_id,
+            ca,
+            ca_file,
+            next_id: u64::from(n) + 1,
         };
         for id in ids {
             cluster.spawn(id)?;
@@ -272,6 +321,58 @@ impl ChaosCluster {
         }
         node.down = true;
         node.paused = false;
+    }
+
+    /// SIGKILLs node `id` and deletes its data directory (a lost disk).
+    pub fn wipe(&mut self, id: u64) -> anyhow::Result<()> {
+        self.kill9(id);
+        let data = self.node(id).data_dir();
+        match std::fs::remove_dir_all(&data) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("wiping {}", data.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Puts a new member in the slot of node `old` (which must no longer be a member, or be
+    /// about to be removed): stops it, empties its data dir, and starts a node under a new id
+    /// with its own certificate and proxy that joins through `via` (as a learner only when
+    /// `as_learner`). Returns the new id.
+    pub async fn replace(&mut self, old: u64, via: u64, as_learner: bool) -> anyhow::Result<u64> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.wipe(old)?;
+        let tls_dir = self.dir.join("tls");
+        make_node_cert(&tls_dir, &self.ca, id)?;
+        let (sdk, raft, node_dir) = {
+            let n = self.node(old);
+            (n.sdk, n.raft, n.dir.clone())
+        };
+        let proxy = self.proxies.add(id, raft).await?;
+        let join = format!(
+            "join = \"{}\"\njoin_as_learner = {as_learner}\n\
+             advertise_raft_addr = \"{proxy}\"\nadvertise_sdk_addr = \"{sdk}\"\n",
+            self.proxies.addr(via)
+        );
+        let text = NodeConfig {
+            id,
+            cluster_id: &self.cluster_id,
+            node_dir: &node_dir,
+            sdk,
+            raft,
+            tls_dir: &tls_dir,
+            ca_file: &self.ca_file,
+            secret_file: &self.secret_file,
+        }
+        .text(&join);
+        let config = node_dir.join(format!("config-{id}.toml"));
+        std::fs::write(&config, text)?;
+        let node = self.node_mut(old);
+        node.id = id;
+        node.config = config;
+        self.spawn(id)?;
+        Ok(id)
     }
 
     /// SIGSTOPs node `id`.
@@ -388,8 +489,14 @@ impl ChaosCluster {
             }
             let up = self.nodes.iter().filter(|n| !n.down).count();
             if leaders.len() == up && leaders.windows(2).all(|w| w[0] == w[1]) {
+                // The registry also lists members replaced earlier in the run.
                 let all = self.client(&self.ids(), Some(&admin));
-                if all.nodes().await.is_ok_and(|n| n.len() == self.nodes.len()) {
+                let registered = |nodes: &[custos_client::NodeInfo]| {
+                    self.ids()
+                        .iter()
+                        .all(|id| nodes.iter().any(|n| n.id == id.to_string()))
+                };
+                if all.nodes().await.is_ok_and(|n| registered(&n)) {
                     return Ok(leaders[0]);
                 }
             }

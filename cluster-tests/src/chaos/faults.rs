@@ -3,13 +3,12 @@
 //! [`ChaosCluster`](super::cluster::ChaosCluster). Targets such as "the leader" are resolved
 //! when the fault starts, so which node that is depends on the run; the log says.
 //!
-//! Not yet here (issue #9): membership changes during load, and the wiped node that rejoins
-//! under a new id after its old id is removed (and the wiped node that tries to come back
-//! under its old id and must be refused). They need `custos cluster add-learner|promote|remove`
-//! and `custos server --join`, which arrived on main with this harness's merge;
-//! [`FaultKind::planned`] lists them so reports and the CLI name them, and the schedule never
-//! draws them until [`run`] injects them (a joining member gets its proxy from
-//! `PeerProxies::add`).
+//! Membership faults go through the administrator's API as an operator would: a follower is
+//! removed while it runs and a new member takes its slot as a learner, is promoted and may be
+//! handed the leadership; a follower loses its data dir and is replaced (removed, then a new id
+//! joins); or a follower that lost its data comes back under its old id, must be refused by
+//! the others while the cluster keeps serving, and is then replaced. A step that does not
+//! succeed within its bound is a finding ([`AppliedFault::problem`]), not a harness error.
 
 use super::cluster::ChaosCluster;
 use super::Rng;
@@ -40,18 +39,20 @@ pub enum FaultKind {
     DelayPeers,
     /// Reset peer connections at random.
     DropPeers,
-    /// Planned: add a learner, promote it, remove a voter, during load.
+    /// Remove a running follower; a new member joins its slot as a learner, is promoted, and
+    /// half the time is handed the leadership.
     MembershipChange,
-    /// Planned: wipe a node's data dir, remove its id, rejoin it under a new id.
+    /// Wipe a follower's data dir (SIGKILL first), remove its id, and let a new id join in
+    /// its slot.
     WipeRejoin,
-    /// Planned: wipe a node's data dir and restart it under its old id: it must be refused
-    /// without harming the cluster.
+    /// Wipe a follower's data dir and restart it under its old id: it must be refused without
+    /// harming the cluster; then replace it as `WipeRejoin` does.
     WipeStaleRejoin,
 }
 
 impl FaultKind {
-    /// The kinds the nemesis can inject today.
-    pub const AVAILABLE: [FaultKind; 9] = [
+    /// Every kind the nemesis injects.
+    pub const AVAILABLE: [FaultKind; 12] = [
         FaultKind::KillLeader,
         FaultKind::KillFollower,
         FaultKind::PauseLeader,
@@ -61,15 +62,10 @@ impl FaultKind {
         FaultKind::SplitMinority,
         FaultKind::DelayPeers,
         FaultKind::DropPeers,
+        FaultKind::MembershipChange,
+        FaultKind::WipeRejoin,
+        FaultKind::WipeStaleRejoin,
     ];
-
-    /// Kinds that wait for the membership commands (see the module docs).
-    pub fn planned(self) -> bool {
-        matches!(
-            self,
-            FaultKind::MembershipChange | FaultKind::WipeRejoin | FaultKind::WipeStaleRejoin
-        )
-    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -89,14 +85,7 @@ impl FaultKind {
     }
 
     pub fn from_name(s: &str) -> Option<FaultKind> {
-        FaultKind::AVAILABLE
-            .into_iter()
-            .chain([
-                FaultKind::MembershipChange,
-                FaultKind::WipeRejoin,
-                FaultKind::WipeStaleRejoin,
-            ])
-            .find(|k| k.name() == s)
+        FaultKind::AVAILABLE.into_iter().find(|k| k.name() == s)
     }
 }
 
@@ -115,7 +104,7 @@ pub struct FaultEvent {
 /// The schedule of a run: faults one after another, each followed by a healthy gap, from a
 /// short quiet start until `quiet_end` before the end (so that the cluster heals under load).
 pub fn schedule(seed: u64, run: Duration, kinds: &[FaultKind]) -> Vec<FaultEvent> {
-    let kinds: Vec<FaultKind> = kinds.iter().copied().filter(|k| !k.planned()).collect();
+    let kinds: Vec<FaultKind> = kinds.to_vec();
     let mut rng = Rng::new(seed ^ 0xFA17_5EED);
     let mut out = Vec::new();
     if kinds.is_empty() {
@@ -161,6 +150,10 @@ pub struct AppliedFault {
     pub end_ms: u64,
     /// What exactly was done ("kill -9 node 2 (leader)", "partition [1] | [2, 3]" ...).
     pub detail: String,
+    /// What went wrong that must not (a membership step that never succeeded, a wiped node
+    /// that was never refused): reported as a failure of the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// The leader as the running, unpaused members see it, asking again for up to 3 s while
@@ -239,6 +232,7 @@ pub async fn run(
         let hold =
             Duration::from_millis(ev.duration_ms).min(end.saturating_duration_since(started));
         let detail;
+        let mut problem = None;
         match ev.kind {
             FaultKind::KillLeader | FaultKind::KillFollower => {
                 let id = if ev.kind == FaultKind::KillLeader {
@@ -358,19 +352,247 @@ pub async fn run(
                 );
             }
             FaultKind::MembershipChange | FaultKind::WipeRejoin | FaultKind::WipeStaleRejoin => {
-                detail = "planned: not injected yet".into();
+                let target = follower(&mut rng);
+                let via = leader.filter(|l| *l != target).unwrap_or_else(|| {
+                    *rng.pick(
+                        &ids.iter()
+                            .copied()
+                            .filter(|i| *i != target)
+                            .collect::<Vec<_>>(),
+                    )
+                });
+                let mut steps = Vec::new();
+                let result = membership_fault(
+                    &cluster,
+                    &admin,
+                    ev.kind,
+                    target,
+                    via,
+                    hold,
+                    rng.below(2) == 0,
+                    &mut steps,
+                )
+                .await;
+                if let Err(e) = result {
+                    problem = Some(format!("{}: {e}", ev.kind.name()));
+                }
+                detail = steps.join("; ");
             }
         }
-        eprintln!("chaos: {} at {} ms: {detail}", ev.kind.name(), ms(started));
+        eprintln!(
+            "chaos: {} at {} ms: {detail}{}",
+            ev.kind.name(),
+            ms(started),
+            problem
+                .as_deref()
+                .map(|p| format!(" — PROBLEM: {p}"))
+                .unwrap_or_default()
+        );
         applied.push(AppliedFault {
             kind: ev.kind,
             start_ms: ms(started),
             end_ms: ms(Instant::now()),
             detail,
+            problem,
         });
     }
     applied
 }
+
+/// How long one membership step may take (a join includes catching up, by snapshot).
+const STEP_LIMIT: Duration = Duration::from_secs(45);
+
+/// An administrator's client for every current member, with a deadline fit for membership
+/// calls (an added learner answers once it has caught up).
+async fn admin_client(cluster: &Mutex<ChaosCluster>, admin: &str) -> custos_client::Client {
+    let c = cluster.lock().await;
+    c.client(&c.ids(), Some(admin))
+        .with_timeout(Duration::from_secs(15))
+}
+
+/// Calls `op` until it succeeds or `STEP_LIMIT` passes (an election can refuse a step).
+async fn retry<T, F, Fut>(what: &str, mut op: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, custos_client::ClientError>>,
+{
+    let deadline = Instant::now() + STEP_LIMIT;
+    let mut tries = 0u32;
+    loop {
+        tries += 1;
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() > deadline => {
+                return Err(format!("{what} failed {tries} times, last: {e}"))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+/// Waits until the leader's membership has `id` as a voter (or, with `voter` false, as a
+/// member of either kind).
+async fn wait_member(
+    cluster: &Mutex<ChaosCluster>,
+    admin: &str,
+    id: u64,
+    voter: bool,
+) -> Result<(), String> {
+    let deadline = Instant::now() + STEP_LIMIT;
+    loop {
+        if let Some(l) = current_leader(cluster, admin).await {
+            let client = cluster.lock().await.client(&[l], Some(admin));
+            if let Ok(s) = client.status().await {
+                if s.members.iter().any(|m| m.id == id && (m.voter || !voter)) {
+                    return Ok(());
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "node {id} did not become a {} within {STEP_LIMIT:?}",
+                if voter { "voter" } else { "member" }
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Removes `old` (the operator's step), puts a new member in its slot that joins through
+/// `via`, and waits until it votes. Returns the new id.
+async fn replace_member(
+    cluster: &Mutex<ChaosCluster>,
+    admin: &str,
+    old: u64,
+    via: u64,
+    steps: &mut Vec<String>,
+) -> Result<u64, String> {
+    let client = admin_client(cluster, admin).await;
+    retry(&format!("removing node {old}"), || {
+        client.remove_member(old)
+    })
+    .await?;
+    steps.push(format!("removed node {old}"));
+    let new = cluster
+        .lock()
+        .await
+        .replace(old, via, false)
+        .await
+        .map_err(|e| format!("starting the replacement of node {old}: {e}"))?;
+    wait_member(cluster, admin, new, true).await?;
+    steps.push(format!(
+        "node {new} joined in its slot through node {via} and votes"
+    ));
+    Ok(new)
+}
+
+/// The three membership faults (see [`FaultKind`]); `steps` says what was done.
+#[allow(clippy::too_many_arguments)]
+async fn membership_fault(
+    cluster: &Mutex<ChaosCluster>,
+    admin: &str,
+    kind: FaultKind,
+    target: u64,
+    via: u64,
+    hold: Duration,
+    move_leader: bool,
+    steps: &mut Vec<String>,
+) -> Result<(), String> {
+    match kind {
+        FaultKind::MembershipChange => {
+            let client = admin_client(cluster, admin).await;
+            retry(&format!("removing node {target}"), || {
+                client.remove_member(target)
+            })
+            .await?;
+            steps.push(format!("removed follower {target} while it runs"));
+            // The removed node keeps running for a while, as one whose operator has not
+            // stopped it yet: it must not disturb the others.
+            tokio::time::sleep(hold / 2).await;
+            let new = cluster
+                .lock()
+                .await
+                .replace(target, via, true)
+                .await
+                .map_err(|e| format!("starting a learner in node {target}'s slot: {e}"))?;
+            wait_member(cluster, admin, new, false).await?;
+            steps.push(format!("node {new} joined its slot as a learner"));
+            let client = admin_client(cluster, admin).await;
+            retry(&format!("promoting node {new}"), || client.promote(new)).await?;
+            wait_member(cluster, admin, new, true).await?;
+            steps.push(format!("promoted node {new}"));
+            if move_leader {
+                retry(&format!("handing the leadership to node {new}"), || {
+                    client.transfer_leader(new)
+                })
+                .await?;
+                steps.push(format!("leadership handed to node {new}"));
+            }
+            Ok(())
+        }
+        FaultKind::WipeRejoin => {
+            cluster
+                .lock()
+                .await
+                .wipe(target)
+                .map_err(|e| e.to_string())?;
+            steps.push(format!("kill -9 follower {target} and wipe its data dir"));
+            tokio::time::sleep(hold / 2).await;
+            replace_member(cluster, admin, target, via, steps)
+                .await
+                .map(drop)
+        }
+        FaultKind::WipeStaleRejoin => {
+            let log = {
+                let mut c = cluster.lock().await;
+                c.wipe(target).map_err(|e| e.to_string())?;
+                c.spawn(target).map_err(|e| e.to_string())?;
+                c.node(target).log.clone()
+            };
+            steps.push(format!(
+                "kill -9 follower {target}, wipe its data dir, restart it under its old id"
+            ));
+            let seen_before = std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .matches(STALE_REFUSAL)
+                .count();
+            // It must be refused (its log says so), and the others go on serving.
+            let deadline = Instant::now() + hold.max(Duration::from_secs(20));
+            loop {
+                let seen = std::fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .matches(STALE_REFUSAL)
+                    .count();
+                if seen > seen_before {
+                    steps.push(format!("node {target}'s new incarnation was refused"));
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "the wiped node {target} under its old id was never refused"
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            match current_leader(cluster, admin).await {
+                Some(l) if l != target => steps.push(format!("node {l} still leads")),
+                other => {
+                    return Err(format!(
+                        "with the wiped node {target} back, the leader is {other:?}"
+                    ))
+                }
+            }
+            replace_member(cluster, admin, target, via, steps)
+                .await
+                .map(drop)
+        }
+        _ => Err(format!("{} is not a membership fault", kind.name())),
+    }
+}
+
+/// What a wiped node under its old id logs when the leader's traffic meant for its former
+/// data dir reaches it (crates/server/src/peer.rs).
+const STALE_REFUSAL: &str = "refused Raft traffic meant for another incarnation";
 
 #[cfg(test)]
 mod tests {
@@ -395,18 +617,20 @@ mod tests {
     }
 
     #[test]
-    fn planned_kinds_are_never_drawn() {
+    fn a_schedule_draws_only_the_kinds_asked_for_and_names_round_trip() {
         let s = schedule(
             7,
             Duration::from_secs(60),
             &[FaultKind::WipeRejoin, FaultKind::DelayPeers],
         );
         assert!(!s.is_empty());
-        assert!(s.iter().all(|e| e.kind == FaultKind::DelayPeers));
-        assert_eq!(
-            FaultKind::from_name("wipe_rejoin"),
-            Some(FaultKind::WipeRejoin)
-        );
-        assert!(FaultKind::WipeRejoin.planned());
+        assert!(s
+            .iter()
+            .all(|e| matches!(e.kind, FaultKind::DelayPeers | FaultKind::WipeRejoin)));
+        assert!(s.iter().any(|e| e.kind == FaultKind::WipeRejoin));
+        for k in FaultKind::AVAILABLE {
+            assert_eq!(FaultKind::from_name(k.name()), Some(k));
+        }
+        assert_eq!(FaultKind::from_name("wipe"), None);
     }
 }

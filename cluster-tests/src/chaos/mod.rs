@@ -306,8 +306,8 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<Report> {
         .flat_map(|t| (0..epochs as u64).map(move |e| workload::tenant_prefix(t, e)))
         .collect();
     let tokens = Arc::new(mint_tokens(&cluster, &tenants)?);
+    // SDK addresses by slot: a replaced member's slot keeps its address (cluster.rs).
     let endpoints = cluster.endpoints();
-    let ids = cluster.ids();
     let cluster = Arc::new(tokio::sync::Mutex::new(cluster));
 
     // The workload and the nemesis.
@@ -349,7 +349,7 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<Report> {
     while Instant::now() < end {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let mut c = cluster.lock().await;
-        for id in &ids {
+        for id in &c.ids() {
             if let Some(kib) = c.rss_kib(*id) {
                 let m = rss.entry(*id).or_default();
                 *m = (*m).max(kib);
@@ -368,6 +368,13 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<Report> {
         let _ = c.await;
     }
     let applied = nemesis.await.unwrap_or_default();
+    for f in &applied {
+        if let Some(p) = &f.problem {
+            failures.push(p.clone());
+        }
+    }
+    // The members now (membership faults replace ids).
+    let ids = cluster.lock().await.ids();
 
     // Heal: every fault is undone by the nemesis; make sure, then wait for every node.
     {

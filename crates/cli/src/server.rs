@@ -42,6 +42,13 @@ pub struct ServerArgs {
     /// holds no Raft state yet): added as a learner, caught up, then promoted to voter.
     #[arg(long, env = "CUSTOS_JOIN")]
     join: Option<String>,
+    /// The peer address other members reach this node at, when not `--raft-listen` (a proxy,
+    /// NAT, a Kubernetes Service) and the node is not an initial member.
+    #[arg(long, env = "CUSTOS_ADVERTISE_RAFT_ADDR")]
+    advertise_raft_addr: Option<String>,
+    /// The SDK address clients are sent to, when not `--sdk-listen`.
+    #[arg(long, env = "CUSTOS_ADVERTISE_SDK_ADDR")]
+    advertise_sdk_addr: Option<String>,
     /// With --join: stay a learner (promote later with `custos cluster promote`).
     #[arg(long, requires = "join")]
     learner: bool,
@@ -112,6 +119,16 @@ pub fn effective_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
         args.data_dir.as_deref().map(path_value),
     );
     overlay(&mut table, "join", args.join.clone());
+    overlay(
+        &mut table,
+        "advertise_raft_addr",
+        args.advertise_raft_addr.clone(),
+    );
+    overlay(
+        &mut table,
+        "advertise_sdk_addr",
+        args.advertise_sdk_addr.clone(),
+    );
     if args.learner {
         table.insert("join_as_learner".into(), true.into());
     }

@@ -184,6 +184,15 @@ pub struct ServerConfig {
     /// With `join`: stay a learner (promote later with `custos cluster promote`).
     #[serde(default)]
     pub join_as_learner: bool,
+    /// The peer address (`host:port`) the other members reach this node at, when it differs
+    /// from `raft_listen` (a proxy, NAT, a Kubernetes Service) and the node is not named in
+    /// `initial_members`: what a joining node announces.
+    #[serde(default)]
+    pub advertise_raft_addr: Option<String>,
+    /// The SDK address clients are sent to, when it differs from `sdk_listen`; as
+    /// `advertise_raft_addr`.
+    #[serde(default)]
+    pub advertise_sdk_addr: Option<String>,
     /// A backup file (`custos cluster backup`) to seed this node's empty data dir from: the
     /// node becomes the only voter of a new cluster holding the backed-up state; others join
     /// it. Set by `custos server --restore`, never read from the file.
@@ -237,11 +246,19 @@ impl ServerConfig {
     }
 
     /// The addresses this node announces (peer, SDK): its `initial_members` entry if any,
-    /// else its listen addresses. Used to register, to join and to restore.
+    /// else `advertise_raft_addr`/`advertise_sdk_addr`, else its listen addresses. Used to
+    /// register, to join and to restore.
     pub fn advertised(&self) -> (String, String) {
         match self.initial_members.iter().find(|m| m.id == self.node_id) {
             Some(m) => (m.raft_addr.clone(), m.sdk_addr.clone()),
-            None => (self.raft_listen.to_string(), self.sdk_listen.to_string()),
+            None => (
+                self.advertise_raft_addr
+                    .clone()
+                    .unwrap_or_else(|| self.raft_listen.to_string()),
+                self.advertise_sdk_addr
+                    .clone()
+                    .unwrap_or_else(|| self.sdk_listen.to_string()),
+            ),
         }
     }
 
@@ -276,6 +293,21 @@ impl ServerConfig {
             return Err(ConfigError::Invalid(
                 "join is empty: give a member's peer address (host:port)".into(),
             ));
+        }
+        for (key, value) in [
+            ("advertise_raft_addr", &self.advertise_raft_addr),
+            ("advertise_sdk_addr", &self.advertise_sdk_addr),
+        ] {
+            if let Some(v) = value {
+                let port = v
+                    .rsplit_once(':')
+                    .map(|(host, port)| (host, port.parse::<u16>()));
+                if !matches!(port, Some((host, Ok(p))) if !host.is_empty() && p != 0) {
+                    return Err(ConfigError::Invalid(format!(
+                        "{key} {v:?} is not host:port"
+                    )));
+                }
+            }
         }
         if self.join.is_none() && !self.initial_members.is_empty() && !ids.contains(&self.node_id) {
             return Err(ConfigError::Invalid(format!(
@@ -336,4 +368,51 @@ impl ServerConfig {
 /// named by file or environment variable, never written inline.
 pub fn render(config: &ServerConfig) -> Result<String, ConfigError> {
     toml::to_string(config).map_err(|e| ConfigError::Invalid(format!("rendering the config: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> ServerConfig {
+        toml::from_str(&format!(
+            "node_id = 4\ndata_dir = \"/tmp/x\"\nsdk_listen = \"127.0.0.1:9100\"\n\
+             raft_listen = \"127.0.0.1:9200\"\nauth_enabled = false\ninsecure = true\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_node_announces_its_member_entry_then_its_advertised_then_its_listen_addresses() {
+        let plain = config("");
+        assert_eq!(
+            plain.advertised(),
+            ("127.0.0.1:9200".into(), "127.0.0.1:9100".into())
+        );
+        let behind_proxy = config(
+            "join = \"10.0.0.1:9200\"\nadvertise_raft_addr = \"proxy:7000\"\n\
+             advertise_sdk_addr = \"custos-4.example:9100\"\n",
+        );
+        behind_proxy.validate().unwrap();
+        assert_eq!(
+            behind_proxy.advertised(),
+            ("proxy:7000".into(), "custos-4.example:9100".into())
+        );
+        let member = config(
+            "advertise_raft_addr = \"proxy:7000\"\n[[initial_members]]\nid = 4\n\
+             raft_addr = \"m:1\"\nsdk_addr = \"m:2\"\n",
+        );
+        assert_eq!(member.advertised(), ("m:1".into(), "m:2".into()));
+    }
+
+    #[test]
+    fn an_advertised_address_without_a_port_is_refused_by_name() {
+        for bad in ["proxy", "proxy:", ":7000", "proxy:0", "proxy:99999"] {
+            let err = config(&format!("advertise_raft_addr = {bad:?}\n"))
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("advertise_raft_addr"), "{bad}: {err}");
+        }
+    }
 }
