@@ -27,6 +27,11 @@ pub struct RaftTuning {
     /// Log entries kept behind a snapshot (the rest are purged), so a follower that lags a
     /// little catches up from the log instead of a whole snapshot.
     pub keep_log_entries: u64,
+    /// How long one snapshot chunk may take to reach a member and be taken, in milliseconds.
+    /// The last chunk's answer waits for the whole install, so this bounds an install too:
+    /// openraft's default (200 ms) made a loaded member re-receive the same snapshot forever
+    /// (the leader gave up on each install that succeeded a moment later).
+    pub install_snapshot_timeout_ms: u64,
 }
 
 impl Default for RaftTuning {
@@ -37,6 +42,7 @@ impl Default for RaftTuning {
             election_timeout_max_ms: 600,
             snapshot_every: 5000,
             keep_log_entries: 1000,
+            install_snapshot_timeout_ms: 10_000,
         }
     }
 }

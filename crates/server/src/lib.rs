@@ -86,6 +86,7 @@ fn raft_config(cfg: &ServerConfig) -> anyhow::Result<openraft::Config> {
         election_timeout_max: cfg.raft.election_timeout_max_ms,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.raft.snapshot_every),
         max_in_snapshot_log_to_keep: cfg.raft.keep_log_entries,
+        install_snapshot_timeout: cfg.raft.install_snapshot_timeout_ms,
         ..Default::default()
     };
     config.validate().context("invalid Raft timing in [raft]")
