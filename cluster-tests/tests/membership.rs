@@ -495,6 +495,41 @@ fn nodes_join_lead_leave_and_a_wiped_node_cannot_come_back_under_its_old_id() {
             .any(|m| m.starts_with("Membership change authorized: add member 5 at ")),
         "{messages:?}"
     );
+    // A joiner is registered (with its data dir's incarnation) before it becomes a member, so
+    // a wipe right after joining is refused like any other (found by the chaos nemesis: a node
+    // wiped between joining and registering was taken for itself).
+    let o = ok(cli(&[
+        "audit",
+        "list",
+        "--all",
+        "-o",
+        "json",
+        "--endpoint",
+        &writer_eps,
+        "--token",
+        &admin,
+    ]));
+    let all = json(&o);
+    let messages: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["message"].as_str().unwrap())
+        .collect();
+    for id in [4, 5] {
+        let registered = messages
+            .iter()
+            .position(|m| *m == format!("Node {id} registered"));
+        let added = messages.iter().position(|m| {
+            m.starts_with(&format!(
+                "Membership change authorized: add member {id} at "
+            ))
+        });
+        assert!(
+            matches!((registered, added), (Some(r), Some(a)) if r < a),
+            "node {id}: registered at {registered:?}, added at {added:?}"
+        );
+    }
     // Node 4 stopped but is still a member: verify the members that answer.
     ok(cli(&[
         "audit",

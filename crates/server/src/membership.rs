@@ -466,6 +466,26 @@ impl Node {
                 req.incarnation
             )));
         }
+        // Register the joiner (with its incarnation) before it becomes a member: a node wiped
+        // between joining and its own registration would otherwise be taken for itself.
+        if registered == 0 && !req.registration.is_empty() {
+            let record: custos_model::StorageNodeRecord = codec::decode(&req.registration)
+                .map_err(|e| Status::invalid_argument(format!("undecodable registration: {e}")))?;
+            if record.id != joiner || record.incarnation != req.incarnation {
+                return Err(Status::invalid_argument(format!(
+                    "the registration names node {} incarnation {}, the join node {joiner} \
+                     incarnation {}",
+                    record.id, record.incarnation, req.incarnation
+                )));
+            }
+            self.write(
+                crate::duties::node_identity(req.from),
+                RequestId(format!("join/{}/register/{}", req.from, req.incarnation)),
+                Op::RegisterNode { node: record },
+                deadline,
+            )
+            .await?;
+        }
         let command = |change: MembershipChange, step: &str| Command {
             request_id: RequestId(format!("join/{}/{step}/{}", req.from, uuid::Uuid::new_v4())),
             identity: crate::duties::node_identity(req.from),
@@ -604,6 +624,8 @@ async fn ask_to_join(
         sdk_addr: sdk_addr.to_string(),
         learner,
         incarnation: node.incarnation,
+        registration: codec::encode(&crate::duties::own_record(node))
+            .map_err(|e| Status::internal(format!("encoding this node's registration: {e}")))?,
     });
     req.set_timeout(JOIN_TIMEOUT);
     let reply = client.join(req).await?.into_inner();
