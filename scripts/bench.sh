@@ -11,7 +11,10 @@
 #   scripts/bench.sh scale     one 3-member cluster grown from 1,000 to 100,000 volumes: Inspect
 #                              p50 ratio, Enumerate, RSS, restart to serving, a joining member's
 #                              catch-up by snapshot (scripts/bench-scale.sh)
-#   scripts/bench.sh [all]     all four
+#   scripts/bench.sh failover  leader SIGKILL under one sequential writer, custos vs etcd, 10
+#                              trials each: longest write gap, acknowledged writes read back
+#                              (scripts/bench-failover.sh)
+#   scripts/bench.sh [all]     all of them
 #
 # The cluster part installs etcd (Debian's etcd-server/etcd-client) when missing and matplotlib
 # into target/bench-venv. Knobs (environment): BENCH_RUNS (3), BENCH_SEQ_OPS (2000),
@@ -289,6 +292,7 @@ case "$WHAT" in
   audit) audit_bench ;;
   cluster) cluster_bench ;;
   scale) bash scripts/bench-scale.sh ;;
-  all) auth_bench; audit_bench; cluster_bench; bash scripts/bench-scale.sh ;;
-  *) echo "usage: $0 [auth|audit|cluster|scale|all]" >&2; exit 2 ;;
+  failover) bash scripts/bench-failover.sh ;;
+  all) auth_bench; audit_bench; cluster_bench; bash scripts/bench-scale.sh; bash scripts/bench-failover.sh ;;
+  *) echo "usage: $0 [auth|audit|cluster|scale|failover|all]" >&2; exit 2 ;;
 esac

@@ -36,7 +36,7 @@ pub fn key_name(n: u64) -> String {
     format!("/bench/k{n:07}")
 }
 
-async fn connect(addr: &str) -> Result<Channel, BenchError> {
+pub(crate) async fn connect(addr: &str) -> Result<Channel, BenchError> {
     Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|_| setup(format!("invalid endpoint {addr:?}")))?
         .connect_timeout(Duration::from_secs(2))
@@ -47,7 +47,7 @@ async fn connect(addr: &str) -> Result<Channel, BenchError> {
 }
 
 /// A token for `creds` from the member behind `channel`, as metadata.
-async fn authenticate(
+pub(crate) async fn authenticate(
     channel: &Channel,
     creds: Option<&Credentials>,
 ) -> Result<Option<MetadataValue<Ascii>>, BenchError> {
@@ -69,7 +69,7 @@ async fn authenticate(
         .map_err(|_| setup("etcd returned a token that is not ASCII"))
 }
 
-fn request<T>(
+pub(crate) fn request<T>(
     msg: T,
     token: &Option<MetadataValue<Ascii>>,
     timeout: Duration,

@@ -10,6 +10,7 @@
 
 pub mod custos;
 pub mod etcd;
+pub mod failover;
 pub mod proc;
 
 use serde::{Deserialize, Serialize};

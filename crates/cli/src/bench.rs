@@ -26,6 +26,43 @@ pub enum BenchCommand {
         #[command(flatten)]
         load: LoadArgs,
     },
+    /// One sequential writer for leader-failover trials: each attempt has a short deadline and
+    /// is retried on the next member until acknowledged; reports when every write was
+    /// acknowledged, the longest gap, and whether every acknowledged write reads back
+    /// (`scripts/bench.sh failover` kills the leader meanwhile).
+    Timeline(TimelineArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum SystemArg {
+    /// custos at the global `--endpoint` list, as the global `--token`.
+    Custos,
+    /// etcd at `--etcd-endpoint`.
+    Etcd,
+}
+
+#[derive(clap::Args)]
+pub struct TimelineArgs {
+    #[arg(long, value_enum)]
+    system: SystemArg,
+    /// etcd client addresses (host:port), comma-separated (with `--system etcd`).
+    #[arg(long, value_delimiter = ',')]
+    etcd_endpoint: Vec<String>,
+    /// etcd user (auth on).
+    #[arg(long)]
+    user: Option<String>,
+    /// The etcd user's password.
+    #[arg(long, env = "CUSTOS_BENCH_ETCD_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// How long to write, in seconds.
+    #[arg(long, default_value_t = 8)]
+    duration_secs: u64,
+    /// Deadline of each attempt, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    attempt_timeout_ms: u64,
+    /// How long reading back may take, in seconds.
+    #[arg(long, default_value_t = 60)]
+    verify_secs: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -122,6 +159,7 @@ impl LoadArgs {
 
 pub async fn run(command: BenchCommand, ctx: &output::Context) -> anyhow::Result<()> {
     let report = match command {
+        BenchCommand::Timeline(args) => return timeline(args, ctx).await,
         BenchCommand::Custos(load) => {
             let target = ctx.target()?;
             custos_bench::custos::run(&target.endpoints, target.token.as_deref(), &load.options())
@@ -144,6 +182,59 @@ pub async fn run(command: BenchCommand, ctx: &output::Context) -> anyhow::Result
         }
     };
     print(&report, ctx.format)
+}
+
+async fn timeline(args: TimelineArgs, ctx: &output::Context) -> anyhow::Result<()> {
+    let opts = custos_bench::failover::TimelineOptions {
+        duration: Duration::from_secs(args.duration_secs),
+        attempt_timeout: Duration::from_millis(args.attempt_timeout_ms),
+        verify_timeout: Duration::from_secs(args.verify_secs),
+    };
+    let t = match args.system {
+        SystemArg::Custos => {
+            let target = ctx.target()?;
+            custos_bench::failover::custos(&target.endpoints, target.token.as_deref(), &opts)
+                .await?
+        }
+        SystemArg::Etcd => {
+            anyhow::ensure!(
+                !args.etcd_endpoint.is_empty(),
+                "--system etcd needs --etcd-endpoint"
+            );
+            let creds = match args.user {
+                Some(user) => Some(Credentials {
+                    user,
+                    password: args.password.context("--user needs --password")?,
+                }),
+                None => None,
+            };
+            custos_bench::failover::etcd(&args.etcd_endpoint, creds.as_ref(), &opts).await?
+        }
+    };
+    if ctx.format == Format::Json {
+        println!("{}", serde_json::to_string(&t)?);
+    } else {
+        println!(
+            "{}: {} writes acknowledged ({} failed attempts), longest gap {:.0} ms at {:.0} ms; \
+             {} read back, {} missing{}",
+            t.system,
+            t.acked,
+            t.failed_attempts,
+            t.longest_gap_ms,
+            t.longest_gap_at_ms,
+            t.verified,
+            t.missing,
+            t.verify_error
+                .as_deref()
+                .map(|e| format!(" (reading back failed: {e})"))
+                .unwrap_or_default()
+        );
+    }
+    anyhow::ensure!(
+        t.missing == 0 && t.verify_error.is_none(),
+        "acknowledged writes are missing or could not be read back"
+    );
+    Ok(())
 }
 
 fn print(r: &Report, format: Format) -> anyhow::Result<()> {
