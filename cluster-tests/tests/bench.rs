@@ -1,6 +1,7 @@
 //! `custos bench` against real `custos dev` clusters with tiny operation counts: every workload
 //! yields a well-formed report (all requested operations counted, positive ordered latencies,
-//! server CPU measured), and `custos dev --no-auth` really turns authentication off.
+//! server CPU measured), `custos dev --no-auth` really turns authentication off, and the
+//! failover writer (`custos bench timeline`) reports a consistent timeline across a leader kill.
 
 use custos_cluster_tests::{custos_bin, TestCluster};
 use serde_json::Value;
@@ -167,4 +168,60 @@ fn dev_no_auth_turns_authentication_off() {
     check_report(&r, "write", 15, 3);
     let anonymous = bench(&off, None, &["--workload", "write", "--ops", "5"]);
     check_report(&anonymous, "write", 5, 1);
+}
+
+/// `custos bench timeline` (the leader-failover writer): with the leader SIGKILLed while it
+/// writes, the report is consistent (one acknowledgement time per write, in order, the longest
+/// gap the largest of them), the writer carried on through another member, and every
+/// acknowledged write reads back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failover_writer_reports_a_consistent_timeline_across_a_leader_kill() {
+    let mut cluster = TestCluster::start(3).unwrap();
+    let leader = cluster.leader(1).await.unwrap();
+    let mut writer = Command::new(custos_bin())
+        .args(["bench", "timeline", "--system", "custos", "-o", "json"])
+        .args(["--duration-secs", "6", "--attempt-timeout-ms", "500"])
+        .arg("--endpoint")
+        .arg(cluster.info.endpoints.join(","))
+        .arg("--token")
+        .arg(cluster.token("user"))
+        .env_remove("CUSTOS_TOKEN")
+        .env_remove("CUSTOS_ENDPOINT")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    cluster.kill9(leader);
+    let out = tokio::task::spawn_blocking(move || writer.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success(), "the writer failed");
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let acks: Vec<f64> = r["ack_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(r["acked"].as_u64().unwrap(), acks.len() as u64, "{r}");
+    assert!(acks.windows(2).all(|w| w[0] <= w[1]), "{r}");
+    let mut prev = 0.0f64;
+    let mut widest = 0.0f64;
+    for t in acks.iter().copied().chain([6000.0]) {
+        widest = widest.max(t - prev);
+        prev = t;
+    }
+    assert!(
+        (r["longest_gap_ms"].as_f64().unwrap() - widest).abs() < 1e-6,
+        "{r}"
+    );
+    // Writes were acknowledged after the kill (by the members left), and none is missing.
+    assert!(
+        acks.iter().any(|t| *t > 2500.0),
+        "no write after the kill: {r}"
+    );
+    assert_eq!(r["missing"].as_u64(), Some(0), "{r}");
+    assert_eq!(r["verified"], r["acked"], "{r}");
+    assert!(r["verify_error"].is_null(), "{r}");
 }
