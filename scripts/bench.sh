@@ -11,18 +11,26 @@
 #   scripts/bench.sh scale     one 3-member cluster grown from 1,000 to 100,000 volumes: Inspect
 #                              p50 ratio, Enumerate, RSS, restart to serving, a joining member's
 #                              catch-up by snapshot (scripts/bench-scale.sh)
+#   scripts/bench.sh flood     issue #5: a legitimate writer's p99/p50 latency while another
+#                              member of a 3-member custos cluster (release, auth on) is flooded
+#                              with bad tokens, against its own quiet latency in the same run
+#                              (`custos bench flood`: interleaved quiet and flood phases), for
+#                              each flood size; target p99 ratio <= 2 (scripts/bench_flood_report.py)
 #   scripts/bench.sh failover  leader SIGKILL under one sequential writer, custos vs etcd, 10
 #                              trials each: longest write gap, acknowledged writes read back
 #                              (scripts/bench-failover.sh)
 #   scripts/bench.sh [all]     all of them
 #
 # The cluster part installs etcd (Debian's etcd-server/etcd-client) when missing and matplotlib
-# into target/bench-venv. Knobs (environment): BENCH_RUNS (3), BENCH_SEQ_OPS (2000),
+# into target/bench-venv. Knobs (environment): BENCH_RUNS (3; cluster and flood), BENCH_SEQ_OPS (2000),
 # BENCH_W10_OPS (5000), BENCH_W100_OPS (20000), BENCH_READ_OPS (serializable, 60000),
 # BENCH_LIN_OPS (linearizable, 10000), BENCH_KEYS (10000),
 # BENCH_IDLE_PCT (idle gate, 25), BENCH_IDLE_WAIT (its longest wait, 60 s), BENCH_CARGO (cargo
 # command, e.g. "nice -n 15 cargo"), BENCH_BIN (a custos binary to use instead of building one),
-# BENCH_MD and BENCH_PLOTS (where the tables and plots go: BENCHMARKS.md, docs/bench).
+# BENCH_MD and BENCH_PLOTS (where the tables and plots go: BENCHMARKS.md, docs/bench);
+# flood: BENCH_FLOOD_LOOPS (the flood sizes, concurrent bad-token loops: "2 8"),
+# BENCH_FLOOD_BURSTS (quiet + flood pairs per measurement, 10), BENCH_FLOOD_QUIET_MS (2000) and
+# BENCH_FLOOD_MS (2000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -180,8 +188,9 @@ bench_shapes() {
   done
 }
 
-# A fresh custos cluster for one run of every shape: custos_system LABEL RUN [custos dev flags].
-custos_system() {
+# Starts a fresh 3-member custos cluster (`custos dev`) and sets ENDPOINTS, PIDS and TOKEN (the
+# user token): start_custos LABEL RUN [custos dev flags]. `cleanup` stops it.
+start_custos() {
   local label="$1" run="$2"; shift 2
   local dir="$OUT/$label-$run" base devpid
   base="$(free_base_port)"
@@ -196,11 +205,17 @@ custos_system() {
     sleep 0.1
   done
   [ -s "$dir/cluster.json" ] || { echo "custos dev did not start" >&2; exit 1; }
-  local endpoints pids token
-  endpoints="$(json_field "$dir/cluster.json" '",".join(d["endpoints"])')"
-  pids="$(json_field "$dir/cluster.json" '",".join(str(n["pid"]) for n in d["nodes"])')"
-  token="$(json_field "$dir/cluster.json" 'd["tokens"]["user"]')"
-  local auth=(--token "$token")
+  ENDPOINTS="$(json_field "$dir/cluster.json" '",".join(d["endpoints"])')"
+  PIDS="$(json_field "$dir/cluster.json" '",".join(str(n["pid"]) for n in d["nodes"])')"
+  TOKEN="$(json_field "$dir/cluster.json" 'd["tokens"]["user"]')"
+}
+
+# A fresh custos cluster for one run of every shape: custos_system LABEL RUN [custos dev flags].
+custos_system() {
+  local label="$1" run="$2"; shift 2
+  start_custos "$label" "$run" "$@"
+  local endpoints="$ENDPOINTS" pids="$PIDS"
+  local auth=(--token "$TOKEN")
   if [ "$label" = custos-noauth ]; then auth=(); fi
   log "custos ($label): preloading $KEYS volumes"
   "$BIN" bench custos --endpoint "$endpoints" "${auth[@]}" -o json --workload preload \
@@ -254,9 +269,8 @@ etcd_system() {
   cleanup
 }
 
-cluster_bench() {
-  ensure_etcd
-  ensure_plot_venv
+# BIN: BENCH_BIN, or a release build.
+release_bin() {
   if [ -n "${BENCH_BIN:-}" ]; then
     BIN="$BENCH_BIN"
   else
@@ -264,6 +278,12 @@ cluster_bench() {
     $CARGO_CMD build --release --locked -p custos-cli
     BIN="$TARGET_DIR/release/custos"
   fi
+}
+
+cluster_bench() {
+  ensure_etcd
+  ensure_plot_venv
+  release_bin
   OUT="$TARGET_DIR/bench/$(date -u +%Y%m%dT%H%M%SZ)"
   mkdir -p "$OUT/lat"
   log "results in $OUT"
@@ -287,12 +307,58 @@ cluster_bench() {
   "$PLOT_PY" scripts/bench_report.py "$OUT" "${BENCH_MD:-BENCHMARKS.md}" "${BENCH_PLOTS:-docs/bench}"
 }
 
+# ---------------------------------------------------------------------------------------------
+# Denial flood (issue #5): a legitimate writer's latency, quiet against flooded, in one run.
+
+FLOOD_LOOPS="${BENCH_FLOOD_LOOPS:-2 8}"
+FLOOD_BURSTS="${BENCH_FLOOD_BURSTS:-10}"
+FLOOD_QUIET_MS="${BENCH_FLOOD_QUIET_MS:-2000}"
+FLOOD_MS="${BENCH_FLOOD_MS:-2000}"
+
+flood_bench() {
+  release_bin
+  OUT="$TARGET_DIR/bench-flood/$(date -u +%Y%m%dT%H%M%SZ)"
+  mkdir -p "$OUT"
+  log "results in $OUT"
+  {
+    echo "date=$(date -u +%Y-%m-%dT%H:%MZ)"
+    echo "commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD 2>/dev/null || echo '+dirty')"
+    echo "cpus=$(nproc)"
+    echo "runs=$RUNS"
+    echo "loops=$FLOOD_LOOPS"
+    echo "bursts=$FLOOD_BURSTS"
+    echo "quiet_ms=$FLOOD_QUIET_MS"
+    echo "flood_ms=$FLOOD_MS"
+    echo "idle_gate=below ${IDLE_PCT}% busy, waiting at most ${IDLE_WAIT} s"
+  } >"$OUT/meta.txt"
+  # One fresh cluster per run, every flood size measured on it; the sizes take turns in
+  # alternating order, so a drift over the run weighs on them alike.
+  local run k order
+  for run in $(seq "$RUNS"); do
+    start_custos custos-flood "$run"
+    order="$FLOOD_LOOPS"
+    if [ $((run % 2)) = 0 ]; then order="$(printf '%s\n' $FLOOD_LOOPS | tac | tr '\n' ' ')"; fi
+    for k in $order; do
+      log "flood run $run: $k flood loops, $FLOOD_BURSTS x (${FLOOD_QUIET_MS} ms quiet + ${FLOOD_MS} ms flood)"
+      "$BIN" bench flood --endpoint "$ENDPOINTS" --token "$TOKEN" -o json --flood-loops "$k" \
+        --bursts "$FLOOD_BURSTS" --quiet-ms "$FLOOD_QUIET_MS" --flood-ms "$FLOOD_MS" \
+        --pids "$PIDS" --idle-below-pct "$IDLE_PCT" --idle-max-wait-secs "$IDLE_WAIT" \
+        --label "flood-$k" \
+        | python3 -c 'import json,sys; r=json.load(sys.stdin); r["run"]=int(sys.argv[1]); print(json.dumps(r))' "$run" \
+        | tee -a "$OUT/results.jsonl" | python3 -c 'import json,sys; r=json.load(sys.stdin); q,f=r["quiet"],r["flood"]; print("   p99 quiet %.2f ms, flood %.2f ms (%.2fx); p50 %.2fx; %d/%d writes (%d errors); %d refusals (%.0f/s, %d unexpected)" % (q["latency_ms"]["p99"], f["latency_ms"]["p99"], r["p99_ratio"], r["p50_ratio"], q["writes"], f["writes"], q["write_errors"] + f["write_errors"], r["refusals"], r["refusals_per_s"], r["flood_errors"]))' >&2
+    done
+    cleanup
+  done
+  python3 scripts/bench_flood_report.py "$OUT" "${BENCH_MD:-BENCHMARKS.md}"
+}
+
 case "$WHAT" in
   auth) auth_bench ;;
   audit) audit_bench ;;
   cluster) cluster_bench ;;
   scale) bash scripts/bench-scale.sh ;;
+  flood) flood_bench ;;
   failover) bash scripts/bench-failover.sh ;;
-  all) auth_bench; audit_bench; cluster_bench; bash scripts/bench-scale.sh; bash scripts/bench-failover.sh ;;
-  *) echo "usage: $0 [auth|audit|cluster|scale|failover|all]" >&2; exit 2 ;;
+  all) auth_bench; audit_bench; cluster_bench; bash scripts/bench-scale.sh; flood_bench; bash scripts/bench-failover.sh ;;
+  *) echo "usage: $0 [auth|audit|cluster|scale|flood|failover|all]" >&2; exit 2 ;;
 esac

@@ -1,7 +1,9 @@
 //! `custos bench` against real `custos dev` clusters with tiny operation counts: every workload
 //! yields a well-formed report (all requested operations counted, positive ordered latencies,
-//! server CPU measured), `custos dev --no-auth` really turns authentication off, and the
-//! failover writer (`custos bench timeline`) reports a consistent timeline across a leader kill.
+//! server CPU measured), `custos dev --no-auth` really turns authentication off, a short
+//! `custos bench flood` reports figures consistent with each other (no timing thresholds: the
+//! latency target is the benchmark's, `scripts/bench.sh flood`), and the failover writer
+//! (`custos bench timeline`) reports a consistent timeline across a leader kill.
 
 use custos_cluster_tests::{custos_bin, TestCluster};
 use serde_json::Value;
@@ -224,4 +226,213 @@ async fn the_failover_writer_reports_a_consistent_timeline_across_a_leader_kill(
     assert_eq!(r["missing"].as_u64(), Some(0), "{r}");
     assert_eq!(r["verified"], r["acked"], "{r}");
     assert!(r["verify_error"].is_null(), "{r}");
+}
+
+/// Runs `custos bench flood -o json ARGS` against `cluster` as `token` and returns the report.
+fn flood(cluster: &TestCluster, token: &str, args: &[&str]) -> Value {
+    let pids: Vec<String> = cluster
+        .info
+        .nodes
+        .iter()
+        .map(|n| n.pid.to_string())
+        .collect();
+    let out = Command::new(custos_bin())
+        .args(["bench", "flood", "-o", "json", "--endpoint"])
+        .arg(cluster.info.endpoints.join(","))
+        .arg("--pids")
+        .arg(pids.join(","))
+        .arg("--token")
+        .arg(token)
+        .args(args)
+        .env_remove("CUSTOS_TOKEN")
+        .env_remove("CUSTOS_ENDPOINT")
+        .output()
+        .expect("running custos bench flood");
+    assert!(
+        out.status.success(),
+        "custos bench flood {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "custos bench flood printed no JSON report ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+}
+
+/// Checks what every flood report of a clean run must hold: K loops, the phases' figures, the
+/// ratios computed from the reported percentiles, the refusals and the flooded member.
+fn check_flood(cluster: &TestCluster, r: &Value, loops: u64, bursts: u64, phase_ms: (u64, u64)) {
+    let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {r}"));
+    let u = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k} missing: {r}"));
+    assert_eq!(r["system"], "custos", "{r}");
+    assert_eq!(r["workload"], "flood", "{r}");
+    assert_eq!(u("flood_loops"), loops, "{r}");
+    assert_eq!(u("bursts"), bursts, "{r}");
+    assert_eq!(
+        (u("quiet_ms_per_burst"), u("flood_ms_per_burst")),
+        phase_ms,
+        "{r}"
+    );
+
+    let endpoints = &cluster.info.endpoints;
+    let flooded = r["flooded"].as_str().unwrap();
+    assert!(
+        endpoints.iter().any(|e| e == r["leader"].as_str().unwrap()),
+        "{r}"
+    );
+    assert!(endpoints.iter().any(|e| e == flooded), "{r}");
+
+    for (name, ms) in [("quiet", phase_ms.0), ("flood", phase_ms.1)] {
+        let p = &r[name];
+        let writes = p["writes"].as_u64().unwrap();
+        assert!(writes > 0, "{name}: the writer wrote: {r}");
+        assert_eq!(
+            p["write_errors"], 0,
+            "{name}: every legitimate write succeeds: {r}"
+        );
+        // Each phase lasts at least its length (the writer stops after it, not before).
+        assert!(
+            f(p, "elapsed_s") >= (bursts * ms) as f64 / 1000.0,
+            "{name}: {r}"
+        );
+        assert!(
+            close(f(p, "writes_per_s"), writes as f64 / f(p, "elapsed_s")),
+            "{name}: {r}"
+        );
+        let lat = &p["latency_ms"];
+        let l = |k: &str| f(lat, k);
+        assert!(l("p50") > 0.0, "{name}: {r}");
+        assert!(
+            l("p50") <= l("p90") && l("p90") <= l("p99") && l("p99") <= l("max"),
+            "{name}: {r}"
+        );
+        assert!(l("mean") > 0.0 && l("mean") <= l("max"), "{name}: {r}");
+        assert!(
+            f(p, "servers_cpu_s") >= f(p, "flooded_cpu_s"),
+            "{name}: {r}"
+        );
+    }
+    assert!(r["first_write_error"].is_null(), "{r}");
+    assert!(
+        f(&r["flood"], "flooded_cpu_s") > 0.0,
+        "the flooded member worked in the flood phases: {r}"
+    );
+
+    // The ratios are the reported percentiles' quotients.
+    let (q, fl) = (&r["quiet"]["latency_ms"], &r["flood"]["latency_ms"]);
+    assert!(
+        close(f(r, "p99_ratio"), f(fl, "p99") / f(q, "p99")),
+        "p99 ratio: {r}"
+    );
+    assert!(
+        close(f(r, "p50_ratio"), f(fl, "p50") / f(q, "p50")),
+        "p50 ratio: {r}"
+    );
+
+    // Every flood call was refused as unauthenticated, and counted by token kind: even loops
+    // send garbage, odd loops untrusted issuers.
+    let refusals = u("refusals");
+    assert!(refusals > 0, "{r}");
+    assert_eq!(u("flood_errors"), 0, "{r}");
+    assert!(r["first_flood_error"].is_null(), "{r}");
+    assert_eq!(
+        refusals,
+        u("refusals_garbage") + u("refusals_untrusted"),
+        "{r}"
+    );
+    assert!(u("refusals_garbage") > 0, "{r}");
+    assert_eq!(u("refusals_untrusted") > 0, loops > 1, "{r}");
+    assert!(
+        close(
+            f(r, "refusals_per_s"),
+            refusals as f64 / f(&r["flood"], "elapsed_s")
+        ),
+        "{r}"
+    );
+
+    // The flooded member's process was found by its address, and its memory read.
+    let node = cluster
+        .info
+        .nodes
+        .iter()
+        .find(|n| n.sdk == flooded)
+        .expect("the flooded member is a node of the cluster");
+    assert_eq!(r["flooded_pid"], node.pid, "{r}");
+    assert!(
+        u("flooded_rss_kib_before") > 0 && u("flooded_rss_kib_after") > 0,
+        "{r}"
+    );
+}
+
+#[test]
+fn the_flood_benchmark_reports_consistent_figures() {
+    // Options are checked before anything is contacted.
+    let out = Command::new(custos_bin())
+        .args([
+            "bench",
+            "flood",
+            "--flood-loops",
+            "0",
+            "--endpoint",
+            "127.0.0.1:1",
+        ])
+        .args(["--token", "x"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--flood-loops must be at least 1"),
+        "{stderr}"
+    );
+
+    let cluster = TestCluster::start(3).unwrap();
+    let user = cluster.token("user");
+    // The default shape of the test it came from (audit.rs): two loops, one garbage, one
+    // untrusted; short phases.
+    let r = flood(
+        &cluster,
+        &user,
+        &["--bursts", "2", "--quiet-ms", "400", "--flood-ms", "600"],
+    );
+    check_flood(&cluster, &r, 2, 2, (400, 600));
+    // By default the writer writes through the leader and the flood goes to another member.
+    assert_ne!(
+        r["leader"], r["flooded"],
+        "the flood spares the leader: {r}"
+    );
+
+    // Three loops (two garbage, one untrusted) at a member named explicitly.
+    let leader = r["leader"].as_str().unwrap();
+    let other = cluster
+        .info
+        .endpoints
+        .iter()
+        .find(|e| *e != leader && *e != r["flooded"].as_str().unwrap())
+        .unwrap()
+        .clone();
+    let r3 = flood(
+        &cluster,
+        &user,
+        &[
+            "--flood-loops",
+            "3",
+            "--bursts",
+            "1",
+            "--quiet-ms",
+            "300",
+            "--flood-ms",
+            "300",
+            "--flood-target",
+            &other,
+        ],
+    );
+    check_flood(&cluster, &r3, 3, 1, (300, 300));
+    assert_eq!(r3["flooded"], other.as_str(), "{r3}");
 }

@@ -9,25 +9,35 @@ use std::time::Duration;
 /// Size of every volume the benchmark creates (metadata only: nothing is allocated).
 const VOLUME_SIZE: u64 = 1 << 20;
 
-fn setup(message: impl std::fmt::Display) -> BenchError {
+pub(crate) fn setup(message: impl std::fmt::Display) -> BenchError {
     BenchError::Setup {
         system: "custos",
         message: message.to_string(),
     }
 }
 
-/// The SDK address of the member `endpoints` name as leader.
-async fn leader(endpoints: &[String], token: Option<&str>) -> Result<String, BenchError> {
+/// The SDK addresses of the member `endpoints` name as leader and of the other members.
+pub(crate) async fn leader_and_followers(
+    endpoints: &[String],
+    token: Option<&str>,
+) -> Result<(String, Vec<String>), BenchError> {
     let probe = Client::new(endpoints, token)
         .map_err(setup)?
         .with_timeout(Duration::from_secs(5));
     let status = probe.status().await.map_err(setup)?;
-    status
+    let leader = status
         .members
         .iter()
         .find(|m| m.id == status.leader_id && status.leader_id != 0)
         .map(|m| m.sdk_addr.clone())
-        .ok_or_else(|| setup(format!("no leader known (node {})", status.node_id)))
+        .ok_or_else(|| setup(format!("no leader known (node {})", status.node_id)))?;
+    let others = status
+        .members
+        .iter()
+        .filter(|m| m.id != status.leader_id)
+        .map(|m| m.sdk_addr.clone())
+        .collect();
+    Ok((leader, others))
 }
 
 /// The name of object `n` of the read key space.
@@ -44,7 +54,7 @@ pub async fn run(
     opts.check()?;
     let targets = match opts.target {
         Target::All => endpoints.to_vec(),
-        Target::Leader => vec![leader(endpoints, token).await?],
+        Target::Leader => vec![leader_and_followers(endpoints, token).await?.0],
     };
     let serializable = opts.workload == Workload::ReadSerializable;
     let mut conns = Vec::with_capacity(opts.connections);

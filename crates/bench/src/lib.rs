@@ -7,10 +7,14 @@
 //! in count and time. Latency is measured per successful operation on the client; throughput is
 //! successful operations over the time from the start to the last client's end. The CPU seconds
 //! (user + system) of the given server processes are read from `/proc` before and after.
+//!
+//! `flood` is a different shape (issue #5): one sequential writer whose latency is compared
+//! between quiet phases and phases in which another member is flooded with bad tokens.
 
 pub mod custos;
 pub mod etcd;
 pub mod failover;
+pub mod flood;
 pub mod proc;
 
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,6 @@
 //! CPU accounting from `/proc`: CPU seconds (user + system) of given processes and of the whole
-//! machine, and an idle gate that waits (bounded) for a quiet machine before a run.
+//! machine, an idle gate that waits (bounded) for a quiet machine before a run, a process's
+//! resident memory, and which of given processes listens on a TCP port.
 
 use std::time::{Duration, Instant};
 
@@ -91,6 +92,60 @@ pub async fn wait_for_idle(max_busy_pct: f64, max_wait: Duration) -> IdleGate {
     }
 }
 
+/// Resident memory of process `pid` in KiB (`VmRSS` of `/proc/<pid>/status`).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_rss_kib(&text)
+}
+
+fn parse_rss_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The inodes of the TCP sockets listening on `port` (any address), from the text of
+/// `/proc/net/tcp` or `/proc/net/tcp6`: `local_address` is `HEXADDR:HEXPORT`, state `0A` is
+/// LISTEN, the inode is field 10.
+fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = u16::from_str_radix(f.get(1)?.rsplit_once(':')?.1, 16).ok()?;
+            (local_port == port && *f.get(3)? == "0A")
+                .then(|| f.get(9)?.parse().ok())
+                .flatten()
+        })
+        .collect()
+}
+
+/// Which of `pids` holds a socket listening on TCP `port`: a member's process found by its
+/// SDK address, to read its memory. None when no such process is found (or `/proc` is not
+/// readable).
+pub fn listening_pid(pids: &[u32], port: u16) -> Option<u32> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        if let Ok(text) = std::fs::read_to_string(table) {
+            inodes.extend(listening_inodes(&text, port));
+        }
+    }
+    let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    pids.iter().copied().find(|pid| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .any(|target| wanted.iter().any(|w| target.as_os_str() == w.as_str()))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +160,33 @@ mod tests {
     fn machine_busy_excludes_idle_and_iowait() {
         let text = "cpu  100 5 50 1000 20 1 2 0 0 0\ncpu0 1 1 1 1 1 1 1 1\n";
         assert_eq!(parse_machine(text), Some((158, 1178)));
+    }
+
+    #[test]
+    fn rss_is_read_from_the_vmrss_line() {
+        let text = "Name:\tcustos\nVmPeak:\t  900 kB\nVmRSS:\t  123456 kB\nThreads:\t9\n";
+        assert_eq!(parse_rss_kib(text), Some(123456));
+        assert_eq!(parse_rss_kib("Name:\tkthreadd\n"), None);
+        assert!(rss_kib(std::process::id()).unwrap() > 0);
+    }
+
+    #[test]
+    fn listening_sockets_are_found_by_port_and_state() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:5208 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0\n   1: 0100007F:5208 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 4343 1 0\n   2: 0100007F:5209 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4444 1 0\n";
+        // Port 0x5208 = 21000: the listener, not the established connection on the same port.
+        assert_eq!(listening_inodes(table, 21000), vec![4242]);
+        assert_eq!(listening_inodes(table, 21001), vec![4444]);
+        assert!(listening_inodes(table, 21002).is_empty());
+    }
+
+    #[test]
+    fn the_process_listening_on_a_port_is_found_among_the_given_ones() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let me = std::process::id();
+        assert_eq!(listening_pid(&[u32::MAX, me], port), Some(me));
+        drop(listener);
+        assert_eq!(listening_pid(&[me], port), None);
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! `custos bench`: the load generator (crate `custos-bench`) against a custos cluster (the global
-//! `--endpoint` and `--token`) or an etcd v3 cluster, printing one report (`-o json` for scripts).
+//! `--endpoint` and `--token`) or an etcd v3 cluster, and the denial-flood benchmark, printing
+//! one report (`-o json` for scripts).
 
 use crate::output::{self, Format};
 use anyhow::Context as _;
+use custos_bench::flood::{FloodOptions, FloodReport};
 use custos_bench::{etcd::Credentials, Options, Report, Target, Workload};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,6 +28,10 @@ pub enum BenchCommand {
         #[command(flatten)]
         load: LoadArgs,
     },
+    /// Issue #5: a legitimate writer's latency (sequential `Volume.Create` through the leader,
+    /// as the global `--token`) in quiet phases and in phases in which K loops flood another
+    /// member with `Volume.Enumerate` calls carrying garbage and untrusted-issuer tokens.
+    Flood(FloodArgs),
     /// One sequential writer for leader-failover trials: each attempt has a short deadline and
     /// is retried on the next member until acknowledged; reports when every write was
     /// acknowledged, the longest gap, and whether every acknowledged write reads back
@@ -63,6 +69,59 @@ pub struct TimelineArgs {
     /// How long reading back may take, in seconds.
     #[arg(long, default_value_t = 60)]
     verify_secs: u64,
+}
+
+#[derive(clap::Args)]
+pub struct FloodArgs {
+    /// Concurrent flood loops, each on its own connection: even ones send a garbage token,
+    /// odd ones a token from a new untrusted issuer per call.
+    #[arg(long, default_value_t = 2)]
+    flood_loops: usize,
+    /// Quiet + flood phase pairs (the phases interleave).
+    #[arg(long, default_value_t = 5)]
+    bursts: usize,
+    /// Length of each quiet phase, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    quiet_ms: u64,
+    /// Length of each flood phase, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    flood_ms: u64,
+    /// The member to flood (SDK address). Default: a member that does not lead.
+    #[arg(long)]
+    flood_target: Option<String>,
+    /// Deadline of each call, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    op_timeout_ms: u64,
+    /// Server pids (all members) whose CPU time to measure, comma-separated; the flooded
+    /// member's memory is read from the one listening on its address.
+    #[arg(long, value_delimiter = ',')]
+    pids: Vec<u32>,
+    /// Before starting, wait until the machine is less busy than this (percent, 1 s samples).
+    #[arg(long)]
+    idle_below_pct: Option<f64>,
+    /// Wait at most this long for the idle gate (the run starts anyway and says so).
+    #[arg(long, default_value_t = 60)]
+    idle_max_wait_secs: u64,
+    /// A tag copied into the report.
+    #[arg(long, default_value = "")]
+    label: String,
+}
+
+impl FloodArgs {
+    fn options(&self) -> FloodOptions {
+        FloodOptions {
+            flood_loops: self.flood_loops,
+            bursts: self.bursts,
+            quiet: Duration::from_millis(self.quiet_ms),
+            flood: Duration::from_millis(self.flood_ms),
+            flood_target: self.flood_target.clone(),
+            op_timeout: Duration::from_millis(self.op_timeout_ms),
+            server_pids: self.pids.clone(),
+            idle_below_pct: self.idle_below_pct,
+            idle_max_wait: Duration::from_secs(self.idle_max_wait_secs),
+            label: self.label.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -180,6 +239,16 @@ pub async fn run(command: BenchCommand, ctx: &output::Context) -> anyhow::Result
             };
             custos_bench::etcd::run(&etcd_endpoint, creds.as_ref(), &load.options()).await?
         }
+        BenchCommand::Flood(flood) => {
+            let target = ctx.target()?;
+            let report = custos_bench::flood::run(
+                &target.endpoints,
+                target.token.as_deref(),
+                &flood.options(),
+            )
+            .await?;
+            return print_flood(&report, ctx.format);
+        }
     };
     print(&report, ctx.format)
 }
@@ -277,6 +346,52 @@ fn print(r: &Report, format: Format) -> anyhow::Result<()> {
             "the deadline stopped the run after {} of {} operations",
             r.ops_issued, r.ops_requested
         );
+    }
+    Ok(())
+}
+
+fn print_flood(r: &FloodReport, format: Format) -> anyhow::Result<()> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string(r)?);
+        return Ok(());
+    }
+    let row = |name: &str, p: &custos_bench::flood::Phase| {
+        let l = &p.latency_ms;
+        vec![
+            name.to_string(),
+            p.writes.to_string(),
+            p.write_errors.to_string(),
+            format!("{:.0}", p.writes_per_s),
+            format!("{:.2}", l.p50),
+            format!("{:.2}", l.p90),
+            format!("{:.2}", l.p99),
+            format!("{:.2}", l.max),
+        ]
+    };
+    output::table(
+        &[
+            "phase", "writes", "errors", "writes/s", "p50 ms", "p90 ms", "p99 ms", "max ms",
+        ],
+        &[row("quiet", &r.quiet), row("flood", &r.flood)],
+    );
+    println!(
+        "flood of {} on {}: {} refusals ({:.0}/s); writer on {}: p99 flood/quiet {:.2}x, p50 {:.2}x",
+        r.flood_loops,
+        r.flooded,
+        r.refusals,
+        r.refusals_per_s,
+        r.leader,
+        r.p99_ratio,
+        r.p50_ratio
+    );
+    if let (Some(before), Some(after)) = (r.flooded_rss_kib_before, r.flooded_rss_kib_after) {
+        println!("flooded member RSS: {before} -> {after} KiB");
+    }
+    if let Some(e) = &r.first_write_error {
+        eprintln!("first write error: {e}");
+    }
+    if let Some(e) = &r.first_flood_error {
+        eprintln!("{} unexpected flood answers; first: {e}", r.flood_errors);
     }
     Ok(())
 }
