@@ -48,6 +48,13 @@ pub struct DevArgs {
     /// Log entries kept behind a snapshot (`[raft] keep_log_entries`).
     #[arg(long, default_value_t = 1000)]
     keep_log_entries: u64,
+    /// Raft heartbeat interval in milliseconds (`[raft] heartbeat_ms`).
+    #[arg(long, default_value_t = 50)]
+    heartbeat_ms: u64,
+    /// Raft election timeout range in milliseconds, `MIN-MAX` (`[raft]
+    /// election_timeout_min_ms`, `election_timeout_max_ms`).
+    #[arg(long, default_value = "300-600", value_parser = parse_range)]
+    election_timeout_ms: (u64, u64),
     /// Run the nodes with authentication off (`auth_enabled = false`): every caller is an
     /// administrator. For benchmarks that measure what auth costs; tokens are still written.
     #[arg(long)]
@@ -131,6 +138,8 @@ struct NodeExtras {
     audit_max_records: u64,
     snapshot_every: u64,
     keep_log_entries: u64,
+    heartbeat_ms: u64,
+    election_timeout_ms: (u64, u64),
     auth_enabled: bool,
     /// (CA, node cert, node key) per node id; empty with `--insecure`.
     tls: BTreeMap<u64, (PathBuf, PathBuf, PathBuf)>,
@@ -193,8 +202,13 @@ fn node_config(
         );
     }
     out += &format!(
-        "[raft]\nsnapshot_every = {}\nkeep_log_entries = {}\n\n",
-        extras.snapshot_every, extras.keep_log_entries
+        "[raft]\nsnapshot_every = {}\nkeep_log_entries = {}\nheartbeat_ms = {}\n\
+         election_timeout_min_ms = {}\nelection_timeout_max_ms = {}\n\n",
+        extras.snapshot_every,
+        extras.keep_log_entries,
+        extras.heartbeat_ms,
+        extras.election_timeout_ms.0,
+        extras.election_timeout_ms.1
     );
     if extras.audit_max_records > 0 {
         out += &format!("[audit]\nmax_records = {}\n\n", extras.audit_max_records);
@@ -418,6 +432,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         audit_max_records: args.audit_max_records,
         snapshot_every: args.snapshot_every,
         keep_log_entries: args.keep_log_entries,
+        heartbeat_ms: args.heartbeat_ms,
+        election_timeout_ms: args.election_timeout_ms,
         auth_enabled: !args.no_auth,
         tls,
         sdk_tls: args.sdk_tls,
@@ -586,4 +602,23 @@ mod tests {
             "127.0.0.1:9100,127.0.0.1:9101|/tmp/it's here/tls/ca.pem|custos-dev|/tmp/it's here/shared-secret"
         );
     }
+}
+
+/// `MIN-MAX` milliseconds, MIN < MAX.
+fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("{s:?} is not MIN-MAX (milliseconds)"))?;
+    let (a, b): (u64, u64) = (
+        a.trim()
+            .parse()
+            .map_err(|_| format!("{a:?} is not a number"))?,
+        b.trim()
+            .parse()
+            .map_err(|_| format!("{b:?} is not a number"))?,
+    );
+    if a == 0 || a >= b {
+        return Err(format!("{s:?}: MIN must be at least 1 and below MAX"));
+    }
+    Ok((a, b))
 }
