@@ -543,6 +543,94 @@ fn nodes_join_lead_leave_and_a_wiped_node_cannot_come_back_under_its_old_id() {
     drop(node5);
 }
 
+/// A removed member is retired: it may still run and hold a certificate the CA signed, but the
+/// others refuse its peer calls (a write sent to it is not forwarded into the cluster), and its
+/// id never comes back (not as a learner, not by joining).
+#[test]
+fn a_removed_member_is_retired_and_its_id_never_acts_again() {
+    let cluster = TestCluster::start(3).unwrap();
+    let admin = cluster.token("admin");
+    let user = cluster.token("user");
+    let eps = cluster.info.endpoints.join(",");
+    let (leader, _) = members(&eps, &admin).expect("cluster status");
+    let gone = if leader == 3 { 2 } else { 3 };
+    let rest: Vec<String> = (1..=3u64)
+        .filter(|i| *i != gone)
+        .map(|i| cluster.node(i).sdk.clone())
+        .collect();
+    let rest = rest.join(",");
+    ok(cli(&[
+        "cluster",
+        "remove",
+        &gone.to_string(),
+        "--endpoint",
+        &eps,
+        "--token",
+        &admin,
+    ]));
+    wait_members(&rest, &admin, "removed", |_, m| !m.contains_key(&gone));
+
+    // Still running, the removed node takes a write: it cannot get it into the cluster.
+    let o = create_volume(&cluster.node(gone).sdk, &user, "via-removed");
+    assert!(!o.status.success(), "the removed node's write went through");
+    ok(create_volume(&rest, &user, "after-removal"));
+    assert_eq!(volume_names(&rest, &user), ["after-removal"]);
+    let log = std::fs::read_to_string(&cluster.node(leader).log).unwrap_or_default();
+    assert!(
+        log.contains("refused a peer call from a node removed from the cluster"),
+        "the leader never refused the removed node"
+    );
+
+    // Its id never comes back.
+    let o = cli(&[
+        "cluster",
+        "add-learner",
+        &gone.to_string(),
+        "--raft-addr",
+        &cluster.node(gone).raft,
+        "--sdk-addr",
+        &cluster.node(gone).sdk,
+        "--endpoint",
+        &rest,
+        "--token",
+        &admin,
+    ]);
+    code(&o, 6);
+    assert!(
+        text(&o).contains("removed from the cluster"),
+        "{}",
+        text(&o)
+    );
+    // The trail says so: the change authorized, then the id retired.
+    let o = ok(cli(&[
+        "audit",
+        "list",
+        "--all",
+        "-o",
+        "json",
+        "--endpoint",
+        &rest,
+        "--token",
+        &admin,
+    ]));
+    let messages: Vec<String> = json(&o)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["message"].as_str().unwrap().to_string())
+        .collect();
+    let authorized = messages
+        .iter()
+        .position(|m| *m == format!("Membership change authorized: remove member {gone}"));
+    let retired = messages
+        .iter()
+        .position(|m| *m == format!("Node {gone} retired: removed from the cluster"));
+    assert!(
+        matches!((authorized, retired), (Some(a), Some(r)) if a < r),
+        "{messages:?}"
+    );
+}
+
 #[test]
 fn a_backup_seeds_a_new_cluster_that_others_join() {
     let cluster = TestCluster::start(3).unwrap();

@@ -378,6 +378,7 @@ fn op_objects(op: &Op) -> Vec<String> {
         Op::CreateRole { role } | Op::UpdateRole { role } => vec![role.name.clone()],
         Op::DeleteRole { name } => vec![name.clone()],
         Op::RegisterNode { node } => vec![node.id.to_string()],
+        Op::RetireNode { id } => vec![id.to_string()],
         Op::CordonNode { id } | Op::UncordonNode { id } | Op::DrainNode { id } => {
             vec![id.to_string()]
         }
@@ -424,6 +425,7 @@ fn applied_message(op: &Op, reply: &Reply) -> (String, Vec<String>) {
         Op::UpdateRole { role } => format!("Role {} updated", role.name),
         Op::DeleteRole { name } => format!("Role {name} deleted"),
         Op::RegisterNode { node } => format!("Node {} registered", node.id),
+        Op::RetireNode { id } => format!("Node {id} retired: removed from the cluster"),
         Op::CordonNode { id } => format!("Node {id} cordoned"),
         Op::UncordonNode { id } => format!("Node {id} uncordoned"),
         Op::DrainNode { id } => {

@@ -128,6 +128,12 @@ pub enum Op {
     RegisterNode {
         node: StorageNodeRecord,
     },
+    /// The leader records that member `id` was removed from the Raft membership
+    /// (cluster-internal, authorized as `ClusterAdmin.Remove`): its id never comes back, as a
+    /// peer, a member or a registration. Idempotent.
+    RetireNode {
+        id: NodeId,
+    },
     /// `Node.CordonAttachments`: the node takes no new attachments. Idempotent.
     CordonNode {
         id: NodeId,
@@ -250,6 +256,7 @@ impl Op {
             Op::UpdateRole { .. } => "/openstorage.api.OpenStorageRole/Update",
             Op::DeleteRole { .. } => "/openstorage.api.OpenStorageRole/Delete",
             Op::RegisterNode { .. } => REGISTER_NODE_METHOD,
+            Op::RetireNode { .. } => REMOVE_MEMBER_METHOD,
             Op::CordonNode { .. } => "/openstorage.api.OpenStorageNode/CordonAttachments",
             Op::UncordonNode { .. } => "/openstorage.api.OpenStorageNode/UncordonAttachments",
             Op::DrainNode { .. } => "/openstorage.api.OpenStorageNode/DrainAttachments",

@@ -59,6 +59,11 @@ pub enum Record {
     Audit(AuditRecord),
     /// Where the audit trail stands.
     AuditHead(AuditHead),
+    /// A member id removed from the cluster (`Op::RetireNode`): it never comes back.
+    Retired {
+        id: NodeId,
+        retired_ms: u64,
+    },
 }
 
 /// The key a record is stored under.
@@ -73,6 +78,7 @@ pub enum RecordKey {
     /// An audit record by sequence number.
     Audit(u64),
     AuditHead,
+    Retired(NodeId),
 }
 
 impl RecordKey {
@@ -91,6 +97,7 @@ impl RecordKey {
         }
         let node_id;
         let usage_id;
+        let retired_id;
         let (kind, id) = match self {
             RecordKey::Volume(v) => ("v", v.as_str()),
             RecordKey::Role(r) => ("r", r.as_str()),
@@ -105,6 +112,10 @@ impl RecordKey {
             }
             RecordKey::Audit(_) => unreachable!("encoded above"),
             RecordKey::AuditHead => ("h", ""),
+            RecordKey::Retired(n) => {
+                retired_id = n.0.to_string();
+                ("x", retired_id.as_str())
+            }
         };
         let mut out = Vec::with_capacity(2 + id.len());
         out.extend_from_slice(kind.as_bytes());
@@ -127,6 +138,7 @@ impl Record {
             Record::Usage { volume, node, .. } => RecordKey::Usage(volume.clone(), *node),
             Record::Audit(r) => RecordKey::Audit(r.seq),
             Record::AuditHead(_) => RecordKey::AuditHead,
+            Record::Retired { id, .. } => RecordKey::Retired(*id),
         }
     }
 }
@@ -166,6 +178,8 @@ pub struct State {
     usage: BTreeMap<(VolumeId, NodeId), VolumeUsage>,
     /// The audit trail's head; the records themselves live in the store.
     audit: AuditHead,
+    /// Member ids removed from the cluster, with when: refused as peers and as members.
+    retired: BTreeMap<NodeId, u64>,
 }
 
 impl Default for State {
@@ -191,6 +205,7 @@ impl State {
             loads: BTreeMap::new(),
             usage: BTreeMap::new(),
             audit: AuditHead::default(),
+            retired: BTreeMap::new(),
         }
     }
 
@@ -224,8 +239,13 @@ impl State {
             });
         let requests = self.requests.values().cloned().map(Record::Request);
         let audit = (self.audit != AuditHead::default()).then_some(Record::AuditHead(self.audit));
+        let retired = self.retired.iter().map(|(id, at)| Record::Retired {
+            id: *id,
+            retired_ms: *at,
+        });
         roles
             .chain(nodes)
+            .chain(retired)
             .chain(volumes)
             .chain(usage)
             .chain(requests)
@@ -268,6 +288,9 @@ impl State {
             }
             Record::Audit(_) => {}
             Record::AuditHead(head) => self.audit = head,
+            Record::Retired { id, retired_ms } => {
+                self.retired.insert(id, retired_ms);
+            }
         }
     }
 
@@ -317,10 +340,18 @@ impl State {
             }
             RecordKey::Audit(_) => {}
             RecordKey::AuditHead => self.audit = AuditHead::default(),
+            RecordKey::Retired(id) => {
+                self.retired.remove(id);
+            }
         }
     }
 
     // ---- reads ----
+
+    /// Whether member id `id` was removed from the cluster (it never comes back).
+    pub fn is_retired(&self, id: NodeId) -> bool {
+        self.retired.contains_key(&id)
+    }
 
     pub fn role(&self, name: &str) -> Option<&Role> {
         self.roles.get(name)
@@ -581,6 +612,7 @@ impl State {
             Op::MountVolume { id, path } => self.mount_volume(cmd, id, path, changes),
             Op::UnmountVolume { id, path } => self.unmount_volume(cmd, id, path, changes),
             Op::RegisterNode { node } => self.register_node(cmd, node, changes),
+            Op::RetireNode { id } => self.retire_node(cmd, *id, changes),
             Op::CordonNode { id } => self.set_cordoned(*id, true, changes),
             Op::UncordonNode { id } => self.set_cordoned(*id, false, changes),
             Op::DrainNode { id } => self.drain_node(cmd, *id, changes),

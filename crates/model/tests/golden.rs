@@ -707,6 +707,7 @@ fn fmt_record(r: &Record) -> String {
         Record::Usage { usage, .. } => format!("{key}: {}", fmt_usage(usage)),
         Record::Audit(a) => format!("audit {}", fmt_audit(a)),
         Record::AuditHead(h) => format!("{key}: next={} first={}", h.next_seq, h.first_seq),
+        Record::Retired { retired_ms, .. } => format!("{key}: retired={retired_ms}"),
     }
 }
 
@@ -842,6 +843,7 @@ impl Session {
             | "update-role"
             | "delete-role"
             | "register-node"
+            | "retire-node"
             | "cordon"
             | "uncordon"
             | "drain"
@@ -1267,6 +1269,9 @@ impl Session {
             },
             "register-node" => Op::RegisterNode {
                 node: parse_node(args)?,
+            },
+            "retire-node" => Op::RetireNode {
+                id: NodeId(args.parsed("id", 0u64)?),
             },
             "cordon" => Op::CordonNode {
                 id: NodeId(args.parsed("id", 0u64)?),

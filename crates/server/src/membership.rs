@@ -179,6 +179,7 @@ impl Node {
         if let Err(s) = self.validate(&change) {
             return Attempt::Done(ChangeResult::from_status(s));
         }
+        let request_id = cmd.request_id.clone();
         match self.propose_local(cmd).await {
             Ok(Attempt::Done(outcome)) => {
                 if let Err(r) = outcome.into_result() {
@@ -188,6 +189,10 @@ impl Node {
             Ok(Attempt::NotLeader(hint)) => return Attempt::NotLeader(hint),
             Err(s) => return Attempt::Done(ChangeResult::from_status(s)),
         }
+        let removed = match &change {
+            MembershipChange::Remove { id } => Some(*id),
+            _ => None,
+        };
         let done = match change {
             MembershipChange::AddLearner {
                 id,
@@ -210,14 +215,18 @@ impl Node {
                 .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id.0])), false)
                 .await
                 .map(|_| ()),
-            MembershipChange::Remove { id } => {
-                let change = if self.members().get(&id.0).is_some_and(|(_, voter)| *voter) {
-                    ChangeMembers::RemoveVoters(BTreeSet::from([id.0]))
-                } else {
-                    ChangeMembers::RemoveNodes(BTreeSet::from([id.0]))
-                };
-                self.raft.change_membership(change, false).await.map(|_| ())
-            }
+            MembershipChange::Remove { id } => match self.members().get(&id.0) {
+                // Removed earlier but not retired (leadership moved in between): retire only.
+                None => Ok(()),
+                Some((_, voter)) => {
+                    let change = if *voter {
+                        ChangeMembers::RemoveVoters(BTreeSet::from([id.0]))
+                    } else {
+                        ChangeMembers::RemoveNodes(BTreeSet::from([id.0]))
+                    };
+                    self.raft.change_membership(change, false).await.map(|_| ())
+                }
+            },
             MembershipChange::TransferLeader { to } => {
                 return Attempt::Done(match self.transfer_leadership(Some(to.0)).await {
                     Ok(view) => ChangeResult::Done(view),
@@ -226,7 +235,14 @@ impl Node {
             }
         };
         match done {
-            Ok(()) => Attempt::Done(ChangeResult::Done(self.membership_view())),
+            Ok(()) => {
+                if let Some(id) = removed {
+                    if let Err(s) = self.retire(id, &request_id).await {
+                        return Attempt::Done(ChangeResult::from_status(s));
+                    }
+                }
+                Attempt::Done(ChangeResult::Done(self.membership_view()))
+            }
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Attempt::NotLeader(f.leader_id)
             }
@@ -239,11 +255,41 @@ impl Node {
         }
     }
 
+    /// On the leader, once member `id` is out of the Raft membership: records it as retired,
+    /// so its id (and certificate) never acts as a peer or comes back as a member.
+    async fn retire(&self, id: NodeId, request_id: &RequestId) -> Result<(), Status> {
+        let cmd = Command {
+            request_id: RequestId(format!("{}/retire", request_id.0)),
+            identity: crate::duties::node_identity(self.id),
+            time_ms: now_ms(),
+            origin: NodeId(self.id),
+            op: Op::RetireNode { id },
+        };
+        match self.propose_local(cmd).await? {
+            Attempt::Done(outcome) => outcome
+                .into_result()
+                .map(drop)
+                .map_err(status::from_rejection),
+            Attempt::NotLeader(_) => Err(Status::unavailable(format!(
+                "node {id} left the membership, but leadership moved before it was retired: \
+                 run the remove again"
+            ))),
+        }
+    }
+
     /// Whether `change` makes sense against the membership this leader holds.
     fn validate(&self, change: &MembershipChange) -> Result<(), Status> {
         let members = self.members();
         let voters = members.values().filter(|(_, v)| *v).count();
         let pre = |m: String| Err(Status::failed_precondition(m));
+        if let MembershipChange::AddLearner { id, .. } | MembershipChange::Promote { id } = change {
+            if self.is_retired(id.0) {
+                return pre(format!(
+                    "node {id} was removed from the cluster: a removed id never comes back. Let \
+                     the node join under a new id"
+                ));
+            }
+        }
         match change {
             MembershipChange::AddLearner {
                 id,
@@ -291,6 +337,7 @@ impl Node {
                 Some(_) => Ok(()),
             },
             MembershipChange::Remove { id } => match members.get(&id.0) {
+                None if self.is_registered(id.0) && !self.is_retired(id.0) => Ok(()),
                 None => Err(Status::not_found(format!("node {id} is not a member"))),
                 Some((_, true)) if voters == 1 => pre(format!(
                     "node {id} is the last voter: a cluster cannot remove its last voter"
@@ -464,6 +511,12 @@ impl Node {
                 "node {joiner} was registered with another data directory (incarnation \
                  {registered}, this one {}): a node that lost its data joins under a new id",
                 req.incarnation
+            )));
+        }
+        if self.is_retired(req.from) {
+            return Err(Status::failed_precondition(format!(
+                "node {joiner} was removed from the cluster: a removed id never comes back. \
+                 Join under a new id"
             )));
         }
         // Register the joiner (with its incarnation) before it becomes a member: a node wiped

@@ -153,6 +153,23 @@ impl Node {
         registered_incarnation(&self.state, id)
     }
 
+    /// Whether the replicated state records member id `id` as removed (`Op::RetireNode`).
+    pub fn is_retired(&self, id: u64) -> bool {
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_retired(NodeId(id))
+    }
+
+    /// Whether the replicated node registry holds `id`.
+    pub fn is_registered(&self, id: u64) -> bool {
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .node(NodeId(id))
+            .is_some()
+    }
+
     /// The leader this node currently knows of.
     pub fn current_leader(&self) -> Option<u64> {
         self.raft.metrics().borrow().current_leader

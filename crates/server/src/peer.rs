@@ -64,9 +64,26 @@ impl PeerService {
         }
     }
 
-    /// Both checks every peer call passes: sender identity, then target.
+    /// A member id removed from the cluster no longer acts as a peer: its certificate still
+    /// chains to the cluster CA, but the id it names is retired (`Op::RetireNode`).
+    fn check_not_retired(&self, from: u64) -> Result<(), Status> {
+        if from != self.node.id && self.node.is_retired(from) {
+            tracing::warn!(
+                node = self.node.id,
+                from,
+                "refused a peer call from a node removed from the cluster"
+            );
+            return Err(Status::permission_denied(format!(
+                "node {from} was removed from the cluster: its peer calls are refused"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The checks every peer call passes: sender identity, not retired, then target.
     fn check<T>(&self, request: &Request<T>, from: u64, target: u64) -> Result<(), Status> {
         self.check_from(request, from)?;
+        self.check_not_retired(from)?;
         self.check_target(target)
     }
 

@@ -24,12 +24,34 @@ impl State {
 
     /// `RegisterNode`: records what the node reports. Re-registering changes only what the
     /// node reports; `cordoned` and `registered_ms` stay apply's (see `Op::RegisterNode`).
+    pub(super) fn retire_node(
+        &self,
+        cmd: &Command,
+        id: NodeId,
+        changes: &mut Vec<Change>,
+    ) -> Result<Reply, Rejection> {
+        if !self.retired.contains_key(&id) {
+            changes.push(Change::Put(Record::Retired {
+                id,
+                retired_ms: cmd.time_ms,
+            }));
+        }
+        Ok(Reply::Empty)
+    }
+
     pub(super) fn register_node(
         &self,
         cmd: &Command,
         node: &StorageNodeRecord,
         changes: &mut Vec<Change>,
     ) -> Result<Reply, Rejection> {
+        if self.retired.contains_key(&node.id) {
+            return Err(Rejection::precondition(format!(
+                "Node {} was removed from the cluster: a removed id never comes back. Let the \
+                 node join under a new id",
+                node.id
+            )));
+        }
         let mut record = node.clone();
         match self.nodes.get(&node.id) {
             Some(old) => {
