@@ -143,8 +143,10 @@ async fn populate(store: &Path) -> String {
     }
     let head = sm.audit_log().head();
     format!(
-        "\"populate_s\":{:.3},\"volumes\":{volumes},\"audit_records\":{}",
+        "\"populate_s\":{:.3},\"populate_peak_kib\":{},\"volumes\":{volumes},\
+         \"audit_records\":{}",
         start.elapsed().as_secs_f64(),
+        memory().1,
         head.last_seq()
     )
 }
@@ -172,7 +174,9 @@ async fn build(store: &Path, transfer: &Path) -> String {
     let mut out = std::fs::File::create(data_path(transfer)).unwrap();
     let mut buf = vec![0; CHUNK];
     loop {
-        let n = AsyncReadExt::read(&mut *snap.snapshot, &mut buf).await.unwrap();
+        let n = AsyncReadExt::read(&mut *snap.snapshot, &mut buf)
+            .await
+            .unwrap();
         if n == 0 {
             break;
         }
