@@ -8,8 +8,9 @@
 //! short, changed or extended is refused.
 //!
 //! Files live in [`SNAPSHOT_DIR`] under the data dir: `<n>.snap` (a complete snapshot),
-//! `<n>.tmp` (one being written; renamed only after an fsync) and `<n>.recv` (a snapshot being
-//! received, unlinked as soon as it is created). The `snapshot` tree names the current file.
+//! `<n>.snap.tmp` (one being written; renamed only after an fsync), `<n>.recv` (a snapshot
+//! being received) and `<id>.restore` (a backup being restored), the last two unlinked as soon
+//! as they are opened. The `snapshot` tree names the current file; `open` removes every other.
 
 use crate::codec::{encode, CodecError};
 use custos_model::Record;

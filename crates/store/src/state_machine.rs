@@ -208,8 +208,8 @@ fn remove_snapshot_file(path: &Path) -> Result<(), SnapshotFileError> {
     }
 }
 
-/// Checks the snapshot in `input` whole while copying it into a new snapshot file in `dir`
-/// (fsynced and renamed into place); returns the new file's name. On error nothing is left
+/// Checks the snapshot in `input` whole while copying it into a new file of the snapshot
+/// directory (fsynced and renamed into place); returns the new file's name. On error nothing is left
 /// behind.
 fn adopt_snapshot(trees: &Trees, input: std::fs::File) -> Result<String, StoreError> {
     let dir = snapfile::dir_of(&trees.dir);
