@@ -296,8 +296,11 @@ snapshot_bench() {
   local base_tree="$out/base-tree"
   mkdir -p "$out"
   log "snapshot build/install at 1,000,000 audit records: base $(git rev-parse --short "$base") vs this tree"
+  # Both trees build into one target dir; cargo would take the other tree's custos-store as
+  # fresh (its dep-info names the other tree's files), so its artifacts go first.
   bench_exe() { # dir -> path of the built snapshot_1m bench binary
-    (cd "$1" && $CARGO_CMD bench --locked -p custos-store --bench snapshot_1m --no-run 2>&1) |
+    (cd "$1" && $CARGO_CMD clean --release -p custos-store >&2 &&
+      $CARGO_CMD bench --locked -p custos-store --bench snapshot_1m --no-run 2>&1) |
       sed -n 's/.*Executable .*(\(.*snapshot_1m-[0-9a-f]*\)).*/\1/p' | tail -1 |
       while read -r p; do case "$p" in /*) echo "$p" ;; *) echo "$1/$p" ;; esac; done
   }
