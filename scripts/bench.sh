@@ -19,7 +19,10 @@
 #   scripts/bench.sh failover  leader SIGKILL under one sequential writer, custos vs etcd, 10
 #                              trials each: longest write gap, acknowledged writes read back
 #                              (scripts/bench-failover.sh)
-#   scripts/bench.sh [all]     all of them
+#   scripts/bench.sh snapshot  snapshot build and install at 100,000 volumes and 1,000,000 audit
+#                              records, this tree against the in-memory base revision (about
+#                              10 minutes; not part of `all`)
+#   scripts/bench.sh [all]     all of the above but snapshot
 #
 # The cluster part installs etcd (Debian's etcd-server/etcd-client) when missing and matplotlib
 # into target/bench-venv. Knobs (environment): BENCH_RUNS (3; cluster and flood), BENCH_SEQ_OPS (2000),
@@ -352,6 +355,65 @@ flood_bench() {
   python3 scripts/bench_flood_report.py "$OUT" "${BENCH_MD:-BENCHMARKS.md}"
 }
 
+# scripts/bench.sh snapshot: snapshot build and install at 100,000 volumes and 1,000,000 audit
+# records (crates/store/benches/snapshot_1m.rs), this tree against a base revision built and run
+# in the same invocation. The base defaults to the commit that added the benchmark (the last one
+# with in-memory snapshots); BENCH_SNAPSHOT_BASE picks another. Each revision populates its own
+# store, then builds and installs in child processes; peak RSS is per phase (VmHWM).
+snapshot_bench() {
+  local base="${BENCH_SNAPSHOT_BASE:-$(git log --diff-filter=A --format=%H -- crates/store/benches/snapshot_1m.rs | tail -1)}"
+  local out="$TARGET_DIR/snapshot-bench"
+  local base_tree="$out/base-tree"
+  mkdir -p "$out"
+  log "snapshot build/install at 1,000,000 audit records: base $(git rev-parse --short "$base") vs this tree"
+  # Both trees build into one target dir; cargo would take the other tree's custos-store as
+  # fresh (its dep-info names the other tree's files), so its artifacts go first.
+  bench_exe() { # dir -> path of the built snapshot_1m bench binary
+    (cd "$1" && $CARGO_CMD clean --release -p custos-store >&2 &&
+      $CARGO_CMD bench --locked -p custos-store --bench snapshot_1m --no-run 2>&1) |
+      sed -n 's/.*Executable .*(\(.*snapshot_1m-[0-9a-f]*\)).*/\1/p' | tail -1 |
+      while read -r p; do case "$p" in /*) echo "$p" ;; *) echo "$1/$p" ;; esac; done
+  }
+  git worktree remove --force "$base_tree" 2>/dev/null || rm -rf "$base_tree"
+  git worktree add --detach "$base_tree" "$base" >/dev/null
+  local base_exe new_exe
+  base_exe="$(bench_exe "$base_tree")"; cp "$base_exe" "$out/snapshot_1m-base"
+  new_exe="$(bench_exe "$ROOT")"; cp "$new_exe" "$out/snapshot_1m-new"
+  git worktree remove --force "$base_tree"
+  for rev in base new; do
+    log "snapshot bench: $rev"
+    SNAPSHOT_BENCH_OUT="$out/$rev.json" "$out/snapshot_1m-$rev" --bench
+  done
+
+  python3 - "$out" "$(git rev-parse --short "$base")" <<'PY'
+import json, pathlib, re, sys
+out, base = pathlib.Path(sys.argv[1]), sys.argv[2]
+old = json.loads((out / "base.json").read_text())
+new = json.loads((out / "new.json").read_text())
+mib = lambda kib: f"{kib / 1024:.0f} MiB"
+sec = lambda s: f"{s:.2f} s"
+rows = [f"| {new['volumes']:,} volumes, {new['audit_records']:,} audit records | in-memory (base {base}) | file-based | file-based / in-memory |",
+        "|---|---|---|---|"]
+def row(label, key, fmt, f=lambda d, k: d[k]):
+    o, n = f(old, key), f(new, key)
+    rows.append(f"| {label} | {fmt(o)} | {fmt(n)} | {n / o:.2f}x |")
+growth = lambda phase: (lambda d, _k: d[f"{phase}_peak_kib"] - d[f"{phase}_rss_before_kib"])
+row("build: time", "build_s", sec)
+row("build: peak RSS", "build_peak_kib", mib)
+row("build: peak RSS growth over the opened store", "build", mib, growth("build"))
+row("install (receive 3 MiB chunks, then install): time", "install_s", sec)
+row("install: peak RSS", "install_peak_kib", mib)
+row("install: peak RSS growth over the opened store", "install", mib, growth("install"))
+row("snapshot size", "snapshot_bytes", lambda b: f"{b / 2**20:.0f} MiB")
+assert old["installed_audit_records"] == old["audit_records"] and new["installed_audit_records"] == new["audit_records"]
+table = "\n".join(rows)
+path = pathlib.Path("BENCHMARKS.md")
+new_text = re.sub(r"(<!-- snapshot-bench:begin -->\n).*?(<!-- snapshot-bench:end -->)", lambda m: m.group(1) + table + "\n" + m.group(2), path.read_text(), flags=re.S)
+path.write_text(new_text)
+print(table)
+PY
+}
+
 case "$WHAT" in
   auth) auth_bench ;;
   audit) audit_bench ;;
@@ -359,6 +421,7 @@ case "$WHAT" in
   scale) bash scripts/bench-scale.sh ;;
   flood) flood_bench ;;
   failover) bash scripts/bench-failover.sh ;;
+  snapshot) snapshot_bench ;;
   all) auth_bench; audit_bench; cluster_bench; bash scripts/bench-scale.sh; flood_bench; bash scripts/bench-failover.sh ;;
-  *) echo "usage: $0 [auth|audit|cluster|scale|flood|failover|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [auth|audit|cluster|scale|flood|failover|snapshot|all]" >&2; exit 2 ;;
 esac

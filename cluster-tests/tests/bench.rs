@@ -180,7 +180,7 @@ fn dev_no_auth_turns_authentication_off() {
 async fn the_failover_writer_reports_a_consistent_timeline_across_a_leader_kill() {
     let mut cluster = TestCluster::start(3).unwrap();
     let leader = cluster.leader(1).await.unwrap();
-    let mut writer = Command::new(custos_bin())
+    let writer = Command::new(custos_bin())
         .args(["bench", "timeline", "--system", "custos", "-o", "json"])
         .args(["--duration-secs", "6", "--attempt-timeout-ms", "500"])
         .arg("--endpoint")

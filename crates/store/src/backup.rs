@@ -15,7 +15,6 @@ use openraft::{LogId, Membership, SnapshotMeta, StoredMembership, Vote};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Cursor;
 use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"CUSTOSBK";
@@ -206,8 +205,20 @@ pub async fn restore(
             other => other,
         })
         .collect();
-    let data = encode("backup data", &records)?;
-    sm.install_snapshot(&meta, Box::new(Cursor::new(data)))
+    // The records go through a snapshot file, as an install from a leader does.
+    let path = sm
+        .snapshot_dir()
+        .join(format!("{}.restore", meta.snapshot_id));
+    let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File, StoreError> {
+        crate::snapfile::write_records(&path, &records)?;
+        let file =
+            std::fs::File::open(&path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+        std::fs::remove_file(&path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| StoreError::Task(e.to_string()))??;
+    sm.install_snapshot(&meta, Box::new(tokio::fs::File::from_std(file)))
         .await
         .map_err(|e| bad(format!("installing the backup: {e}")))?;
     log.purge(last)

@@ -15,15 +15,26 @@
 //! | `sm`        | `_applied`                   | `Option<LogId<u64>>`                      |
 //! | `sm`        | `_membership`                | `StoredMembership<u64, Member>`           |
 //! | `snapshot`  | `current_meta`               | `SnapshotMeta<u64, Member>`               |
-//! | `snapshot`  | `current_data`               | snapshot data: `Vec<Record>` (audit included) |
+//! | `snapshot`  | `current_file`               | the current snapshot's file name, `String` |
 //! | `snapshot`  | `installing`                 | snapshot id being installed (marker)      |
+//!
+//! Snapshot data lives beside the database, in `raft-snapshot/<n>.snap` (see `src/snapfile.rs`).
+//!
+//! Layout 2 (before issue #6) kept the snapshot data in the tree as one value,
+//! `current_data`, a bincode `Vec<Record>`. [`open_trees`] migrates such a database: it writes
+//! that value out as a snapshot file, names it in `current_file`, drops `current_data` and stamps
+//! layout 3. Each step is idempotent, so a crash during the migration is finished by the next
+//! open.
 
+use crate::snapfile;
 use crate::StoreError;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// On-disk layout version, stored under [`FORMAT_KEY`] in the default tree.
-pub(crate) const LAYOUT_FORMAT: u32 = 2;
+pub(crate) const LAYOUT_FORMAT: u32 = 3;
+/// The layout [`open_trees`] migrates from: snapshot data held in the `snapshot` tree.
+const LAYOUT_IN_TREE_SNAPSHOT: u32 = 2;
 pub(crate) const FORMAT_KEY: &[u8] = b"_format";
 
 pub(crate) const LOG_TREE: &str = "log";
@@ -41,9 +52,11 @@ pub(crate) const APPLIED_KEY: &[u8] = b"_applied";
 pub(crate) const MEMBERSHIP_KEY: &[u8] = b"_membership";
 pub(crate) const SM_META_PREFIX: u8 = b'_';
 
-/// The current snapshot's meta and data, always written together in one batch.
+/// The current snapshot's meta and file name, always written together in one batch.
 pub(crate) const CURRENT_META_KEY: &[u8] = b"current_meta";
-pub(crate) const CURRENT_DATA_KEY: &[u8] = b"current_data";
+pub(crate) const CURRENT_FILE_KEY: &[u8] = b"current_file";
+/// Layout 2 only: the snapshot data itself (migrated to a file at open).
+const LEGACY_CURRENT_DATA_KEY: &[u8] = b"current_data";
 pub(crate) const INSTALLING_KEY: &[u8] = b"installing";
 
 /// sled's page cache budget. sled's default is 1 GiB and its resident memory is known to run
@@ -60,6 +73,8 @@ fn is_lock_error(e: &sled::Error) -> bool {
 /// The open trees of one node's database.
 #[derive(Clone)]
 pub(crate) struct Trees {
+    /// The data dir; snapshot files live in its `raft-snapshot` directory.
+    pub dir: PathBuf,
     pub db: sled::Db,
     pub log: sled::Tree,
     pub raft_meta: sled::Tree,
@@ -96,20 +111,66 @@ pub(crate) fn open_trees(dir: &Path) -> Result<Trees, StoreError> {
             }
         }
     };
-    check_format(&db, dir)?;
+    let found = check_format(&db, dir)?;
+    let snapshot_dir = snapfile::dir_of(dir);
+    std::fs::create_dir_all(&snapshot_dir).map_err(|e| {
+        StoreError::SnapshotFile(snapfile::SnapshotFileError::Io {
+            path: snapshot_dir.display().to_string(),
+            source: e,
+        })
+    })?;
     let trees = Trees {
+        dir: dir.to_path_buf(),
         log: db.open_tree(LOG_TREE)?,
         raft_meta: db.open_tree(RAFT_META_TREE)?,
         sm: db.open_tree(SM_TREE)?,
         snapshot: db.open_tree(SNAPSHOT_TREE)?,
         db,
     };
+    if found == LAYOUT_IN_TREE_SNAPSHOT {
+        migrate_from_in_tree_snapshot(&trees)?;
+    }
     Ok(trees)
 }
 
-/// Refuses a database written by another layout version, or one that holds data without our
-/// marker; stamps a fresh database.
-fn check_format(db: &sled::Db, dir: &Path) -> Result<(), StoreError> {
+/// Layout 2 to 3: the snapshot data moves from the `snapshot` tree into a file. Decodes the
+/// old value whole, once (what layout 2 did on every install and open).
+fn migrate_from_in_tree_snapshot(trees: &Trees) -> Result<(), StoreError> {
+    if let Some(data) = trees.snapshot.get(LEGACY_CURRENT_DATA_KEY)? {
+        let records: Vec<custos_model::Record> =
+            crate::codec::decode("layout-2 snapshot data", &data)?;
+        drop(data);
+        let dir = snapfile::dir_of(&trees.dir);
+        let name = format!("{}.snap", trees.db.generate_id()?);
+        let tmp = dir.join(format!("{name}.tmp"));
+        snapfile::write_records(&tmp, &records)?;
+        std::fs::rename(&tmp, dir.join(&name)).map_err(|e| {
+            StoreError::SnapshotFile(snapfile::SnapshotFileError::Io {
+                path: tmp.display().to_string(),
+                source: e,
+            })
+        })?;
+        snapfile::sync_dir(&dir)?;
+        let mut batch = sled::Batch::default();
+        batch.insert(
+            CURRENT_FILE_KEY,
+            crate::codec::encode("snapshot file", &name)?,
+        );
+        batch.remove(LEGACY_CURRENT_DATA_KEY);
+        trees.snapshot.apply_batch(batch)?;
+        trees.db.flush()?;
+        tracing::info!(file = %name, records = records.len(), "moved the snapshot data into a file (layout 2 to 3)");
+    }
+    trees
+        .db
+        .insert(FORMAT_KEY, &LAYOUT_FORMAT.to_be_bytes()[..])?;
+    trees.db.flush()?;
+    Ok(())
+}
+
+/// Refuses a database written by another layout version (but the one [`open_trees`] migrates),
+/// or one that holds data without our marker; stamps a fresh database. Returns the version found.
+fn check_format(db: &sled::Db, dir: &Path) -> Result<u32, StoreError> {
     match db.get(FORMAT_KEY)? {
         Some(v) => {
             let found = <[u8; 4]>::try_from(v.as_ref())
@@ -117,14 +178,14 @@ fn check_format(db: &sled::Db, dir: &Path) -> Result<(), StoreError> {
                 .map_err(|_| StoreError::CorruptFormatMarker {
                     path: dir.to_path_buf(),
                 })?;
-            if found != LAYOUT_FORMAT {
+            if found != LAYOUT_FORMAT && found != LAYOUT_IN_TREE_SNAPSHOT {
                 return Err(StoreError::UnsupportedFormat {
                     path: dir.to_path_buf(),
                     found,
                     expected: LAYOUT_FORMAT,
                 });
             }
-            Ok(())
+            Ok(found)
         }
         None => {
             let default_name: &[u8] = b"__sled__default";
@@ -141,7 +202,7 @@ fn check_format(db: &sled::Db, dir: &Path) -> Result<(), StoreError> {
             }
             db.insert(FORMAT_KEY, &LAYOUT_FORMAT.to_be_bytes()[..])?;
             db.flush()?;
-            Ok(())
+            Ok(LAYOUT_FORMAT)
         }
     }
 }

@@ -1,8 +1,9 @@
 //! custos storage: the openraft (0.9, storage-v2) log store and state machine on sled 0.34.
 //!
 //! One `sled::Db` per node holds the Raft log, the vote and log pointers, the state machine's
-//! records with its applied log id and membership, and the current snapshot. The key layout is
-//! documented in `src/db.rs`; durability and atomicity rules in [`log_store`] and
+//! records with its applied log id and membership, and the current snapshot's meta; the snapshot
+//! data is a file beside it (`raft-snapshot/`, framed record by record: `src/snapfile.rs`). The
+//! key layout is documented in `src/db.rs`; durability and atomicity rules in [`log_store`] and
 //! [`state_machine`].
 //!
 //! The server opens the store with [`open`], hands both halves to [`Raft::new`](openraft::Raft)
@@ -20,18 +21,19 @@ mod db;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod log_store;
+mod snapfile;
 pub mod state_machine;
 
 use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageError, StorageIOError};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 pub use audit::{AuditLog, AuditPage, AuditVerification};
 pub use backup::{restore, Backup, BackupHeader, BackupSource, BACKUP_FORMAT};
 pub use codec::CodecError;
 pub use log_store::LogStore;
+pub use snapfile::SnapshotFileError;
 pub use state_machine::{SharedState, SnapshotBuilder, StateMachineStore};
 
 openraft::declare_raft_types!(
@@ -42,7 +44,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = Member,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
 );
 
@@ -92,6 +94,8 @@ pub enum StoreError {
     ForeignData { path: PathBuf },
     #[error(transparent)]
     Codec(#[from] CodecError),
+    #[error(transparent)]
+    SnapshotFile(#[from] SnapshotFileError),
     #[error("inconsistent store: {0}")]
     Inconsistent(String),
     #[error("store task failed: {0}")]

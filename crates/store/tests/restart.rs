@@ -157,7 +157,7 @@ async fn unknown_format_version_is_refused() {
             err,
             StoreError::UnsupportedFormat {
                 found: 7,
-                expected: 2,
+                expected: 3,
                 ..
             }
         ),
@@ -185,4 +185,102 @@ async fn unknown_value_version_is_an_error_not_a_misread() {
         "{err}"
     );
     assert!(err.to_string().contains("Vote"), "{err}");
+}
+
+/// Opens the store's sled database directly, waiting out the lock a just-dropped store's
+/// background IO may still hold.
+fn raw_sled(dir: &std::path::Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::open(dir) {
+            Ok(db) => return db,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// A layout-2 data dir (snapshot data as one `current_data` value in the `snapshot` tree) whose
+/// snapshot install a crash interrupted: open migrates the value into a snapshot file, then
+/// finishes the install from it.
+#[tokio::test]
+async fn a_layout_2_dir_is_migrated_at_open() {
+    use openraft::RaftSnapshotBuilder;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, mut sm) = open(dir.path()).await;
+    let mut entries = vec![blank(1, 1), membership(1, 2, &[1])];
+    for n in 3..=8 {
+        entries.push(normal(1, n, create_volume(n)));
+    }
+    append(&mut log, entries.clone()).await;
+    sm.apply(entries).await.unwrap();
+    let snap = sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    // What a layout-2 snapshot held: every record, the audit trail included.
+    let mut expected: Vec<Record> = sm.state().read().unwrap().records().collect();
+    let head = sm.audit_log().head();
+    assert!(head.first_seq < head.next_seq);
+    let mut legacy = expected.clone();
+    for seq in head.first_seq..head.next_seq {
+        legacy.push(Record::Audit(sm.audit_log().get(seq).unwrap().unwrap()));
+    }
+    // The state moves on after the snapshot; the interrupted install must bring it back.
+    sm.apply([
+        normal(1, 9, create_volume(9)),
+        normal(1, 10, delete_volume(10, 3)),
+    ])
+    .await
+    .unwrap();
+    assert_ne!(
+        sm.state().read().unwrap().records().collect::<Vec<_>>(),
+        expected
+    );
+    close(log, sm);
+    {
+        let db = raw_sled(dir.path());
+        db.insert(b"_format", &2u32.to_be_bytes()[..]).unwrap();
+        let tree = db.open_tree("snapshot").unwrap();
+        tree.remove("current_file").unwrap();
+        let mut value = vec![4u8]; // `codec::VALUE_FORMAT`, then bincode
+        value.extend(bincode::serde::encode_to_vec(&legacy, bincode::config::standard()).unwrap());
+        tree.insert("current_data", value).unwrap();
+        let mut marker = vec![4u8];
+        marker.extend(
+            bincode::serde::encode_to_vec(&snap.meta.snapshot_id, bincode::config::standard())
+                .unwrap(),
+        );
+        tree.insert("installing", marker).unwrap();
+        db.flush().unwrap();
+    }
+    for entry in std::fs::read_dir(dir.path().join("raft-snapshot")).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+
+    let (log2, mut sm) = open(dir.path()).await;
+    expected.sort_by_key(|r| r.key().encode());
+    let mut got: Vec<Record> = sm.state().read().unwrap().records().collect();
+    got.sort_by_key(|r| r.key().encode());
+    assert_eq!(got, expected);
+    assert_eq!(sm.audit_log().head(), head);
+    let v = sm.audit_log().verify(None).unwrap();
+    assert_eq!((v.error, v.checked), (None, head.last_seq()));
+    assert_eq!(
+        sm.get_current_snapshot().await.unwrap().unwrap().meta,
+        snap.meta
+    );
+    close(log2, sm);
+    let db = raw_sled(dir.path());
+    assert_eq!(
+        db.get(b"_format").unwrap().unwrap().as_ref(),
+        &3u32.to_be_bytes()[..]
+    );
+    let tree = db.open_tree("snapshot").unwrap();
+    assert!(tree.get("current_data").unwrap().is_none());
+    assert!(tree.get("installing").unwrap().is_none());
 }
