@@ -11,6 +11,8 @@
 # written only when BENCH_MD is set), BENCH_BIN, BENCH_CARGO, BENCH_MD.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench-common.sh
+source scripts/bench-common.sh
 ROOT="$PWD"
 CARGO_CMD="${BENCH_CARGO:-cargo}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -19,13 +21,7 @@ OUT="$TARGET_DIR/bench-failover"
 PASSWORD="failover-$RANDOM$RANDOM"
 log() { printf '\n==> %s\n' "$*" >&2; }
 
-if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then
-  log "installing etcd from Debian's packages"
-  SUDO=""
-  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-  $SUDO apt-get update >&2
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server etcd-client >&2
-fi
+ensure_etcd
 if [ -n "${BENCH_BIN:-}" ]; then
   BIN="$BENCH_BIN"
 else
@@ -43,25 +39,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_base_port() {
-  python3 - <<'PY'
-import random, socket
-for _ in range(200):
-    base = random.randint(20000, 40000)
-    ok = True
-    for off in (0, 1, 2, 100, 101, 102, 200, 201, 202, 300, 301, 302):
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", base + off))
-        except OSError:
-            ok = False
-        finally:
-            s.close()
-    if ok:
-        print(base)
-        break
-PY
-}
 
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 

@@ -10,6 +10,8 @@
 # `scripts/bench.sh scale`; knobs: SCALE_VOLUMES, BENCH_BIN (a custos binary), BENCH_CARGO.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench-common.sh
+source scripts/bench-common.sh
 ROOT="$PWD"
 CARGO_CMD="${BENCH_CARGO:-cargo}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -32,25 +34,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_base_port() {
-  python3 - <<'PY'
-import random, socket
-for _ in range(200):
-    base = random.randint(20000, 40000)
-    ok = True
-    for off in (0, 1, 2, 3, 100, 101, 102, 103, 200, 201, 202, 203, 300, 301, 302, 303):
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", base + off))
-        except OSError:
-            ok = False
-        finally:
-            s.close()
-    if ok:
-        print(base)
-        break
-PY
-}
 
 rm -rf "$OUT"
 mkdir -p "$OUT"

@@ -36,6 +36,8 @@
 # BENCH_FLOOD_MS (2000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench-common.sh
+source scripts/bench-common.sh
 ROOT="$PWD"
 WHAT="${1:-all}"
 CARGO_CMD="${BENCH_CARGO:-cargo}"
@@ -123,14 +125,6 @@ SHAPES=(
   "read-ser-100 read-serializable 100 10 $READ_OPS"
 )
 
-ensure_etcd() {
-  if command -v etcd >/dev/null && command -v etcdctl >/dev/null; then return; fi
-  log "installing etcd from Debian's packages"
-  local sudo=""
-  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
-  $sudo apt-get update >&2
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server etcd-client >&2
-}
 
 ensure_plot_venv() {
   local venv="$TARGET_DIR/bench-venv"
@@ -143,22 +137,6 @@ ensure_plot_venv() {
 }
 
 # A base port P with P..P+2 and P+100..P+102 free on 127.0.0.1.
-free_base_port() {
-  python3 - <<'PY'
-import random, socket
-for _ in range(200):
-    base = random.randint(21000, 40000)
-    socks = []
-    try:
-        for p in [base + i for i in range(3)] + [base + 100 + i for i in range(3)]:
-            s = socket.socket(); s.bind(("127.0.0.1", p)); socks.append(s)
-    except OSError:
-        continue
-    finally:
-        for s in socks: s.close()
-    print(base); break
-PY
-}
 
 # Started processes (pids), stopped on exit.
 STARTED=()

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Shared by the benchmark scripts (sourced, not run): a free base port for a 3-member cluster on
+# 127.0.0.1, and Debian's etcd when it is missing.
+
+# A base port P such that P..P+3 and P+100.., P+200.., P+300..P+303 are free on 127.0.0.1: the
+# SDK, peer, REST and metrics ports of `custos dev` (and etcd's client and peer ports).
+free_base_port() {
+  python3 - <<'PY'
+import random, socket
+for _ in range(200):
+    base = random.randint(20000, 40000)
+    socks = []
+    try:
+        for off in (0, 100, 200, 300):
+            for i in range(4):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", base + off + i))
+    except OSError:
+        continue
+    finally:
+        for s in socks:
+            s.close()
+    print(base)
+    break
+PY
+}
+
+# Installs etcd-server and etcd-client from Debian's packages unless both are on the PATH.
+ensure_etcd() {
+  if command -v etcd >/dev/null && command -v etcdctl >/dev/null; then return; fi
+  printf '\n==> %s\n' "installing etcd from Debian's packages" >&2
+  local sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update >&2
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server etcd-client >&2
+}
