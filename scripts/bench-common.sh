@@ -35,3 +35,16 @@ ensure_etcd() {
   $sudo apt-get update >&2
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server etcd-client >&2
 }
+
+# etcd_enable_auth ENDPOINTS PASSWORD PREFIX: a root user, a user `bench` whose role may read and
+# write keys under PREFIX only, both with PASSWORD, then `auth enable`.
+etcd_enable_auth() {
+  local ctl=(etcdctl --endpoints "$1" --command-timeout 5s)
+  ETCDCTL_API=3 "${ctl[@]}" user add "root:$2" --interactive=false >/dev/null
+  ETCDCTL_API=3 "${ctl[@]}" user grant-role root root >/dev/null
+  ETCDCTL_API=3 "${ctl[@]}" role add benchrole >/dev/null
+  ETCDCTL_API=3 "${ctl[@]}" role grant-permission benchrole --prefix=true readwrite "$3" >/dev/null
+  ETCDCTL_API=3 "${ctl[@]}" user add "bench:$2" --interactive=false >/dev/null
+  ETCDCTL_API=3 "${ctl[@]}" user grant-role bench benchrole >/dev/null
+  ETCDCTL_API=3 "${ctl[@]}" auth enable >/dev/null
+}

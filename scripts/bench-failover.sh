@@ -117,13 +117,7 @@ for i in 0 1 2; do etcd_start "$i"; done
 export ETCDCTL_API=3
 CTL=(etcdctl --endpoints "$EEPS" --command-timeout 5s)
 for _ in $(seq 300); do "${CTL[@]}" endpoint health >/dev/null 2>&1 && break; sleep 0.1; done
-"${CTL[@]}" user add "root:$PASSWORD" --interactive=false >/dev/null
-"${CTL[@]}" user grant-role root root >/dev/null
-"${CTL[@]}" role add failover >/dev/null
-"${CTL[@]}" role grant-permission failover --prefix=true readwrite /failover/ >/dev/null
-"${CTL[@]}" user add "bench:$PASSWORD" --interactive=false >/dev/null
-"${CTL[@]}" user grant-role bench failover >/dev/null
-"${CTL[@]}" auth enable >/dev/null
+etcd_enable_auth "$EEPS" "$PASSWORD" /failover/
 
 etcd_kill() {
   local i

@@ -235,13 +235,7 @@ etcd_system() {
   ETCDCTL_API=3 "${ctl[@]}" endpoint health >&2
   log "etcd ($label): root user, role benchrole (readwrite /bench/), user bench, auth enable"
   export ETCDCTL_API=3
-  "${ctl[@]}" user add "root:$ETCD_PASSWORD" --interactive=false >/dev/null
-  "${ctl[@]}" user grant-role root root >/dev/null
-  "${ctl[@]}" role add benchrole >/dev/null
-  "${ctl[@]}" role grant-permission benchrole --prefix=true readwrite /bench/ >/dev/null
-  "${ctl[@]}" user add "bench:$ETCD_PASSWORD" --interactive=false >/dev/null
-  "${ctl[@]}" user grant-role bench benchrole >/dev/null
-  "${ctl[@]}" auth enable >&2
+  etcd_enable_auth "$endpoints" "$ETCD_PASSWORD" /bench/
   local auth=(--etcd-endpoint "$endpoints" --user bench --password "$ETCD_PASSWORD")
   log "etcd ($label): preloading $KEYS keys"
   "$BIN" bench etcd "${auth[@]}" -o json --workload preload --clients 100 --connections 10 \

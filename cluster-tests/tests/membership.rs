@@ -228,6 +228,27 @@ fn wait_members(
     panic!("{what}: not reached within 60 s; last seen {last:?}");
 }
 
+/// The message of every audit record, oldest first.
+fn audit_messages(endpoint: &str, token: &str) -> Vec<String> {
+    let o = ok(cli(&[
+        "audit",
+        "list",
+        "--all",
+        "-o",
+        "json",
+        "--endpoint",
+        endpoint,
+        "--token",
+        token,
+    ]));
+    json(&o)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["message"].as_str().unwrap().to_string())
+        .collect()
+}
+
 fn create_volume(endpoint: &str, token: &str, name: &str) -> Output {
     cli(&[
         "volume",
@@ -498,24 +519,7 @@ fn nodes_join_lead_leave_and_a_wiped_node_cannot_come_back_under_its_old_id() {
     // A joiner is registered (with its data dir's incarnation) before it becomes a member, so
     // a wipe right after joining is refused like any other (found by the chaos nemesis: a node
     // wiped between joining and registering was taken for itself).
-    let o = ok(cli(&[
-        "audit",
-        "list",
-        "--all",
-        "-o",
-        "json",
-        "--endpoint",
-        &writer_eps,
-        "--token",
-        &admin,
-    ]));
-    let all = json(&o);
-    let messages: Vec<&str> = all
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["message"].as_str().unwrap())
-        .collect();
+    let messages = audit_messages(&writer_eps, &admin);
     for id in [4, 5] {
         let registered = messages
             .iter()
@@ -602,23 +606,7 @@ fn a_removed_member_is_retired_and_its_id_never_acts_again() {
         text(&o)
     );
     // The trail says so: the change authorized, then the id retired.
-    let o = ok(cli(&[
-        "audit",
-        "list",
-        "--all",
-        "-o",
-        "json",
-        "--endpoint",
-        &rest,
-        "--token",
-        &admin,
-    ]));
-    let messages: Vec<String> = json(&o)
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["message"].as_str().unwrap().to_string())
-        .collect();
+    let messages = audit_messages(&rest, &admin);
     let authorized = messages
         .iter()
         .position(|m| *m == format!("Membership change authorized: remove member {gone}"));

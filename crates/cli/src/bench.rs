@@ -92,19 +92,8 @@ pub struct FloodArgs {
     /// Deadline of each call, in milliseconds.
     #[arg(long, default_value_t = 5000)]
     op_timeout_ms: u64,
-    /// Server pids (all members) whose CPU time to measure, comma-separated; the flooded
-    /// member's memory is read from the one listening on its address.
-    #[arg(long, value_delimiter = ',')]
-    pids: Vec<u32>,
-    /// Before starting, wait until the machine is less busy than this (percent, 1 s samples).
-    #[arg(long)]
-    idle_below_pct: Option<f64>,
-    /// Wait at most this long for the idle gate (the run starts anyway and says so).
-    #[arg(long, default_value_t = 60)]
-    idle_max_wait_secs: u64,
-    /// A tag copied into the report.
-    #[arg(long, default_value = "")]
-    label: String,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 impl FloodArgs {
@@ -116,10 +105,10 @@ impl FloodArgs {
             flood: Duration::from_millis(self.flood_ms),
             flood_target: self.flood_target.clone(),
             op_timeout: Duration::from_millis(self.op_timeout_ms),
-            server_pids: self.pids.clone(),
-            idle_below_pct: self.idle_below_pct,
-            idle_max_wait: Duration::from_secs(self.idle_max_wait_secs),
-            label: self.label.clone(),
+            server_pids: self.run.pids.clone(),
+            idle_below_pct: self.run.idle_below_pct,
+            idle_max_wait: Duration::from_secs(self.run.idle_max_wait_secs),
+            label: self.run.label.clone(),
         }
     }
 }
@@ -140,6 +129,24 @@ enum WorkloadArg {
 enum TargetArg {
     Leader,
     All,
+}
+
+/// What every measured run takes: whose CPU to count, the idle gate, a label.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Server pids (all members) whose CPU time to measure, comma-separated (`flood`: the
+    /// flooded member's memory is read from the one listening on its address).
+    #[arg(long, value_delimiter = ',')]
+    pids: Vec<u32>,
+    /// Before starting, wait until the machine is less busy than this (percent, 1 s samples).
+    #[arg(long)]
+    idle_below_pct: Option<f64>,
+    /// Wait at most this long for the idle gate (the run starts anyway and says so).
+    #[arg(long, default_value_t = 60)]
+    idle_max_wait_secs: u64,
+    /// A tag copied into the report.
+    #[arg(long, default_value = "")]
+    label: String,
 }
 
 #[derive(clap::Args)]
@@ -167,18 +174,8 @@ pub struct LoadArgs {
     /// Size of the read key space (custos: the first KEYS volumes by id).
     #[arg(long, default_value_t = 10_000)]
     keys: u64,
-    /// Server pids (all members) whose CPU time to measure, comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    pids: Vec<u32>,
-    /// Before starting, wait until the machine is less busy than this (percent, 1 s samples).
-    #[arg(long)]
-    idle_below_pct: Option<f64>,
-    /// Wait at most this long for the idle gate (the run starts anyway and says so).
-    #[arg(long, default_value_t = 60)]
-    idle_max_wait_secs: u64,
-    /// A tag copied into the report.
-    #[arg(long, default_value = "")]
-    label: String,
+    #[command(flatten)]
+    run: RunArgs,
     /// Write every successful latency (µs, one per line) to this file.
     #[arg(long)]
     latencies: Option<PathBuf>,
@@ -207,10 +204,10 @@ impl LoadArgs {
             deadline: Duration::from_secs(self.deadline_secs),
             op_timeout: Duration::from_millis(self.op_timeout_ms),
             keys: self.keys,
-            server_pids: self.pids.clone(),
-            idle_below_pct: self.idle_below_pct,
-            idle_max_wait: Duration::from_secs(self.idle_max_wait_secs),
-            label: self.label.clone(),
+            server_pids: self.run.pids.clone(),
+            idle_below_pct: self.run.idle_below_pct,
+            idle_max_wait: Duration::from_secs(self.run.idle_max_wait_secs),
+            label: self.run.label.clone(),
             latencies_file: self.latencies.clone(),
         }
     }
@@ -230,13 +227,7 @@ pub async fn run(command: BenchCommand, ctx: &output::Context) -> anyhow::Result
             password,
             load,
         } => {
-            let creds = match user {
-                Some(user) => Some(Credentials {
-                    user,
-                    password: password.context("--user needs --password")?,
-                }),
-                None => None,
-            };
+            let creds = etcd_credentials(user, password)?;
             custos_bench::etcd::run(&etcd_endpoint, creds.as_ref(), &load.options()).await?
         }
         BenchCommand::Flood(flood) => {
@@ -251,6 +242,20 @@ pub async fn run(command: BenchCommand, ctx: &output::Context) -> anyhow::Result
         }
     };
     print(&report, ctx.format)
+}
+
+/// etcd credentials from `--user` and `--password` (none without a user).
+fn etcd_credentials(
+    user: Option<String>,
+    password: Option<String>,
+) -> anyhow::Result<Option<Credentials>> {
+    user.map(|user| {
+        Ok(Credentials {
+            user,
+            password: password.context("--user needs --password")?,
+        })
+    })
+    .transpose()
 }
 
 async fn timeline(args: TimelineArgs, ctx: &output::Context) -> anyhow::Result<()> {
@@ -270,13 +275,7 @@ async fn timeline(args: TimelineArgs, ctx: &output::Context) -> anyhow::Result<(
                 !args.etcd_endpoint.is_empty(),
                 "--system etcd needs --etcd-endpoint"
             );
-            let creds = match args.user {
-                Some(user) => Some(Credentials {
-                    user,
-                    password: args.password.context("--user needs --password")?,
-                }),
-                None => None,
-            };
+            let creds = etcd_credentials(args.user, args.password)?;
             custos_bench::failover::etcd(&args.etcd_endpoint, creds.as_ref(), &opts).await?
         }
     };
