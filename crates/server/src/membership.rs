@@ -11,9 +11,7 @@ use crate::codec;
 use crate::node::{now_ms, Attempt, Node};
 use crate::status;
 use custos_model::{Command, MembershipChange, NodeId, Op, RequestId};
-use custos_proto::custos::raft::v1::{
-    ChangeMembershipReply, JoinRequest, ProposeRequest, TimeoutNowRequest,
-};
+use custos_proto::custos::raft::v1::{ChangeMembershipReply, JoinRequest, TimeoutNowRequest};
 use custos_store::Member;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::ChangeMembers;
@@ -142,19 +140,9 @@ impl Node {
         let Some(mut client) = self.peers.client(self, leader) else {
             return Attempt::NotLeader(None);
         };
-        let Ok(bytes) = codec::encode(cmd) else {
+        let Some(req) = self.forward_request(leader, cmd, deadline) else {
             return Attempt::NotLeader(None);
         };
-        let mut req = tonic::Request::new(ProposeRequest {
-            from: self.id,
-            target: leader,
-            command: bytes,
-        });
-        req.set_timeout(
-            deadline
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(50)),
-        );
         match client.change_membership(req).await {
             Ok(reply) => decode_reply(reply.into_inner(), leader),
             Err(s) if s.code() == tonic::Code::DeadlineExceeded => {

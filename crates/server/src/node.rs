@@ -266,6 +266,28 @@ impl Node {
         }
     }
 
+    /// `cmd` as a forwarded request to `leader`, with what is left of `deadline` (at least
+    /// 50 ms) as its timeout; `None` when it cannot be encoded.
+    pub(crate) fn forward_request(
+        &self,
+        leader: u64,
+        cmd: &Command,
+        deadline: Instant,
+    ) -> Option<tonic::Request<ProposeRequest>> {
+        let command = crate::codec::encode(cmd).ok()?;
+        let mut req = tonic::Request::new(ProposeRequest {
+            from: self.id,
+            target: leader,
+            command,
+        });
+        req.set_timeout(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(50)),
+        );
+        Some(req)
+    }
+
     async fn propose_remote(
         &self,
         leader: u64,
@@ -275,20 +297,9 @@ impl Node {
         let Some(mut client) = self.peers.client(self, leader) else {
             return Attempt::NotLeader(None);
         };
-        let bytes = match crate::codec::encode(cmd) {
-            Ok(b) => b,
-            Err(_) => return Attempt::NotLeader(None),
+        let Some(req) = self.forward_request(leader, cmd, deadline) else {
+            return Attempt::NotLeader(None);
         };
-        let mut req = tonic::Request::new(ProposeRequest {
-            from: self.id,
-            target: leader,
-            command: bytes,
-        });
-        req.set_timeout(
-            deadline
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(50)),
-        );
         match client.propose(req).await {
             Ok(reply) => {
                 let reply = reply.into_inner();
