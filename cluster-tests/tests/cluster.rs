@@ -161,6 +161,23 @@ async fn roles_and_ownership_are_enforced_end_to_end() {
     );
 }
 
+/// `custos_raft_prompt_elections_total` of node `id`, from its `/metrics`.
+fn prompt_elections(cluster: &TestCluster, id: u64) -> u64 {
+    let addr = &cluster.node(id).metrics;
+    let text = ureq::get(&format!("http://{addr}/metrics"))
+        .call()
+        .expect("metrics")
+        .into_body()
+        .read_to_string()
+        .expect("metrics text");
+    text.lines()
+        .find_map(|l| l.strip_prefix("custos_raft_prompt_elections_total "))
+        .expect("the prompt election counter is exported")
+        .trim()
+        .parse()
+        .expect("a count")
+}
+
 /// Retries a create through any node until it is acknowledged or 20 s pass.
 async fn create_with_retry(cluster: &TestCluster, token: &str, name: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -201,6 +218,13 @@ async fn acknowledged_writes_survive_killing_the_leader() {
     let survivor = (1..=3).find(|n| *n != leader).unwrap();
     let new_leader = cluster.leader(survivor).await.unwrap();
     assert_ne!(new_leader, leader, "a new leader must have been elected");
+    // A survivor asked for votes as soon as the dead leader's lease ran out (`election.rs`),
+    // not after a further random election timeout.
+    let prompt: u64 = (1..=3)
+        .filter(|n| *n != leader)
+        .map(|n| prompt_elections(&cluster, n))
+        .sum();
+    assert!(prompt >= 1, "no prompt election after the leader died");
 
     cluster.restart(leader).unwrap();
     // Every acknowledged volume is on every node, the restarted one included.

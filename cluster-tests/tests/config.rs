@@ -58,7 +58,7 @@ fn flags_beat_environment_beat_file_beat_defaults() {
     assert_eq!(c["node_id"].as_integer(), Some(1));
     assert_eq!(c["cluster_id"].as_str(), Some("from-file"));
     assert_eq!(c["raft"]["heartbeat_ms"].as_integer(), Some(70));
-    assert_eq!(c["raft"]["election_timeout_min_ms"].as_integer(), Some(300));
+    assert_eq!(c["raft"]["election_timeout_min_ms"].as_integer(), Some(150));
     assert_eq!(c["request_timeout_ms"].as_integer(), Some(10_000));
     // No secret is printed: keys are named by file.
     let text = String::from_utf8_lossy(&server(&["--config", f, "--print-config"], &[]).stdout)

@@ -53,7 +53,7 @@ pub struct DevArgs {
     heartbeat_ms: u64,
     /// Raft election timeout range in milliseconds, `MIN-MAX` (`[raft]
     /// election_timeout_min_ms`, `election_timeout_max_ms`).
-    #[arg(long, default_value = "300-600", value_parser = parse_range)]
+    #[arg(long, default_value = "150-300", value_parser = parse_range)]
     election_timeout_ms: (u64, u64),
     /// Run the nodes with authentication off (`auth_enabled = false`): every caller is an
     /// administrator. For benchmarks that measure what auth costs; tokens are still written.

@@ -10,6 +10,7 @@ pub mod codec;
 pub mod config;
 pub mod duties;
 pub mod edge;
+pub mod election;
 pub mod liveness;
 pub mod membership;
 pub mod metrics;
@@ -194,6 +195,7 @@ pub async fn run(
                 .collect(),
         },
         liveness: liveness::Liveness::default(),
+        leader_contact: Default::default(),
         read_batcher: node::ReadIndexBatcher::new(raft.clone()),
         audit,
         metrics: metrics::Metrics::default(),
@@ -239,6 +241,7 @@ pub async fn run(
     };
 
     let prober = tokio::spawn(liveness::probe(node.clone()));
+    let elections = tokio::spawn(election::watch(node.clone()));
     let registrar = tokio::spawn(duties::register_self(node.clone()));
     let replacer = tokio::spawn(duties::replace_replicas(node.clone()));
     let denials = tokio::spawn(duties::record_denials(node.clone()));
@@ -396,6 +399,7 @@ pub async fn run(
         watcher,
         reloader,
         prober,
+        elections,
         registrar,
         replacer,
         health_task,

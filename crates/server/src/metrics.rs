@@ -47,6 +47,22 @@ pub struct Metrics {
     /// per call once the series exists).
     requests: Mutex<BTreeMap<String, BTreeMap<&'static str, Histogram>>>,
     auth_failures: Mutex<BTreeMap<&'static str, u64>>,
+    /// Elections this node started because its leader fell silent (`election.rs`).
+    pub prompt_elections: Counter,
+}
+
+/// A monotonically increasing count.
+#[derive(Default)]
+pub struct Counter(std::sync::atomic::AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// Whether `path` names a method of a service this node serves (else it is counted as `other`).
@@ -156,6 +172,12 @@ impl Metrics {
             "custos_raft_members",
             "Members of the current configuration.",
             m.membership_config.membership().nodes().count() as u64,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP custos_raft_prompt_elections_total Elections this node started because its leader's lease ran out without AppendEntries.\n\
+             # TYPE custos_raft_prompt_elections_total counter\ncustos_raft_prompt_elections_total {}",
+            self.prompt_elections.get()
         );
         let head = node.audit.log.head();
         gauge(

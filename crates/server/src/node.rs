@@ -32,6 +32,8 @@ pub struct Node {
     /// TLS material in force (none with `insecure = true`); SIGHUP reloads it.
     pub tls: NodeTls,
     pub liveness: crate::liveness::Liveness,
+    /// When this node last accepted AppendEntries, for prompt elections.
+    pub leader_contact: crate::election::LeaderContact,
     /// Shares leadership confirmations among concurrent linearizable reads.
     pub read_batcher: ReadIndexBatcher,
     /// Local audit and access logs, denial batching, and the replicated trail's reader.

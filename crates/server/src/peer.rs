@@ -144,6 +144,11 @@ impl RaftService for PeerService {
         let req = request.into_inner();
         self.check_incarnations(&req)?;
         let result = self.node.raft.append_entries(decode(&req.payload)?).await;
+        // Anything but a refusal means this node took `from` as its leader just now.
+        if matches!(&result, Ok(r) if !matches!(r, openraft::raft::AppendEntriesResponse::HigherVote(_)))
+        {
+            self.node.leader_contact.heard(req.from);
+        }
         Self::reply(&result)
     }
 
