@@ -12,7 +12,12 @@
 //! stagger: the followers ordered by id take turns, so the lowest asks first and the others
 //! do not split the vote by asking at the same moment. Safety is untouched: the vote still
 //! needs a quorum whose leases have expired and whose logs are not ahead of the candidate's.
-//! openraft's own timer stays in force as the fallback.
+//!
+//! Prompt elections replace a leader that is *gone*, not one that is quiet: before asking for
+//! votes the follower pings the leader (one heartbeat interval at most), and a leader that
+//! answers is left alone. That keeps a leadership transfer (the leader stops its heartbeats on
+//! purpose and names its successor) from being overtaken, and leaves a leader that is alive but
+//! slow to openraft's own timer (lease plus a random election timeout), which stays in force.
 
 use crate::node::Node;
 use std::sync::{Arc, Mutex};
@@ -111,17 +116,27 @@ pub async fn watch(node: Arc<Node>) {
             continue;
         }
         // A candidate that did not win asks again only after a stagger (openraft's timer may
-        // be quicker by then; either way the term does not race upwards every tick).
+        // be quicker by then; either way the term does not race upwards every tick), and a
+        // leader that answered is pinged again no sooner either.
         if last_trigger.is_some_and(|t| t.elapsed() < schedule.stagger.max(schedule.lease / 2)) {
             continue;
         }
         last_trigger = Some(Instant::now());
+        let probe = Duration::from_millis(cfg.heartbeat_ms.max(20));
+        if crate::liveness::ping(&node, leader, probe).await {
+            tracing::debug!(
+                node = node.id,
+                leader,
+                "leader silent but answering pings: leaving the election to openraft's timer"
+            );
+            continue;
+        }
         tracing::info!(
             node = node.id,
             leader,
             silent_ms = silent.as_millis() as u64,
             rank,
-            "no AppendEntries from the leader past its lease: asking for votes"
+            "no AppendEntries from the leader past its lease and no answer: asking for votes"
         );
         node.metrics.prompt_elections.inc();
         if let Err(e) = node.raft.trigger().elect().await {

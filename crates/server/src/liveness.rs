@@ -52,6 +52,19 @@ impl Liveness {
     }
 }
 
+/// Whether member `target` answers a ping (as itself) within `timeout`.
+pub async fn ping(node: &Node, target: u64, timeout: Duration) -> bool {
+    let Some(mut client) = node.peers.client(node, target) else {
+        return false;
+    };
+    let mut req = tonic::Request::new(PingRequest {
+        from: node.id,
+        target,
+    });
+    req.set_timeout(timeout);
+    matches!(client.ping(req).await, Ok(reply) if reply.get_ref().node_id == target)
+}
+
 /// Pings every other member forever (until the task is aborted).
 pub async fn probe(node: Arc<Node>) {
     let mut tick = tokio::time::interval(PING_INTERVAL);
@@ -67,18 +80,8 @@ pub async fn probe(node: Arc<Node>) {
         let pings = targets.into_iter().map(|target| {
             let node = node.clone();
             async move {
-                let Some(mut client) = node.peers.client(&node, target) else {
-                    return;
-                };
-                let mut req = tonic::Request::new(PingRequest {
-                    from: node.id,
-                    target,
-                });
-                req.set_timeout(PING_INTERVAL);
-                if let Ok(reply) = client.ping(req).await {
-                    if reply.into_inner().node_id == target {
-                        node.liveness.saw(target);
-                    }
+                if ping(&node, target, PING_INTERVAL).await {
+                    node.liveness.saw(target);
                 }
             }
         });
