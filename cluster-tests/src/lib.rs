@@ -201,6 +201,23 @@ impl TestCluster {
         std::fs::read_to_string(self.dir.path().join("dev.log")).unwrap_or_default()
     }
 
+    /// The value of the unlabelled metric `name` on node `id` (its `/metrics`).
+    pub fn metric(&self, id: u64, name: &str) -> u64 {
+        let addr = &self.node(id).metrics;
+        let text = ureq::get(&format!("http://{addr}/metrics"))
+            .call()
+            .unwrap_or_else(|e| panic!("metrics of node {id}: {e}"))
+            .into_body()
+            .read_to_string()
+            .expect("metrics text");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("node {id} exports no {name}"))
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{name} on node {id}: {e}"))
+    }
+
     pub fn token(&self, who: &str) -> String {
         self.info
             .tokens

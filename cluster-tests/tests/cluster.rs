@@ -161,23 +161,6 @@ async fn roles_and_ownership_are_enforced_end_to_end() {
     );
 }
 
-/// `custos_raft_prompt_elections_total` of node `id`, from its `/metrics`.
-fn prompt_elections(cluster: &TestCluster, id: u64) -> u64 {
-    let addr = &cluster.node(id).metrics;
-    let text = ureq::get(&format!("http://{addr}/metrics"))
-        .call()
-        .expect("metrics")
-        .into_body()
-        .read_to_string()
-        .expect("metrics text");
-    text.lines()
-        .find_map(|l| l.strip_prefix("custos_raft_prompt_elections_total "))
-        .expect("the prompt election counter is exported")
-        .trim()
-        .parse()
-        .expect("a count")
-}
-
 /// Retries a create through any node until it is acknowledged or 20 s pass.
 async fn create_with_retry(cluster: &TestCluster, token: &str, name: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -222,7 +205,7 @@ async fn acknowledged_writes_survive_killing_the_leader() {
     // not after a further random election timeout.
     let prompt: u64 = (1..=3)
         .filter(|n| *n != leader)
-        .map(|n| prompt_elections(&cluster, n))
+        .map(|n| cluster.metric(n, "custos_raft_prompt_elections_total"))
         .sum();
     assert!(prompt >= 1, "no prompt election after the leader died");
 

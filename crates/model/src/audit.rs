@@ -383,7 +383,7 @@ fn op_objects(op: &Op) -> Vec<String> {
             vec![id.to_string()]
         }
         Op::ReplaceReplicas { node, .. } | Op::ReportUsage { node, .. } => vec![node.to_string()],
-        Op::RecordDenials { .. } | Op::TruncateAudit { .. } => Vec::new(),
+        Op::RecordDenials { .. } | Op::TruncateAudit { .. } | Op::Batch { .. } => Vec::new(),
         Op::ChangeMembership { change } => vec![change.node().to_string()],
     }
 }
@@ -447,6 +447,8 @@ fn applied_message(op: &Op, reply: &Reply) -> (String, Vec<String>) {
         // Handled by `events` before this point.
         Op::ReplaceReplicas { node, .. } => format!("Replicas on node {node} re-placed"),
         Op::RecordDenials { .. } => "Denials recorded".to_string(),
+        // Never recorded: its commands are, one by one (`State::apply`).
+        Op::Batch { commands } => format!("Batch of {} commands applied", commands.len()),
         // Recorded when apply authorizes the change; the leader carries it out afterwards.
         Op::ChangeMembership { change } => format!(
             "Membership change authorized: {}",

@@ -40,6 +40,10 @@ pub const REPORT_USAGE_METHOD: &str = "/custos.admin.v1.ClusterAdmin/ReportUsage
 /// The method `Op::RecordDenials` is authorized as (like [`REGISTER_NODE_METHOD`]).
 pub const RECORD_DENIALS_METHOD: &str = "/custos.admin.v1.ClusterAdmin/RecordDenials";
 
+/// The name `Op::Batch` goes by. A batch is never authorized as a whole (its commands are, one
+/// by one), so no role is ever asked about it.
+pub const BATCH_METHOD: &str = "/custos.raft.v1.RaftService/Batch";
+
 /// The method `Op::TruncateAudit` is authorized as (like [`REGISTER_NODE_METHOD`]).
 pub const TRUNCATE_AUDIT_METHOD: &str = "/custos.admin.v1.ClusterAdmin/TruncateAudit";
 
@@ -184,6 +188,14 @@ pub enum Op {
     ChangeMembership {
         change: MembershipChange,
     },
+    /// Several commands in one Raft entry, formed by the leader while earlier entries are
+    /// still committing (group commit: one log write and one replication round for all of
+    /// them). Each command applies in order exactly as if it had an entry of its own: its own
+    /// identity, authorization, request id, outcome and audit records. The batch itself is not
+    /// authorized, remembered or audited; it never nests and is never taken from a peer.
+    Batch {
+        commands: Vec<Command>,
+    },
 }
 
 /// A change to the Raft membership (`custos cluster ...`, `custos server --join`).
@@ -265,6 +277,7 @@ impl Op {
             Op::RecordDenials { .. } => RECORD_DENIALS_METHOD,
             Op::TruncateAudit { .. } => TRUNCATE_AUDIT_METHOD,
             Op::ChangeMembership { change } => change.method(),
+            Op::Batch { .. } => BATCH_METHOD,
         };
         MethodName::from_full(full)
     }
@@ -309,6 +322,10 @@ pub enum Reply {
     AuditTruncated {
         first: u64,
         through: u64,
+    },
+    /// `Batch`: each command's outcome, in the batch's order.
+    Batch {
+        outcomes: Vec<Outcome>,
     },
 }
 

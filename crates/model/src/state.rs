@@ -498,6 +498,9 @@ impl State {
     /// Applies one command. Deterministic: no clock, randomness or I/O; the outcome and the
     /// changes depend only on the state and the command.
     pub fn apply(&mut self, cmd: &Command) -> Applied {
+        if let Op::Batch { commands } = &cmd.op {
+            return self.apply_batch(commands);
+        }
         if let Some(first) = self.remembered(&cmd.request_id) {
             return Applied {
                 outcome: first.clone(),
@@ -526,6 +529,29 @@ impl State {
         }
         self.remember(&cmd.request_id, &outcome, &mut changes);
         Applied { outcome, changes }
+    }
+
+    /// Applies the commands of one batch in order, each exactly as if it had an entry of its
+    /// own; the changes are theirs, concatenated. A batch inside a batch is refused (and, like
+    /// the batch itself, leaves no record).
+    fn apply_batch(&mut self, commands: &[Command]) -> Applied {
+        let mut changes = Vec::new();
+        let mut outcomes = Vec::with_capacity(commands.len());
+        for cmd in commands {
+            if matches!(cmd.op, Op::Batch { .. }) {
+                outcomes.push(Outcome::Refused(Rejection::invalid(
+                    "a batch cannot hold another batch",
+                )));
+                continue;
+            }
+            let applied = self.apply(cmd);
+            changes.extend(applied.changes);
+            outcomes.push(applied.outcome);
+        }
+        Applied {
+            outcome: Outcome::Applied(Reply::Batch { outcomes }),
+            changes,
+        }
     }
 
     /// Numbers and chains one audit record and adds it to the changes.
@@ -629,6 +655,8 @@ impl State {
             // The role check above is the decision; feasibility against the Raft membership
             // is the leader's to validate before proposing.
             Op::ChangeMembership { .. } => Ok(Reply::Empty),
+            // `apply` takes batches apart before any of this.
+            Op::Batch { .. } => Err(Rejection::invalid("a batch is applied command by command")),
             Op::TruncateAudit { through } => {
                 let head = self.audit;
                 let through = (*through)

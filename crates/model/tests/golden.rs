@@ -656,6 +656,13 @@ fn fmt_outcome(o: &Outcome) -> String {
         Outcome::Applied(Reply::AuditTruncated { first, through }) => {
             format!("applied: audit {first}..={through} truncated")
         }
+        Outcome::Applied(Reply::Batch { outcomes }) => {
+            let mut s = format!("applied: batch of {}", outcomes.len());
+            for (i, o) in outcomes.iter().enumerate() {
+                let _ = write!(s, "\n  {}: {}", i + 1, fmt_outcome(o));
+            }
+            s
+        }
         Outcome::Refused(r) => format!("refused: {r}"),
     }
 }
@@ -798,6 +805,33 @@ struct Session {
     trail: BTreeMap<u64, AuditRecord>,
 }
 
+/// The verbs that build a command and apply it (also the lines a `batch` block holds).
+const APPLY_VERBS: [&str; 23] = [
+    "create-volume",
+    "delete-volume",
+    "update-volume",
+    "clone-volume",
+    "create-snapshot",
+    "restore-snapshot",
+    "update-snapshot-schedule",
+    "attach",
+    "detach",
+    "mount",
+    "unmount",
+    "create-role",
+    "update-role",
+    "delete-role",
+    "register-node",
+    "retire-node",
+    "cordon",
+    "uncordon",
+    "drain",
+    "replace-replicas",
+    "report-usage",
+    "record-denials",
+    "truncate-audit",
+];
+
 impl Session {
     fn new() -> Session {
         Session {
@@ -814,7 +848,8 @@ impl Session {
 
     fn run(&mut self, block: &Block) -> Result<String, String> {
         let mut args = Args::parse(&block.command)?;
-        if !block.input.is_empty() && !matches!(args.verb.as_str(), "matrix" | "derive" | "access")
+        if !block.input.is_empty()
+            && !matches!(args.verb.as_str(), "matrix" | "derive" | "access" | "batch")
         {
             return Err(format!("{} takes no input lines", args.verb));
         }
@@ -828,29 +863,8 @@ impl Session {
             "matrix" => self.matrix_cmd(&block.input)?,
             "ownership" => self.ownership_cmd(&mut args)?,
             "check" => self.check_cmd(&mut args)?,
-            "create-volume"
-            | "delete-volume"
-            | "update-volume"
-            | "clone-volume"
-            | "create-snapshot"
-            | "restore-snapshot"
-            | "update-snapshot-schedule"
-            | "attach"
-            | "detach"
-            | "mount"
-            | "unmount"
-            | "create-role"
-            | "update-role"
-            | "delete-role"
-            | "register-node"
-            | "retire-node"
-            | "cordon"
-            | "uncordon"
-            | "drain"
-            | "replace-replicas"
-            | "report-usage"
-            | "record-denials"
-            | "truncate-audit" => self.apply_cmd(&mut args)?,
+            verb if APPLY_VERBS.contains(&verb) => self.apply_cmd(&mut args)?,
+            "batch" => self.batch_cmd(&mut args, &block.input)?,
             "audit" => self.audit_cmd(),
             "usage" => self.usage_cmd(&mut args)?,
             "nodes" => self.nodes_cmd(),
@@ -1137,6 +1151,37 @@ impl Session {
     }
 
     fn apply_cmd(&mut self, args: &mut Args) -> Result<String, String> {
+        let cmd = self.command_from(args)?;
+        Ok(self.apply_and_show(&cmd))
+    }
+
+    /// `batch [user=...] req=R` with one apply command per input line: the commands as one
+    /// `Op::Batch`, applied as one entry.
+    fn batch_cmd(&mut self, args: &mut Args, lines: &[String]) -> Result<String, String> {
+        let mut commands = Vec::new();
+        for line in lines {
+            let mut inner = Args::parse(line)?;
+            if !APPLY_VERBS.contains(&inner.verb.as_str()) {
+                return Err(format!(
+                    "a batch holds apply commands, not {:?}",
+                    inner.verb
+                ));
+            }
+            commands.push(self.command_from(&mut inner)?);
+            inner.finish()?;
+        }
+        let identity = parse_identity(args)?;
+        let cmd = Command {
+            request_id: RequestId(args.required("req")?),
+            identity,
+            time_ms: 0,
+            origin: NodeId(1),
+            op: Op::Batch { commands },
+        };
+        Ok(self.apply_and_show(&cmd))
+    }
+
+    fn command_from(&mut self, args: &mut Args) -> Result<Command, String> {
         let identity = parse_identity(args)?;
         let request_id = RequestId(args.required("req")?);
         let default_time = match self.clock {
@@ -1308,14 +1353,18 @@ impl Session {
             },
             _ => unreachable!("dispatched above"),
         };
-        let cmd = Command {
+        Ok(Command {
             request_id,
             identity,
             time_ms,
             origin: NodeId(1),
             op,
-        };
-        let applied = self.state.apply(&cmd);
+        })
+    }
+
+    /// Applies `cmd`: its outcome, then its changes (the audit trail follows them).
+    fn apply_and_show(&mut self, cmd: &Command) -> String {
+        let applied = self.state.apply(cmd);
         let mut out = fmt_outcome(&applied.outcome);
         if applied.changes.is_empty() {
             out.push_str("\nno changes");
@@ -1336,7 +1385,7 @@ impl Session {
             }
             let _ = write!(out, "\n{}", fmt_change(c));
         }
-        Ok(out)
+        out
     }
 
     /// The audit trail kept so far, then whether its chain verifies up to the state's head.

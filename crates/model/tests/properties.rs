@@ -594,6 +594,61 @@ proptest! {
     }
 }
 
+/// `cmds` cut into consecutive batches of the given sizes (cycled), as the leader's group
+/// commit would propose them.
+fn batched(cmds: &[Command], sizes: &[usize]) -> Vec<Command> {
+    let mut out = Vec::new();
+    let mut rest = cmds;
+    let mut i = 0;
+    while !rest.is_empty() {
+        let n = sizes[i % sizes.len()].clamp(1, rest.len());
+        i += 1;
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        out.push(Command {
+            request_id: RequestId(format!("batch-{i}")),
+            identity: Identity::internal_admin("custos-node-1"),
+            time_ms: 0,
+            origin: NodeId(1),
+            op: Op::Batch {
+                commands: head.to_vec(),
+            },
+        });
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// (d) Group commit is invisible: the same commands applied one by one and in batches of any
+    /// sizes give each command the same outcome and leave the same state, the same records and
+    /// the same audit chain; replaying a batch's changes gives that state too.
+    #[test]
+    fn batches_apply_like_their_commands_one_by_one(
+        cmds in arb_commands(40),
+        sizes in vec(1usize..8, 1..6),
+    ) {
+        let mut single = State::new();
+        let alone: Vec<Outcome> = cmds.iter().map(|c| single.apply(c).outcome).collect();
+        let mut grouped = State::new();
+        let mut store = Store::default();
+        let mut together = Vec::new();
+        for batch in batched(&cmds, &sizes) {
+            let Applied { outcome, changes } = grouped.apply(&batch);
+            store.apply(&changes);
+            match outcome {
+                Outcome::Applied(Reply::Batch { outcomes }) => together.extend(outcomes),
+                other => prop_assert!(false, "a batch answered {:?}", other),
+            }
+        }
+        prop_assert_eq!(together, alone);
+        prop_assert_eq!(records(&grouped), records(&single));
+        prop_assert_eq!(&grouped, &single);
+        prop_assert_eq!(&store.load(), &single);
+    }
+}
+
 /// The volume invariants apply keeps, whatever the commands: lineage never dangles, a snapshot
 /// is a detached child of a non-snapshot, mounts imply an attachment, the device path is set
 /// exactly while attached, names are unique and every volume has a size and an HA level; usage
@@ -1251,4 +1306,27 @@ proptest! {
             }
         }
     }
+}
+
+/// A batch never nests: the inner batch is refused without a record or a remembered request,
+/// and the commands around it apply.
+#[test]
+fn a_batch_inside_a_batch_is_refused_and_leaves_no_trace() {
+    let inner = batched(&[noop(2)], &[1]).remove(0);
+    let outer = batched(&[noop(1), inner, noop(3)], &[3]).remove(0);
+    let mut state = State::new();
+    let Applied { outcome, changes } = state.apply(&outer);
+    let Outcome::Applied(Reply::Batch { outcomes }) = outcome else {
+        panic!("a batch answered {outcome:?}");
+    };
+    assert!(matches!(outcomes[0], Outcome::Applied(_)));
+    assert!(matches!(&outcomes[1], Outcome::Refused(r) if r.code == Code::InvalidArgument));
+    assert!(matches!(outcomes[2], Outcome::Applied(_)));
+    assert!(state.remembered(&RequestId("w2".into())).is_none());
+    assert!(state.remembered(&RequestId("batch-1".into())).is_none());
+    let audited = changes
+        .iter()
+        .filter(|c| matches!(c, Change::Put(Record::Audit(_))))
+        .count();
+    assert_eq!(audited, 2, "one record per applied command: {changes:?}");
 }

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod peer;
+pub mod proposals;
 pub mod rest;
 pub mod sdk;
 pub mod status;
@@ -196,6 +197,7 @@ pub async fn run(
         },
         liveness: liveness::Liveness::default(),
         leader_contact: Default::default(),
+        proposals: proposals::ProposalBatcher::new(raft.clone(), config.node_id),
         read_batcher: node::ReadIndexBatcher::new(raft.clone()),
         audit,
         metrics: metrics::Metrics::default(),

@@ -179,6 +179,14 @@ impl Metrics {
              # TYPE custos_raft_prompt_elections_total counter\ncustos_raft_prompt_elections_total {}",
             self.prompt_elections.get()
         );
+        let (entries, commands) = node.proposals.counts();
+        let _ = writeln!(
+            out,
+            "# HELP custos_proposal_entries_total Raft entries this node proposed as leader (one command or a batch each).\n\
+             # TYPE custos_proposal_entries_total counter\ncustos_proposal_entries_total {entries}\n\
+             # HELP custos_proposal_commands_total Commands this node proposed as leader, alone or batched.\n\
+             # TYPE custos_proposal_commands_total counter\ncustos_proposal_commands_total {commands}"
+        );
         let head = node.audit.log.head();
         gauge(
             &mut out,

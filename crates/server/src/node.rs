@@ -7,7 +7,7 @@ use custos_auth::Authenticator;
 use custos_model::{Command, Identity, NodeId, Op, Outcome, Reply, RequestId};
 use custos_proto::custos::raft::v1::{ProposeRequest, ReadIndexRequest};
 use custos_store::{Member, Raft, SharedState};
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, RaftError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -34,6 +34,8 @@ pub struct Node {
     pub liveness: crate::liveness::Liveness,
     /// When this node last accepted AppendEntries, for prompt elections.
     pub leader_contact: crate::election::LeaderContact,
+    /// Puts the writes that arrive while earlier entries commit into one entry (group commit).
+    pub proposals: crate::proposals::ProposalBatcher,
     /// Shares leadership confirmations among concurrent linearizable reads.
     pub read_batcher: ReadIndexBatcher,
     /// Local audit and access logs, denial batching, and the replicated trail's reader.
@@ -256,16 +258,7 @@ impl Node {
             return Ok(Attempt::NotLeader(None));
         }
         cmd.time_ms = now_ms();
-        match self.raft.client_write(cmd).await {
-            Ok(resp) => Ok(Attempt::Done(resp.data)),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Ok(Attempt::NotLeader(f.leader_id))
-            }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                Err(status::internal(e))
-            }
-            Err(RaftError::Fatal(f)) => Err(Status::unavailable(format!("node is stopping: {f}"))),
-        }
+        self.proposals.propose(cmd).await
     }
 
     /// `cmd` as a forwarded request to `leader`, with what is left of `deadline` (at least

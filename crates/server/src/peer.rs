@@ -3,7 +3,7 @@
 
 use crate::codec;
 use crate::node::{Node, ProposeAttempt};
-use custos_model::Command;
+use custos_model::{Command, Op};
 use custos_proto::custos::raft::v1::raft_service_server::RaftService;
 use custos_proto::custos::raft::v1::{
     ChangeMembershipReply, JoinRequest, LivenessReply, LivenessRequest, PingReply, PingRequest,
@@ -178,6 +178,11 @@ impl RaftService for PeerService {
         self.check(&request, request.get_ref().from, request.get_ref().target)?;
         let req = request.into_inner();
         let cmd: Command = decode(&req.command)?;
+        if matches!(cmd.op, Op::Batch { .. }) {
+            return Err(Status::invalid_argument(
+                "batches are formed by the leader; forward commands one by one",
+            ));
+        }
         match self.node.propose_local(cmd).await? {
             ProposeAttempt::Done(outcome) => Ok(Response::new(ProposeReply {
                 outcome: codec::encode(&outcome).map_err(crate::status::internal)?,
