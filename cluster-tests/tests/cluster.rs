@@ -307,3 +307,41 @@ async fn writes_are_visible_at_once_on_every_other_member_under_load() {
         t.await.unwrap();
     }
 }
+
+/// Concurrent linearizable reads on a follower share `ReadIndex` RPCs to the leader, and each
+/// still sees every write acknowledged before it started, wherever that write was taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reads_on_a_follower_share_read_index_rounds() {
+    let cluster = TestCluster::start(3).unwrap();
+    let user = cluster.token("user");
+    let leader = cluster.leader(1).await.unwrap();
+    let follower = (1..=3).find(|n| *n != leader).unwrap();
+    let mut tasks = Vec::new();
+    for r in 0..24 {
+        let writer = cluster.client(leader, Some(&user));
+        let reader = cluster.client(follower, Some(&user));
+        tasks.push(tokio::spawn(async move {
+            for i in 0..5 {
+                let name = format!("shared-{r}-{i}");
+                let id = writer.create_volume(&vol(&name)).await.unwrap();
+                let v = reader
+                    .inspect_volume(&id)
+                    .await
+                    .unwrap_or_else(|e| panic!("{name} acknowledged, not read on a follower: {e}"));
+                assert_eq!(v.name, name);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let reads = cluster.metric(follower, "custos_read_index_reads_total{role=\"follower\"}");
+    let rounds = cluster.metric(
+        follower,
+        "custos_read_index_rounds_total{role=\"follower\"}",
+    );
+    assert!(
+        reads >= 120 && rounds < reads,
+        "{reads} linearizable reads on the follower took {rounds} ReadIndex RPCs"
+    );
+}

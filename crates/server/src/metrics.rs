@@ -179,6 +179,19 @@ impl Metrics {
              # TYPE custos_raft_prompt_elections_total counter\ncustos_raft_prompt_elections_total {}",
             self.prompt_elections.get()
         );
+        let (leader_reads, leader_rounds) = node.read_batcher.counts();
+        let (follower_reads, follower_rounds) = node.remote_reads.counts();
+        let _ = writeln!(
+            out,
+            "# HELP custos_read_index_reads_total Linearizable reads that needed a read index, by this node's role.\n\
+             # TYPE custos_read_index_reads_total counter\n\
+             custos_read_index_reads_total{{role=\"leader\"}} {leader_reads}\n\
+             custos_read_index_reads_total{{role=\"follower\"}} {follower_reads}\n\
+             # HELP custos_read_index_rounds_total Read-index rounds run for them (leadership confirmations as leader, ReadIndex RPCs as follower).\n\
+             # TYPE custos_read_index_rounds_total counter\n\
+             custos_read_index_rounds_total{{role=\"leader\"}} {leader_rounds}\n\
+             custos_read_index_rounds_total{{role=\"follower\"}} {follower_rounds}"
+        );
         let (entries, commands) = node.proposals.counts();
         let _ = writeln!(
             out,

@@ -36,8 +36,10 @@ pub struct Node {
     pub leader_contact: crate::election::LeaderContact,
     /// Puts the writes that arrive while earlier entries commit into one entry (group commit).
     pub proposals: crate::proposals::ProposalBatcher,
-    /// Shares leadership confirmations among concurrent linearizable reads.
+    /// Shares leadership confirmations among concurrent linearizable reads (as leader).
     pub read_batcher: ReadIndexBatcher,
+    /// Shares `ReadIndex` RPCs to the leader among concurrent linearizable reads (as follower).
+    pub remote_reads: ReadIndexBatcher,
     /// Local audit and access logs, denial batching, and the replicated trail's reader.
     pub audit: crate::audit::Audit,
     /// Prometheus counters (`/metrics` on `metrics_listen`).
@@ -351,56 +353,79 @@ impl Node {
     /// On the leader: confirms leadership with a quorum and returns the read index. Concurrent
     /// callers share one confirmation (see [`ReadIndexBatcher`]).
     pub(crate) async fn read_index_local(&self) -> Result<Attempt<u64>, Status> {
-        self.read_batcher.read_index().await
+        let raft = self.raft.clone();
+        self.read_batcher
+            .read_index(self.id, move || {
+                Box::pin(async move { confirm_leadership(&raft).await })
+            })
+            .await
     }
 }
 
-/// One leadership confirmation shared by every read that arrived before it started.
+/// One read-index round shared by every read that arrived before it started.
 type Round =
     futures::future::Shared<futures::future::BoxFuture<'static, Result<Attempt<u64>, Status>>>;
 
-/// Batches read-index requests on the leader, as etcd does: at most one leadership
-/// confirmation (a heartbeat round to a quorum) is in flight; reads arriving meanwhile wait for
-/// the next one together. A read never joins a confirmation that started before it arrived, so
-/// the index it gets is at least the commit index at its arrival: reads stay linearizable.
+/// Batches read-index requests, as etcd does: at most one round is in flight; reads arriving
+/// meanwhile wait for the next one together. On the leader a round is a leadership
+/// confirmation (a heartbeat round to a quorum); on a follower it is one `ReadIndex` RPC to the
+/// leader, answered the same way there. A read never joins a round that started before it
+/// arrived, so the index it gets is at least the commit index at its arrival: reads stay
+/// linearizable.
+#[derive(Default)]
 pub struct ReadIndexBatcher {
-    raft: Raft,
-    /// The round not yet started, which new reads join.
-    pending: Arc<std::sync::Mutex<Option<Round>>>,
+    /// The round not yet started, which new reads join: the leader it asks, its number, itself.
+    pending: Arc<std::sync::Mutex<Option<(u64, u64, Round)>>>,
+    /// Numbers rounds, so a starting round takes only itself out of `pending`; also the count
+    /// of rounds so far.
+    rounds: std::sync::atomic::AtomicU64,
+    /// Reads served by rounds so far.
+    reads: std::sync::atomic::AtomicU64,
     /// Held by the round in flight.
     gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl ReadIndexBatcher {
-    pub fn new(raft: Raft) -> ReadIndexBatcher {
-        ReadIndexBatcher {
-            raft,
-            pending: Arc::default(),
-            gate: Arc::default(),
-        }
+    /// Reads asked for and rounds run for them so far.
+    pub fn counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.reads.load(Relaxed), self.rounds.load(Relaxed))
     }
 
-    async fn read_index(&self) -> Result<Attempt<u64>, Status> {
+    /// Joins the next round that asks `leader`, or starts one with `ask` (run once the round
+    /// before it ended). A pending round for another leader is not joined.
+    async fn read_index(
+        &self,
+        leader: u64,
+        ask: impl FnOnce() -> futures::future::BoxFuture<'static, Result<Attempt<u64>, Status>>,
+    ) -> Result<Attempt<u64>, Status> {
         use futures::FutureExt;
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let round = {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             match &*pending {
-                Some(round) => round.clone(),
-                None => {
-                    let (raft, pending_slot, gate) =
-                        (self.raft.clone(), self.pending.clone(), self.gate.clone());
+                Some((asked, _, round)) if *asked == leader => round.clone(),
+                _ => {
+                    let number = self
+                        .rounds
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let (pending_slot, gate, asking) =
+                        (self.pending.clone(), self.gate.clone(), ask());
                     let round: Round = async move {
                         let _in_flight = gate.lock_owned().await;
                         // Started: reads arriving from now on wait for the next round.
-                        pending_slot
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .take();
-                        confirm_leadership(&raft).await
+                        {
+                            let mut slot = pending_slot.lock().unwrap_or_else(|p| p.into_inner());
+                            if slot.as_ref().is_some_and(|(_, n, _)| *n == number) {
+                                slot.take();
+                            }
+                        }
+                        asking.await
                     }
                     .boxed()
                     .shared();
-                    *pending = Some(round.clone());
+                    *pending = Some((leader, number, round.clone()));
                     round
                 }
             }
@@ -424,29 +449,44 @@ async fn confirm_leadership(raft: &Raft) -> Result<Attempt<u64>, Status> {
 }
 
 impl Node {
+    /// On a follower: the leader's read index, through one `ReadIndex` RPC shared with the
+    /// reads that arrive while the previous one is in flight.
     async fn read_index_remote(&self, leader: u64, deadline: Instant) -> Attempt<u64> {
         let Some(mut client) = self.peers.client(self, leader) else {
             return Attempt::NotLeader(None);
         };
-        let mut req = tonic::Request::new(ReadIndexRequest {
-            from: self.id,
-            target: leader,
-        });
-        req.set_timeout(
-            deadline
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(50)),
-        );
-        match client.read_index(req).await {
-            Ok(reply) => {
-                let reply = reply.into_inner();
-                if reply.not_leader {
-                    let hint = (reply.leader_hint != 0).then_some(reply.leader_hint);
-                    return Attempt::NotLeader(hint.filter(|h| *h != leader));
-                }
-                Attempt::Done(reply.read_index)
-            }
-            Err(_) => Attempt::NotLeader(None),
+        let from = self.id;
+        let ask = move || -> futures::future::BoxFuture<'static, Result<Attempt<u64>, Status>> {
+            let mut req = tonic::Request::new(ReadIndexRequest {
+                from,
+                target: leader,
+            });
+            req.set_timeout(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(50)),
+            );
+            Box::pin(async move {
+                Ok(match client.read_index(req).await {
+                    Ok(reply) => {
+                        let reply = reply.into_inner();
+                        if reply.not_leader {
+                            let hint = (reply.leader_hint != 0).then_some(reply.leader_hint);
+                            Attempt::NotLeader(hint.filter(|h| *h != leader))
+                        } else {
+                            Attempt::Done(reply.read_index)
+                        }
+                    }
+                    Err(_) => Attempt::NotLeader(None),
+                })
+            })
+        };
+        // A round another read started may carry a later deadline than this read's.
+        match tokio::time::timeout_at(deadline.into(), self.remote_reads.read_index(leader, ask))
+            .await
+        {
+            Ok(Ok(attempt)) => attempt,
+            _ => Attempt::NotLeader(None),
         }
     }
 
