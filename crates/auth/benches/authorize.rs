@@ -124,7 +124,15 @@ fn bench(c: &mut Criterion) {
                 .unwrap())
             })
         });
+        // Full verification: the cache is emptied before every call (a token's first use).
         group.bench_function("token_verification", |b| {
+            b.iter(|| {
+                auth.forget_verified();
+                auth.authenticate(Some(black_box(&header)), now).unwrap()
+            })
+        });
+        // Every later use of the same token: a cache hit and its time checks.
+        group.bench_function("cached_verification", |b| {
             b.iter(|| auth.authenticate(Some(black_box(&header)), now).unwrap())
         });
         let verified = auth.authenticate(Some(&header), now).unwrap();
@@ -140,6 +148,7 @@ fn bench(c: &mut Criterion) {
         });
         group.bench_function("full_authorization", |b| {
             b.iter(|| {
+                auth.forget_verified();
                 let who = auth.authenticate(Some(black_box(&header)), now).unwrap();
                 state.authorize(&who, &method).unwrap();
                 assert!(permitted(&who, Some(&ownership), AccessType::Read));

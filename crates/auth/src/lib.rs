@@ -37,10 +37,12 @@ pub use verify::{Authenticator, MAX_TOKEN_BYTES, REQUIRED_CLAIMS};
 /// A short, non-reversible name for a token in logs and audit records: the first 12 hex
 /// characters of its SHA-256. Never log the token itself.
 pub fn token_fingerprint(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    let mut hex = hex::encode(&digest[..6]);
-    hex.truncate(12);
-    hex
+    fingerprint_of(&Sha256::digest(token.as_bytes()).into())
+}
+
+/// The fingerprint of a token whose SHA-256 is `digest`.
+pub(crate) fn fingerprint_of(digest: &[u8; 32]) -> String {
+    hex::encode(&digest[..6])
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //!    `x5u`, `jwk`, `x5c` are ignored and never fetched), the signature is checked with the keys
 //!    of that family (only the key named by `kid`, when present), then the claims.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fmt;
 
@@ -21,9 +21,11 @@ use custos_model::Identity;
 use jsonwebtoken::Algorithm;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 use crate::config::{AuthConfig, GuestAccess, UsernameClaim, MAX_LEEWAY_SECS};
 use crate::error::{AuthError, ConfigError, MSG_GUEST_DISABLED, MSG_INVALID_HEADER};
+use crate::fingerprint_of;
 use crate::keys::{self, VerifyKey};
 
 /// Tokens longer than this are refused before any decoding.
@@ -41,6 +43,23 @@ pub struct Authenticator {
     guest_access: GuestAccess,
     leeway_secs: u64,
     max_token_lifetime_secs: Option<u64>,
+    /// Tokens verified so far, by the SHA-256 of the token (never the token itself).
+    verified: std::sync::Mutex<HashMap<[u8; 32], Verified>>,
+}
+
+/// Verified tokens kept at most; the cache starts over when full.
+pub const MAX_VERIFIED_TOKENS: usize = 10_000;
+
+/// A token that passed verification: its identity and the time claims to check again on every
+/// use. Everything else a verification decides depends only on the token's bytes and this
+/// authenticator's keys and settings, which never change (a key reload builds a new
+/// authenticator, with an empty cache).
+#[derive(Clone, Debug)]
+struct Verified {
+    identity: Identity,
+    exp: u64,
+    iat: u64,
+    nbf: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -125,6 +144,7 @@ impl Authenticator {
             guest_access: cfg.guest_access,
             leeway_secs: cfg.leeway_secs,
             max_token_lifetime_secs: cfg.max_token_lifetime_secs,
+            verified: Default::default(),
         })
     }
 
@@ -172,13 +192,74 @@ impl Authenticator {
 
     /// Authenticates a bare token (no `Bearer ` prefix).
     /// The identity carries the token's [`crate::token_fingerprint`] for the audit trail.
+    ///
+    /// A token verified before is answered from a cache (keyed by its SHA-256) after its time
+    /// claims pass again at `now_unix`; a token whose time claims fail is verified afresh, so
+    /// the refusal is the same as without the cache.
     pub fn authenticate_token(&self, token: &str, now_unix: u64) -> Result<Identity, AuthError> {
-        let mut identity = self.verify_token(token, now_unix)?;
-        identity.fingerprint = crate::token_fingerprint(token);
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let cached = self
+            .verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&digest)
+            .cloned();
+        if let Some(v) = cached {
+            if self.time_claims_hold(v.exp, v.iat, v.nbf, now_unix) {
+                return Ok(v.identity);
+            }
+        }
+        let (mut identity, times) = self.verify_token(token, now_unix)?;
+        identity.fingerprint = fingerprint_of(&digest);
+        let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if verified.len() >= MAX_VERIFIED_TOKENS {
+            verified.clear();
+        }
+        verified.insert(
+            digest,
+            Verified {
+                identity: identity.clone(),
+                exp: times.0,
+                iat: times.1,
+                nbf: times.2,
+            },
+        );
         Ok(identity)
     }
 
-    fn verify_token(&self, token: &str, now_unix: u64) -> Result<Identity, AuthError> {
+    /// Empties the verified-token cache: the next use of every token is a full verification.
+    /// (The authorization benchmark measures verification itself this way.)
+    pub fn forget_verified(&self) {
+        self.verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// How many verified tokens the cache holds.
+    pub fn cached_tokens(&self) -> usize {
+        self.verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// Whether `exp`, `iat` and `nbf` allow the token at `now` (the checks of
+    /// [`Authenticator::check_claims`], in the same order and with the same leeway).
+    fn time_claims_hold(&self, exp: u64, iat: u64, nbf: Option<u64>, now: u64) -> bool {
+        let leeway = self.leeway_secs;
+        exp != 0
+            && now < exp.saturating_add(leeway)
+            && !nbf.is_some_and(|nbf| now.saturating_add(leeway) < nbf)
+            && iat <= now.saturating_add(leeway)
+    }
+
+    /// Verifies `token` fully: its identity, and its `exp`, `iat` and `nbf`.
+    fn verify_token(
+        &self,
+        token: &str,
+        now_unix: u64,
+    ) -> Result<(Identity, (u64, u64, Option<u64>)), AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::no_issuer("token_too_large"));
         }
@@ -254,7 +335,7 @@ impl Authenticator {
         issuer: &Issuer,
         claims: &Map<String, Value>,
         now: u64,
-    ) -> Result<Identity, AuthError> {
+    ) -> Result<(Identity, (u64, u64, Option<u64>)), AuthError> {
         if REQUIRED_CLAIMS.iter().any(|c| !claims.contains_key(*c)) {
             return Err(AuthError::denied("missing_claim"));
         }
@@ -310,17 +391,20 @@ impl Authenticator {
         if username.is_empty() {
             return Err(AuthError::denied("empty_username"));
         }
-        Ok(Identity {
-            username,
-            subject,
-            name,
-            email,
-            issuer: iss.to_string(),
-            roles,
-            groups,
-            guest: false,
-            fingerprint: String::new(),
-        })
+        Ok((
+            Identity {
+                username,
+                subject,
+                name,
+                email,
+                issuer: iss.to_string(),
+                roles,
+                groups,
+                guest: false,
+                fingerprint: String::new(),
+            },
+            (exp, iat, nbf),
+        ))
     }
 }
 
