@@ -100,6 +100,10 @@ pub async fn watch(node: Arc<Node>) {
         let Some((leader, heard)) = node.leader_contact.last() else {
             continue;
         };
+        // Nothing to look at before the earliest rank's turn (the common case, every tick).
+        if heard.elapsed() < schedule.wait(0) {
+            continue;
+        }
         let (is_leader, voters) = {
             let m = node.raft.metrics().borrow().clone();
             let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
