@@ -205,7 +205,10 @@ impl Authenticator {
             .get(&digest)
             .cloned();
         if let Some(v) = cached {
-            if self.time_claims_hold(v.exp, v.iat, v.nbf, now_unix) {
+            if self
+                .time_claims_refusal(v.exp, v.iat, v.nbf, now_unix)
+                .is_none()
+            {
                 return Ok(v.identity);
             }
         }
@@ -244,14 +247,31 @@ impl Authenticator {
             .len()
     }
 
-    /// Whether `exp`, `iat` and `nbf` allow the token at `now` (the checks of
-    /// [`Authenticator::check_claims`], in the same order and with the same leeway).
-    fn time_claims_hold(&self, exp: u64, iat: u64, nbf: Option<u64>, now: u64) -> bool {
+    /// Why `exp`, `iat` and `nbf` refuse the token at `now`, if they do: the one place the
+    /// time claims are judged, for a full verification and for a cached token alike.
+    fn time_claims_refusal(
+        &self,
+        exp: u64,
+        iat: u64,
+        nbf: Option<u64>,
+        now: u64,
+    ) -> Option<&'static str> {
         let leeway = self.leeway_secs;
-        exp != 0
-            && now < exp.saturating_add(leeway)
-            && !nbf.is_some_and(|nbf| now.saturating_add(leeway) < nbf)
-            && iat <= now.saturating_add(leeway)
+        if exp == 0 {
+            // Upstream treats `exp: 0` as "never expires"; custos requires a real expiry.
+            return Some("no_expiry");
+        }
+        // Valid while now < exp (strict, as golang-jwt), widened by the leeway.
+        if now >= exp.saturating_add(leeway) {
+            return Some("expired");
+        }
+        if nbf.is_some_and(|nbf| now.saturating_add(leeway) < nbf) {
+            return Some("not_yet_valid");
+        }
+        if iat > now.saturating_add(leeway) {
+            return Some("issued_in_future");
+        }
+        None
     }
 
     /// Verifies `token` fully: its identity, and its `exp`, `iat` and `nbf`.
@@ -342,20 +362,8 @@ impl Authenticator {
         let exp = numeric_date(&claims["exp"])?;
         let iat = numeric_date(&claims["iat"])?;
         let nbf = claims.get("nbf").map(numeric_date).transpose()?;
-        let leeway = self.leeway_secs;
-        if exp == 0 {
-            // Upstream treats `exp: 0` as "never expires"; custos requires a real expiry.
-            return Err(AuthError::denied("no_expiry"));
-        }
-        // Valid while now < exp (strict, as golang-jwt), widened by the leeway.
-        if now >= exp.saturating_add(leeway) {
-            return Err(AuthError::denied("expired"));
-        }
-        if nbf.is_some_and(|nbf| now.saturating_add(leeway) < nbf) {
-            return Err(AuthError::denied("not_yet_valid"));
-        }
-        if iat > now.saturating_add(leeway) {
-            return Err(AuthError::denied("issued_in_future"));
+        if let Some(reason) = self.time_claims_refusal(exp, iat, nbf, now) {
+            return Err(AuthError::denied(reason));
         }
         if let Some(max) = self.max_token_lifetime_secs {
             if exp.saturating_sub(iat) > max {
