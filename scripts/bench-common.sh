@@ -1,6 +1,24 @@
 #!/usr/bin/env bash
-# Shared by the benchmark scripts (sourced, not run): a free base port for a 3-member cluster on
-# 127.0.0.1, and Debian's etcd when it is missing.
+# Shared by the benchmark scripts (sourced from the repository root, not run): the cargo
+# command and target dir, logging, the custos binary to measure, a free base port for a
+# 3-member cluster on 127.0.0.1, and Debian's etcd when it is missing.
+
+ROOT="$PWD"
+CARGO_CMD="${BENCH_CARGO:-cargo}"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+
+# Sets BIN: BENCH_BIN, or a release build of this tree.
+release_bin() {
+  if [ -n "${BENCH_BIN:-}" ]; then
+    BIN="$BENCH_BIN"
+  else
+    log "building custos (release)"
+    $CARGO_CMD build --release --locked -p custos-cli
+    BIN="$TARGET_DIR/release/custos"
+  fi
+}
 
 # A base port P such that P..P+3 and P+100.., P+200.., P+300..P+303 are free on 127.0.0.1: the
 # SDK, peer, REST and metrics ports of `custos dev` (and etcd's client and peer ports).

@@ -13,22 +13,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/bench-common.sh
 source scripts/bench-common.sh
-ROOT="$PWD"
-CARGO_CMD="${BENCH_CARGO:-cargo}"
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 TRIALS="${BENCH_FAILOVER_TRIALS:-10}"
 OUT="$TARGET_DIR/bench-failover"
 PASSWORD="failover-$RANDOM$RANDOM"
-log() { printf '\n==> %s\n' "$*" >&2; }
 
 ensure_etcd
-if [ -n "${BENCH_BIN:-}" ]; then
-  BIN="$BENCH_BIN"
-else
-  log "building custos (release)"
-  $CARGO_CMD build --release --locked -p custos-cli
-  BIN="$TARGET_DIR/release/custos"
-fi
+release_bin
 
 # Every process this script started, by pid file (restarted members get new pids).
 cleanup() {

@@ -12,20 +12,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/bench-common.sh
 source scripts/bench-common.sh
-ROOT="$PWD"
-CARGO_CMD="${BENCH_CARGO:-cargo}"
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 VOLUMES="${SCALE_VOLUMES:-100000}"
 OUT="$TARGET_DIR/bench-scale"
-log() { printf '\n==> %s\n' "$*" >&2; }
 
-if [ -n "${BENCH_BIN:-}" ]; then
-  BIN="$BENCH_BIN"
-else
-  log "building custos (release)"
-  $CARGO_CMD build --release --locked -p custos-cli
-  BIN="$TARGET_DIR/release/custos"
-fi
+release_bin
 
 PIDS=()
 cleanup() {

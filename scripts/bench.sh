@@ -38,12 +38,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/bench-common.sh
 source scripts/bench-common.sh
-ROOT="$PWD"
 WHAT="${1:-all}"
-CARGO_CMD="${BENCH_CARGO:-cargo}"
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-
-log() { printf '\n==> %s\n' "$*" >&2; }
 
 auth_bench() {
   log "authorization cost (criterion)"
@@ -242,17 +237,6 @@ etcd_system() {
     --ops "$KEYS" --deadline-secs 300 >/dev/null
   bench_shapes etcd "$label" "$run" "$pids" "${auth[@]}"
   cleanup
-}
-
-# BIN: BENCH_BIN, or a release build.
-release_bin() {
-  if [ -n "${BENCH_BIN:-}" ]; then
-    BIN="$BENCH_BIN"
-  else
-    log "building custos (release)"
-    $CARGO_CMD build --release --locked -p custos-cli
-    BIN="$TARGET_DIR/release/custos"
-  fi
 }
 
 cluster_bench() {
