@@ -8,7 +8,6 @@ use custos_model::audit::{AuditActor, AuditQuery, Denial};
 use custos_model::{Command, Identity, NodeId, Op, RequestId};
 use custos_store::StateMachineStore;
 use openraft::storage::RaftStateMachine;
-use openraft::RaftSnapshotBuilder;
 
 fn user(name: &str) -> Identity {
     let mut who = admin();
@@ -116,12 +115,7 @@ async fn the_trail_survives_restart_snapshot_and_install() {
     let (log, mut sm) = open(dir.path()).await;
     apply_all(&mut sm, mixed(30), 1).await;
     let head = sm.audit_log().head();
-    let snap = sm
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    let snap = build_snapshot(&mut sm).await;
     close(log, sm);
 
     let (_log, sm) = open(dir.path()).await;

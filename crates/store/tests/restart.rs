@@ -207,7 +207,6 @@ fn raw_sled(dir: &std::path::Path) -> sled::Db {
 /// finishes the install from it.
 #[tokio::test]
 async fn a_layout_2_dir_is_migrated_at_open() {
-    use openraft::RaftSnapshotBuilder;
     let dir = tempfile::tempdir().unwrap();
     let (mut log, mut sm) = open(dir.path()).await;
     let mut entries = vec![blank(1, 1), membership(1, 2, &[1])];
@@ -216,12 +215,7 @@ async fn a_layout_2_dir_is_migrated_at_open() {
     }
     append(&mut log, entries.clone()).await;
     sm.apply(entries).await.unwrap();
-    let snap = sm
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    let snap = build_snapshot(&mut sm).await;
     // What a layout-2 snapshot held: every record, the audit trail included.
     let mut expected: Vec<Record> = sm.state().read().unwrap().records().collect();
     let head = sm.audit_log().head();

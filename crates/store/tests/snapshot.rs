@@ -6,7 +6,6 @@ use common::*;
 use custos_model::Record;
 use custos_store::TypeConfig;
 use openraft::storage::{RaftStateMachine, Snapshot};
-use openraft::RaftSnapshotBuilder;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 async fn populated(
@@ -39,12 +38,7 @@ async fn bytes(s: &mut Snapshot<TypeConfig>) -> Vec<u8> {
 async fn built_snapshot_installs_into_a_fresh_store() {
     let leader_dir = tempfile::tempdir().unwrap();
     let (_log, mut leader) = populated(leader_dir.path()).await;
-    let mut snap = leader
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    let mut snap = build_snapshot(&mut leader).await;
     assert_eq!(snap.meta.last_log_id, Some(log_id(1, 42)));
     assert_eq!(snap.meta.last_membership.log_id(), &Some(log_id(1, 2)));
     assert!(
@@ -92,12 +86,7 @@ async fn built_snapshot_installs_into_a_fresh_store() {
     assert_eq!(follower_current.meta, snap.meta);
 
     // A rebuilt snapshot of the follower has the same content.
-    let mut rebuilt = follower
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    let mut rebuilt = build_snapshot(&mut follower).await;
     assert_eq!(
         bytes(&mut rebuilt).await,
         bytes(&mut follower_current).await
@@ -109,12 +98,7 @@ async fn built_snapshot_installs_into_a_fresh_store() {
 async fn current_snapshot_and_installed_state_survive_restart() {
     let leader_dir = tempfile::tempdir().unwrap();
     let (leader_log, mut leader) = populated(leader_dir.path()).await;
-    let snap = leader
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    let snap = build_snapshot(&mut leader).await;
     let expected = records(&leader);
 
     let dir = tempfile::tempdir().unwrap();
@@ -148,12 +132,7 @@ async fn current_snapshot_and_installed_state_survive_restart() {
 async fn corrupt_snapshot_data_is_refused_before_anything_changes() {
     let dir = tempfile::tempdir().unwrap();
     let (_log, mut sm) = populated(dir.path()).await;
-    let snap = sm
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    let snap = build_snapshot(&mut sm).await;
     let before = records(&sm);
     let mut meta = snap.meta.clone();
     meta.snapshot_id = "9-99-1".into();
@@ -216,12 +195,7 @@ async fn a_snapshot_received_in_many_small_chunks_installs() {
     let (_log, mut leader) = with_a_trail(leader_dir.path()).await;
     let head = leader.audit_log().head();
     assert!(head.last_seq() > 25_000, "{head:?}");
-    let mut snap = leader
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    let mut snap = build_snapshot(&mut leader).await;
     let data = bytes(&mut snap).await;
 
     let dir = tempfile::tempdir().unwrap();
@@ -274,23 +248,13 @@ async fn a_snapshot_received_in_many_small_chunks_installs() {
 async fn a_truncated_or_corrupted_snapshot_is_refused_and_nothing_changes() {
     let leader_dir = tempfile::tempdir().unwrap();
     let (_log, mut leader) = with_a_trail(leader_dir.path()).await;
-    let mut snap = leader
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    let mut snap = build_snapshot(&mut leader).await;
     let data = bytes(&mut snap).await;
 
     let dir = tempfile::tempdir().unwrap();
     let (log, mut sm) = populated(dir.path()).await;
     sm.apply([normal(1, 43, create_volume(43))]).await.unwrap();
-    let mut own = sm
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    let mut own = build_snapshot(&mut sm).await;
     let own_bytes = bytes(&mut own).await;
     let before = records(&sm);
     let head = sm.audit_log().head();

@@ -116,6 +116,17 @@ pub async fn open(dir: &Path) -> (LogStore, StateMachineStore) {
     custos_store::open(dir).await.expect("open store")
 }
 
+/// Builds a snapshot of `sm` now.
+pub async fn build_snapshot(sm: &mut StateMachineStore) -> openraft::Snapshot<TypeConfig> {
+    use openraft::storage::RaftStateMachine;
+    use openraft::RaftSnapshotBuilder;
+    sm.get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap()
+}
+
 pub async fn append(log: &mut LogStore, entries: Vec<Entry<TypeConfig>>) {
     log.blocking_append(entries).await.expect("append");
 }
