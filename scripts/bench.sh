@@ -22,7 +22,10 @@
 #   scripts/bench.sh snapshot  snapshot build and install at 100,000 volumes and 1,000,000 audit
 #                              records, this tree against the in-memory base revision (about
 #                              10 minutes; not part of `all`)
-#   scripts/bench.sh [all]     all of the above but snapshot
+#   scripts/bench.sh reference Volume.Create cost growth up to 2,000 volumes, upstream's own SDK
+#                              server (`osd`, fake driver; OSD_BIN, built elsewhere) against a
+#                              3-member custos cluster (scripts/bench-reference.sh; not in `all`)
+#   scripts/bench.sh [all]     all of the above but snapshot and reference
 #
 # The cluster part installs etcd (Debian's etcd-server/etcd-client) when missing and matplotlib
 # into target/bench-venv. Knobs (environment): BENCH_RUNS (3; cluster and flood), BENCH_SEQ_OPS (2000),
@@ -377,7 +380,8 @@ case "$WHAT" in
   scale) bash scripts/bench-scale.sh ;;
   flood) flood_bench ;;
   failover) bash scripts/bench-failover.sh ;;
+  reference) bash scripts/bench-reference.sh ;;
   snapshot) snapshot_bench ;;
   all) auth_bench; audit_bench; cluster_bench; bash scripts/bench-scale.sh; flood_bench; bash scripts/bench-failover.sh ;;
-  *) echo "usage: $0 [auth|audit|cluster|scale|flood|failover|snapshot|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [auth|audit|cluster|scale|flood|failover|reference|snapshot|all]" >&2; exit 2 ;;
 esac

@@ -6,6 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
+# A clean clone gains nothing from incremental artifacts, and they were a quarter of the target
+# dir; a developer's own setting wins.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 
 # Test steps run to the end even when one fails, so one run shows every failure; the script exits
 # non-zero if any did.
@@ -29,21 +33,27 @@ openssl version
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+# Every cargo command below selects targets from the whole workspace (`--workspace`): features are
+# unified over the packages selected, so `-p custos-cluster-tests` alone would build our crates and
+# half of the dependencies a second time, without the features other members turn on.
 step "build (all targets)"
 cargo build --workspace --all-targets --locked
 
 step "Rust tests (unit, golden, property, openraft storage suite, fuzz short passes, the chaos checker, tidy)"
 check cargo test --workspace --locked --no-fail-fast --exclude custos-cluster-tests
-check cargo test --locked -p custos-cluster-tests --lib --test tidy
+# The cluster-tests library's own unit tests (the chaos and linearizability checkers) and the tidy
+# rules; `--lib` runs the other members' unit tests again too (a few seconds).
+check cargo test --workspace --locked --no-fail-fast --lib --test tidy
 
 step "cluster tests (real custos processes on 127.0.0.1)"
-# One cluster at a time: each test runs three debug-build nodes on this 2-core machine.
-check cargo test --locked --no-fail-fast -p custos-cluster-tests --test cluster --test cli --test cli_ops --test keys --test revocation --test placement --test usage --test ops --test audit --test rest --test bench --test tls --test attacks --test membership --test config --test snapshots --test contexts_tls --test tutorial --test kubernetes --test chaos -- --test-threads=1
+# One cluster at a time: each test runs three debug-build nodes on this 2-core machine. (The store's
+# `audit` and auth's `config` tests share names with two of these and run again here, in
+# well under a second.)
+check cargo test --workspace --locked --no-fail-fast --test cluster --test cli --test cli_ops --test keys --test revocation --test placement --test usage --test ops --test audit --test rest --test bench --test tls --test attacks --test membership --test config --test snapshots --test contexts_tls --test tutorial --test kubernetes --test chaos -- --test-threads=1
 
 step "Python: descriptor comparison and the official client against a real cluster"
-mkdir -p target
-cargo run --locked -q -p custos-proto --example descriptor_set > target/custos-descriptor-set.pb
-check env CUSTOS_DESCRIPTOR_SET="$PWD/target/custos-descriptor-set.pb" CUSTOS_BIN="$PWD/target/debug/custos" \
+"$target_dir/debug/examples/descriptor_set" > "$target_dir/custos-descriptor-set.pb"
+check env CUSTOS_DESCRIPTOR_SET="$target_dir/custos-descriptor-set.pb" CUSTOS_BIN="$target_dir/debug/custos" \
   .venv/bin/python -m pytest -q -p no:cacheprovider cluster-tests/python
 
 if [ "${#failed[@]}" -gt 0 ]; then
