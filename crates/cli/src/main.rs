@@ -17,6 +17,11 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 use output::Format;
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc's malloc: on the request path glibc's allocator took about a quarter
+/// of a member's CPU (BENCHMARKS.md, "Allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "custos",
