@@ -31,6 +31,9 @@ use crate::keys::{self, VerifyKey};
 /// Tokens longer than this are refused before any decoding.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
+/// A verified token's `exp`, `iat` and `nbf` (Unix seconds), kept to judge it again on reuse.
+type TimeClaims = (u64, u64, Option<u64>);
+
 /// Claims that must be present in every token (upstream `requiredClaims`).
 pub const REQUIRED_CLAIMS: [&str; 6] = ["iss", "sub", "exp", "iat", "name", "email"];
 
@@ -279,7 +282,7 @@ impl Authenticator {
         &self,
         token: &str,
         now_unix: u64,
-    ) -> Result<(Identity, (u64, u64, Option<u64>)), AuthError> {
+    ) -> Result<(Identity, TimeClaims), AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::no_issuer("token_too_large"));
         }
@@ -355,7 +358,7 @@ impl Authenticator {
         issuer: &Issuer,
         claims: &Map<String, Value>,
         now: u64,
-    ) -> Result<(Identity, (u64, u64, Option<u64>)), AuthError> {
+    ) -> Result<(Identity, TimeClaims), AuthError> {
         if REQUIRED_CLAIMS.iter().any(|c| !claims.contains_key(*c)) {
             return Err(AuthError::denied("missing_claim"));
         }

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 /// Longest text (message, username...) a denial keeps; callers control these strings (an
@@ -32,7 +32,9 @@ const MAX_FIELD: usize = 256;
 pub const AUDIT_FILE: &str = "audit.log";
 pub const ACCESS_FILE: &str = "access.log";
 
-/// The two local log files.
+/// The two local log files. Lines are written through `&File` under the read side of a lock
+/// (append mode makes each line's `write` land whole at the end), so calls on different threads
+/// do not queue behind each other's syscalls; only a reopen takes the write side.
 struct Files {
     dir: PathBuf,
     audit: File,
@@ -90,7 +92,7 @@ pub struct AuditCounters {
 pub struct Audit {
     node_id: u64,
     settings: AuditSettings,
-    files: Mutex<Files>,
+    files: RwLock<Files>,
     denials: Mutex<DenialBuffer>,
     counters: Mutex<AuditCounters>,
     /// The replicated trail on this node's store.
@@ -132,7 +134,7 @@ impl Audit {
         Ok(Audit {
             node_id,
             settings,
-            files: Mutex::new(Files::open(log_dir)?),
+            files: RwLock::new(Files::open(log_dir)?),
             denials: Mutex::new(DenialBuffer::default()),
             counters: Mutex::new(AuditCounters::default()),
             log,
@@ -149,22 +151,22 @@ impl Audit {
 
     /// Reopens both files by name (after logrotate moved them).
     pub fn reopen(&self) -> std::io::Result<()> {
-        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        let mut files = self.files.write().unwrap_or_else(|p| p.into_inner());
         let dir = files.dir.clone();
         *files = Files::open(&dir)?;
         Ok(())
     }
 
     fn write_audit(&self, line: &str) {
-        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = files.audit.write_all(line.as_bytes()) {
+        let files = self.files.read().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = (&files.audit).write_all(line.as_bytes()) {
             tracing::error!(node = self.node_id, "writing {AUDIT_FILE}: {e}");
         }
     }
 
     fn write_access(&self, line: &str) {
-        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = files.access.write_all(line.as_bytes()) {
+        let files = self.files.read().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = (&files.access).write_all(line.as_bytes()) {
             tracing::error!(node = self.node_id, "writing {ACCESS_FILE}: {e}");
         }
     }
@@ -513,7 +515,7 @@ pub fn logfmt_line(
     fields.sort_by(|a, b| a.0.cmp(b.0));
     let mut out = String::with_capacity(128);
     out.push_str("time=");
-    push_value(&mut out, &rfc3339(time_ms));
+    push_time(&mut out, time_ms);
     out.push_str(" level=");
     out.push_str(level);
     out.push_str(" msg=");
@@ -553,6 +555,33 @@ fn push_value(out: &mut String, v: &str) {
     out.push('"');
 }
 
+/// `push_value(out, &rfc3339(ms))` (always quoted: the time has colons), with the date and time
+/// of day formatted once per second per thread: every line of a busy node starts with one.
+fn push_time(out: &mut String, ms: u64) {
+    thread_local! {
+        /// The second last formatted on this thread and its text up to the seconds.
+        static SECOND: std::cell::RefCell<(u64, String)> =
+            const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let secs = ms / 1000;
+    SECOND.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != secs {
+            let mut text = rfc3339(secs * 1000);
+            text.truncate(text.len() - ".000Z".len());
+            *cached = (secs, text);
+        }
+        let millis = ms % 1000;
+        out.push('"');
+        out.push_str(&cached.1);
+        out.push('.');
+        for digit in [millis / 100, millis / 10 % 10, millis % 10] {
+            out.push(char::from(b'0' + digit as u8));
+        }
+        out.push_str("Z\"");
+    });
+}
+
 /// RFC 3339 in UTC with milliseconds, from milliseconds since the Unix epoch.
 pub fn rfc3339(ms: u64) -> String {
     let secs = ms / 1000;
@@ -581,6 +610,25 @@ pub fn rfc3339(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cached_time_prefix_is_the_quoted_rfc3339_time() {
+        // Same second twice (the cache), the next second, a second going back, and edges.
+        for ms in [
+            1_700_000_000_123,
+            1_700_000_000_999,
+            1_700_000_001_000,
+            1_700_000_000_005,
+            0,
+            951_782_400_000,
+            4_102_444_799_999,
+        ] {
+            let (mut cached, mut plain) = (String::new(), String::new());
+            push_time(&mut cached, ms);
+            push_value(&mut plain, &rfc3339(ms));
+            assert_eq!(cached, plain, "{ms}");
+        }
+    }
 
     #[test]
     fn lines_are_logrus_text_with_sorted_quoted_fields() {
