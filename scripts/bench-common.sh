@@ -1,13 +1,48 @@
 #!/usr/bin/env bash
 # Shared by the benchmark scripts (sourced from the repository root, not run): the cargo
-# command and target dir, logging, the custos binary to measure, a free base port for a
-# 3-member cluster on 127.0.0.1, and Debian's etcd when it is missing.
+# command and target dir, logging, stopping what a script started, a `custos dev` cluster, the
+# custos binary to measure, a free base port for a 3-member cluster on 127.0.0.1, and Debian's
+# etcd when it is missing.
 
 ROOT="$PWD"
 CARGO_CMD="${BENCH_CARGO:-cargo}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
 log() { printf '\n==> %s\n' "$*" >&2; }
+
+# Processes a script started (pids), stopped by `cleanup`: SIGTERM, up to 10 s to exit, then
+# SIGKILL. Each script traps `cleanup` on EXIT.
+STARTED=()
+cleanup() {
+  local pid
+  for pid in "${STARTED[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${STARTED[@]}"; do
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  STARTED=()
+}
+
+# start_dev DIR BASE [custos dev flags]: a 3-member `custos dev` cluster (BIN) in DIR from base
+# port BASE, its output in DIR.log, waited for until DIR/cluster.json is written; sets DEV_DIR,
+# which `field EXPR` reads (`d` is cluster.json).
+start_dev() {
+  local dir="$1" base="$2" devpid
+  shift 2
+  DEV_DIR="$dir"
+  "$BIN" dev --dir "$dir" --nodes 3 --base-port "$base" "$@" >"$dir.log" 2>&1 &
+  devpid=$!
+  STARTED+=("$devpid")
+  for _ in $(seq 900); do
+    [ -s "$dir/cluster.json" ] && return
+    kill -0 "$devpid" 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$dir.log" >&2
+  echo "custos dev did not start" >&2
+  exit 1
+}
+field() { python3 -c "import json; d=json.load(open('$DEV_DIR/cluster.json')); print($1)"; }
 
 # Sets BIN: BENCH_BIN, or a release build of this tree.
 release_bin() {

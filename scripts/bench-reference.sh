@@ -29,11 +29,6 @@ if [ -z "${OSD_BIN:-}" ] || [ ! -x "$OSD_BIN" ]; then
 fi
 release_bin
 
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
 trap cleanup EXIT
 
 rm -rf "$OUT"
@@ -47,18 +42,10 @@ log "osd (fake driver, kv-mem) with SDK port $OSD_BASE"
   --sdkport "$OSD_BASE" --sdkrestport "$((OSD_BASE + 1))" --mgmtport "$((OSD_BASE + 2))" \
   --jwt-issuer custos-bench --jwt-shared-secret "$SECRET" >"$OUT/osd/osd.log" 2>&1) &
 OSD_PID=$!
-PIDS+=("$OSD_PID")
+STARTED+=("$OSD_PID")
 
 log "custos: 3 nodes from base port $BASE"
-DIR="$OUT/cluster"
-"$BIN" dev --dir "$DIR" --nodes 3 --base-port "$BASE" >"$OUT/dev.log" 2>&1 &
-PIDS+=("$!")
-for _ in $(seq 900); do
-  [ -s "$DIR/cluster.json" ] && break
-  sleep 0.1
-done
-[ -s "$DIR/cluster.json" ] || { cat "$OUT/dev.log" >&2; exit 1; }
-field() { python3 -c "import json,sys; d=json.load(open('$DIR/cluster.json')); print($1)"; }
+start_dev "$OUT/cluster" "$BASE"
 EP="$(field '",".join(d["endpoints"])')"
 ADMIN="$(field 'd["tokens"]["admin"]')"
 CUSTOS_PIDS="$(field '",".join(str(n["pid"]) for n in d["nodes"])')"

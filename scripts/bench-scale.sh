@@ -17,27 +17,14 @@ OUT="$TARGET_DIR/bench-scale"
 
 release_bin
 
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
 trap cleanup EXIT
-
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
 BASE="$(free_base_port)"
 DIR="$OUT/cluster"
 log "custos: 3 nodes from base port $BASE"
-"$BIN" dev --dir "$DIR" --nodes 3 --base-port "$BASE" >"$OUT/dev.log" 2>&1 &
-PIDS+=("$!")
-for _ in $(seq 900); do
-  [ -s "$DIR/cluster.json" ] && break
-  sleep 0.1
-done
-[ -s "$DIR/cluster.json" ] || { cat "$OUT/dev.log" >&2; exit 1; }
-field() { python3 -c "import json,sys; d=json.load(open('$DIR/cluster.json')); print($1)"; }
+start_dev "$DIR" "$BASE"
 EP="$(field '",".join(d["endpoints"])')"
 ADMIN="$(field 'd["tokens"]["admin"]')"
 REST="127.0.0.1:$((BASE + 200))"
@@ -103,7 +90,7 @@ kill -TERM "$FPID"
 while kill -0 "$FPID" 2>/dev/null; do sleep 0.05; done
 RS0=$(date +%s.%N)
 "$BIN" server --config "$DIR/node-$F/config.toml" >>"$DIR/node-$F/restart.log" 2>&1 &
-PIDS+=("$!")
+STARTED+=("$!")
 until "$BIN" cluster status --endpoint "$FSDK" --token "$ADMIN" -o json 2>/dev/null \
   | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["serving"] else 1)' 2>/dev/null; do
   sleep 0.05
@@ -130,7 +117,7 @@ open(f"{new}/config.toml", "w").write(text)
 PY
 J0=$(date +%s.%N)
 "$BIN" server --config "$NEW/config.toml" --join "127.0.0.1:$((BASE + 100))" >"$NEW/server.log" 2>&1 &
-PIDS+=("$!")
+STARTED+=("$!")
 until "$BIN" cluster status --endpoint "$EP" --token "$ADMIN" -o json 2>/dev/null \
   | python3 -c 'import json,sys; m=[x for x in json.load(sys.stdin)["members"] if x["id"]==4]; sys.exit(0 if m and m[0]["voter"] else 1)' 2>/dev/null; do
   sleep 0.1

@@ -134,22 +134,8 @@ ensure_plot_venv() {
   PLOT_PY="$venv/bin/python"
 }
 
-# A base port P with P..P+2 and P+100..P+102 free on 127.0.0.1.
-
-# Started processes (pids), stopped on exit.
-STARTED=()
-cleanup() {
-  local pid
-  for pid in "${STARTED[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${STARTED[@]}"; do
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-  STARTED=()
-}
 trap cleanup EXIT
 
-json_field() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {"d": d}))' "$@"; }
 
 # Runs every shape once against one system: bench_shapes SYSTEM LABEL RUN PIDS ARGS...
 bench_shapes() {
@@ -171,22 +157,14 @@ bench_shapes() {
 # user token): start_custos LABEL RUN [custos dev flags]. `cleanup` stops it.
 start_custos() {
   local label="$1" run="$2"; shift 2
-  local dir="$OUT/$label-$run" base devpid
+  local base
   base="$(free_base_port)"
-  mkdir -p "$dir"
+  mkdir -p "$OUT"
   log "custos ($label): 3 nodes from base port $base"
-  "$BIN" dev --dir "$dir" --nodes 3 --base-port "$base" "$@" >"$dir/dev.log" 2>&1 &
-  devpid=$!
-  STARTED+=("$devpid")
-  for _ in $(seq 900); do
-    [ -s "$dir/cluster.json" ] && break
-    kill -0 "$devpid" 2>/dev/null || { cat "$dir/dev.log" >&2; exit 1; }
-    sleep 0.1
-  done
-  [ -s "$dir/cluster.json" ] || { echo "custos dev did not start" >&2; exit 1; }
-  ENDPOINTS="$(json_field "$dir/cluster.json" '",".join(d["endpoints"])')"
-  PIDS="$(json_field "$dir/cluster.json" '",".join(str(n["pid"]) for n in d["nodes"])')"
-  TOKEN="$(json_field "$dir/cluster.json" 'd["tokens"]["user"]')"
+  start_dev "$OUT/$label-$run" "$base" "$@"
+  ENDPOINTS="$(field '",".join(d["endpoints"])')"
+  PIDS="$(field '",".join(str(n["pid"]) for n in d["nodes"])')"
+  TOKEN="$(field 'd["tokens"]["user"]')"
 }
 
 # A fresh custos cluster for one run of every shape: custos_system LABEL RUN [custos dev flags].
