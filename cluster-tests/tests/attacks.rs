@@ -1161,7 +1161,7 @@ async fn attacks_on_the_sdk_and_peer_ports_get_clear_errors_and_the_cluster_keep
             // A zero timeout may expire before the answer; anything else must succeed.
             if value == "0n" {
                 assert!(
-                    matches!(&got, Ok(_))
+                    got.is_ok()
                         || matches!(&got, Err(s) if matches!(s.code(), Code::DeadlineExceeded | Code::Unavailable | Code::Cancelled)),
                     "grpc-timeout 0n on node {node}: {got:?}"
                 );
@@ -1253,7 +1253,9 @@ async fn attacks_on_the_sdk_and_peer_ports_get_clear_errors_and_the_cluster_keep
     // -- Malformed gRPC framing, sent as raw HTTP/2 bodies.
     let auth_header = bearer(&valid);
     let create = create_request("framing");
-    let framings: Vec<(&str, Vec<u8>, Vec<(&str, &str)>, i32, &str)> = vec![
+    // (case, body, extra headers, expected code, expected message)
+    type Framing<'a> = (&'a str, Vec<u8>, Vec<(&'a str, &'a str)>, i32, &'a str);
+    let framings: Vec<Framing<'_>> = vec![
         ("declared length past the body", frame(0, 100, b"\x0a\x01a"), vec![], Code::Internal as i32, "Unexpected EOF decoding stream."),
         ("a frame cut inside its prefix", vec![0, 0, 0], vec![], Code::Internal as i32, "Unexpected EOF decoding stream."),
         ("compressed flag without grpc-encoding", frame(1, create.len() as u32, &create), vec![], Code::Internal as i32, "protocol error: received message with compressed-flag but no grpc-encoding was specified"),
@@ -1622,7 +1624,7 @@ async fn a_plaintext_peer_port_refuses_garbage_and_stale_replays() {
         .await
         .unwrap();
     let term = status.term;
-    assert!(term >= 1 && term < 200, "term {term}");
+    assert!((1..200).contains(&term), "term {term}");
 
     // Random bytes instead of HTTP/2.
     let random: Vec<u8> = (0..16 * 1024u32)

@@ -567,6 +567,25 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `MIN-MAX` milliseconds, MIN < MAX.
+fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("{s:?} is not MIN-MAX (milliseconds)"))?;
+    let (a, b): (u64, u64) = (
+        a.trim()
+            .parse()
+            .map_err(|_| format!("{a:?} is not a number"))?,
+        b.trim()
+            .parse()
+            .map_err(|_| format!("{b:?} is not a number"))?,
+    );
+    if a == 0 || a >= b {
+        return Err(format!("{s:?}: MIN must be at least 1 and below MAX"));
+    }
+    Ok((a, b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::{env_file, ClusterFile};
@@ -602,23 +621,4 @@ mod tests {
             "127.0.0.1:9100,127.0.0.1:9101|/tmp/it's here/tls/ca.pem|custos-dev|/tmp/it's here/shared-secret"
         );
     }
-}
-
-/// `MIN-MAX` milliseconds, MIN < MAX.
-fn parse_range(s: &str) -> Result<(u64, u64), String> {
-    let (a, b) = s
-        .split_once('-')
-        .ok_or_else(|| format!("{s:?} is not MIN-MAX (milliseconds)"))?;
-    let (a, b): (u64, u64) = (
-        a.trim()
-            .parse()
-            .map_err(|_| format!("{a:?} is not a number"))?,
-        b.trim()
-            .parse()
-            .map_err(|_| format!("{b:?} is not a number"))?,
-    );
-    if a == 0 || a >= b {
-        return Err(format!("{s:?}: MIN must be at least 1 and below MAX"));
-    }
-    Ok((a, b))
 }
