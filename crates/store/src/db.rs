@@ -50,6 +50,8 @@ pub(crate) const INCARNATION_KEY: &[u8] = b"incarnation";
 /// State-machine metadata keys. Record keys never start with `_` (see `RecordKey::encode`).
 pub(crate) const APPLIED_KEY: &[u8] = b"_applied";
 pub(crate) const MEMBERSHIP_KEY: &[u8] = b"_membership";
+/// The last apply's writes, replayed at open if a crash cut them short (`src/sm_writes.rs`).
+pub(crate) const REDO_KEY: &[u8] = b"_redo";
 pub(crate) const SM_META_PREFIX: u8 = b'_';
 
 /// The current snapshot's meta and file name, always written together in one batch.

@@ -22,6 +22,7 @@ mod db;
 pub mod fuzz;
 pub mod log_store;
 mod snapfile;
+mod sm_writes;
 pub mod state_machine;
 
 use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageError, StorageIOError};

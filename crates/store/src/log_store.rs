@@ -6,9 +6,13 @@
 //! relied on for anything that is acknowledged.
 //!
 //! - `save_vote`: insert, flush, return.
-//! - `append`: all entries of the call go into one `sled::Batch` (atomic, and readable as soon
-//!   as it is applied), then one flush covers the whole call, then the `LogFlushed` callback
-//!   fires, then `append` returns.
+//! - `append`: the entries of the call are inserted one by one in index order (each readable at
+//!   once), then one flush covers the whole call, then the `LogFlushed` callback fires, then
+//!   `append` returns. Not a `sled::Batch`: a batch costs two extra buffer writes with a waited
+//!   `sync_file_range` each (`src/sm_writes.rs` has the measurement), and the call need not be
+//!   atomic: sled recovers a prefix of its write log, so a crash before the flush leaves a
+//!   prefix of the entries, which is a valid (shorter) log, and nothing unflushed was
+//!   acknowledged.
 //! - `truncate`: one batch removing `[index, ∞)`, then a flush.
 //! - `purge`: one sled transaction over `log` and `raft_meta` removes `[0, index]` and records
 //!   the purge pointer together, so the pointer never claims more or less than was removed;
@@ -250,19 +254,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let _w = self.inner.write.lock().await;
-        let mut batch = sled::Batch::default();
         let mut count = 0usize;
         for entry in entries {
             let bytes = encode("log entry", &entry)
                 .map_err(|e| sto_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, &e))?;
-            batch.insert(&index_key(entry.log_id.index)[..], bytes);
+            self.inner
+                .trees
+                .log
+                .insert(&index_key(entry.log_id.index)[..], bytes)
+                .map_err(|e| logs_err(ErrorVerb::Write, &e))?;
             count += 1;
         }
-        self.inner
-            .trees
-            .log
-            .apply_batch(batch)
-            .map_err(|e| logs_err(ErrorVerb::Write, &e))?;
         tracing::trace!(count, "log entries appended, flushing");
         // One flush for the whole call; the callback fires only once it has succeeded.
         match self.flush().await {

@@ -5,9 +5,10 @@
 //! holds its records plus `_applied` (last applied log id) and `_membership`.
 //!
 //! **Apply is atomic but not flushed.** Each `apply` call writes the changes of all its
-//! entries together with the new applied log id (and the membership when it changed) in one
-//! `sled::Batch` on the one `sm` tree, so a crash keeps all of it or none of it, and the records
-//! on disk always match the applied id stored beside them. The batch is not flushed. That is
+//! entries together with the new applied log id (and the membership when it changed) on the
+//! one `sm` tree so that a crash keeps all of it or none of it (a redo record written first and
+//! replayed at open, or one `sled::Batch` for large calls: `src/sm_writes.rs`), and the records
+//! on disk always match the applied id stored beside them. Nothing is flushed. That is
 //! safe because:
 //! - every applied entry is in the Raft log, which is flushed before it is acknowledged, and
 //!   sled recovers a prefix of its single write log (one page cache and log per `Db`), so a
@@ -44,8 +45,9 @@ use crate::audit::{index_key, is_audit_key, AuditLog};
 use crate::codec::{decode, encode};
 use crate::db::{
     Trees, APPLIED_KEY, CURRENT_FILE_KEY, CURRENT_META_KEY, INSTALLING_KEY, MEMBERSHIP_KEY,
-    SM_META_PREFIX,
+    REDO_KEY, SM_META_PREFIX,
 };
+use crate::sm_writes::{self, SmWrites};
 use crate::snapfile::{self, SnapshotFileError};
 use crate::{sto_err, Member, StoreError, TypeConfig};
 use custos_model::{Applied, Change, Outcome, Record, RecordKey, Reply, State};
@@ -263,6 +265,7 @@ impl StateMachineStore {
             tracing::warn!(snapshot_id = %id, "finishing a snapshot install interrupted by a crash");
             Self::install_blocking(&trees, &meta, &path)?;
         }
+        sm_writes::replay(&trees.sm)?;
 
         let (records, meta) = Self::read_sm_tree(&trees.sm)?;
         let current = read_current_snapshot(&trees)?;
@@ -344,6 +347,7 @@ impl StateMachineStore {
                 match key.as_ref() {
                     APPLIED_KEY => meta.applied = decode("applied log id", &value)?,
                     MEMBERSHIP_KEY => meta.membership = decode("membership", &value)?,
+                    REDO_KEY => {} // replayed (if needed) before the tree is read
                     other => {
                         return Err(StoreError::Inconsistent(format!(
                             "unknown state-machine metadata key {:?}",
@@ -710,7 +714,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut meta = inner.meta.lock().unwrap_or_else(PoisonError::into_inner);
         let mut next = meta.clone();
         let mut membership_changed = false;
-        let mut batch = sled::Batch::default();
+        let mut batch = SmWrites::default();
         let mut outcomes = Vec::new();
         // Audit records put earlier in this batch (not yet readable from the tree): their
         // usernames, to remove their index entries if a truncation in the same batch drops them.
@@ -773,11 +777,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 encode("membership", &next.membership).map_err(|e| sm_err(ErrorVerb::Write, &e))?;
             batch.insert(MEMBERSHIP_KEY, bytes);
         }
-        // One batch on one tree: the changes and the applied id land together or not at all.
-        inner
-            .trees
-            .sm
-            .apply_batch(batch)
+        // The changes and the applied id land together or not at all (`src/sm_writes.rs`).
+        batch
+            .commit(&inner.trees.sm, next.applied)
             .map_err(|e| sm_err(ErrorVerb::Write, &e))?;
         *meta = next;
         inner
