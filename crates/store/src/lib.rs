@@ -21,8 +21,8 @@ mod db;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod log_store;
-mod snapfile;
 mod sm_writes;
+mod snapfile;
 pub mod state_machine;
 
 use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageError, StorageIOError};
