@@ -234,6 +234,20 @@ impl TestCluster {
             .expect("node id")
     }
 
+    /// Node `id`'s local log `file` (`audit.log`, `access.log`) once `done` holds for its text,
+    /// or its text after 5 s. Nodes buffer these lines for up to `[audit] log_flush_ms`.
+    pub fn local_log_until(&self, id: u64, file: &str, done: impl Fn(&str) -> bool) -> String {
+        let path = self.node(id).data_dir.join(file);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if done(&text) || Instant::now() >= deadline {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// A client talking to node `id` only.
     pub fn client(&self, id: u64, token: Option<&str>) -> Client {
         Client::with_tls(&[self.node(id).sdk.clone()], token, self.sdk_tls().as_ref())

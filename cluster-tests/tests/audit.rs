@@ -146,28 +146,30 @@ async fn the_walkthrough_denial_and_success_are_recorded_identically_everywhere(
     );
     assert!(stdout.contains("all 3 members agree"), "{stdout}");
 
-    // Local files: node 2 wrote the denial at once, node 3 the creation and its Authorized
-    // line, both in upstream's logfmt; node 3's access log has Start and Successful.
-    let audit2 = std::fs::read_to_string(cluster.node(2).data_dir.join("audit.log")).unwrap();
-    let line = audit2
-        .lines()
-        .find(|l| l.contains("username=alice"))
-        .expect("denial line on node 2");
+    // Local files: node 2 wrote the denial, node 3 the creation and its Authorized line, both
+    // in upstream's logfmt; node 3's access log has Start and Successful.
+    let alice_lines = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.contains("username=alice"))
+            .map(str::to_string)
+            .collect()
+    };
+    let audit2 = cluster.local_log_until(2, "audit.log", |t| !alice_lines(t).is_empty());
+    let lines = alice_lines(&audit2);
+    let line = lines.first().expect("denial line on node 2");
     assert!(
         line.contains("level=warning msg=\"Access denied\""),
         "{line}"
     );
     assert!(line.contains("method=volume.create"), "{line}");
     assert!(line.contains("roles=\"[system.view]\""), "{line}");
-    let audit3 = std::fs::read_to_string(cluster.node(3).data_dir.join("audit.log")).unwrap();
+    let audit3 = cluster.local_log_until(3, "audit.log", |t| alice_lines(t).len() >= 2);
     let created = format!("msg=\"Volume {id} created\"");
-    let lines: Vec<&str> = audit3
-        .lines()
-        .filter(|l| l.contains("username=alice"))
-        .collect();
+    let lines = alice_lines(&audit3);
+    assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(lines[0].contains(&created), "{lines:?}");
     assert!(lines[1].contains("msg=Authorized"), "{lines:?}");
-    let access3 = std::fs::read_to_string(cluster.node(3).data_dir.join("access.log")).unwrap();
+    let access3 = cluster.local_log_until(3, "access.log", |t| t.contains("msg=Successful"));
     assert!(access3.contains("msg=Start") && access3.contains("msg=Successful"));
     assert!(access3.contains("method=/openstorage.api.OpenStorageVolume/Create"));
     // Reads are local only: alice's inspect is an Authorized line on node 1, no record.
@@ -176,10 +178,13 @@ async fn the_walkthrough_denial_and_success_are_recorded_identically_everywhere(
         .inspect_volume(&id)
         .await
         .unwrap();
-    let audit1 = std::fs::read_to_string(cluster.node(1).data_dir.join("audit.log")).unwrap();
-    assert!(audit1
-        .lines()
-        .any(|l| l.contains("username=alice") && l.contains("method=volume.inspect")));
+    let inspected = |t: &str| {
+        alice_lines(t)
+            .iter()
+            .any(|l| l.contains("method=volume.inspect"))
+    };
+    let audit1 = cluster.local_log_until(1, "audit.log", inspected);
+    assert!(inspected(&audit1), "{audit1}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(all_records(&admin[0], &by_user("alice")).await.len(), 2);
 
@@ -199,8 +204,11 @@ async fn the_walkthrough_denial_and_success_are_recorded_identically_everywhere(
         .client(2, Some(&view))
         .create_volume(&create("pvc-2"))
         .await;
-    let fresh = std::fs::read_to_string(&path).unwrap();
+    let fresh = cluster.local_log_until(2, "audit.log", |t| t.contains("username=alice"));
     assert!(fresh.contains("username=alice"), "{fresh}");
+    // The moved file kept what was written (or still buffered) before the SIGHUP.
+    let rotated = std::fs::read_to_string(path.with_extension("log.1")).unwrap();
+    assert_eq!(alice_lines(&rotated).len(), 1, "{rotated}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -175,20 +175,19 @@ fn rest_gateway_serves_the_sdk_with_the_grpc_rules() {
     assert_eq!(inspected.status, 200, "{inspected:?}");
     // REST calls are audited and access-logged like gRPC calls: node 1 wrote the creation's
     // lines, node 3 the inspect's Authorized line and both access lines.
-    let log = |id: u64, file: &str| {
-        std::fs::read_to_string(cluster.node(id).data_dir.join(file)).unwrap_or_default()
+    let created = format!("msg=\"Volume {id} created\"");
+    let audit1 = cluster.local_log_until(1, "audit.log", |t| t.contains(&created));
+    assert!(audit1.contains(&created), "{audit1}");
+    let authorized = |t: &str| {
+        t.lines()
+            .any(|l| l.contains("msg=Authorized") && l.contains("method=volume.inspect"))
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !log(1, "audit.log").contains(&format!("msg=\"Volume {id} created\""))
-        && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(log(1, "audit.log").contains(&format!("msg=\"Volume {id} created\"")));
-    assert!(log(3, "audit.log")
-        .lines()
-        .any(|l| l.contains("msg=Authorized") && l.contains("method=volume.inspect")));
-    let access3 = log(3, "access.log");
+    let audit3 = cluster.local_log_until(3, "audit.log", authorized);
+    assert!(authorized(&audit3), "{audit3}");
+    let access3 = cluster.local_log_until(3, "access.log", |t| {
+        t.contains("method=/openstorage.api.OpenStorageVolume/Inspect")
+            && t.contains("msg=Successful")
+    });
     assert!(access3.contains("method=/openstorage.api.OpenStorageVolume/Inspect"));
     assert!(access3.contains("msg=Successful"));
     let body = &inspected.body;

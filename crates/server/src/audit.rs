@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Longest text (message, username...) a denial keeps; callers control these strings (an
@@ -32,27 +32,120 @@ const MAX_FIELD: usize = 256;
 pub const AUDIT_FILE: &str = "audit.log";
 pub const ACCESS_FILE: &str = "access.log";
 
-/// The two local log files. Lines are written through `&File` under the read side of a lock
-/// (append mode makes each line's `write` land whole at the end), so calls on different threads
-/// do not queue behind each other's syscalls; only a reopen takes the write side.
+/// Bytes a local log file buffers before it is written out without waiting for the flusher.
+const LOG_BUFFER_LIMIT: usize = 64 * 1024;
+
+/// One local log file and the lines not yet written to it. Lines are appended to the buffer
+/// under the mutex and written out (in order, under the same mutex) by the flusher every
+/// `[audit] log_flush_ms`, when the buffer passes [`LOG_BUFFER_LIMIT`], on reopen and on
+/// shutdown; with `log_flush_ms = 0` every line is written at once.
+struct Sink {
+    file: File,
+    buf: Vec<u8>,
+}
+
+impl Sink {
+    fn write_out(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let result = self.file.write_all(&self.buf);
+        self.buf.clear();
+        result
+    }
+}
+
+/// The two local log files.
 struct Files {
     dir: PathBuf,
-    audit: File,
-    access: File,
+    /// Lines buffered at most this long (0: written at once).
+    flush_ms: u64,
+    audit: Mutex<Sink>,
+    access: Mutex<Sink>,
 }
 
 fn open_append(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
+fn lock(sink: &Mutex<Sink>) -> std::sync::MutexGuard<'_, Sink> {
+    sink.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Files {
-    fn open(dir: &Path) -> std::io::Result<Files> {
+    fn open(dir: &Path, flush_ms: u64) -> std::io::Result<Files> {
         std::fs::create_dir_all(dir)?;
+        let sink = |name: &str| -> std::io::Result<Mutex<Sink>> {
+            Ok(Mutex::new(Sink {
+                file: open_append(&dir.join(name))?,
+                buf: Vec::new(),
+            }))
+        };
         Ok(Files {
             dir: dir.to_path_buf(),
-            audit: open_append(&dir.join(AUDIT_FILE))?,
-            access: open_append(&dir.join(ACCESS_FILE))?,
+            flush_ms,
+            audit: sink(AUDIT_FILE)?,
+            access: sink(ACCESS_FILE)?,
         })
+    }
+
+    fn write(&self, sink: &Mutex<Sink>, name: &str, line: &str) {
+        let mut sink = lock(sink);
+        sink.buf.extend_from_slice(line.as_bytes());
+        if self.flush_ms == 0 || sink.buf.len() >= LOG_BUFFER_LIMIT {
+            if let Err(e) = sink.write_out() {
+                tracing::error!("writing {name}: {e}");
+            }
+        }
+    }
+
+    /// Writes out both buffers.
+    fn flush(&self) {
+        for (sink, name) in [(&self.audit, AUDIT_FILE), (&self.access, ACCESS_FILE)] {
+            if let Err(e) = lock(sink).write_out() {
+                tracing::error!("writing {name}: {e}");
+            }
+        }
+    }
+
+    /// Writes out both buffers to the files they were meant for, then opens the files by name
+    /// again (after logrotate moved them).
+    fn reopen(&self) -> std::io::Result<()> {
+        for (sink, name) in [(&self.audit, AUDIT_FILE), (&self.access, ACCESS_FILE)] {
+            let mut sink = lock(sink);
+            if let Err(e) = sink.write_out() {
+                tracing::error!("writing {name}: {e}");
+            }
+            sink.file = open_append(&self.dir.join(name))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// Writes the buffered lines out every `flush_ms` until the files are dropped.
+fn spawn_flusher(files: &Arc<Files>) {
+    if files.flush_ms == 0 {
+        return;
+    }
+    let period = Duration::from_millis(files.flush_ms);
+    let files = Arc::downgrade(files);
+    let spawned = std::thread::Builder::new()
+        .name("audit-log flush".into())
+        .spawn(move || loop {
+            std::thread::sleep(period);
+            match files.upgrade() {
+                Some(files) => files.flush(),
+                None => return,
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("starting the audit and access log flusher: {e}");
     }
 }
 
@@ -92,7 +185,7 @@ pub struct AuditCounters {
 pub struct Audit {
     node_id: u64,
     settings: AuditSettings,
-    files: RwLock<Files>,
+    files: Arc<Files>,
     denials: Mutex<DenialBuffer>,
     counters: Mutex<AuditCounters>,
     /// The replicated trail on this node's store.
@@ -131,10 +224,12 @@ impl Audit {
         log_dir: &Path,
         log: custos_store::AuditLog,
     ) -> std::io::Result<Audit> {
+        let files = Arc::new(Files::open(log_dir, settings.log_flush_ms)?);
+        spawn_flusher(&files);
         Ok(Audit {
             node_id,
             settings,
-            files: RwLock::new(Files::open(log_dir)?),
+            files,
             denials: Mutex::new(DenialBuffer::default()),
             counters: Mutex::new(AuditCounters::default()),
             log,
@@ -149,26 +244,23 @@ impl Audit {
         *self.counters.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Reopens both files by name (after logrotate moved them).
+    /// Reopens both files by name (after logrotate moved them); buffered lines go to the old
+    /// files first.
     pub fn reopen(&self) -> std::io::Result<()> {
-        let mut files = self.files.write().unwrap_or_else(|p| p.into_inner());
-        let dir = files.dir.clone();
-        *files = Files::open(&dir)?;
-        Ok(())
+        self.files.reopen()
+    }
+
+    /// Writes out the buffered lines now (at shutdown).
+    pub fn flush_files(&self) {
+        self.files.flush();
     }
 
     fn write_audit(&self, line: &str) {
-        let files = self.files.read().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = (&files.audit).write_all(line.as_bytes()) {
-            tracing::error!(node = self.node_id, "writing {AUDIT_FILE}: {e}");
-        }
+        self.files.write(&self.files.audit, AUDIT_FILE, line);
     }
 
     fn write_access(&self, line: &str) {
-        let files = self.files.read().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = (&files.access).write_all(line.as_bytes()) {
-            tracing::error!(node = self.node_id, "writing {ACCESS_FILE}: {e}");
-        }
+        self.files.write(&self.files.access, ACCESS_FILE, line);
     }
 
     // ---- edge denials ----
@@ -351,17 +443,13 @@ impl Audit {
 
     /// A call passed authentication and the role check: the access log's `Start`.
     pub fn call_started(&self, full_method: &str, request_id: &str) {
-        self.write_access(&logfmt_line(
-            crate::node::now_ms(),
-            "info",
-            "Start",
-            vec![
-                ("method", full_method.to_string()),
-                ("reqid", request_id.to_string()),
-                ("correlation-id", request_id.to_string()),
-                ("origin", "sdk-server".to_string()),
-            ],
-        ));
+        let line = Line::new(crate::node::now_ms(), "info", "Start")
+            .field("correlation-id", request_id)
+            .field("method", full_method)
+            .field("origin", "sdk-server")
+            .field("reqid", request_id)
+            .finish();
+        self.write_access(&line);
     }
 
     /// A call that passed the edge ended with `code` (0 = OK) and `message`.
@@ -372,26 +460,25 @@ impl Audit {
         message: &str,
         elapsed: Duration,
     ) {
+        let failed;
         let status = if code == 0 {
-            "Successful".to_string()
+            "Successful"
         } else {
-            format!(
+            failed = format!(
                 "Failed: rpc error: code = {} desc = {message}",
                 code_name(code)
-            )
+            );
+            &failed
         };
-        self.write_access(&logfmt_line(
-            crate::node::now_ms(),
-            "info",
-            &status,
-            vec![
-                ("method", call.method.full.clone()),
-                ("reqid", call.request_id.clone()),
-                ("correlation-id", call.request_id.clone()),
-                ("origin", "sdk-server".to_string()),
-                ("duration", go_duration(elapsed)),
-            ],
-        ));
+        let now = crate::node::now_ms();
+        let line = Line::new(now, "info", status)
+            .field("correlation-id", &call.request_id)
+            .duration("duration", elapsed)
+            .field("method", &call.method.full)
+            .field("origin", "sdk-server")
+            .field("reqid", &call.request_id)
+            .finish();
+        self.write_access(&line);
         if call.wrote {
             // Apply audits it; the lines come with the replicated record.
             return;
@@ -409,15 +496,20 @@ impl Audit {
                 &call.request_id,
             );
         } else {
-            let mut fields = user_fields(&AuditActor::from(&call.identity), &call.method.dotted());
-            fields.push(("correlation-id", call.request_id.clone()));
-            fields.push(("origin", "sdk-server".to_string()));
-            self.write_audit(&logfmt_line(
-                crate::node::now_ms(),
-                "info",
-                "Authorized",
-                fields,
-            ));
+            // `user_fields` plus the correlation id and origin, in key order.
+            let who = &call.identity;
+            let line = Line::new(now, "info", "Authorized")
+                .field("correlation-id", &call.request_id)
+                .field("email", &who.email)
+                .list("groups", &who.groups)
+                .field("method", &call.method.dotted())
+                .field("name", &who.name)
+                .field("origin", "sdk-server")
+                .list("roles", &who.roles)
+                .field("subject", &who.subject)
+                .field("username", &who.username)
+                .finish();
+            self.write_audit(&line);
         }
     }
 
@@ -491,17 +583,105 @@ fn user_fields(a: &AuditActor, method: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// A Go-style duration (`1.234ms`), as logrus prints `time.Duration` fields.
+/// A Go-style duration (`1.234ms`), as logrus prints `time.Duration` fields: three decimals,
+/// rounded half up (integer arithmetic; this runs for every call).
 pub fn go_duration(d: Duration) -> String {
+    let mut out = String::with_capacity(12);
+    push_duration(&mut out, d);
+    out
+}
+
+fn push_duration(out: &mut String, d: Duration) {
+    use std::fmt::Write as _;
     let ns = d.as_nanos();
-    if ns < 1_000 {
-        format!("{ns}ns")
-    } else if ns < 1_000_000 {
-        format!("{:.3}µs", ns as f64 / 1e3)
-    } else if ns < 1_000_000_000 {
-        format!("{:.3}ms", ns as f64 / 1e6)
-    } else {
-        format!("{:.3}s", ns as f64 / 1e9)
+    let (unit, per) = match ns {
+        0..=999 => {
+            let _ = write!(out, "{ns}ns");
+            return;
+        }
+        1_000..=999_999 => ("µs", 1_000u128),
+        1_000_000..=999_999_999 => ("ms", 1_000_000),
+        _ => ("s", 1_000_000_000),
+    };
+    // Thousandths of the unit, rounded half up.
+    let milli = (ns * 1000 + per / 2) / per;
+    let _ = write!(out, "{}.{:03}{unit}", milli / 1000, milli % 1000);
+}
+
+/// A logrus text line built in place: `time="..." level=... msg=...`, then fields, which the
+/// caller adds in key order (logrus sorts them; debug builds check).
+struct Line {
+    out: String,
+    #[cfg(debug_assertions)]
+    last_key: &'static str,
+}
+
+impl Line {
+    fn new(time_ms: u64, level: &str, msg: &str) -> Line {
+        let mut out = String::with_capacity(256);
+        out.push_str("time=");
+        push_time(&mut out, time_ms);
+        out.push_str(" level=");
+        out.push_str(level);
+        out.push_str(" msg=");
+        push_value(&mut out, msg);
+        Line {
+            out,
+            #[cfg(debug_assertions)]
+            last_key: "",
+        }
+    }
+
+    fn key(&mut self, key: &'static str) {
+        #[cfg(debug_assertions)]
+        {
+            assert!(
+                self.last_key <= key,
+                "fields out of order: {key} after {}",
+                self.last_key
+            );
+            self.last_key = key;
+        }
+        self.out.push(' ');
+        self.out.push_str(key);
+        self.out.push('=');
+    }
+
+    fn field(mut self, key: &'static str, value: &str) -> Line {
+        self.key(key);
+        push_value(&mut self.out, value);
+        self
+    }
+
+    /// A list as `"[a b]"` (always quoted: brackets are not plain characters).
+    fn list(mut self, key: &'static str, items: &[String]) -> Line {
+        self.key(key);
+        self.out.push_str("\"[");
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                self.out.push(' ');
+            }
+            push_escaped(&mut self.out, item);
+        }
+        self.out.push_str("]\"");
+        self
+    }
+
+    fn duration(mut self, key: &'static str, d: Duration) -> Line {
+        self.key(key);
+        let start = self.out.len();
+        push_duration(&mut self.out, d);
+        // `µ` is not a plain character: logrus quotes microseconds.
+        if self.out[start..].ends_with("µs") {
+            self.out.insert(start, '"');
+            self.out.push('"');
+        }
+        self
+    }
+
+    fn finish(mut self) -> String {
+        self.out.push('\n');
+        self.out
     }
 }
 
@@ -513,21 +693,11 @@ pub fn logfmt_line(
     mut fields: Vec<(&'static str, String)>,
 ) -> String {
     fields.sort_by(|a, b| a.0.cmp(b.0));
-    let mut out = String::with_capacity(128);
-    out.push_str("time=");
-    push_time(&mut out, time_ms);
-    out.push_str(" level=");
-    out.push_str(level);
-    out.push_str(" msg=");
-    push_value(&mut out, msg);
-    for (k, v) in fields {
-        out.push(' ');
-        out.push_str(k);
-        out.push('=');
-        push_value(&mut out, &v);
+    let mut line = Line::new(time_ms, level, msg);
+    for (k, v) in &fields {
+        line = line.field(k, v);
     }
-    out.push('\n');
-    out
+    line.finish()
 }
 
 /// logrus quotes a value unless every character is in `[A-Za-z0-9-._/@^+]`; the quoted form
@@ -541,6 +711,12 @@ fn push_value(out: &mut String, v: &str) {
         return;
     }
     out.push('"');
+    push_escaped(out, v);
+    out.push('"');
+}
+
+/// The inside of a quoted value.
+fn push_escaped(out: &mut String, v: &str) {
     for c in v.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -552,7 +728,6 @@ fn push_value(out: &mut String, v: &str) {
             c => out.push(c),
         }
     }
-    out.push('"');
 }
 
 /// `push_value(out, &rfc3339(ms))` (always quoted: the time has colons), with the date and time
@@ -611,6 +786,72 @@ pub fn rfc3339(ms: u64) -> String {
 mod tests {
     use super::*;
 
+    /// A fresh directory under the system temp dir, removed by the caller.
+    fn scratch_dir(label: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "custos-audit-{label}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn read(dir: &Path, name: &str) -> String {
+        std::fs::read_to_string(dir.join(name)).unwrap()
+    }
+
+    #[test]
+    fn buffered_lines_reach_their_file_on_flush_reopen_and_drop() {
+        let dir = scratch_dir("buffered");
+        let files = Files::open(&dir, 60_000).unwrap();
+        files.write(&files.audit, AUDIT_FILE, "one\n");
+        files.write(&files.access, ACCESS_FILE, "a\n");
+        assert_eq!(read(&dir, AUDIT_FILE), "", "held until the flusher runs");
+        files.flush();
+        assert_eq!(read(&dir, AUDIT_FILE), "one\n");
+        assert_eq!(read(&dir, ACCESS_FILE), "a\n");
+
+        // logrotate moves the file; the buffered line belongs to the old one.
+        files.write(&files.audit, AUDIT_FILE, "two\n");
+        std::fs::rename(dir.join(AUDIT_FILE), dir.join("audit.log.1")).unwrap();
+        files.reopen().unwrap();
+        assert_eq!(read(&dir, "audit.log.1"), "one\ntwo\n");
+        assert_eq!(read(&dir, AUDIT_FILE), "");
+
+        // Past the size limit a line is written without waiting; the rest on drop.
+        let long = "x".repeat(LOG_BUFFER_LIMIT) + "\n";
+        files.write(&files.audit, AUDIT_FILE, &long);
+        assert_eq!(read(&dir, AUDIT_FILE), long);
+        files.write(&files.audit, AUDIT_FILE, "three\n");
+        drop(files);
+        assert_eq!(read(&dir, AUDIT_FILE), long + "three\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unbuffered_lines_are_written_at_once_and_the_flusher_writes_the_rest() {
+        let dir = scratch_dir("unbuffered");
+        let files = Files::open(&dir, 0).unwrap();
+        files.write(&files.audit, AUDIT_FILE, "now\n");
+        assert_eq!(read(&dir, AUDIT_FILE), "now\n");
+        drop(files);
+
+        let files = Arc::new(Files::open(&dir, 10).unwrap());
+        spawn_flusher(&files);
+        files.write(&files.audit, AUDIT_FILE, "later\n");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while read(&dir, AUDIT_FILE) != "now\nlater\n" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the flusher never wrote"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(files);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn the_cached_time_prefix_is_the_quoted_rfc3339_time() {
         // Same second twice (the cache), the next second, a second going back, and edges.
@@ -663,12 +904,57 @@ mod tests {
     }
 
     #[test]
+    fn built_lines_match_the_sorted_general_form() {
+        let roles = vec!["system.user".to_string(), "a \"b\"".to_string()];
+        let groups: Vec<String> = Vec::new();
+        for d in [
+            Duration::from_nanos(7),
+            Duration::from_nanos(12_345),
+            Duration::from_micros(2_500),
+            Duration::from_secs(3),
+        ] {
+            let built = Line::new(1_700_000_000_123, "info", "Authorized")
+                .field("correlation-id", "r-1")
+                .duration("duration", d)
+                .list("groups", &groups)
+                .field("method", "volume.inspect")
+                .list("roles", &roles)
+                .field("username", "x y")
+                .finish();
+            let general = logfmt_line(
+                1_700_000_000_123,
+                "info",
+                "Authorized",
+                vec![
+                    ("username", "x y".into()),
+                    ("roles", format!("[{}]", roles.join(" "))),
+                    ("method", "volume.inspect".into()),
+                    ("groups", "[]".into()),
+                    ("duration", go_duration(d)),
+                    ("correlation-id", "r-1".into()),
+                ],
+            );
+            assert_eq!(built, general);
+        }
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "out of order")]
+    fn built_lines_refuse_fields_out_of_order() {
+        let _ = Line::new(0, "info", "x").field("b", "1").field("a", "2");
+    }
+
+    #[test]
     fn dates_and_durations() {
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(rfc3339(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
         assert_eq!(go_duration(Duration::from_nanos(999)), "999ns");
         assert_eq!(go_duration(Duration::from_micros(1500)), "1.500ms");
         assert_eq!(go_duration(Duration::from_millis(2500)), "2.500s");
+        assert_eq!(go_duration(Duration::from_nanos(1_234_567)), "1.235ms");
+        assert_eq!(go_duration(Duration::from_nanos(999_999_600)), "1000.000ms");
+        assert_eq!(go_duration(Duration::from_nanos(12_345)), "12.345µs");
     }
 
     #[test]

@@ -437,6 +437,7 @@ pub async fn run(
     duties::flush_denials(&node, Duration::from_secs(1), &mut failures).await;
     duties::flush_denials(&node, Duration::from_secs(1), &mut failures).await;
     local_lines.abort();
+    node.audit.flush_files();
     if let Some(task) = metrics_server {
         task.abort();
     }
