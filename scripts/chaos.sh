@@ -28,7 +28,9 @@ for a in "$@"; do
   esac
 done
 
-cargo build --locked "${build_flags[@]}" -p custos-cli -p custos-cluster-tests --bin custos --bin custos-chaos
+# `--workspace` (not `-p`): cargo unifies features over the packages selected, so this builds the
+# same artifacts as scripts/test.sh instead of a second copy of our crates.
+cargo build --locked "${build_flags[@]}" --workspace --bin custos --bin custos-chaos
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 if [ "$have_out" = 0 ]; then
   args+=(--out "$target/chaos/run-$(date +%Y%m%d-%H%M%S)")
