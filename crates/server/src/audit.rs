@@ -40,18 +40,23 @@ const LOG_BUFFER_LIMIT: usize = 64 * 1024;
 /// `[audit] log_flush_ms`, when the buffer passes [`LOG_BUFFER_LIMIT`], on reopen and on
 /// shutdown; with `log_flush_ms = 0` every line is written at once.
 struct Sink {
+    /// The file's name in the log directory.
+    name: &'static str,
     file: File,
     buf: Vec<u8>,
 }
 
 impl Sink {
-    fn write_out(&mut self) -> std::io::Result<()> {
+    /// Writes the buffer out; a failed write is logged and its lines dropped (the replicated
+    /// trail is the record, these files are for log shippers).
+    fn write_out(&mut self) {
         if self.buf.is_empty() {
-            return Ok(());
+            return;
         }
-        let result = self.file.write_all(&self.buf);
+        if let Err(e) = self.file.write_all(&self.buf) {
+            tracing::error!("writing {}: {e}", self.name);
+        }
         self.buf.clear();
-        result
     }
 }
 
@@ -75,8 +80,9 @@ fn lock(sink: &Mutex<Sink>) -> std::sync::MutexGuard<'_, Sink> {
 impl Files {
     fn open(dir: &Path, flush_ms: u64) -> std::io::Result<Files> {
         std::fs::create_dir_all(dir)?;
-        let sink = |name: &str| -> std::io::Result<Mutex<Sink>> {
+        let sink = |name: &'static str| -> std::io::Result<Mutex<Sink>> {
             Ok(Mutex::new(Sink {
+                name,
                 file: open_append(&dir.join(name))?,
                 buf: Vec::new(),
             }))
@@ -89,34 +95,28 @@ impl Files {
         })
     }
 
-    fn write(&self, sink: &Mutex<Sink>, name: &str, line: &str) {
+    fn write(&self, sink: &Mutex<Sink>, line: &str) {
         let mut sink = lock(sink);
         sink.buf.extend_from_slice(line.as_bytes());
         if self.flush_ms == 0 || sink.buf.len() >= LOG_BUFFER_LIMIT {
-            if let Err(e) = sink.write_out() {
-                tracing::error!("writing {name}: {e}");
-            }
+            sink.write_out();
         }
     }
 
     /// Writes out both buffers.
     fn flush(&self) {
-        for (sink, name) in [(&self.audit, AUDIT_FILE), (&self.access, ACCESS_FILE)] {
-            if let Err(e) = lock(sink).write_out() {
-                tracing::error!("writing {name}: {e}");
-            }
+        for sink in [&self.audit, &self.access] {
+            lock(sink).write_out();
         }
     }
 
     /// Writes out both buffers to the files they were meant for, then opens the files by name
     /// again (after logrotate moved them).
     fn reopen(&self) -> std::io::Result<()> {
-        for (sink, name) in [(&self.audit, AUDIT_FILE), (&self.access, ACCESS_FILE)] {
+        for sink in [&self.audit, &self.access] {
             let mut sink = lock(sink);
-            if let Err(e) = sink.write_out() {
-                tracing::error!("writing {name}: {e}");
-            }
-            sink.file = open_append(&self.dir.join(name))?;
+            sink.write_out();
+            sink.file = open_append(&self.dir.join(sink.name))?;
         }
         Ok(())
     }
@@ -256,11 +256,11 @@ impl Audit {
     }
 
     fn write_audit(&self, line: &str) {
-        self.files.write(&self.files.audit, AUDIT_FILE, line);
+        self.files.write(&self.files.audit, line);
     }
 
     fn write_access(&self, line: &str) {
-        self.files.write(&self.files.access, ACCESS_FILE, line);
+        self.files.write(&self.files.access, line);
     }
 
     // ---- edge denials ----
@@ -805,15 +805,15 @@ mod tests {
     fn buffered_lines_reach_their_file_on_flush_reopen_and_drop() {
         let dir = scratch_dir("buffered");
         let files = Files::open(&dir, 60_000).unwrap();
-        files.write(&files.audit, AUDIT_FILE, "one\n");
-        files.write(&files.access, ACCESS_FILE, "a\n");
+        files.write(&files.audit, "one\n");
+        files.write(&files.access, "a\n");
         assert_eq!(read(&dir, AUDIT_FILE), "", "held until the flusher runs");
         files.flush();
         assert_eq!(read(&dir, AUDIT_FILE), "one\n");
         assert_eq!(read(&dir, ACCESS_FILE), "a\n");
 
         // logrotate moves the file; the buffered line belongs to the old one.
-        files.write(&files.audit, AUDIT_FILE, "two\n");
+        files.write(&files.audit, "two\n");
         std::fs::rename(dir.join(AUDIT_FILE), dir.join("audit.log.1")).unwrap();
         files.reopen().unwrap();
         assert_eq!(read(&dir, "audit.log.1"), "one\ntwo\n");
@@ -821,9 +821,9 @@ mod tests {
 
         // Past the size limit a line is written without waiting; the rest on drop.
         let long = "x".repeat(LOG_BUFFER_LIMIT) + "\n";
-        files.write(&files.audit, AUDIT_FILE, &long);
+        files.write(&files.audit, &long);
         assert_eq!(read(&dir, AUDIT_FILE), long);
-        files.write(&files.audit, AUDIT_FILE, "three\n");
+        files.write(&files.audit, "three\n");
         drop(files);
         assert_eq!(read(&dir, AUDIT_FILE), long + "three\n");
         std::fs::remove_dir_all(&dir).unwrap();
@@ -833,13 +833,13 @@ mod tests {
     fn unbuffered_lines_are_written_at_once_and_the_flusher_writes_the_rest() {
         let dir = scratch_dir("unbuffered");
         let files = Files::open(&dir, 0).unwrap();
-        files.write(&files.audit, AUDIT_FILE, "now\n");
+        files.write(&files.audit, "now\n");
         assert_eq!(read(&dir, AUDIT_FILE), "now\n");
         drop(files);
 
         let files = Arc::new(Files::open(&dir, 10).unwrap());
         spawn_flusher(&files);
-        files.write(&files.audit, AUDIT_FILE, "later\n");
+        files.write(&files.audit, "later\n");
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while read(&dir, AUDIT_FILE) != "now\nlater\n" {
             assert!(
