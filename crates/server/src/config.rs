@@ -432,4 +432,19 @@ mod tests {
             assert!(err.contains("advertise_raft_addr"), "{bad}: {err}");
         }
     }
+
+    #[test]
+    fn the_local_log_flush_period_defaults_to_100_ms_and_is_bounded() {
+        assert_eq!(config("").audit.log_flush_ms, 100);
+        for ok in [0, 100, 10_000] {
+            config(&format!("[audit]\nlog_flush_ms = {ok}\n"))
+                .validate()
+                .unwrap();
+        }
+        let err = config("[audit]\nlog_flush_ms = 10001\n")
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("log_flush_ms"), "{err}");
+    }
 }
