@@ -9,6 +9,7 @@
 #   scripts/chaos.sh --nodes 5 --minutes 10 --seed 42
 #   scripts/chaos.sh --release --minutes 30            # release binaries; a random seed
 #   scripts/chaos.sh --seconds 60 --faults kill_leader,split_minority --out /tmp/run
+#   CUSTOS_BIN=/path/to/custos scripts/chaos.sh --nodes 5 --minutes 2   # test another binary
 #
 # Other flags go to custos-chaos (--tenants, --clients-per-tenant, --epoch-secs,
 # --max-rss-mib, --max-data-mib; --help lists them). Exit code 1 when a check fails.
@@ -30,9 +31,13 @@ done
 
 # `--workspace` (not `-p`): cargo unifies features over the packages selected, so this builds the
 # same artifacts as scripts/test.sh instead of a second copy of our crates.
-cargo build --locked "${build_flags[@]}" --workspace --bin custos --bin custos-chaos
+# CUSTOS_BIN, when set, names the custos binary to test (another build, an older release);
+# then only the harness is built.
+bins=(--bin custos-chaos)
+if [ -z "${CUSTOS_BIN:-}" ]; then bins+=(--bin custos); fi
+cargo build --locked "${build_flags[@]}" --workspace "${bins[@]}"
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 if [ "$have_out" = 0 ]; then
   args+=(--out "$target/chaos/run-$(date +%Y%m%d-%H%M%S)")
 fi
-CUSTOS_BIN="$target/$profile/custos" exec "$target/$profile/custos-chaos" "${args[@]}"
+CUSTOS_BIN="${CUSTOS_BIN:-$target/$profile/custos}" exec "$target/$profile/custos-chaos" "${args[@]}"

@@ -3,7 +3,7 @@
 //! against [`crate::spec`].
 
 use crate::linearizability::{self, Event, Verdict};
-use crate::spec::{self, Input, Interner, Names, Outcome, TOp, TenantSpec};
+use crate::spec::{self, Input, Interner, Names, Outcome, Principal, Rules, TOp, TenantSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -40,12 +40,19 @@ pub struct OpRecord {
     /// `unknown`, or what the audit trail says happened: see `audit`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unanswered: Option<String>,
+    /// For a role refusal that followed an attempt without answer: that attempt's result.
+    /// The refusal stands (and is checked like any) unless the audit trail holds an applied
+    /// record of the request id: then the earlier attempt was applied, the outcome is set
+    /// from the record and the end left open (`audit` is then `applied`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_after: Option<String>,
     /// For an operation without answer, what the converged audit trail says became of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<AuditResolution>,
 }
 
-/// What the audit trail says of an operation whose client got no answer. Every command
+/// What the audit trail says of an operation whose client got no answer (or got a role
+/// refusal after an attempt without answer, which may have been applied). Every command
 /// apply decides leaves exactly one record, so: one applied record, one refusal record, or
 /// none (it never reached apply). The outcome is then set from the record, but the
 /// operation keeps an open end (it may have been decided any time after its call).
@@ -168,7 +175,10 @@ pub fn events(tenant: &str, records: &[&OpRecord]) -> (Vec<Event<TOp>>, Vec<usiz
         let Some(op) = spec::compile(&names, &mut interner, &r.input, &r.outcome) else {
             continue;
         };
-        let unknown = matches!(r.outcome, Outcome::Unknown { .. }) || r.unanswered.is_some();
+        // Settled by the trail: decided any time after the call.
+        let unknown = matches!(r.outcome, Outcome::Unknown { .. })
+            || r.unanswered.is_some()
+            || r.audit == Some(AuditResolution::Applied);
         events.push(Event {
             op,
             call: r.invoke_ns,
@@ -245,6 +255,124 @@ fn check_tenant(tenant: &str, records: &[&OpRecord], budget: Duration) -> Tenant
     }
 }
 
+/// A role decision no role state of its time allows: a diagnosis of a failed check.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StaleAuthorization {
+    /// `allow`: answered although every role state it could have seen denies it; `denial`:
+    /// refused by the role check although every such state allows it.
+    pub kind: String,
+    pub tenant: String,
+    /// The rule sets of the tenant role it could have seen (`None`: no role).
+    pub possible_roles: Vec<Option<Rules>>,
+    /// The operation, as recorded (JSON).
+    pub op: String,
+}
+
+/// The operations of `u1` and `u2` (whose calls only the tenant role lets through) that were
+/// answered, or refused by the role check, although no role state possible during their
+/// call and answer decides so. A role state is possible at a time unless a role change
+/// acknowledged before then superseded it; role changes without answer may have happened at
+/// any time after their call. Sound but incomplete: every operation it names also makes the
+/// history non-linearizable; it says which operations and why.
+pub fn stale_authorizations(records: &[OpRecord]) -> Vec<StaleAuthorization> {
+    struct Change {
+        call: u64,
+        /// `None`: open end (no answer, or settled by the audit trail).
+        ret: Option<u64>,
+        rules: Option<Rules>,
+    }
+    let mut by_tenant: BTreeMap<&str, Vec<&OpRecord>> = BTreeMap::new();
+    for r in records {
+        by_tenant.entry(&r.tenant).or_default().push(r);
+    }
+    let mut out = Vec::new();
+    for (tenant, ops) in by_tenant {
+        let open = |r: &OpRecord| {
+            matches!(r.outcome, Outcome::Unknown { .. })
+                || r.unanswered.is_some()
+                || r.audit == Some(AuditResolution::Applied)
+        };
+        // The initial state (no role) is a change that ended at 0.
+        let mut changes = vec![Change {
+            call: 0,
+            ret: Some(0),
+            rules: None,
+        }];
+        for r in &ops {
+            let rules = match r.input {
+                Input::CreateRole { rules } | Input::UpdateRole { rules, .. } => Some(rules),
+                Input::DeleteRole => None,
+                _ => continue,
+            };
+            let may_have_happened = matches!(r.outcome, Outcome::Ok { .. })
+                || (matches!(r.outcome, Outcome::Unknown { .. })
+                    && r.audit != Some(AuditResolution::Absent));
+            if may_have_happened {
+                changes.push(Change {
+                    call: r.invoke_ns,
+                    ret: (!open(r)).then_some(r.complete_ns),
+                    rules,
+                });
+            }
+        }
+        for r in &ops {
+            if !matches!(r.input.principal(), Principal::U1 | Principal::U2) || open(r) {
+                continue;
+            }
+            let read = match r.input {
+                Input::ReadVolume { .. } => true,
+                Input::CreateRole { .. }
+                | Input::UpdateRole { .. }
+                | Input::DeleteRole
+                | Input::ReadRole => continue,
+                _ => false,
+            };
+            let allowed = match &r.outcome {
+                Outcome::Ok { .. } => true,
+                Outcome::Refused { role: true, .. } => false,
+                _ => continue,
+            };
+            let (xc, xr) = (r.invoke_ns, r.complete_ns);
+            let superseded = |c: &Change| {
+                c.ret.is_some_and(|cr| {
+                    changes
+                        .iter()
+                        .any(|d| d.call > cr && d.ret.is_some_and(|dr| dr < xc))
+                })
+            };
+            let mut possible: Vec<Option<Rules>> = changes
+                .iter()
+                .filter(|c| c.call < xr && !superseded(c))
+                .map(|c| c.rules)
+                .collect();
+            possible.sort();
+            possible.dedup();
+            let allows = |rules: &Option<Rules>| {
+                let by = r.input.principal();
+                if read {
+                    spec::may_read_volumes(by, *rules)
+                } else {
+                    spec::may_write_volumes(by, *rules)
+                }
+            };
+            let kind = if allowed && !possible.iter().any(allows) {
+                "allow"
+            } else if !allowed && possible.iter().all(allows) {
+                "denial"
+            } else {
+                continue;
+            };
+            out.push(StaleAuthorization {
+                kind: kind.to_string(),
+                tenant: tenant.to_string(),
+                possible_roles: possible,
+                op: serde_json::to_string(r).unwrap_or_default(),
+            });
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,12 +390,89 @@ mod tests {
             complete_ns: complete,
             attempts: vec![],
             unanswered: None,
+            refused_after: None,
             audit: None,
         }
     }
 
     fn ok(observed: Observed) -> Outcome {
         Outcome::Ok { observed }
+    }
+
+    #[test]
+    fn stale_allows_and_denials_are_named() {
+        let role =
+            |index, input, invoke| rec(index, input, ok(Observed::Done), invoke, invoke + 10);
+        let read = |index, by, outcome, invoke| {
+            rec(
+                index,
+                Input::ReadVolume { by, slot: Slot::A },
+                outcome,
+                invoke,
+                invoke + 10,
+            )
+        };
+        let nothing = || ok(Observed::Volumes { volumes: vec![] });
+        let denied = || Outcome::Refused {
+            code: "PermissionDenied".into(),
+            message: "Access to ... denied: ... Access denied to roles: [t0-writers]".into(),
+            role: true,
+        };
+        let history = vec![
+            role(
+                0,
+                Input::CreateRole {
+                    rules: Rules::Grant,
+                },
+                0,
+            ),
+            // Allowed under the grant: fine.
+            read(1, Principal::U1, nothing(), 20),
+            role(
+                2,
+                Input::UpdateRole {
+                    by: Principal::Admin,
+                    rules: Rules::Revoked,
+                },
+                40,
+            ),
+            // Concurrent with the revocation: either is fine.
+            read(3, Principal::U2, nothing(), 45),
+            read(4, Principal::U1, denied(), 46),
+            // After it: a stale allow, and a right denial.
+            read(5, Principal::U1, nothing(), 60),
+            read(6, Principal::U2, denied(), 61),
+            role(
+                7,
+                Input::UpdateRole {
+                    by: Principal::Admin,
+                    rules: Rules::ReadOnly,
+                },
+                80,
+            ),
+            // Read-only allows reading: a stale denial.
+            read(8, Principal::U2, denied(), 100),
+            // The administrator's reads are not the role's to decide.
+            read(9, Principal::Admin, nothing(), 100),
+        ];
+        let found = stale_authorizations(&history);
+        let named: Vec<(&str, bool)> = found
+            .iter()
+            .map(|f| (f.kind.as_str(), f.op.contains("\"request_id\":\"r5\"")))
+            .collect();
+        assert_eq!(named, vec![("allow", true), ("denial", false)], "{found:?}");
+        assert!(found[1].op.contains("\"request_id\":\"r8\""));
+        assert_eq!(found[1].possible_roles, vec![Some(Rules::ReadOnly)]);
+        // The checker fails the same history.
+        let v = check(&history, Duration::from_secs(5), 1);
+        assert_eq!(v[0].verdict, "not linearizable");
+        // A revocation without answer may not have happened: nothing is stale then.
+        let mut unsure = history.clone();
+        unsure[2].outcome = Outcome::Unknown {
+            reason: "timeout".into(),
+        };
+        unsure.truncate(7);
+        assert!(stale_authorizations(&unsure).is_empty());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! A CI-sized chaos run (issue #9): 3 real nodes, concurrent clients under different tokens,
-//! every available fault kind from a seeded schedule, then the linearizability, audit,
-//! stale-permission, convergence, panic and resource checks. `CUSTOS_CHAOS_SEED` replays a
-//! seed; `CUSTOS_CHAOS_SECONDS` changes the length. The report is written to
+//! every available fault kind from a seeded schedule, then the linearizability (with the
+//! tenant roles' permissions in the state), audit, stale-permission, convergence, panic and
+//! resource checks. `CUSTOS_CHAOS_SEED` replays a seed; `CUSTOS_CHAOS_SECONDS` changes the
+//! length. The report is written to
 //! `target/chaos/ci-<seed>/` (report.json, summary.txt, history.jsonl).
 
 use custos_cluster_tests::chaos::{self, ChaosConfig};
@@ -70,6 +71,25 @@ async fn a_ci_sized_chaos_run_passes_every_check() {
         "chaos run failed (seed {seed}):\n{}",
         report.summary()
     );
+    // The role decided reads too: some of u1's and u2's reads were refused by it, some not.
+    let reads = &report.outcomes["read_volume"];
+    assert!(
+        reads.refused_by_role > 0 && reads.ok > 0,
+        "reads: {} ok, {} refused by the role check",
+        reads.ok,
+        reads.refused_by_role
+    );
+    // Role changes happened while a member was paused.
+    if report
+        .faults_by_kind
+        .keys()
+        .any(|k| k.starts_with("pause_"))
+    {
+        assert!(
+            report.pause_role_changes > 0,
+            "no role change during a pause"
+        );
+    }
     the_checker_rejects_the_history_tampered(&out_dir(seed).join("history.jsonl"));
 }
 

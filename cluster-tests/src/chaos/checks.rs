@@ -129,6 +129,10 @@ pub struct AuditFindings {
     pub unknown_applied: usize,
     pub unknown_refused: usize,
     pub unknown_absent: usize,
+    /// Role refusals that followed an attempt without answer, and how many of those the
+    /// trail shows applied (by the earlier attempt: then the operation is checked as applied).
+    pub refused_after_unanswered: usize,
+    pub refused_after_unanswered_applied: usize,
     /// Records of the workload's request ids that no operation of the history made.
     pub phantoms: Vec<String>,
     /// Mutations applied although a role or ACL change committed before them denied them.
@@ -196,6 +200,16 @@ pub fn audit_findings(trail: &[AuditRecord], history: &[OpRecord], tag: &str) ->
             continue;
         }
         let record = records.first();
+        if op.refused_after.is_some() && matches!(op.outcome, Outcome::Refused { .. }) {
+            // Two attempts, two possible decisions: the earlier one (no answer) may have
+            // been applied or refused in apply with any code; the refusal received may have
+            // been decided at the edge without a record.
+            f.refused_after_unanswered += 1;
+            if record.is_some_and(|r| r.code == "OK") {
+                f.refused_after_unanswered_applied += 1;
+            }
+            continue;
+        }
         match &op.outcome {
             Outcome::Ok { .. } => {
                 if record.is_none_or(|r| r.code != "OK") {
@@ -221,8 +235,9 @@ pub fn audit_findings(trail: &[AuditRecord], history: &[OpRecord], tag: &str) ->
 }
 
 /// Sets the outcome of every mutation without answer from the trail (see
-/// [`AuditResolution`]); returns how many were resolved. Needs the whole trail (dense from
-/// record 1): without it nothing is resolved.
+/// [`AuditResolution`]), and of every role refusal after an attempt without answer whose
+/// request id the trail shows applied (else that refusal stands); returns how many were
+/// resolved. Needs the whole trail (dense from record 1): without it nothing is resolved.
 pub fn resolve_unknowns(records: &mut [OpRecord], trail: &[AuditRecord], tag: &str) -> usize {
     let dense = trail.iter().enumerate().all(|(i, r)| r.seq == i as u64 + 1);
     if !dense {
@@ -236,10 +251,17 @@ pub fn resolve_unknowns(records: &mut [OpRecord], trail: &[AuditRecord], tag: &s
     }
     let mut resolved = 0;
     for op in records.iter_mut() {
-        if !op.input.is_mutation() || !matches!(op.outcome, Outcome::Unknown { .. }) {
+        if !op.input.is_mutation() {
             continue;
         }
-        match by_id.get(op.request_id.as_str()).map(Vec::as_slice) {
+        let found = by_id.get(op.request_id.as_str()).map(Vec::as_slice);
+        let refused_after = op.refused_after.is_some()
+            && matches!(op.outcome, Outcome::Refused { .. })
+            && matches!(found, Some([r]) if r.code == "OK");
+        if !refused_after && !matches!(op.outcome, Outcome::Unknown { .. }) {
+            continue;
+        }
+        match found {
             None => op.audit = Some(AuditResolution::Absent),
             Some([r]) if r.code == "OK" => {
                 let observed = match op.input {
@@ -449,6 +471,7 @@ mod tests {
             complete_ns: i + 1,
             attempts: vec![],
             unanswered: None,
+            refused_after: None,
             audit: None,
         }
     }
@@ -670,6 +693,97 @@ mod tests {
             resolve_unknowns(&mut fresh, &[record(2, "run-0", "OK", &["v1"])], "run-"),
             0
         );
+    }
+
+    #[test]
+    fn a_role_refusal_after_an_unanswered_attempt_is_settled_by_the_trail() {
+        let role_refused = || Outcome::Refused {
+            code: "PermissionDenied".into(),
+            message: "Access to ... denied: ... Access denied to roles: [t-writers]".into(),
+            role: true,
+        };
+        let mk = |i, slot: Slot| {
+            let mut o = op(
+                i,
+                "t",
+                Input::Create {
+                    by: Principal::U1,
+                    slot,
+                    label: "x".into(),
+                },
+                role_refused(),
+            );
+            o.refused_after = Some("timeout".into());
+            o
+        };
+        let history = || {
+            vec![
+                op(
+                    0,
+                    "t",
+                    Input::CreateRole {
+                        rules: Rules::Grant,
+                    },
+                    done(),
+                ),
+                mk(1, Slot::A),
+                mk(2, Slot::B),
+            ]
+        };
+        // run-1's earlier attempt was applied (as v1); run-2 has no record.
+        let trail = vec![
+            record(1, "run-0", "OK", &["t-writers"]),
+            record(2, "run-1", "OK", &["v1"]),
+        ];
+        let mut h = history();
+        let f = audit_findings(&trail, &h, "run-");
+        assert!(f.ok(), "{f:?}");
+        assert_eq!(
+            (
+                f.refused_after_unanswered,
+                f.refused_after_unanswered_applied
+            ),
+            (2, 1)
+        );
+        assert_eq!(resolve_unknowns(&mut h, &trail, "run-"), 1);
+        assert_eq!(h[1].audit, Some(AuditResolution::Applied));
+        assert_eq!(
+            h[1].outcome,
+            Outcome::Ok {
+                observed: Observed::Id { id: "v1".into() }
+            }
+        );
+        // run-2's refusal stands, and the role grants U1: a stale denial.
+        assert_eq!(h[2].outcome, role_refused());
+        assert_eq!(h[2].audit, None);
+        let budget = Duration::from_secs(5);
+        assert!(!crate::history::check(&h, budget, 1)[0].ok());
+        // Revoked before run-2 was called: its refusal is right; run-1 applied before the
+        // revocation (its end is open, its call was before it).
+        let mut h = history();
+        h.insert(
+            2,
+            op(
+                2,
+                "t",
+                Input::UpdateRole {
+                    by: Principal::Admin,
+                    rules: Rules::Revoked,
+                },
+                done(),
+            ),
+        );
+        h[3].request_id = "run-3".into();
+        h[3].invoke_ns = 5;
+        h[3].complete_ns = 6;
+        let trail = vec![
+            record(1, "run-0", "OK", &["t-writers"]),
+            record(2, "run-1", "OK", &["v1"]),
+            record(3, "run-2", "OK", &["t-writers"]),
+        ];
+        assert!(audit_findings(&trail, &h, "run-").ok());
+        resolve_unknowns(&mut h, &trail, "run-");
+        assert!(crate::history::check(&h, budget, 1)[0].ok());
     }
 
     #[test]

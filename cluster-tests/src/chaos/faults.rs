@@ -201,6 +201,7 @@ pub async fn run(
     cluster: Arc<Mutex<ChaosCluster>>,
     events: Vec<FaultEvent>,
     admin: String,
+    paused: super::workload::Paused,
     start: Instant,
     end: Instant,
 ) -> Vec<AppliedFault> {
@@ -263,8 +264,18 @@ pub async fn run(
                 } else {
                     follower(&mut rng)
                 };
-                cluster.lock().await.pause(id);
+                // The workload's role changers work while the pause lasts (workload.rs).
+                let sdk = {
+                    let mut c = cluster.lock().await;
+                    c.pause(id);
+                    c.endpoints()
+                        .into_iter()
+                        .find(|(n, _)| *n == id)
+                        .map(|e| e.1)
+                };
+                *paused.lock().unwrap_or_else(|p| p.into_inner()) = sdk;
                 tokio::time::sleep(hold).await;
+                *paused.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 cluster.lock().await.resume(id);
                 detail = format!(
                     "SIGSTOP node {id} ({}) for {} ms",

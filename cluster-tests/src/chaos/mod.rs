@@ -137,6 +137,10 @@ pub struct Report {
     pub check_millis: u64,
     /// Operations without answer whose outcome the audit trail settled.
     pub resolved_by_audit: usize,
+    /// Role changes the tenants' role changers made while a member was paused.
+    pub pause_role_changes: u64,
+    /// Reads and writes whose role decision no role state of their time allows.
+    pub stale_authorizations: Vec<history::StaleAuthorization>,
 }
 
 impl Report {
@@ -182,6 +186,14 @@ impl Report {
             self.audit.unknown_applied, self.audit.unknown_refused, self.audit.unknown_absent
         );
         s += &format!(
+            "role changes while a member was paused: {}\n",
+            self.pause_role_changes
+        );
+        s += &format!(
+            "role refusals after an attempt without answer: {} ({} of them applied by that attempt, per the trail)\n",
+            self.audit.refused_after_unanswered, self.audit.refused_after_unanswered_applied
+        );
+        s += &format!(
             "linearizability: {} ({} tenants, {} ms; {} outcomes without answer settled by the audit trail)\n",
             self.linearizability,
             self.tenants.len(),
@@ -196,6 +208,22 @@ impl Report {
             for d in &t.detail {
                 s += &format!("    {d}\n");
             }
+        }
+        let allows = self
+            .stale_authorizations
+            .iter()
+            .filter(|s| s.kind == "allow")
+            .count();
+        s += &format!(
+            "stale authorization (role decisions no role state of their time allows): {} allows, {} denials\n",
+            allows,
+            self.stale_authorizations.len() - allows
+        );
+        for a in self.stale_authorizations.iter().take(20) {
+            s += &format!(
+                "  stale {} in {} (the role could only be {:?}): {}\n",
+                a.kind, a.tenant, a.possible_roles, a.op
+            );
         }
         s += &format!(
             "stale-permission check: {} role changes, {} mutations replayed, {} violations; {} role refusals in apply replayed, {} unfounded\n",
@@ -268,8 +296,8 @@ fn mint_tokens(cluster: &ChaosCluster, tenants: &[String]) -> anyhow::Result<Tok
         let role = names.role();
         let group = names.group();
         for p in [Principal::U1, Principal::U2] {
-            let token =
-                cluster.mint_token(&names.username(p), &[&role, "system.view"], &[&group])?;
+            // Only the tenant role: it decides their reads as well as their writes.
+            let token = cluster.mint_token(&names.username(p), &[&role], &[&group])?;
             t.users.insert((prefix.clone(), p), token);
         }
         let token = cluster.mint_token(
@@ -335,11 +363,37 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<Report> {
             clients.push(tokio::spawn(workload::client_loop(ctx, start, end)));
         }
     }
+    // One role changer per tenant, active while a member is paused.
+    let paused: workload::Paused = Default::default();
+    let mut changers = Vec::new();
+    for t in 0..cfg.workload.tenants {
+        let client = (cfg.workload.tenants * cfg.workload.clients_per_tenant + t) as u32;
+        let ctx = ClientCtx {
+            client,
+            tenant: t,
+            leads_tenant: false,
+            first_node: client as usize % endpoints.len(),
+            channels: Channels::new(&endpoints),
+            tokens: tokens.clone(),
+            knowledge: knowledge.clone(),
+            recorder: recorder.clone(),
+            cfg: cfg.workload.clone(),
+            seed: cfg.seed,
+            run_tag: format!("{tag}-c{client}"),
+        };
+        changers.push(tokio::spawn(workload::pause_role_changer(
+            ctx,
+            paused.clone(),
+            start,
+            end,
+        )));
+    }
     let schedule = faults::schedule(cfg.seed, cfg.duration, &cfg.faults);
     let nemesis = tokio::spawn(faults::run(
         cluster.clone(),
         schedule,
         tokens.admin.clone(),
+        paused,
         start,
         end,
     ));
@@ -366,6 +420,10 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<Report> {
     }
     for c in clients {
         let _ = c.await;
+    }
+    let mut pause_role_changes = 0;
+    for c in changers {
+        pause_role_changes += c.await.unwrap_or(0);
     }
     let applied = nemesis.await.unwrap_or_default();
     for f in &applied {
@@ -471,6 +529,17 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<Report> {
     };
     if lin != "linearizable" {
         failures.push(format!("the history is {lin}"));
+    }
+    let stale_authorizations = history::stale_authorizations(&records);
+    if !stale_authorizations.is_empty() {
+        let allows = stale_authorizations
+            .iter()
+            .filter(|s| s.kind == "allow")
+            .count();
+        failures.push(format!(
+            "{allows} stale allows and {} stale denials by the role check",
+            stale_authorizations.len() - allows
+        ));
     }
 
     if !audit.lost.is_empty() {
@@ -580,6 +649,8 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<Report> {
         kept_cluster_dir,
         check_millis,
         resolved_by_audit: resolved,
+        pause_role_changes,
+        stale_authorizations,
     };
     if let Some(dir) = &cfg.out_dir {
         std::fs::create_dir_all(dir)?;

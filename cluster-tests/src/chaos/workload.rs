@@ -3,11 +3,17 @@
 //! and recording every operation with its invoke and complete times and outcome.
 //!
 //! Each operation sends one `x-request-id` on every attempt, so custos applies it at most
-//! once however often it is retried. Attempts go to the client's own member first, then to
-//! the others in turn; only a definite answer (OK or a refusal code) ends the operation. A
-//! mutation with no definite answer before its deadline is recorded as unknown, and so is a
-//! role refusal that follows an attempt without answer (that attempt may have been applied,
-//! and the node that refused looked at its own, possibly stale, roles before proposing).
+//! once however often it is retried. Attempts go to the client's own member first (waiting
+//! longer than the longest pause there, so that calls queue on a SIGSTOPped member and are
+//! served after SIGCONT), then to the others in turn; only a definite answer (OK or a refusal
+//! code) ends the operation. A mutation with no definite answer before its deadline is
+//! recorded as unknown. A role refusal that follows an attempt without answer is recorded as
+//! the refusal it is, marked as such: the earlier attempt may still have been applied, which
+//! the audit trail settles after the run (`checks::resolve_unknowns`).
+//!
+//! While the nemesis pauses a member, each tenant's role changer ([`pause_role_changer`])
+//! grants and revokes the tenant role through another member, so that calls queued on the
+//! paused member straddle acknowledged role changes.
 
 use super::Rng;
 use crate::history::{Attempt, OpRecord, Recorder};
@@ -36,6 +42,9 @@ pub struct WorkloadConfig {
     pub think_ms: (u64, u64),
     /// How long one attempt at one member may take.
     pub attempt_timeout: Duration,
+    /// How long the first attempt, at the client's own member, may take: longer than the
+    /// longest pause (`faults.rs`: 6.5 s), so a call to a paused member waits for SIGCONT.
+    pub own_attempt_timeout: Duration,
     /// How long an operation may take over all its attempts.
     pub op_timeout: Duration,
 }
@@ -48,7 +57,8 @@ impl Default for WorkloadConfig {
             epoch: Duration::from_secs(120),
             think_ms: (5, 40),
             attempt_timeout: Duration::from_millis(2500),
-            op_timeout: Duration::from_secs(12),
+            own_attempt_timeout: Duration::from_secs(8),
+            op_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -82,11 +92,22 @@ pub fn tenant_prefix(t: usize, e: u64) -> String {
 #[derive(Clone)]
 pub struct Channels {
     nodes: Vec<(u64, Channel)>,
+    /// The SDK address of each slot of `nodes`.
+    addrs: Vec<SocketAddr>,
 }
 
+/// The SDK address of the member the nemesis holds paused (SIGSTOP), if any.
+pub type Paused = Arc<Mutex<Option<SocketAddr>>>;
+
 impl Channels {
+    /// The slot of the first member that is not at `addr` (the first slot if all are).
+    pub fn other_than(&self, addr: SocketAddr) -> usize {
+        self.addrs.iter().position(|a| *a != addr).unwrap_or(0)
+    }
+
     pub fn new(endpoints: &[(u64, SocketAddr)]) -> Channels {
         Channels {
+            addrs: endpoints.iter().map(|(_, a)| *a).collect(),
             nodes: endpoints
                 .iter()
                 .map(|(id, addr)| {
@@ -406,6 +427,15 @@ fn wire_ownership(names: &Names, acl: &AclSpec) -> api::Ownership {
     }
 }
 
+/// How an operation ended, as [`execute`] tells it.
+pub struct Executed {
+    pub outcome: Outcome,
+    pub attempts: Vec<Attempt>,
+    /// For a role refusal that followed an attempt without answer: that attempt's result (it
+    /// may have been applied; the audit trail tells).
+    pub refused_after: Option<String>,
+}
+
 /// Runs `input` to a definite answer or its deadline, starting at node `first`.
 #[allow(clippy::too_many_arguments)]
 pub async fn execute(
@@ -417,7 +447,7 @@ pub async fn execute(
     request_id: &str,
     cfg: &WorkloadConfig,
     deadline: Option<Instant>,
-) -> (Outcome, Vec<Attempt>) {
+) -> Executed {
     let deadline = deadline.unwrap_or_else(|| Instant::now() + cfg.op_timeout);
     let mut attempts = Vec::new();
     let mut ambiguous = false;
@@ -429,7 +459,12 @@ pub async fn execute(
             break;
         }
         let (node, ch) = &channels.nodes[(first + k) % n];
-        let budget = cfg.attempt_timeout.min(deadline - now);
+        let per_attempt = if k == 0 {
+            cfg.own_attempt_timeout
+        } else {
+            cfg.attempt_timeout
+        };
+        let budget = per_attempt.min(deadline - now);
         let result = tokio::time::timeout(
             budget + Duration::from_millis(200),
             call(ch.clone(), names, input, token, request_id, budget),
@@ -441,7 +476,11 @@ pub async fn execute(
                     node: *node,
                     result: "OK".into(),
                 });
-                return (Outcome::Ok { observed }, attempts);
+                return Executed {
+                    outcome: Outcome::Ok { observed },
+                    attempts,
+                    refused_after: None,
+                };
             }
             Ok(Err(status)) if definite(status.code()) => {
                 let code = code_name(status.code());
@@ -450,21 +489,17 @@ pub async fn execute(
                     result: code.clone(),
                 });
                 let role = is_role_refusal(status.message());
-                if role && ambiguous && input.is_mutation() {
-                    let reason = format!(
-                        "role refusal ({}) after an attempt without answer",
-                        status.message()
-                    );
-                    return (Outcome::Unknown { reason }, attempts);
-                }
-                return (
-                    Outcome::Refused {
+                let refused_after =
+                    (role && ambiguous && input.is_mutation()).then(|| last.clone());
+                return Executed {
+                    outcome: Outcome::Refused {
                         code,
                         message: status.message().to_string(),
                         role,
                     },
                     attempts,
-                );
+                    refused_after,
+                };
             }
             Ok(Err(status)) => {
                 let unsent = never_sent(&status);
@@ -490,7 +525,11 @@ pub async fn execute(
         }
         tokio::time::sleep(Duration::from_millis(50 + 50 * (k as u64 % 4))).await;
     }
-    (Outcome::Unknown { reason: last }, attempts)
+    Executed {
+        outcome: Outcome::Unknown { reason: last },
+        attempts,
+        refused_after: None,
+    }
 }
 
 /// What one client needs.
@@ -516,14 +555,29 @@ pub async fn run_op(
     input: Input,
     deadline: Option<Instant>,
 ) -> Outcome {
+    run_op_at(ctx, ctx.first_node, prefix, input, deadline).await
+}
+
+/// [`run_op`], first at the member in slot `first`.
+pub async fn run_op_at(
+    ctx: &ClientCtx,
+    first: usize,
+    prefix: &str,
+    input: Input,
+    deadline: Option<Instant>,
+) -> Outcome {
     let names = Names::new(prefix);
     let index = ctx.recorder.next_index();
     let request_id = format!("{}-{index}", ctx.run_tag);
     let token = ctx.tokens.of(prefix, input.principal());
     let invoke_ns = ctx.recorder.now_ns();
-    let (outcome, attempts) = execute(
+    let Executed {
+        outcome,
+        attempts,
+        refused_after,
+    } = execute(
         &ctx.channels,
-        ctx.first_node,
+        first,
         &names,
         &input,
         token.as_deref(),
@@ -549,6 +603,7 @@ pub async fn run_op(
         complete_ns,
         attempts,
         unanswered,
+        refused_after,
         audit: None,
     });
     outcome
@@ -615,10 +670,13 @@ pub fn next_input(rng: &mut Rng, ctx: &ClientCtx, prefix: &str, counter: u64) ->
     };
     let label = format!("c{}-{counter}", ctx.client);
     let slot = *rng.pick(&Slot::ALL);
+    // U1 and U2 hold only the tenant role: whether they may read is the role's to say.
     let read = |rng: &mut Rng, slot| Input::ReadVolume {
         by: *rng.pick(&[
             Principal::Admin,
             Principal::Admin,
+            Principal::U1,
+            Principal::U2,
             Principal::U1,
             Principal::U2,
             Principal::U3,
@@ -642,11 +700,11 @@ pub fn next_input(rng: &mut Rng, ctx: &ClientCtx, prefix: &str, counter: u64) ->
         25..=31 => match rng.below(20) {
             0..=13 => Input::UpdateRole {
                 by: Principal::Admin,
-                rules: *rng.pick(&[Rules::Grant, Rules::ReadOnly]),
+                rules: *rng.pick(&[Rules::Grant, Rules::Grant, Rules::ReadOnly, Rules::Revoked]),
             },
             14..=15 => Input::DeleteRole,
             16..=18 => Input::CreateRole {
-                rules: *rng.pick(&[Rules::Grant, Rules::Grant, Rules::ReadOnly]),
+                rules: *rng.pick(&[Rules::Grant, Rules::Grant, Rules::ReadOnly, Rules::Revoked]),
             },
             _ => Input::UpdateRole {
                 by: *rng.pick(&[Principal::U3, Principal::View, Principal::U1]),
@@ -748,6 +806,73 @@ pub async fn client_loop(ctx: ClientCtx, start: Instant, end: Instant) -> u64 {
         .await;
     }
     counter
+}
+
+/// One tenant's role changer: idle until the nemesis pauses a member, then, for as long as
+/// the pause lasts, grants and revokes the tenant role through another member (cycling
+/// through the rule sets, now and then deleting and re-creating the role), so that calls
+/// queued on the paused member straddle acknowledged revocations and grants. Returns how
+/// many role changes it made.
+pub async fn pause_role_changer(
+    ctx: ClientCtx,
+    paused: Paused,
+    start: Instant,
+    end: Instant,
+) -> u64 {
+    let mut rng =
+        Rng::new(ctx.seed ^ (u64::from(ctx.client) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut changes = 0u64;
+    let mut last: Option<Rules> = None;
+    let mut deleted = false;
+    // Bounded by time, and by count (a tick is at least 100 ms).
+    for _ in 0..1_000_000u64 {
+        if Instant::now() >= end {
+            break;
+        }
+        let paused_at = *paused.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(addr) = paused_at else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let e = (start.elapsed().as_millis() / ctx.cfg.epoch.as_millis().max(1)) as u64;
+        let prefix = tenant_prefix(ctx.tenant, e);
+        let pick = |rng: &mut Rng, last: Option<Rules>| loop {
+            let r = *rng.pick(&Rules::ALL);
+            if Some(r) != last {
+                break r;
+            }
+        };
+        let input = if deleted {
+            Input::CreateRole {
+                rules: pick(&mut rng, None),
+            }
+        } else if rng.below(8) == 0 {
+            Input::DeleteRole
+        } else {
+            Input::UpdateRole {
+                by: Principal::Admin,
+                rules: pick(&mut rng, last),
+            }
+        };
+        let first = ctx.channels.other_than(addr);
+        let outcome = run_op_at(&ctx, first, &prefix, input.clone(), None).await;
+        changes += 1;
+        if matches!(outcome, Outcome::Ok { .. }) {
+            match input {
+                Input::DeleteRole => deleted = true,
+                Input::CreateRole { rules } | Input::UpdateRole { rules, .. } => {
+                    deleted = false;
+                    last = Some(rules);
+                }
+                _ => {}
+            }
+        } else if matches!(outcome, Outcome::Refused { .. }) {
+            // Not found (deleted by another client) or already there: try the other way.
+            deleted = !deleted && matches!(input, Input::UpdateRole { .. });
+        }
+        tokio::time::sleep(Duration::from_millis(150 + rng.below(350))).await;
+    }
+    changes
 }
 
 #[cfg(test)]
