@@ -26,14 +26,14 @@ pub struct AdminService {
 const BACKUP_CHUNK: usize = 1 << 20;
 
 impl AdminService {
-    /// Pre-checks the caller's role, then has the leader authorize (in apply, audited) and
-    /// carry out `change`.
+    /// Checks the caller's role early (a refusal only once confirmed, see [`Node::writer`]),
+    /// then has the leader authorize (in apply, audited) and carry out `change`.
     async fn change(
         &self,
         meta: &tonic::metadata::MetadataMap,
         change: MembershipChange,
     ) -> Result<Response<MembershipReply>, Status> {
-        let caller = self.node.caller(meta, change.method())?;
+        let caller = self.node.writer(meta, change.method()).await?;
         let deadline = caller.deadline;
         let cmd = crate::membership::operator_command(&self.node, caller, change);
         let view = self.node.change_membership(cmd, deadline).await?;
@@ -106,10 +106,12 @@ impl ClusterAdmin for AdminService {
         let to = match request.get_ref().node_id {
             0 => {
                 // The leader's choice: ask it which voter is furthest along.
-                self.node.caller(
-                    request.metadata(),
-                    custos_model::command::TRANSFER_LEADER_METHOD,
-                )?;
+                self.node
+                    .writer(
+                        request.metadata(),
+                        custos_model::command::TRANSFER_LEADER_METHOD,
+                    )
+                    .await?;
                 match self.node.current_leader() {
                     Some(l) if l == self.node.id => {
                         self.node.best_successor_id().ok_or_else(|| {
@@ -136,13 +138,12 @@ impl ClusterAdmin for AdminService {
         &self,
         request: Request<BackupRequest>,
     ) -> Result<Response<Self::BackupStream>, Status> {
-        let caller = self
-            .node
-            .caller(request.metadata(), "/custos.admin.v1.ClusterAdmin/Backup")?;
         // Everything acknowledged before the call is in the backup.
-        self.node
-            .read_barrier(caller.consistency, caller.deadline)
+        let (caller, state) = self
+            .node
+            .reader(request.metadata(), "/custos.admin.v1.ClusterAdmin/Backup")
             .await?;
+        drop(state);
         let bytes = self
             .node
             .backup
@@ -161,8 +162,10 @@ impl ClusterAdmin for AdminService {
         &self,
         request: Request<StatusRequest>,
     ) -> Result<Response<StatusReply>, Status> {
-        // Cluster status reveals topology, not data: the same role check as Cluster.InspectCurrent.
-        self.node.caller(
+        // Cluster status reveals topology, not data: the same role check as Cluster.InspectCurrent,
+        // decided on this member's own state: it reports the member's own view of Raft and must
+        // answer without a quorum (a serializable read, docs/security.md).
+        self.node.local_reader(
             request.metadata(),
             "/openstorage.api.OpenStorageCluster/InspectCurrent",
         )?;
@@ -207,7 +210,10 @@ impl ClusterAdmin for AdminService {
         &self,
         request: Request<ReportUsageRequest>,
     ) -> Result<Response<ReportUsageReply>, Status> {
-        let caller = self.node.caller(request.metadata(), REPORT_USAGE_METHOD)?;
+        let caller = self
+            .node
+            .writer(request.metadata(), REPORT_USAGE_METHOD)
+            .await?;
         let req = request.into_inner();
         let volumes = req
             .volumes
@@ -263,9 +269,11 @@ impl Audit for AuditService {
         &self,
         request: Request<AuditListRequest>,
     ) -> Result<Response<AuditListReply>, Status> {
-        let caller = self
+        let (_, state) = self
             .node
-            .caller(request.metadata(), &format!("{AUDIT}List"))?;
+            .reader(request.metadata(), &format!("{AUDIT}List"))
+            .await?;
+        drop(state);
         let req = request.into_inner();
         let query = convert::audit_query_from_proto(req.filter.as_ref());
         let cursor = match req.page_token.as_str() {
@@ -278,9 +286,6 @@ impl Audit for AuditService {
             0 => 100,
             n => (n as usize).min(MAX_PAGE),
         };
-        self.node
-            .read_barrier(caller.consistency, caller.deadline)
-            .await?;
         let log = self.node.audit.log.clone();
         let newest_first = req.newest_first;
         let page = tokio::task::spawn_blocking(move || {
@@ -311,14 +316,13 @@ impl Audit for AuditService {
         &self,
         request: Request<AuditFollowRequest>,
     ) -> Result<Response<Self::FollowStream>, Status> {
-        let caller = self
+        let (_, state) = self
             .node
-            .caller(request.metadata(), &format!("{AUDIT}Follow"))?;
+            .reader(request.metadata(), &format!("{AUDIT}Follow"))
+            .await?;
+        drop(state);
         let req = request.into_inner();
         let mut query = convert::audit_query_from_proto(req.filter.as_ref());
-        self.node
-            .read_barrier(caller.consistency, caller.deadline)
-            .await?;
         let log = self.node.audit.log.clone();
         let mut next = query.from_seq.unwrap_or_else(|| log.head().next_seq).max(1);
         let to = query.to_seq.unwrap_or(u64::MAX);
@@ -375,8 +379,12 @@ impl Audit for AuditService {
         &self,
         request: Request<AuditVerifyRequest>,
     ) -> Result<Response<AuditVerifyReply>, Status> {
+        // Linearizable by default like every read: the member first catches up with what was
+        // acknowledged before the call, then verifies its own chain.
         self.node
-            .caller(request.metadata(), &format!("{AUDIT}Verify"))?;
+            .reader(request.metadata(), &format!("{AUDIT}Verify"))
+            .await
+            .map(drop)?;
         let through = request.into_inner().through_seq;
         let log = self.node.audit.log.clone();
         let v = tokio::task::spawn_blocking(move || log.verify((through != 0).then_some(through)))

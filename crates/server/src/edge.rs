@@ -1,5 +1,19 @@
 //! The edge of a request: who is calling (token → identity), its request id, its deadline and
-//! the consistency it asks for, and the early role check against local state.
+//! the consistency it asks for, and the role decision, taken on state that is never stale.
+//!
+//! Every handler enters through one of three doors, each authenticating first:
+//! - [`Node::reader`]: a read. The role decision is made on the state the read then reads: after
+//!   the read barrier for a linearizable read (so it sees every role change acknowledged before
+//!   the call arrived), on the member's local state for a serializable one (which may be stale
+//!   in both directions, as the read itself).
+//! - [`Node::writer`]: a write. An allow here only lets the command be proposed: apply decides
+//!   again at the log index. A refusal here is confirmed after a read barrier before the caller
+//!   gets it, so no acknowledged grant is ever followed by a refusal; and a request id apply
+//!   already answered goes on to apply, which gives its first outcome.
+//! - [`Node::local_reader`]: introspection of the member itself (`ClusterAdmin.Status`), decided
+//!   on local state like a serializable read, so that it answers while there is no quorum.
+//!
+//! A refusal is written to the audit trail only once it is the answer the caller receives.
 
 use crate::node::{Consistency, Node};
 use crate::status;
@@ -19,6 +33,10 @@ pub struct Caller {
     pub identity: Identity,
     pub method: MethodName,
     pub request_id: RequestId,
+    /// What audit lines name the call by: the client's `x-request-id`, or the id made for it.
+    correlation: String,
+    /// The gRPC path of the call.
+    full_method: String,
     pub consistency: Consistency,
     pub deadline: Instant,
 }
@@ -74,12 +92,13 @@ fn parse_grpc_timeout(v: &str) -> Option<Duration> {
     })
 }
 
+/// The replicated state, locked for reading, as a read's role decision saw it.
+pub type StateGuard<'a> = std::sync::RwLockReadGuard<'a, custos_model::State>;
+
 impl Node {
-    /// Authenticates the call and runs the role pre-check for `full_method`.
-    ///
-    /// For writes the check here only fails fast: apply decides again at the log index.
-    /// For reads it is the decision, taken against this node's state.
-    pub fn caller(&self, meta: &MetadataMap, full_method: &str) -> Result<Caller, Status> {
+    /// Authenticates the call: identity, request id, consistency and deadline. No role decision:
+    /// that is the door's ([`Node::reader`], [`Node::writer`], [`Node::local_reader`]).
+    fn authenticate(&self, meta: &MetadataMap, full_method: &str) -> Result<Caller, Status> {
         let client_id = meta
             .get(REQUEST_ID_HEADER)
             .and_then(|v| v.to_str().ok())
@@ -129,44 +148,116 @@ impl Node {
             }
         };
         let method = MethodName::from_full(full_method);
-        let allowed = self
-            .state
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .authorize(&identity, &method);
-        if let Err(refusal) = allowed {
-            self.audit.denied(
-                &identity,
-                &method,
-                "Access denied",
-                Vec::new(),
-                &correlation(),
-            );
-            return Err(status::from_rejection(refusal));
-        }
-        let request_id = client_id
+        let (request_id, correlation) = match client_id {
             // Scoped by caller, so one client's id can never return another's outcome.
-            .map(|v| RequestId(format!("{}/{}/{v}", identity.issuer, identity.username)))
-            .unwrap_or_else(|| RequestId(uuid::Uuid::new_v4().to_string()));
+            Some(v) => (
+                RequestId(format!("{}/{}/{v}", identity.issuer, identity.username)),
+                v.to_string(),
+            ),
+            None => {
+                let id = uuid::Uuid::new_v4().to_string();
+                (RequestId(id.clone()), id)
+            }
+        };
         let consistency = match meta.get(CONSISTENCY_HEADER).and_then(|v| v.to_str().ok()) {
             Some(v) if v.eq_ignore_ascii_case("serializable") => Consistency::Serializable,
             _ => Consistency::Linearizable,
         };
         let deadline = deadline(meta, Duration::from_millis(self.config.request_timeout_ms));
-        self.audit.call_started(full_method, &request_id.0);
-        crate::access::set_caller(crate::access::CallInfo {
-            identity: identity.clone(),
-            method: method.clone(),
-            request_id: request_id.0.clone(),
-            wrote: false,
-        });
         Ok(Caller {
             identity,
             method,
             request_id,
+            correlation,
+            full_method: full_method.to_string(),
             consistency,
             deadline,
         })
+    }
+
+    /// The door of a read: authenticates, waits for the read barrier the caller's consistency
+    /// asks for, and decides the caller's role on the state the read then reads, which it
+    /// returns (drop it before any `.await`).
+    pub async fn reader(
+        &self,
+        meta: &MetadataMap,
+        full_method: &str,
+    ) -> Result<(Caller, StateGuard<'_>), Status> {
+        let caller = self.authenticate(meta, full_method)?;
+        self.read_barrier(caller.consistency, caller.deadline)
+            .await?;
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        self.decide(&caller, &state)?;
+        Ok((caller, state))
+    }
+
+    /// The door of a node-local introspection call: authenticates and decides on this member's
+    /// local state, without a barrier (a serializable read: it must answer without a quorum).
+    pub fn local_reader(&self, meta: &MetadataMap, full_method: &str) -> Result<Caller, Status> {
+        let caller = self.authenticate(meta, full_method)?;
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        self.decide(&caller, &state)?;
+        Ok(caller)
+    }
+
+    /// The door of a write: authenticates and checks the caller's role early. An allow only
+    /// lets the command be proposed (apply decides at its log index); a refusal on local state
+    /// is confirmed after a linearizable read barrier, whatever consistency the call asked
+    /// for, so a member that is behind never refuses what an acknowledged grant allows. A
+    /// request id that apply already answered goes on to apply, which answers it again.
+    pub async fn writer(&self, meta: &MetadataMap, full_method: &str) -> Result<Caller, Status> {
+        let caller = self.authenticate(meta, full_method)?;
+        let allowed = self
+            .state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .authorize(&caller.identity, &caller.method)
+            .is_ok();
+        if allowed {
+            self.passed(&caller);
+            return Ok(caller);
+        }
+        self.metrics.edge_rechecks.inc();
+        self.read_barrier(Consistency::Linearizable, caller.deadline)
+            .await?;
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        if state.remembered(&caller.request_id).is_some() {
+            drop(state);
+            self.passed(&caller);
+            return Ok(caller);
+        }
+        self.decide(&caller, &state)?;
+        self.metrics.edge_rechecks_allowed.inc();
+        Ok(caller)
+    }
+
+    /// The role decision on `state`: a refusal is audited (it is the caller's answer) and
+    /// returned; an allow marks the call as passed.
+    fn decide(&self, caller: &Caller, state: &custos_model::State) -> Result<(), Status> {
+        if let Err(refusal) = state.authorize(&caller.identity, &caller.method) {
+            self.audit.denied(
+                &caller.identity,
+                &caller.method,
+                "Access denied",
+                Vec::new(),
+                &caller.correlation,
+            );
+            return Err(status::from_rejection(refusal));
+        }
+        self.passed(caller);
+        Ok(())
+    }
+
+    /// The call passed the edge: its access line starts, and the access layer learns who made it.
+    fn passed(&self, caller: &Caller) {
+        self.audit
+            .call_started(&caller.full_method, &caller.request_id.0);
+        crate::access::set_caller(crate::access::CallInfo {
+            identity: caller.identity.clone(),
+            method: caller.method.clone(),
+            request_id: caller.request_id.0.clone(),
+            wrote: false,
+        });
     }
 }
 

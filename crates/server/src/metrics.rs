@@ -49,6 +49,10 @@ pub struct Metrics {
     auth_failures: Mutex<BTreeMap<&'static str, u64>>,
     /// Elections this node started because its leader fell silent (`election.rs`).
     pub prompt_elections: Counter,
+    /// Writes the edge refused on local state and checked again after a read barrier; and
+    /// those the second check let through (the member was behind a grant).
+    pub edge_rechecks: Counter,
+    pub edge_rechecks_allowed: Counter,
 }
 
 /// A monotonically increasing count.
@@ -178,6 +182,15 @@ impl Metrics {
             "# HELP custos_raft_prompt_elections_total Elections this node started because its leader's lease ran out without AppendEntries.\n\
              # TYPE custos_raft_prompt_elections_total counter\ncustos_raft_prompt_elections_total {}",
             self.prompt_elections.get()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP custos_edge_role_rechecks_total Writes refused by the role check on local state, checked again after a read barrier.\n\
+             # TYPE custos_edge_role_rechecks_total counter\ncustos_edge_role_rechecks_total {}\n\
+             # HELP custos_edge_role_rechecks_allowed_total Of those, writes the fresh state allowed (the member was behind a grant).\n\
+             # TYPE custos_edge_role_rechecks_allowed_total counter\ncustos_edge_role_rechecks_allowed_total {}",
+            self.edge_rechecks.get(),
+            self.edge_rechecks_allowed.get()
         );
         let (leader_reads, leader_rounds) = node.read_batcher.counts();
         let (follower_reads, follower_rounds) = node.remote_reads.counts();

@@ -22,10 +22,13 @@ impl OpenStorageIdentity for IdentityService {
         &self,
         request: Request<SdkIdentityVersionRequest>,
     ) -> Result<Response<SdkIdentityVersionResponse>, Status> {
-        self.node.caller(
-            request.metadata(),
-            "/openstorage.api.OpenStorageIdentity/Version",
-        )?;
+        self.node
+            .reader(
+                request.metadata(),
+                "/openstorage.api.OpenStorageIdentity/Version",
+            )
+            .await
+            .map(drop)?;
         let (major, minor, patch) = SDK_VERSION;
         Ok(Response::new(SdkIdentityVersionResponse {
             sdk_version: Some(SdkVersion {
@@ -51,10 +54,13 @@ impl OpenStorageIdentity for IdentityService {
         &self,
         request: Request<SdkIdentityCapabilitiesRequest>,
     ) -> Result<Response<SdkIdentityCapabilitiesResponse>, Status> {
-        self.node.caller(
-            request.metadata(),
-            "/openstorage.api.OpenStorageIdentity/Capabilities",
-        )?;
+        self.node
+            .reader(
+                request.metadata(),
+                "/openstorage.api.OpenStorageIdentity/Capabilities",
+            )
+            .await
+            .map(drop)?;
         use sdk_service_capability::open_storage_service::Type;
         let served = [
             Type::Cluster,
@@ -87,10 +93,15 @@ impl OpenStorageCluster for ClusterService {
         &self,
         request: Request<SdkClusterInspectCurrentRequest>,
     ) -> Result<Response<SdkClusterInspectCurrentResponse>, Status> {
-        self.node.caller(
-            request.metadata(),
-            "/openstorage.api.OpenStorageCluster/InspectCurrent",
-        )?;
+        // A linearizable call decides after the barrier, so a member without a quorum answers
+        // NotInQuorum only to a serializable one (docs/compatibility.md).
+        self.node
+            .reader(
+                request.metadata(),
+                "/openstorage.api.OpenStorageCluster/InspectCurrent",
+            )
+            .await
+            .map(drop)?;
         let live = self
             .node
             .has_live_leader(&self.node.raft.metrics().borrow());
@@ -189,22 +200,21 @@ impl NodeService {
         name: &str,
         op: custos_model::Op,
     ) -> Result<custos_model::Reply, tonic::Status> {
-        let caller = self.node.caller(meta, &Self::method(name))?;
+        let caller = self.node.writer(meta, &Self::method(name)).await?;
         self.node
             .write(caller.identity, caller.request_id, op, caller.deadline)
             .await
     }
 
-    /// Reads are linearizable unless asked otherwise, like volume reads.
-    async fn barrier(
+    /// The role decision of a read (see [`Node::reader`]): linearizable unless asked
+    /// otherwise, like volume reads. The node reads then fetch the liveness view (from the
+    /// leader) and read the state again: a state at least as new as the one decided on.
+    async fn authorize_read(
         &self,
         meta: &tonic::metadata::MetadataMap,
         name: &str,
     ) -> Result<(), tonic::Status> {
-        let caller = self.node.caller(meta, &Self::method(name))?;
-        self.node
-            .read_barrier(caller.consistency, caller.deadline)
-            .await
+        self.node.reader(meta, &Self::method(name)).await.map(drop)
     }
 }
 
@@ -214,7 +224,7 @@ impl OpenStorageNode for NodeService {
         &self,
         request: Request<SdkNodeInspectRequest>,
     ) -> Result<Response<SdkNodeInspectResponse>, tonic::Status> {
-        self.barrier(request.metadata(), "Inspect").await?;
+        self.authorize_read(request.metadata(), "Inspect").await?;
         let node = self.find(&request.get_ref().node_id).await?;
         Ok(Response::new(SdkNodeInspectResponse { node: Some(node) }))
     }
@@ -223,7 +233,8 @@ impl OpenStorageNode for NodeService {
         &self,
         request: Request<SdkNodeInspectCurrentRequest>,
     ) -> Result<Response<SdkNodeInspectCurrentResponse>, tonic::Status> {
-        self.barrier(request.metadata(), "InspectCurrent").await?;
+        self.authorize_read(request.metadata(), "InspectCurrent")
+            .await?;
         let node = self.find(&self.node.id.to_string()).await?;
         Ok(Response::new(SdkNodeInspectCurrentResponse {
             node: Some(node),
@@ -234,7 +245,7 @@ impl OpenStorageNode for NodeService {
         &self,
         request: Request<SdkNodeEnumerateRequest>,
     ) -> Result<Response<SdkNodeEnumerateResponse>, tonic::Status> {
-        self.barrier(request.metadata(), "Enumerate").await?;
+        self.authorize_read(request.metadata(), "Enumerate").await?;
         let node_ids = self.nodes().await.into_iter().map(|n| n.id).collect();
         Ok(Response::new(SdkNodeEnumerateResponse { node_ids }))
     }
@@ -243,7 +254,7 @@ impl OpenStorageNode for NodeService {
         &self,
         request: Request<SdkNodeEnumerateWithFiltersRequest>,
     ) -> Result<Response<SdkNodeEnumerateWithFiltersResponse>, tonic::Status> {
-        self.barrier(request.metadata(), "EnumerateWithFilters")
+        self.authorize_read(request.metadata(), "EnumerateWithFilters")
             .await?;
         Ok(Response::new(SdkNodeEnumerateWithFiltersResponse {
             nodes: self.nodes().await,
@@ -286,7 +297,10 @@ impl OpenStorageNode for NodeService {
         request: Request<SdkNodeDrainAttachmentsRequest>,
     ) -> Result<Response<SdkJobResponse>, tonic::Status> {
         let (meta, _, req) = request.into_parts();
-        let caller = self.node.caller(&meta, &Self::method("DrainAttachments"))?;
+        let caller = self
+            .node
+            .writer(&meta, &Self::method("DrainAttachments"))
+            .await?;
         let op = custos_model::Op::DrainNode {
             id: Self::node_id(&req.node_id)?,
         };
@@ -308,10 +322,11 @@ impl OpenStorageNode for NodeService {
         &self,
         request: Request<SdkNodeVolumeUsageByNodeRequest>,
     ) -> Result<Response<SdkNodeVolumeUsageByNodeResponse>, tonic::Status> {
-        self.barrier(request.metadata(), "VolumeUsageByNode")
+        let (_, state) = self
+            .node
+            .reader(request.metadata(), &Self::method("VolumeUsageByNode"))
             .await?;
         let id = Self::node_id(&request.get_ref().node_id)?;
-        let state = self.node.state.read().unwrap_or_else(|p| p.into_inner());
         if state.node(id).is_none() {
             return Err(tonic::Status::not_found(format!("Node {} not found", id.0)));
         }
@@ -348,10 +363,13 @@ impl MountAttachService {
         name: &str,
         op: custos_model::Op,
     ) -> Result<custos_model::Reply, tonic::Status> {
-        let caller = self.node.caller(
-            meta,
-            &format!("/openstorage.api.OpenStorageMountAttach/{name}"),
-        )?;
+        let caller = self
+            .node
+            .writer(
+                meta,
+                &format!("/openstorage.api.OpenStorageMountAttach/{name}"),
+            )
+            .await?;
         self.node
             .write(caller.identity, caller.request_id, op, caller.deadline)
             .await

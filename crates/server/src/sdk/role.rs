@@ -25,7 +25,7 @@ impl RoleService {
         role: Option<SdkRole>,
         update: bool,
     ) -> Result<SdkRole, Status> {
-        let caller = self.node.caller(meta, &method(name))?;
+        let caller = self.node.writer(meta, &method(name)).await?;
         let Some(role) = role else {
             return Err(Status::invalid_argument("Must supply a role"));
         };
@@ -72,7 +72,10 @@ impl OpenStorageRole for RoleService {
         &self,
         request: Request<SdkRoleDeleteRequest>,
     ) -> Result<Response<SdkRoleDeleteResponse>, Status> {
-        let caller = self.node.caller(request.metadata(), &method("Delete"))?;
+        let caller = self
+            .node
+            .writer(request.metadata(), &method("Delete"))
+            .await?;
         let name = request.into_inner().name;
         if name.is_empty() {
             return Err(Status::invalid_argument("Must supply a role name"));
@@ -92,11 +95,10 @@ impl OpenStorageRole for RoleService {
         &self,
         request: Request<SdkRoleEnumerateRequest>,
     ) -> Result<Response<SdkRoleEnumerateResponse>, Status> {
-        let caller = self.node.caller(request.metadata(), &method("Enumerate"))?;
-        self.node
-            .read_barrier(caller.consistency, caller.deadline)
+        let (_, state) = self
+            .node
+            .reader(request.metadata(), &method("Enumerate"))
             .await?;
-        let state = self.node.state.read().unwrap_or_else(|p| p.into_inner());
         Ok(Response::new(SdkRoleEnumerateResponse {
             names: state.role_names().map(str::to_string).collect(),
         }))
@@ -106,17 +108,16 @@ impl OpenStorageRole for RoleService {
         &self,
         request: Request<SdkRoleInspectRequest>,
     ) -> Result<Response<SdkRoleInspectResponse>, Status> {
-        let caller = self.node.caller(request.metadata(), &method("Inspect"))?;
-        let name = request.into_inner().name;
+        let (_, state) = self
+            .node
+            .reader(request.metadata(), &method("Inspect"))
+            .await?;
+        let name = &request.get_ref().name;
         if name.is_empty() {
             return Err(Status::invalid_argument("Must supply a role name"));
         }
-        self.node
-            .read_barrier(caller.consistency, caller.deadline)
-            .await?;
-        let state = self.node.state.read().unwrap_or_else(|p| p.into_inner());
         let role = state
-            .role(&name)
+            .role(name)
             .ok_or_else(|| Status::not_found(format!("Role {name} not found")))?;
         Ok(Response::new(SdkRoleInspectResponse {
             role: Some(convert::role_to_proto(role)),

@@ -38,18 +38,14 @@ impl VolumeService {
         }
     }
 
-    /// Runs the read barrier for the caller, then `f` over the local state.
+    /// Runs `f` over the state the caller's role decision saw (see [`Node::reader`]).
     async fn read<T>(
         &self,
         meta: &tonic::metadata::MetadataMap,
         name: &str,
         f: impl FnOnce(&custos_model::State, &custos_model::Identity) -> Result<T, Status>,
     ) -> Result<T, Status> {
-        let caller = self.node.caller(meta, &method(name))?;
-        self.node
-            .read_barrier(caller.consistency, caller.deadline)
-            .await?;
-        let state = self.node.state.read().unwrap_or_else(|p| p.into_inner());
+        let (caller, state) = self.node.reader(meta, &method(name)).await?;
         f(&state, &caller.identity)
     }
 
@@ -60,7 +56,7 @@ impl VolumeService {
         name: &str,
         op: Op,
     ) -> Result<Reply, Status> {
-        let caller = self.node.caller(meta, &method(name))?;
+        let caller = self.node.writer(meta, &method(name)).await?;
         self.node
             .write(caller.identity, caller.request_id, op, caller.deadline)
             .await
@@ -85,7 +81,10 @@ impl OpenStorageVolume for VolumeService {
         &self,
         request: Request<SdkVolumeCreateRequest>,
     ) -> Result<Response<SdkVolumeCreateResponse>, Status> {
-        let caller = self.node.caller(request.metadata(), &method("Create"))?;
+        let caller = self
+            .node
+            .writer(request.metadata(), &method("Create"))
+            .await?;
         let req = request.into_inner();
         if req.name.is_empty() {
             return Err(Status::invalid_argument("Must supply a unique name"));
@@ -120,7 +119,10 @@ impl OpenStorageVolume for VolumeService {
         &self,
         request: Request<SdkVolumeDeleteRequest>,
     ) -> Result<Response<SdkVolumeDeleteResponse>, Status> {
-        let caller = self.node.caller(request.metadata(), &method("Delete"))?;
+        let caller = self
+            .node
+            .writer(request.metadata(), &method("Delete"))
+            .await?;
         let req = request.into_inner();
         if req.volume_id.is_empty() {
             return Err(Status::invalid_argument(MUST_SUPPLY_VOLUME_ID));
