@@ -210,7 +210,7 @@ fn client_id(record: &AuditRecord) -> &str {
     record.request_id.rsplit('/').next().unwrap_or_default()
 }
 
-/// Every record of the trail matching `query`, as member `via` holds it, oldest first.
+/// Every record of the trail matching `query`, as `admin`'s member holds it, oldest first.
 async fn trail(admin: &Client, query: &AuditQuery) -> Vec<AuditRecord> {
     let mut out = Vec::new();
     let mut token: Option<String> = None;
@@ -338,7 +338,11 @@ async fn a_paused_follower_refuses_what_an_acknowledged_revocation_took_away() {
         // The follower serves frank's read before the pause: the grant has reached it and the
         // channel is connected (so the paused member's kernel queues the call below).
         let mut allowed = false;
+        let deadline = Instant::now() + Duration::from_secs(60);
         for attempt in 0..100 {
+            if Instant::now() > deadline {
+                break;
+            }
             let rid = format!("paused-{trial}-before-{attempt}");
             let a = inspect(channels[&follower].clone(), Some(&token), &rid, &vid).await;
             ledger.note(&rid, &a);
