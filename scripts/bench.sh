@@ -25,7 +25,10 @@
 #   scripts/bench.sh reference Volume.Create cost growth up to 2,000 volumes, upstream's own SDK
 #                              server (`osd`, fake driver; OSD_BIN, built elsewhere) against a
 #                              3-member custos cluster (scripts/bench-reference.sh; not in `all`)
-#   scripts/bench.sh [all]     all of the above but snapshot and reference
+#   scripts/bench.sh ab        two custos binaries (BENCH_A, BENCH_B) on the read shapes of
+#                              `cluster`, fresh clusters alternating pair by pair
+#                              (scripts/bench-ab.sh; not in `all`)
+#   scripts/bench.sh [all]     all of the above but snapshot, reference and ab
 #
 # The cluster part installs etcd (Debian's etcd-server/etcd-client) when missing and matplotlib
 # into target/bench-venv. Knobs (environment): BENCH_RUNS (3; cluster and flood), BENCH_SEQ_OPS (2000),
@@ -359,7 +362,8 @@ case "$WHAT" in
   flood) flood_bench ;;
   failover) bash scripts/bench-failover.sh ;;
   reference) bash scripts/bench-reference.sh ;;
+  ab) bash scripts/bench-ab.sh ;;
   snapshot) snapshot_bench ;;
   all) auth_bench; audit_bench; cluster_bench; bash scripts/bench-scale.sh; flood_bench; bash scripts/bench-failover.sh ;;
-  *) echo "usage: $0 [auth|audit|cluster|scale|flood|failover|reference|snapshot|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [auth|audit|cluster|scale|flood|failover|reference|snapshot|ab|all]" >&2; exit 2 ;;
 esac

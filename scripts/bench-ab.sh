@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# A/B of two custos binaries on the read shapes of the cluster matrix: fresh 3-member `custos dev`
+# clusters (release binaries, auth on, 10,000 volumes preloaded), the binaries alternating pair by
+# pair (A B, then B A, ...), 100 linearizable and 100 serializable readers each, with the same
+# load generator and idle gate as `scripts/bench.sh cluster`. Prints a table of throughput and
+# server CPU per read, each B figure as a ratio of the A figure of the same pair.
+#
+#   BENCH_A=old/custos BENCH_B=new/custos scripts/bench-ab.sh
+#
+# Knobs: BENCH_AB_PAIRS (3), BENCH_LIN_OPS (10000), BENCH_READ_OPS (60000), BENCH_KEYS (10000),
+# BENCH_IDLE_PCT (25), BENCH_IDLE_WAIT (60).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench-common.sh
+source scripts/bench-common.sh
+: "${BENCH_A:?BENCH_A: the baseline custos binary}"
+: "${BENCH_B:?BENCH_B: the custos binary to compare}"
+PAIRS="${BENCH_AB_PAIRS:-3}"
+LIN_OPS="${BENCH_LIN_OPS:-10000}"
+READ_OPS="${BENCH_READ_OPS:-60000}"
+KEYS="${BENCH_KEYS:-10000}"
+IDLE_PCT="${BENCH_IDLE_PCT:-25}"
+IDLE_WAIT="${BENCH_IDLE_WAIT:-60}"
+SHAPES=(
+  "read-lin-100 read-linearizable 100 10 $LIN_OPS"
+  "read-ser-100 read-serializable 100 10 $READ_OPS"
+)
+OUT="$TARGET_DIR/bench-ab/$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$OUT"
+trap cleanup EXIT
+log "results in $OUT"
+
+# run_one LABEL PAIR: one fresh cluster of binary BIN, every shape once.
+run_one() {
+  local label="$1" pair="$2" base endpoints pids token shape name workload clients conns ops
+  base="$(free_base_port)"
+  start_dev "$OUT/$label-$pair" "$base"
+  endpoints="$(field '",".join(d["endpoints"])')"
+  pids="$(field '",".join(str(n["pid"]) for n in d["nodes"])')"
+  token="$(field 'd["tokens"]["user"]')"
+  "$BIN" bench custos --endpoint "$endpoints" --token "$token" -o json --workload preload \
+    --clients 100 --connections 10 --ops "$KEYS" --deadline-secs 300 >/dev/null
+  for shape in "${SHAPES[@]}"; do
+    read -r name workload clients conns ops <<<"$shape"
+    log "$label pair $pair: $name"
+    "$BIN" bench custos --endpoint "$endpoints" --token "$token" -o json --workload "$workload" \
+      --clients "$clients" --connections "$conns" --ops "$ops" --keys "$KEYS" --pids "$pids" \
+      --deadline-secs 180 --idle-below-pct "$IDLE_PCT" --idle-max-wait-secs "$IDLE_WAIT" \
+      --label "$label" \
+      | python3 -c 'import json,sys; r=json.load(sys.stdin); r["shape"]=sys.argv[1]; r["pair"]=int(sys.argv[2]); print(json.dumps(r))' "$name" "$pair" \
+      >>"$OUT/results.jsonl"
+  done
+  cleanup
+}
+
+for pair in $(seq "$PAIRS"); do
+  if [ $((pair % 2)) = 1 ]; then order="A B"; else order="B A"; fi
+  for side in $order; do
+    if [ "$side" = A ]; then BIN="$BENCH_A"; else BIN="$BENCH_B"; fi
+    run_one "$side" "$pair"
+  done
+done
+
+python3 - "$OUT/results.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+by = {(r["label"], r["shape"], r["pair"]): r for r in rows}
+shapes = sorted({r["shape"] for r in rows})
+pairs = sorted({r["pair"] for r in rows})
+print("| shape | A ops/s (per pair) | B ops/s | B/A throughput | A CPU ms/op | B CPU ms/op | B/A CPU per op | errors A/B |")
+print("|---|---|---|---|---|---|---|---|")
+for s in shapes:
+    a = [by[("A", s, p)] for p in pairs]; b = [by[("B", s, p)] for p in pairs]
+    tr = [y["ops_per_s"] / x["ops_per_s"] for x, y in zip(a, b)]
+    cr = [y["server_cpu_ms_per_op"] / x["server_cpu_ms_per_op"] for x, y in zip(a, b)]
+    f = lambda rs, k, fmt: " / ".join(fmt % r[k] for r in rs)
+    print(f"| {s} | {f(a, 'ops_per_s', '%.0f')} | {f(b, 'ops_per_s', '%.0f')} | {min(tr):.2f}–{max(tr):.2f}× | "
+          f"{f(a, 'server_cpu_ms_per_op', '%.3f')} | {f(b, 'server_cpu_ms_per_op', '%.3f')} | {min(cr):.2f}–{max(cr):.2f}× | "
+          f"{sum(r['errors'] for r in a)}/{sum(r['errors'] for r in b)} |")
+PY
