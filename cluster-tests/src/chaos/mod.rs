@@ -186,7 +186,7 @@ impl Report {
             self.audit.unknown_applied, self.audit.unknown_refused, self.audit.unknown_absent
         );
         s += &format!(
-            "role changes while a member was paused: {}\n",
+            "role changes acknowledged while a member was paused: {}\n",
             self.pause_role_changes
         );
         s += &format!(

@@ -450,7 +450,8 @@ pub async fn execute(
 ) -> Executed {
     let deadline = deadline.unwrap_or_else(|| Instant::now() + cfg.op_timeout);
     let mut attempts = Vec::new();
-    let mut ambiguous = false;
+    // The result of the last attempt that may have reached a member without an answer.
+    let mut ambiguous: Option<String> = None;
     let mut last = String::from("no attempt");
     let n = channels.nodes.len();
     for k in 0.. {
@@ -489,8 +490,7 @@ pub async fn execute(
                     result: code.clone(),
                 });
                 let role = is_role_refusal(status.message());
-                let refused_after =
-                    (role && ambiguous && input.is_mutation()).then(|| last.clone());
+                let refused_after = ambiguous.clone().filter(|_| role && input.is_mutation());
                 return Executed {
                     outcome: Outcome::Refused {
                         code,
@@ -503,8 +503,10 @@ pub async fn execute(
             }
             Ok(Err(status)) => {
                 let unsent = never_sent(&status);
-                ambiguous |= !unsent;
                 last = format!("{}: {}", code_name(status.code()), status.message());
+                if !unsent {
+                    ambiguous = Some(last.clone());
+                }
                 attempts.push(Attempt {
                     node: *node,
                     result: if unsent {
@@ -515,8 +517,8 @@ pub async fn execute(
                 });
             }
             Err(_) => {
-                ambiguous = true;
                 last = "timeout".into();
+                ambiguous = Some(last.clone());
                 attempts.push(Attempt {
                     node: *node,
                     result: "timeout".into(),
@@ -812,7 +814,7 @@ pub async fn client_loop(ctx: ClientCtx, start: Instant, end: Instant) -> u64 {
 /// the pause lasts, grants and revokes the tenant role through another member (cycling
 /// through the rule sets, now and then deleting and re-creating the role), so that calls
 /// queued on the paused member straddle acknowledged revocations and grants. Returns how
-/// many role changes it made.
+/// many role changes were acknowledged.
 pub async fn pause_role_changer(
     ctx: ClientCtx,
     paused: Paused,
@@ -856,8 +858,8 @@ pub async fn pause_role_changer(
         };
         let first = ctx.channels.other_than(addr);
         let outcome = run_op_at(&ctx, first, &prefix, input.clone(), None).await;
-        changes += 1;
         if matches!(outcome, Outcome::Ok { .. }) {
+            changes += 1;
             match input {
                 Input::DeleteRole => deleted = true,
                 Input::CreateRole { rules } | Input::UpdateRole { rules, .. } => {
