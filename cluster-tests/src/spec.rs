@@ -1694,15 +1694,13 @@ mod tests {
                 2 => e.op.out = TOut::RoleRefused,
                 // A role refusal turned into what the call would have answered had the role
                 // allowed it (a stale allow), where that is easy to make up.
-                3 => {
-                    if e.op.out == TOut::RoleRefused {
-                        e.op.out = match e.op.input {
-                            TIn::ReadVolume { .. } => TOut::Ok(TObs::Volume(None)),
-                            TIn::Create { .. } | TIn::Clone { .. } | TIn::Snapshot { .. } => {
-                                TOut::Ok(TObs::Id(20))
-                            }
-                            _ => TOut::Ok(TObs::Done),
+                3 if e.op.out == TOut::RoleRefused => {
+                    e.op.out = match e.op.input {
+                        TIn::ReadVolume { .. } => TOut::Ok(TObs::Volume(None)),
+                        TIn::Create { .. } | TIn::Clone { .. } | TIn::Snapshot { .. } => {
+                            TOut::Ok(TObs::Id(20))
                         }
+                        _ => TOut::Ok(TObs::Done),
                     }
                 }
                 _ => {}
