@@ -596,3 +596,112 @@ async fn a_read_right_after_an_acknowledged_role_grant_is_served_on_every_member
         failures[..failures.len().min(5)].join("\n")
     );
 }
+
+/// A refusal the member cannot confirm is not given: on a member cut off from the quorum (the
+/// two others SIGKILLed), a write its own state refuses and a linearizable read it refuses both
+/// answer UNAVAILABLE, never PERMISSION_DENIED, and neither leaves a denial in the trail. A
+/// serializable read is decided on the member's own state, so its refusal is answered at once
+/// and recorded (docs/security.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_that_cannot_be_confirmed_is_unavailable_and_not_recorded() {
+    let mut cluster = TestCluster::start(3).unwrap();
+    let leader = cluster.leader(1).await.unwrap();
+    let lone = (1..=3u64).find(|id| *id != leader).unwrap();
+    let view = cluster.token("view");
+    // The lone member knows the cluster as it is now (system.view may not create).
+    cluster
+        .client(lone, Some(&view))
+        .enumerate_volumes()
+        .await
+        .expect("a read as view before the others stop");
+    let others: Vec<u64> = (1..=3u64).filter(|id| *id != lone).collect();
+    for id in &others {
+        cluster.kill9(*id);
+    }
+
+    fn short<T>(mut r: tonic::Request<T>) -> tonic::Request<T> {
+        r.set_timeout(Duration::from_secs(3));
+        r
+    }
+    let create_msg = api::SdkVolumeCreateRequest {
+        name: "lonely".to_string(),
+        spec: Some(api::VolumeSpec {
+            size: 1 << 20,
+            ha_level: 1,
+            ..Default::default()
+        }),
+        labels: Default::default(),
+    };
+    let write = answer(
+        OpenStorageVolumeClient::new(channel(&cluster, lone))
+            .create(short(request(create_msg, Some(&view), "lonely-write")))
+            .await,
+    );
+    assert!(
+        matches!(write, Err((tonic::Code::Unavailable, _))),
+        "a refusal the lone member {lone} cannot confirm was answered: {write:?}"
+    );
+    // A guest may not enumerate roles.
+    let read = answer(
+        OpenStorageRoleClient::new(channel(&cluster, lone))
+            .enumerate(short(request(
+                api::SdkRoleEnumerateRequest {},
+                None,
+                "lonely-read",
+            )))
+            .await,
+    );
+    assert!(
+        matches!(read, Err((tonic::Code::Unavailable, _))),
+        "a linearizable read the lone member {lone} refuses locally was answered: {read:?}"
+    );
+    // Another method than the markers' (`Role.Enumerate`), so no denial coalesces with it.
+    let mut local = short(request(
+        api::SdkRoleInspectRequest {
+            name: "system.admin".to_string(),
+        },
+        None,
+        "lonely-serializable",
+    ));
+    local
+        .metadata_mut()
+        .insert("x-custos-consistency", "serializable".parse().unwrap());
+    let serializable = answer(
+        OpenStorageRoleClient::new(channel(&cluster, lone))
+            .inspect(local)
+            .await,
+    );
+    assert!(
+        matches!(serializable, Err((tonic::Code::PermissionDenied, _))),
+        "a serializable read is decided on local state: {serializable:?}"
+    );
+
+    for id in &others {
+        cluster.restart(*id).unwrap();
+    }
+    cluster.leader(lone).await.unwrap();
+    flush_denials(&cluster, None, "lonely").await;
+    let admin = cluster.client(lone, Some(&cluster.token("admin")));
+    let records = trail(&admin, &AuditQuery::default()).await;
+    let named = |id: &str| {
+        records
+            .iter()
+            .filter(|r| !r.authorized && client_id(r) == id)
+            .count()
+    };
+    assert_eq!(
+        named("lonely-write"),
+        0,
+        "an unconfirmed write refusal is in the trail"
+    );
+    assert_eq!(
+        named("lonely-read"),
+        0,
+        "an unconfirmed read refusal is in the trail"
+    );
+    assert_eq!(
+        named("lonely-serializable"),
+        1,
+        "the serializable refusal the caller received is in the trail"
+    );
+}
