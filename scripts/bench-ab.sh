@@ -2,12 +2,15 @@
 # A/B of two custos binaries on the read shapes of the cluster matrix: fresh 3-member `custos dev`
 # clusters (release binaries, auth on, 10,000 volumes preloaded), the binaries alternating pair by
 # pair (A B, then B A, ...), 100 linearizable and 100 serializable readers each, with the same
-# load generator and idle gate as `scripts/bench.sh cluster`. Prints a table of throughput and
-# server CPU per read, each B figure as a ratio of the A figure of the same pair.
+# load generator and idle gate as `scripts/bench.sh cluster`, and 100 writers whose every write
+# the role check refuses (the `view` token: what a refusal costs). Prints a table of throughput
+# (refusals per second for the refused shape) and server CPU per operation, each B figure as a
+# ratio of the A figure of the same pair.
 #
 #   BENCH_A=old/custos BENCH_B=new/custos scripts/bench-ab.sh
 #
-# Knobs: BENCH_AB_PAIRS (3), BENCH_LIN_OPS (10000), BENCH_READ_OPS (60000), BENCH_KEYS (10000),
+# Knobs: BENCH_AB_PAIRS (3), BENCH_LIN_OPS (10000), BENCH_READ_OPS (60000), BENCH_REFUSED_OPS
+# (20000), BENCH_KEYS (10000),
 # BENCH_IDLE_PCT (25), BENCH_IDLE_WAIT (60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,12 +21,15 @@ source scripts/bench-common.sh
 PAIRS="${BENCH_AB_PAIRS:-3}"
 LIN_OPS="${BENCH_LIN_OPS:-10000}"
 READ_OPS="${BENCH_READ_OPS:-60000}"
+REFUSED_OPS="${BENCH_REFUSED_OPS:-20000}"
 KEYS="${BENCH_KEYS:-10000}"
 IDLE_PCT="${BENCH_IDLE_PCT:-25}"
 IDLE_WAIT="${BENCH_IDLE_WAIT:-60}"
+# name workload clients connections ops token (a token of cluster.json)
 SHAPES=(
-  "read-lin-100 read-linearizable 100 10 $LIN_OPS"
-  "read-ser-100 read-serializable 100 10 $READ_OPS"
+  "read-lin-100 read-linearizable 100 10 $LIN_OPS user"
+  "read-ser-100 read-serializable 100 10 $READ_OPS user"
+  "refused-write-100 write 100 10 $REFUSED_OPS view"
 )
 OUT="$TARGET_DIR/bench-ab/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$OUT"
@@ -32,7 +38,7 @@ log "results in $OUT"
 
 # run_one LABEL PAIR: one fresh cluster of binary BIN, every shape once.
 run_one() {
-  local label="$1" pair="$2" base endpoints pids token shape name workload clients conns ops
+  local label="$1" pair="$2" base endpoints pids token shape name workload clients conns ops who
   base="$(free_base_port)"
   start_dev "$OUT/$label-$pair" "$base"
   endpoints="$(field '",".join(d["endpoints"])')"
@@ -41,9 +47,10 @@ run_one() {
   "$BIN" bench custos --endpoint "$endpoints" --token "$token" -o json --workload preload \
     --clients 100 --connections 10 --ops "$KEYS" --deadline-secs 300 >/dev/null
   for shape in "${SHAPES[@]}"; do
-    read -r name workload clients conns ops <<<"$shape"
+    read -r name workload clients conns ops who <<<"$shape"
     log "$label pair $pair: $name"
-    "$BIN" bench custos --endpoint "$endpoints" --token "$token" -o json --workload "$workload" \
+    "$BIN" bench custos --endpoint "$endpoints" --token "$(field "d['tokens']['$who']")" \
+      -o json --workload "$workload" \
       --clients "$clients" --connections "$conns" --ops "$ops" --keys "$KEYS" --pids "$pids" \
       --deadline-secs 180 --idle-below-pct "$IDLE_PCT" --idle-max-wait-secs "$IDLE_WAIT" \
       --label "$label" \
@@ -64,10 +71,15 @@ done
 python3 - "$OUT/results.jsonl" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
+for r in rows:
+    # A shape whose every operation is refused: its rate and CPU are per refusal.
+    if r["ops_ok"] == 0 and r["errors"] > 0:
+        r["ops_per_s"] = r["errors"] / r["elapsed_s"]
+        r["server_cpu_ms_per_op"] = 1000.0 * r["server_cpu_s"] / r["errors"]
 by = {(r["label"], r["shape"], r["pair"]): r for r in rows}
 shapes = sorted({r["shape"] for r in rows})
 pairs = sorted({r["pair"] for r in rows})
-print("| shape | A ops/s (per pair) | B ops/s | B/A throughput | A CPU ms/op | B CPU ms/op | B/A CPU per op | errors A/B |")
+print("| shape | A ops/s (per pair) | B ops/s | B/A throughput | A CPU ms/op | B CPU ms/op | B/A CPU per op | errors A/B (refusals for refused-*) |")
 print("|---|---|---|---|---|---|---|---|")
 for s in shapes:
     a = [by[("A", s, p)] for p in pairs]; b = [by[("B", s, p)] for p in pairs]
