@@ -306,6 +306,78 @@ async fn check_trail(
     );
 }
 
+/// What a run of grant-then-call trials saw.
+struct Trials {
+    ledger: Ledger,
+    /// Calls refused with PERMISSION_DENIED right after the grant was acknowledged.
+    stale: usize,
+    total: usize,
+    failures: Vec<String>,
+}
+
+impl Trials {
+    fn assert_none_failed(&self, what: &str) {
+        assert!(
+            self.failures.is_empty(),
+            "{} of {} {what} right after a grant failed (all listed above), first:\n{}",
+            self.failures.len(),
+            self.total,
+            self.failures[..self.failures.len().min(5)].join("\n")
+        );
+    }
+}
+
+/// `total` trials, the member pairs in turn: `revoke` then `grant` through one member (each
+/// acknowledged), then at once `call(channel, trial, request id)` on another member, which must
+/// be served. Prints the count of stale denials and every failed trial.
+async fn grant_then_call<F, Fut>(
+    cluster: &TestCluster,
+    label: &str,
+    total: usize,
+    (revoke, grant): (&Role, &Role),
+    call: F,
+) -> Trials
+where
+    F: Fn(Channel, usize, String) -> Fut,
+    Fut: std::future::Future<Output = Answer>,
+{
+    let leader = cluster.leader(1).await.unwrap();
+    eprintln!("{label}: leader is member {leader}");
+    let channels: BTreeMap<u64, Channel> = (1..=3).map(|id| (id, channel(cluster, id))).collect();
+    let mut t = Trials {
+        ledger: Ledger::default(),
+        stale: 0,
+        total,
+        failures: Vec::new(),
+    };
+    let mut retried = 0usize;
+    for trial in 0..total {
+        let (grant_via, call_on) = PAIRS[trial % PAIRS.len()];
+        set_role(cluster, grant_via, revoke).await;
+        set_role(cluster, grant_via, grant).await;
+        let rid = format!("{}-{trial}", label.replace(' ', "-"));
+        let (a, r) = with_retries(|| call(channels[&call_on].clone(), trial, rid.clone())).await;
+        retried += r;
+        t.ledger.note(&rid, &a);
+        if let Err(e) = &a {
+            if e.0 == tonic::Code::PermissionDenied {
+                t.stale += 1;
+            }
+            t.failures.push(format!(
+                "trial {trial}: call on member {call_on} right after the grant through member {grant_via} (leader {leader} at start): {e:?}"
+            ));
+        }
+    }
+    eprintln!(
+        "{label}: stale denials {}/{total} ({retried} UNAVAILABLE answers retried)",
+        t.stale
+    );
+    for f in &t.failures {
+        eprintln!("{f}");
+    }
+    t
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_follower_refuses_what_an_acknowledged_revocation_took_away() {
     const TRIALS: usize = 20;
@@ -485,37 +557,14 @@ async fn a_guest_create_right_after_an_acknowledged_grant_succeeds_on_every_memb
         }
     }
     let leader = cluster.leader(1).await.unwrap();
-    eprintln!("guest grant: leader is member {leader}");
-    let channels: BTreeMap<u64, Channel> = (1..=3).map(|id| (id, channel(&cluster, id))).collect();
-
-    let mut ledger = Ledger::default();
-    let mut stale = 0usize;
-    let mut retried = 0usize;
-    let mut failures = Vec::new();
-    for trial in 0..TRIALS {
-        let (grant_via, call_on) = PAIRS[trial % PAIRS.len()];
-        set_role(&cluster, grant_via, &no_create).await;
-        set_role(&cluster, grant_via, &default_guest).await;
-        let rid = format!("guest-{trial}");
-        let name = format!("guest-vol-{trial}");
-        let (a, r) = with_retries(|| create(channels[&call_on].clone(), None, &rid, &name)).await;
-        retried += r;
-        ledger.note(&rid, &a);
-        if let Err(e) = &a {
-            if e.0 == tonic::Code::PermissionDenied {
-                stale += 1;
-            }
-            failures.push(format!(
-                "trial {trial}: guest create on member {call_on} right after the grant through member {grant_via} (leader {leader} at start): {e:?}"
-            ));
-        }
-    }
-    eprintln!(
-        "guest grant: stale denials {stale}/{TRIALS} ({retried} UNAVAILABLE answers retried)"
-    );
-    for f in &failures {
-        eprintln!("{f}");
-    }
+    let trials = grant_then_call(
+        &cluster,
+        "guest grant",
+        TRIALS,
+        (&no_create, &default_guest),
+        |ch, trial, rid| async move { create(ch, None, &rid, &format!("guest-vol-{trial}")).await },
+    )
+    .await;
 
     // Restore the defaults (they are the last state already) and check.
     set_role(&cluster, leader, &default_guest).await;
@@ -523,14 +572,15 @@ async fn a_guest_create_right_after_an_acknowledged_grant_succeeds_on_every_memb
 
     flush_denials(&cluster, None, "guest").await;
     let guest = |r: &AuditRecord| r.actor.username.is_empty() && r.actor.roles == [GUEST];
-    check_trail(&cluster, &ledger, "volume.create", guest, stale).await;
-
-    assert!(
-        failures.is_empty(),
-        "{} of {TRIALS} guest creates right after a grant failed (all listed above), first:\n{}",
-        failures.len(),
-        failures[..failures.len().min(5)].join("\n")
-    );
+    check_trail(
+        &cluster,
+        &trials.ledger,
+        "volume.create",
+        guest,
+        trials.stale,
+    )
+    .await;
+    trials.assert_none_failed("guest creates");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -554,47 +604,29 @@ async fn a_read_right_after_an_acknowledged_role_grant_is_served_on_every_member
         .unwrap();
     let granted = role(ROLE, vec![rule(&["volume"], &["inspect*"])]);
     let revoked = without_volume(ROLE);
-    let leader = cluster.leader(1).await.unwrap();
-    eprintln!("role grant: leader is member {leader}");
-    let channels: BTreeMap<u64, Channel> = (1..=3).map(|id| (id, channel(&cluster, id))).collect();
-
-    let mut ledger = Ledger::default();
-    let mut stale = 0usize;
-    let mut retried = 0usize;
-    let mut failures = Vec::new();
-    for trial in 0..TRIALS {
-        let (grant_via, call_on) = PAIRS[trial % PAIRS.len()];
-        set_role(&cluster, grant_via, &revoked).await;
-        set_role(&cluster, grant_via, &granted).await;
-        let rid = format!("inspect-{trial}");
-        let (a, r) =
-            with_retries(|| inspect(channels[&call_on].clone(), Some(&token), &rid, &vid)).await;
-        retried += r;
-        ledger.note(&rid, &a);
-        if let Err(e) = &a {
-            if e.0 == tonic::Code::PermissionDenied {
-                stale += 1;
-            }
-            failures.push(format!(
-                "trial {trial}: Inspect on member {call_on} right after the grant through member {grant_via} (leader {leader} at start): {e:?}"
-            ));
-        }
-    }
-    eprintln!("role grant: stale denials {stale}/{TRIALS} ({retried} UNAVAILABLE answers retried)");
-    for f in &failures {
-        eprintln!("{f}");
-    }
+    let trials = grant_then_call(
+        &cluster,
+        "role grant",
+        TRIALS,
+        (&revoked, &granted),
+        |ch, _, rid| {
+            let (token, vid) = (token.clone(), vid.clone());
+            async move { inspect(ch, Some(&token), &rid, &vid).await }
+        },
+    )
+    .await;
 
     flush_denials(&cluster, Some(&token), "inspect").await;
     let grace = |r: &AuditRecord| r.actor.username == "grace";
-    check_trail(&cluster, &ledger, "volume.inspect", grace, stale).await;
-
-    assert!(
-        failures.is_empty(),
-        "{} of {TRIALS} reads right after a grant failed (all listed above), first:\n{}",
-        failures.len(),
-        failures[..failures.len().min(5)].join("\n")
-    );
+    check_trail(
+        &cluster,
+        &trials.ledger,
+        "volume.inspect",
+        grace,
+        trials.stale,
+    )
+    .await;
+    trials.assert_none_failed("reads");
 }
 
 /// A refusal the member cannot confirm is not given: on a member cut off from the quorum (the
