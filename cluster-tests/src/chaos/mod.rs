@@ -343,24 +343,28 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<Report> {
     let knowledge: workload::Knowledge = Default::default();
     let start = Instant::now();
     let end = start + cfg.duration;
+    let ctx = |client: u32, tenant, leads_tenant| ClientCtx {
+        client,
+        tenant,
+        leads_tenant,
+        first_node: client as usize % endpoints.len(),
+        channels: Channels::new(&endpoints),
+        tokens: tokens.clone(),
+        knowledge: knowledge.clone(),
+        recorder: recorder.clone(),
+        cfg: cfg.workload.clone(),
+        seed: cfg.seed,
+        run_tag: format!("{tag}-c{client}"),
+    };
     let mut clients = Vec::new();
     for t in 0..cfg.workload.tenants {
         for c in 0..cfg.workload.clients_per_tenant {
             let client = (t * cfg.workload.clients_per_tenant + c) as u32;
-            let ctx = ClientCtx {
-                client,
-                tenant: t,
-                leads_tenant: c == 0,
-                first_node: client as usize % endpoints.len(),
-                channels: Channels::new(&endpoints),
-                tokens: tokens.clone(),
-                knowledge: knowledge.clone(),
-                recorder: recorder.clone(),
-                cfg: cfg.workload.clone(),
-                seed: cfg.seed,
-                run_tag: format!("{tag}-c{client}"),
-            };
-            clients.push(tokio::spawn(workload::client_loop(ctx, start, end)));
+            clients.push(tokio::spawn(workload::client_loop(
+                ctx(client, t, c == 0),
+                start,
+                end,
+            )));
         }
     }
     // One role changer per tenant, active while a member is paused.
@@ -368,21 +372,8 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<Report> {
     let mut changers = Vec::new();
     for t in 0..cfg.workload.tenants {
         let client = (cfg.workload.tenants * cfg.workload.clients_per_tenant + t) as u32;
-        let ctx = ClientCtx {
-            client,
-            tenant: t,
-            leads_tenant: false,
-            first_node: client as usize % endpoints.len(),
-            channels: Channels::new(&endpoints),
-            tokens: tokens.clone(),
-            knowledge: knowledge.clone(),
-            recorder: recorder.clone(),
-            cfg: cfg.workload.clone(),
-            seed: cfg.seed,
-            run_tag: format!("{tag}-c{client}"),
-        };
         changers.push(tokio::spawn(workload::pause_role_changer(
-            ctx,
+            ctx(client, t, false),
             paused.clone(),
             start,
             end,
