@@ -521,8 +521,7 @@ mod tests {
         ];
         for (name, kind) in types {
             assert!(
-                text.contains(&format!("\n# TYPE {name} {kind}\n"))
-                    || text.starts_with(&format!("# HELP {name} ")),
+                text.contains(&format!("\n# TYPE {name} {kind}\n")),
                 "no TYPE {name} {kind} in\n{text}"
             );
             let help = text
