@@ -80,7 +80,7 @@ fn free_port() -> anyhow::Result<u16> {
 fn random_hex(bytes: usize) -> anyhow::Result<String> {
     let mut buf = vec![0u8; bytes];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex::encode(buf))
 }
 
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {

@@ -230,22 +230,72 @@ pub fn hint(code: u8) -> Option<&'static str> {
 
 /// Prints rows as an aligned table.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
+    println!("{}", render_table(headers, rows));
+}
+
+/// Rows under their headers, each column as wide as its widest cell by display width (so a
+/// name in CJK or with accents lines up), two spaces between columns, no borders, no trailing
+/// whitespace.
+pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut t = comfy_table::Table::new();
+    t.load_style(comfy_table::presets::NOTHING)
+        .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
+        .set_header(headers.to_vec())
+        .add_rows(rows.iter().cloned());
+    for column in t.column_iter_mut() {
+        column.set_padding((0, 2));
     }
-    let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("{}", padded.join("  ").trim_end());
-    };
-    line(headers.to_vec());
-    for row in rows {
-        line(row.iter().map(String::as_str).collect());
+    t.trim_fmt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render_table;
+
+    #[test]
+    fn ascii_columns_are_two_spaces_apart() {
+        let rows = vec![
+            vec!["1".to_string(), "vol1".to_string(), "10Gi".to_string()],
+            vec!["22".to_string(), "v".to_string(), String::new()],
+        ];
+        assert_eq!(
+            render_table(&["ID", "NAME", "SIZE"], &rows),
+            "ID  NAME  SIZE\n1   vol1  10Gi\n22  v"
+        );
+        assert_eq!(render_table(&["NAME"], &[]), "NAME");
+    }
+
+    #[test]
+    fn non_ascii_columns_align_by_display_width() {
+        let rows = vec![
+            vec!["vol-ü".to_string(), "1Gi".to_string()],
+            vec!["数据".to_string(), "2Gi".to_string()],
+            vec!["a".to_string(), "3Gi".to_string()],
+        ];
+        let text = render_table(&["NAME", "SIZE"], &rows);
+        assert_eq!(
+            text, "NAME   SIZE\nvol-ü  1Gi\n数据   2Gi\na      3Gi",
+            "{text}"
+        );
+        // "数据" is two characters but four columns wide; "vol-ü" is six bytes, five columns.
+        // Every SIZE cell starts in the same terminal column as its header.
+        let column_of = |line: &str, needle: &str| {
+            let before = &line[..line.find(needle).unwrap()];
+            before
+                .chars()
+                .map(|c| {
+                    if ('\u{4e00}'..='\u{9fff}').contains(&c) {
+                        2
+                    } else {
+                        1
+                    }
+                })
+                .sum::<usize>()
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        let header = column_of(lines[0], "SIZE");
+        for (line, size) in lines[1..].iter().zip(["1Gi", "2Gi", "3Gi"]) {
+            assert_eq!(column_of(line, size), header, "{text}");
+        }
     }
 }

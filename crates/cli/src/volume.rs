@@ -264,35 +264,45 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("label {s:?} is not key=value"))
 }
 
-/// Parses `10Gi`, `512Mi`, `1G`, `4096`.
+/// Parses `10Gi`, `512Mi`, `1G`, `4096` (`bytesize`: binary units `Ki`..`Ei` with or without
+/// `B`, decimal `K`..`E`, any case, an optional space, a fraction such as `1.5Gi`).
+///
+/// The adapter around it: only a number first (the crate reads no sign, so `-1Gi` is no
+/// number), the unit error named as before, and a size past `u64` refused (the crate saturates
+/// to `u64::MAX`, which is therefore never a size here).
 pub fn parse_size(s: &str) -> anyhow::Result<u64> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| invalid(format!("size {s:?} must start with a number, e.g. 10Gi")))?;
-    let mult: u64 = match unit {
-        "" | "B" => 1,
-        "K" | "KB" => 1000,
-        "Ki" | "KiB" => 1 << 10,
-        "M" | "MB" => 1000 * 1000,
-        "Mi" | "MiB" => 1 << 20,
-        "G" | "GB" => 1000 * 1000 * 1000,
-        "Gi" | "GiB" => 1 << 30,
-        "T" | "TB" => 1000u64.pow(4),
-        "Ti" | "TiB" => 1 << 40,
-        _ => {
-            return Err(invalid(format!(
-                "unknown size unit {unit:?}: use Ki, Mi, Gi, Ti (or K, M, G, T)"
-            )))
+    let unit = s.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.');
+    let number = &s[..s.len() - unit.len()];
+    if !s.starts_with(|c: char| c.is_ascii_digit()) || number.parse::<f64>().is_err() {
+        return Err(invalid(format!(
+            "size {s:?} must start with a number, e.g. 10Gi"
+        )));
+    }
+    let too_large = || invalid(format!("size {s:?} is too large"));
+    let size: bytesize::ByteSize = s.parse().map_err(|_| {
+        if unit.is_empty() && number.contains('.') {
+            invalid(format!(
+                "size {s:?}: bytes are whole; give a unit, e.g. 1.5Gi"
+            ))
+        } else if unit.is_empty() {
+            too_large()
+        } else {
+            invalid(format!(
+                "unknown size unit {:?} in {s:?}: use Ki, Mi, Gi, Ti (or K, M, G, T)",
+                unit.trim()
+            ))
         }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| invalid(format!("size {s:?} is too large")))
+    })?;
+    if size.as_u64() == u64::MAX {
+        return Err(too_large());
+    }
+    Ok(size.as_u64())
 }
 
-/// `1073741824` → `1Gi`; sizes that are no whole binary unit stay in bytes.
+/// `1073741824` → `1Gi`; sizes that are no whole binary unit stay in bytes. (Not `bytesize`'s
+/// display, which rounds to one decimal and writes `1.0 GiB`: a table shows the exact size, in a
+/// spelling `--size` accepts back.)
 pub fn human_size(bytes: u64) -> String {
     for (shift, unit) in [(40, "Ti"), (30, "Gi"), (20, "Mi"), (10, "Ki")] {
         if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
@@ -837,8 +847,29 @@ mod tests {
         assert_eq!(parse_size("512Mi").unwrap(), 512 << 20);
         assert_eq!(parse_size("4096").unwrap(), 4096);
         assert_eq!(parse_size("1G").unwrap(), 1_000_000_000);
-        assert!(parse_size("Gi").is_err());
-        assert!(parse_size("1Qi").is_err());
-        assert!(parse_size("99999999999Ti").is_err());
+        assert_eq!(parse_size("1Ti").unwrap(), 1 << 40);
+        assert_eq!(parse_size("2KiB").unwrap(), 2048);
+        assert_eq!(parse_size("3T").unwrap(), 3_000_000_000_000);
+        assert_eq!(parse_size("1.5Gi").unwrap(), 3 << 29);
+        assert_eq!(parse_size(" 10 GiB ").unwrap(), 10 << 30);
+        for bad in [
+            "Gi", "", "-1Gi", ".5Gi", "1.2.3Gi", "1.5", "1Qi", "10 Gi x", "1é",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad:?} should be refused");
+        }
+        let unit = parse_size("12Qi").unwrap_err().to_string();
+        assert!(unit.contains("unknown size unit \"Qi\""), "{unit}");
+        for huge in [
+            "99999999999Ti",
+            "18446744073709551615",
+            "99999999999999999999",
+            "1e30",
+        ] {
+            assert!(parse_size(huge).is_err(), "{huge:?} should be refused");
+        }
+        // What a table shows, --size reads back.
+        for size in [1 << 30, 3 << 20, 1500, 5 << 40] {
+            assert_eq!(parse_size(&super::human_size(size)).unwrap(), size);
+        }
     }
 }

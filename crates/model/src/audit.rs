@@ -27,8 +27,9 @@ pub struct AuditHash(pub [u8; 32]);
 pub const GENESIS_HASH: AuditHash = AuditHash([0; 32]);
 
 impl AuditHash {
+    /// Lowercase hex, 64 digits.
     pub fn hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(self.0)
     }
 }
 

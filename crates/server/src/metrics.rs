@@ -1,16 +1,28 @@
 //! Prometheus metrics: request counts and latency per method and code, authentication failures
 //! by reason, Raft progress and the audit backlog, served as text on `metrics_listen`.
 //!
+//! The metric types and the text exposition (format 0.0.4) are `prometheus-client`'s. What
+//! lives as long as the node (the request histograms, auth failures, the counters other modules
+//! increment) is held here; what other parts of the node already count (Raft progress, read
+//! index rounds, proposals, the audit trail) is read at each scrape into a registry built for it.
+//!
 //! Labels never carry usernames, tokens or other caller-controlled text: methods are the served
 //! gRPC paths (unknown paths are counted as `other`), codes are gRPC code names, and reasons are
 //! the authenticator's fixed labels.
 
 use crate::node::Node;
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+
+pub use prometheus_client::metrics::counter::Counter;
 
 /// Latency histogram bounds, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -20,33 +32,41 @@ const BUCKETS: [f64; 12] = [
 /// Distinct (method, code) series kept; beyond it new series are counted as method `other`.
 const MAX_SERIES: usize = 512;
 
-#[derive(Clone, Debug, Default)]
-struct Histogram {
-    count: u64,
-    sum: f64,
-    /// Cumulative per bound, as Prometheus wants them.
-    buckets: [u64; BUCKETS.len()],
+/// The labels of `custos_requests_seconds`, in exposition order. The method is shared with
+/// [`Metrics::methods`], so a call whose series exists allocates nothing.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: Arc<str>,
+    code: &'static str,
 }
 
-impl Histogram {
-    fn observe(&mut self, secs: f64) {
-        self.count += 1;
-        self.sum += secs;
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if secs <= *bound {
-                self.buckets[i] += 1;
-            }
-        }
-    }
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoleLabels {
+    role: &'static str,
+}
+
+fn request_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+type RequestFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
 
 /// The counters of one node.
-#[derive(Default)]
 pub struct Metrics {
-    /// By method, then code. Keyed by method first so a lookup borrows the path (no allocation
-    /// per call once the series exists).
-    requests: Mutex<BTreeMap<String, BTreeMap<&'static str, Histogram>>>,
-    auth_failures: Mutex<BTreeMap<&'static str, u64>>,
+    /// Latency by method and code.
+    requests: RequestFamily,
+    /// The method labels in use, by path: looked up with the borrowed path, so a known method
+    /// costs a read lock and a reference count, not an allocation.
+    methods: RwLock<HashMap<Box<str>, Arc<str>>>,
+    other: Arc<str>,
+    /// Series of `requests` created; held while one is created, so the bound is exact.
+    series: Mutex<usize>,
+    auth_failures: Family<ReasonLabels, Counter>,
     /// Elections this node started because its leader fell silent (`election.rs`).
     pub prompt_elections: Counter,
     /// Writes the edge refused on local state and checked again after a read barrier; and
@@ -55,17 +75,71 @@ pub struct Metrics {
     pub edge_rechecks_allowed: Counter,
 }
 
-/// A monotonically increasing count.
-#[derive(Default)]
-pub struct Counter(std::sync::atomic::AtomicU64);
-
-impl Counter {
-    pub fn inc(&self) {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests: Family::new_with_constructor(request_histogram),
+            methods: RwLock::default(),
+            other: Arc::from("other"),
+            series: Mutex::new(0),
+            auth_failures: Family::default(),
+            prompt_elections: Counter::default(),
+            edge_rechecks: Counter::default(),
+            edge_rechecks_allowed: Counter::default(),
+        }
     }
+}
 
-    pub fn get(&self) -> u64 {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
+/// What the rest of the node counts, read at each scrape.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NodeValues {
+    pub term: u64,
+    pub leader_id: u64,
+    pub is_leader: bool,
+    pub last_log_index: u64,
+    pub applied_index: u64,
+    pub members: u64,
+    pub leader_reads: u64,
+    pub leader_rounds: u64,
+    pub follower_reads: u64,
+    pub follower_rounds: u64,
+    pub proposal_entries: u64,
+    pub proposal_commands: u64,
+    pub audit_last_seq: u64,
+    pub audit_records: u64,
+    pub audit_backlog: u64,
+    pub audit_denials: u64,
+    pub audit_denials_recorded: u64,
+}
+
+impl NodeValues {
+    /// The values of `node` now.
+    pub fn of(node: &Node) -> NodeValues {
+        let m = node.raft.metrics().borrow().clone();
+        let (leader_reads, leader_rounds) = node.read_batcher.counts();
+        let (follower_reads, follower_rounds) = node.remote_reads.counts();
+        let (proposal_entries, proposal_commands) = node.proposals.counts();
+        let head = node.audit.log.head();
+        let c = node.audit.counters();
+        NodeValues {
+            term: m.current_term,
+            leader_id: m.current_leader.unwrap_or(0),
+            is_leader: m.current_leader == Some(node.id),
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            members: m.membership_config.membership().nodes().count() as u64,
+            leader_reads,
+            leader_rounds,
+            follower_reads,
+            follower_rounds,
+            proposal_entries,
+            proposal_commands,
+            audit_last_seq: head.last_seq(),
+            audit_records: head.len(),
+            audit_backlog: node.audit.backlog(),
+            audit_denials: c.denials,
+            audit_denials_recorded: c.denials_recorded,
+        }
     }
 }
 
@@ -86,205 +160,207 @@ fn known_method(path: &str) -> bool {
 }
 
 impl Metrics {
+    /// The label for `path`: its shared copy, or `other` for an unknown path or once
+    /// [`MAX_SERIES`] methods are known.
+    fn method_label(&self, path: &str) -> Arc<str> {
+        if !known_method(path) {
+            return self.other.clone();
+        }
+        if let Some(m) = self
+            .methods
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(path)
+        {
+            return m.clone();
+        }
+        let mut methods = self.methods.write().unwrap_or_else(|p| p.into_inner());
+        if methods.len() >= MAX_SERIES {
+            return self.other.clone();
+        }
+        methods
+            .entry(Box::from(path))
+            .or_insert_with(|| Arc::from(path))
+            .clone()
+    }
+
     /// One finished call: its full gRPC method, gRPC code and duration.
     pub fn observe_request(&self, method: &str, code: i32, elapsed: Duration) {
-        let code = crate::audit::code_name(code);
-        let method = if known_method(method) {
-            method
-        } else {
-            "other"
+        let secs = elapsed.as_secs_f64();
+        let labels = RequestLabels {
+            method: self.method_label(method),
+            code: crate::audit::code_name(code),
         };
-        let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        let series: usize = requests.values().map(BTreeMap::len).sum();
-        let known = requests
-            .get(method)
-            .is_some_and(|codes| codes.contains_key(code));
-        let method = if known || series < MAX_SERIES {
-            method
-        } else {
-            "other"
-        };
-        if !requests.contains_key(method) {
-            requests.insert(method.to_string(), BTreeMap::new());
+        if let Some(h) = self.requests.get(&labels) {
+            h.observe(secs);
+            return;
         }
-        let codes = requests.get_mut(method).expect("inserted above");
-        codes
-            .entry(code)
-            .or_default()
-            .observe(elapsed.as_secs_f64());
+        // A new series: created under `series`, so none is created twice or past the bound.
+        let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        let labels = if self.requests.get(&labels).is_some() || *series < MAX_SERIES {
+            labels
+        } else {
+            RequestLabels {
+                method: self.other.clone(),
+                code: labels.code,
+            }
+        };
+        if self.requests.get(&labels).is_none() {
+            *series += 1;
+        }
+        self.requests.get_or_create(&labels).observe(secs);
     }
 
     /// An authentication failure, by the authenticator's reason label.
     pub fn auth_failure(&self, reason: &'static str) {
-        *self
-            .auth_failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(reason)
-            .or_default() += 1;
+        self.auth_failures
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     /// The Prometheus text exposition of this node.
     pub fn render(&self, node: &Node) -> String {
-        let mut out = String::new();
-        let m = node.raft.metrics().borrow().clone();
-        let gauge = |out: &mut String, name: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
+        self.encode(&NodeValues::of(node))
+    }
+
+    /// The Prometheus text exposition of these counters and `v`.
+    pub fn encode(&self, v: &NodeValues) -> String {
+        let mut r = Registry::default();
+        // Help texts without the final period: the registry adds it.
+        let gauge = |r: &mut Registry, name: &str, help: &str, value: u64| {
+            r.register(name, help, ConstGauge::new(value));
         };
+        let counter = |r: &mut Registry, name: &str, help: &str, value: u64| {
+            r.register(name, help, ConstCounter::new(value));
+        };
+        gauge(&mut r, "custos_raft_term", "Current Raft term", v.term);
         gauge(
-            &mut out,
-            "custos_raft_term",
-            "Current Raft term.",
-            m.current_term,
-        );
-        gauge(
-            &mut out,
+            &mut r,
             "custos_raft_leader_id",
-            "Id of the leader this node knows (0 = none).",
-            m.current_leader.unwrap_or(0),
+            "Id of the leader this node knows (0 = none)",
+            v.leader_id,
         );
         gauge(
-            &mut out,
+            &mut r,
             "custos_raft_is_leader",
-            "1 if this node leads.",
-            u64::from(m.current_leader == Some(node.id)),
+            "1 if this node leads",
+            u64::from(v.is_leader),
         );
         gauge(
-            &mut out,
+            &mut r,
             "custos_raft_last_log_index",
-            "Index of the last log entry this node holds.",
-            m.last_log_index.unwrap_or(0),
+            "Index of the last log entry this node holds",
+            v.last_log_index,
         );
-        let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
         gauge(
-            &mut out,
+            &mut r,
             "custos_raft_applied_index",
-            "Index of the last entry applied to the state machine.",
-            applied,
+            "Index of the last entry applied to the state machine",
+            v.applied_index,
         );
         gauge(
-            &mut out,
+            &mut r,
             "custos_raft_commit_index",
-            "Highest index known committed (openraft 0.9 exposes the applied index: a lower bound).",
-            applied,
+            "Highest index known committed (openraft 0.9 exposes the applied index: a lower bound)",
+            v.applied_index,
         );
         gauge(
-            &mut out,
+            &mut r,
             "custos_raft_members",
-            "Members of the current configuration.",
-            m.membership_config.membership().nodes().count() as u64,
+            "Members of the current configuration",
+            v.members,
         );
-        let _ = writeln!(
-            out,
-            "# HELP custos_raft_prompt_elections_total Elections this node started because its leader's lease ran out without AppendEntries.\n\
-             # TYPE custos_raft_prompt_elections_total counter\ncustos_raft_prompt_elections_total {}",
-            self.prompt_elections.get()
+        // Counter names without `_total`: the encoder appends it.
+        r.register(
+            "custos_raft_prompt_elections",
+            "Elections this node started because its leader's lease ran out without AppendEntries",
+            self.prompt_elections.clone(),
         );
-        let _ = writeln!(
-            out,
-            "# HELP custos_edge_role_rechecks_total Writes refused by the role check on local state, checked again after a read barrier.\n\
-             # TYPE custos_edge_role_rechecks_total counter\ncustos_edge_role_rechecks_total {}\n\
-             # HELP custos_edge_role_rechecks_allowed_total Of those, writes the fresh state allowed (the member was behind a grant).\n\
-             # TYPE custos_edge_role_rechecks_allowed_total counter\ncustos_edge_role_rechecks_allowed_total {}",
-            self.edge_rechecks.get(),
-            self.edge_rechecks_allowed.get()
+        r.register(
+            "custos_edge_role_rechecks",
+            "Writes refused by the role check on local state, checked again after a read barrier",
+            self.edge_rechecks.clone(),
         );
-        let (leader_reads, leader_rounds) = node.read_batcher.counts();
-        let (follower_reads, follower_rounds) = node.remote_reads.counts();
-        let _ = writeln!(
-            out,
-            "# HELP custos_read_index_reads_total Linearizable reads that needed a read index, by this node's role.\n\
-             # TYPE custos_read_index_reads_total counter\n\
-             custos_read_index_reads_total{{role=\"leader\"}} {leader_reads}\n\
-             custos_read_index_reads_total{{role=\"follower\"}} {follower_reads}\n\
-             # HELP custos_read_index_rounds_total Read-index rounds run for them (leadership confirmations as leader, ReadIndex RPCs as follower).\n\
-             # TYPE custos_read_index_rounds_total counter\n\
-             custos_read_index_rounds_total{{role=\"leader\"}} {leader_rounds}\n\
-             custos_read_index_rounds_total{{role=\"follower\"}} {follower_rounds}"
+        r.register(
+            "custos_edge_role_rechecks_allowed",
+            "Of those, writes the fresh state allowed (the member was behind a grant)",
+            self.edge_rechecks_allowed.clone(),
         );
-        let (entries, commands) = node.proposals.counts();
-        let _ = writeln!(
-            out,
-            "# HELP custos_proposal_entries_total Raft entries this node proposed as leader (one command or a batch each).\n\
-             # TYPE custos_proposal_entries_total counter\ncustos_proposal_entries_total {entries}\n\
-             # HELP custos_proposal_commands_total Commands this node proposed as leader, alone or batched.\n\
-             # TYPE custos_proposal_commands_total counter\ncustos_proposal_commands_total {commands}"
+        let by_role = |leader: u64, follower: u64| {
+            let family = Family::<RoleLabels, Counter>::default();
+            family
+                .get_or_create(&RoleLabels { role: "leader" })
+                .inc_by(leader);
+            family
+                .get_or_create(&RoleLabels { role: "follower" })
+                .inc_by(follower);
+            family
+        };
+        r.register(
+            "custos_read_index_reads",
+            "Linearizable reads that needed a read index, by this node's role",
+            by_role(v.leader_reads, v.follower_reads),
         );
-        let head = node.audit.log.head();
+        r.register(
+            "custos_read_index_rounds",
+            "Read-index rounds run for them (leadership confirmations as leader, ReadIndex RPCs as follower)",
+            by_role(v.leader_rounds, v.follower_rounds),
+        );
+        counter(
+            &mut r,
+            "custos_proposal_entries",
+            "Raft entries this node proposed as leader (one command or a batch each)",
+            v.proposal_entries,
+        );
+        counter(
+            &mut r,
+            "custos_proposal_commands",
+            "Commands this node proposed as leader, alone or batched",
+            v.proposal_commands,
+        );
         gauge(
-            &mut out,
+            &mut r,
             "custos_audit_last_seq",
-            "Sequence number of the last audit record on this node.",
-            head.last_seq(),
+            "Sequence number of the last audit record on this node",
+            v.audit_last_seq,
         );
         gauge(
-            &mut out,
+            &mut r,
             "custos_audit_records",
-            "Audit records kept on this node.",
-            head.len(),
+            "Audit records kept on this node",
+            v.audit_records,
         );
         gauge(
-            &mut out,
+            &mut r,
             "custos_audit_backlog",
-            "Edge denials seen here and not yet in the replicated trail.",
-            node.audit.backlog(),
+            "Edge denials seen here and not yet in the replicated trail",
+            v.audit_backlog,
         );
-        let c = node.audit.counters();
-        let _ = writeln!(
-            out,
-            "# HELP custos_audit_denials_total Edge denials seen by this node.\n\
-             # TYPE custos_audit_denials_total counter\ncustos_audit_denials_total {}",
-            c.denials
+        counter(
+            &mut r,
+            "custos_audit_denials",
+            "Edge denials seen by this node",
+            v.audit_denials,
         );
-        let _ = writeln!(
-            out,
-            "# HELP custos_audit_denials_recorded_total Edge denials acknowledged in the replicated trail.\n\
-             # TYPE custos_audit_denials_recorded_total counter\ncustos_audit_denials_recorded_total {}",
-            c.denials_recorded
+        counter(
+            &mut r,
+            "custos_audit_denials_recorded",
+            "Edge denials acknowledged in the replicated trail",
+            v.audit_denials_recorded,
         );
-
-        let _ = writeln!(
-            out,
-            "# HELP custos_auth_failures_total Authentication failures by reason.\n\
-             # TYPE custos_auth_failures_total counter"
+        r.register(
+            "custos_auth_failures",
+            "Authentication failures by reason",
+            self.auth_failures.clone(),
         );
-        for (reason, n) in self
-            .auth_failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            let _ = writeln!(out, "custos_auth_failures_total{{reason=\"{reason}\"}} {n}");
-        }
-
-        let _ = writeln!(
-            out,
-            "# HELP custos_requests_seconds Calls served on the SDK and REST ports, by method and code.\n\
-             # TYPE custos_requests_seconds histogram"
+        r.register(
+            "custos_requests_seconds",
+            "Calls served on the SDK and REST ports, by method and code",
+            self.requests.clone(),
         );
-        let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        let all = requests
-            .iter()
-            .flat_map(|(method, codes)| codes.iter().map(move |(code, h)| (method, code, h)));
-        for (method, code, h) in all {
-            let labels = format!("method=\"{method}\",code=\"{code}\"");
-            for (bound, n) in BUCKETS.iter().zip(h.buckets) {
-                let _ = writeln!(
-                    out,
-                    "custos_requests_seconds_bucket{{{labels},le=\"{bound}\"}} {n}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "custos_requests_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(out, "custos_requests_seconds_sum{{{labels}}} {}", h.sum);
-            let _ = writeln!(out, "custos_requests_seconds_count{{{labels}}} {}", h.count);
-        }
+        let mut out = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &r)
+            .expect("writing to a String cannot fail");
         out
     }
 }
@@ -304,7 +380,7 @@ pub async fn serve(
                 (
                     [(
                         axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
+                        prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
                     )],
                     node.metrics.render(&node),
                 )
@@ -321,6 +397,13 @@ pub async fn serve(
 mod tests {
     use super::*;
 
+    /// The value of the sample line that starts with `series` and a space.
+    fn sample(text: &str, series: &str) -> Option<String> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .map(str::to_string)
+    }
+
     #[test]
     fn unknown_and_hostile_paths_are_one_series() {
         let m = Metrics::default();
@@ -331,21 +414,155 @@ mod tests {
         );
         m.observe_request("/evil\"}\n/x", 12, Duration::from_millis(1));
         m.observe_request("/alice@example.com/Create", 12, Duration::from_millis(1));
-        let requests = m.requests.lock().unwrap();
-        let keys: Vec<(&str, &str)> = requests
-            .iter()
-            .flat_map(|(m, codes)| codes.keys().map(move |c| (m.as_str(), *c)))
+        let text = m.encode(&NodeValues::default());
+        let mut counts: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("custos_requests_seconds_count"))
             .collect();
+        counts.sort();
         assert_eq!(
-            keys,
+            counts,
             vec![
-                ("/openstorage.api.OpenStorageVolume/Create", "OK"),
-                ("other", "Unimplemented"),
+                "custos_requests_seconds_count{method=\"/openstorage.api.OpenStorageVolume/Create\",code=\"OK\"} 1",
+                "custos_requests_seconds_count{method=\"other\",code=\"Unimplemented\"} 2",
             ]
         );
-        let h = &requests["other"]["Unimplemented"];
-        assert_eq!(h.count, 2);
-        assert_eq!(h.buckets[0], 0); // 1 ms is above the first bound (0.5 ms)
-        assert_eq!(h.buckets[1], 2);
+        let other = "method=\"other\",code=\"Unimplemented\"";
+        // 1 ms is above the first bound (0.5 ms) and within the second.
+        let bucket = |le: &str| {
+            sample(
+                &text,
+                &format!("custos_requests_seconds_bucket{{{other},le=\"{le}\"}}"),
+            )
+        };
+        assert_eq!(bucket("0.0005").as_deref(), Some("0"));
+        assert_eq!(bucket("0.001").as_deref(), Some("2"));
+        assert_eq!(bucket("+Inf").as_deref(), Some("2"));
+        assert!(!text.contains("alice"), "{text}");
+        assert!(!text.contains("evil"), "{text}");
+    }
+
+    #[test]
+    fn series_beyond_the_bound_count_as_other() {
+        let m = Metrics::default();
+        for i in 0..MAX_SERIES + 3 {
+            m.observe_request(
+                &format!("/custos.admin.v1.Audit/M{i}"),
+                0,
+                Duration::from_millis(1),
+            );
+        }
+        let text = m.encode(&NodeValues::default());
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("custos_requests_seconds_count"))
+            .count();
+        assert_eq!(series, MAX_SERIES + 1);
+        assert_eq!(
+            sample(
+                &text,
+                "custos_requests_seconds_count{method=\"other\",code=\"OK\"}"
+            )
+            .as_deref(),
+            Some("3")
+        );
+    }
+
+    #[test]
+    fn the_exposition_has_every_metric_with_its_type_and_values() {
+        let m = Metrics::default();
+        m.prompt_elections.inc();
+        m.edge_rechecks.inc();
+        m.edge_rechecks.inc();
+        m.edge_rechecks_allowed.inc();
+        m.auth_failure("malformed_token");
+        m.auth_failure("malformed_token");
+        m.auth_failure("expired");
+        m.observe_request(
+            "/openstorage.api.OpenStorageVolume/Create",
+            0,
+            Duration::from_millis(3),
+        );
+        let text = m.encode(&NodeValues {
+            term: 7,
+            leader_id: 2,
+            is_leader: true,
+            applied_index: 41,
+            members: 3,
+            follower_reads: 5,
+            follower_rounds: 4,
+            proposal_entries: 9,
+            proposal_commands: 12,
+            audit_last_seq: 40,
+            ..NodeValues::default()
+        });
+        let types = [
+            ("custos_raft_term", "gauge"),
+            ("custos_raft_leader_id", "gauge"),
+            ("custos_raft_is_leader", "gauge"),
+            ("custos_raft_last_log_index", "gauge"),
+            ("custos_raft_applied_index", "gauge"),
+            ("custos_raft_commit_index", "gauge"),
+            ("custos_raft_members", "gauge"),
+            ("custos_raft_prompt_elections_total", "counter"),
+            ("custos_edge_role_rechecks_total", "counter"),
+            ("custos_edge_role_rechecks_allowed_total", "counter"),
+            ("custos_read_index_reads_total", "counter"),
+            ("custos_read_index_rounds_total", "counter"),
+            ("custos_proposal_entries_total", "counter"),
+            ("custos_proposal_commands_total", "counter"),
+            ("custos_audit_last_seq", "gauge"),
+            ("custos_audit_records", "gauge"),
+            ("custos_audit_backlog", "gauge"),
+            ("custos_audit_denials_total", "counter"),
+            ("custos_audit_denials_recorded_total", "counter"),
+            ("custos_auth_failures_total", "counter"),
+            ("custos_requests_seconds", "histogram"),
+        ];
+        for (name, kind) in types {
+            assert!(
+                text.contains(&format!("\n# TYPE {name} {kind}\n")),
+                "no TYPE {name} {kind} in\n{text}"
+            );
+            let help = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("# HELP {name} ")))
+                .unwrap_or_else(|| panic!("no HELP for {name} in\n{text}"));
+            assert!(help.ends_with('.') && !help.ends_with(".."), "{help}");
+        }
+        let value = |series: &str| {
+            sample(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"))
+        };
+        assert_eq!(value("custos_raft_term"), "7");
+        assert_eq!(value("custos_raft_is_leader"), "1");
+        assert_eq!(value("custos_raft_commit_index"), "41");
+        assert_eq!(value("custos_raft_prompt_elections_total"), "1");
+        assert_eq!(value("custos_edge_role_rechecks_total"), "2");
+        assert_eq!(value("custos_edge_role_rechecks_allowed_total"), "1");
+        assert_eq!(
+            value("custos_read_index_reads_total{role=\"follower\"}"),
+            "5"
+        );
+        assert_eq!(
+            value("custos_read_index_rounds_total{role=\"leader\"}"),
+            "0"
+        );
+        assert_eq!(value("custos_proposal_commands_total"), "12");
+        assert_eq!(
+            value("custos_auth_failures_total{reason=\"malformed_token\"}"),
+            "2"
+        );
+        assert_eq!(
+            value("custos_requests_seconds_sum{method=\"/openstorage.api.OpenStorageVolume/Create\",code=\"OK\"}"),
+            "0.003"
+        );
+        assert_eq!(
+            value("custos_requests_seconds_bucket{method=\"/openstorage.api.OpenStorageVolume/Create\",code=\"OK\",le=\"0.0025\"}"),
+            "0"
+        );
+        assert_eq!(
+            value("custos_requests_seconds_bucket{method=\"/openstorage.api.OpenStorageVolume/Create\",code=\"OK\",le=\"0.005\"}"),
+            "1"
+        );
     }
 }
