@@ -233,7 +233,8 @@ impl Explanation {
     }
 }
 
-fn step_text(step: &AccessStep, want: AccessType) -> String {
+/// One access step as text, for the level `want`.
+pub fn step_text(step: &AccessStep, want: AccessType) -> String {
     let enough = |l: AccessType| if l >= want { "enough" } else { "not enough" };
     match step {
         AccessStep::NoOwnership => "no ownership: public at every level".into(),
