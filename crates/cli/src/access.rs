@@ -65,7 +65,9 @@ pub async fn run(cmd: AccessCommand, ctx: &Context) -> anyhow::Result<()> {
                 ));
             }
             if user.as_deref() == Some("") {
-                return Err(invalid("--user needs a name (use --anonymous for no token)"));
+                return Err(invalid(
+                    "--user needs a name (use --anonymous for no token)",
+                ));
             }
             let request = ExplainRequest {
                 user: user.unwrap_or_default(),
