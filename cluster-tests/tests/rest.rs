@@ -6,7 +6,8 @@ use custos_cluster_tests::TestCluster;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-/// Every route of the SDK methods custos serves (SDK 0.101.39's `google.api.http` annotations).
+/// Every route of the SDK methods custos serves (SDK 0.101.39's `google.api.http` annotations),
+/// then custos' own.
 const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/identities/capabilities"),
     ("GET", "/v1/identities/version"),
@@ -44,6 +45,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/roles/inspect/{name}"),
     ("DELETE", "/v1/roles/{name}"),
     ("PUT", "/v1/roles"),
+    // custos' own (docs/compatibility.md, "Explain").
+    ("POST", "/v1/custos/access/explain"),
 ];
 
 /// The fallback's text for a path custos does not serve.

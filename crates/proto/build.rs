@@ -61,7 +61,18 @@ fn main() -> Result<(), Box<dyn Error>> {
         .register_descriptors(&compiler.encode_file_descriptor_set())?
         .preserve_proto_field_names()
         .extern_path(".google.protobuf", "::pbjson_types")
-        .build(&[".openstorage.api"])?;
+        .build(&[
+            ".openstorage.api",
+            // The REST route of `Access.Explain` (`POST /v1/custos/access/explain`).
+            ".custos.admin.v1.ExplainRequest",
+            ".custos.admin.v1.ExplainReply",
+            ".custos.admin.v1.ExplainVerdict",
+            ".custos.admin.v1.ExplainRule",
+            ".custos.admin.v1.ExplainRole",
+            ".custos.admin.v1.ExplainAccessStep",
+            ".custos.admin.v1.ExplainAccessLevel",
+            ".custos.admin.v1.ExplainVolumeCheck",
+        ])?;
     let mut etcd = protox::Compiler::new([&proto_root])?;
     etcd.open_files(ETCD_PROTOS)
         .map_err(|e| format!("compiling the etcd subset: {e:?}"))?;

@@ -178,7 +178,8 @@ pub fn is_bool_field(message: &str, path: &str) -> bool {
 }
 
 /// OpenAPI `components.schemas` for the named `openstorage.api` messages (short names such as
-/// `SdkVolumeCreateRequest`) and every message and enum they reach.
+/// `SdkVolumeCreateRequest`; a name starting with `.` is fully qualified, such as
+/// `.custos.admin.v1.ExplainRequest`) and every message and enum they reach.
 pub fn openapi_schemas(messages: &[&str]) -> Result<Map<String, Value>, SchemaError> {
     let set = descriptor_set()?;
     let mut builder = Builder {
@@ -186,7 +187,11 @@ pub fn openapi_schemas(messages: &[&str]) -> Result<Map<String, Value>, SchemaEr
         schemas: Map::new(),
     };
     for m in messages {
-        let full = format!(".{PACKAGE}.{m}");
+        let full = if m.starts_with('.') {
+            m.to_string()
+        } else {
+            format!(".{PACKAGE}.{m}")
+        };
         if !matches!(builder.index.get(&full), Some(Def::Message(_))) {
             return Err(SchemaError::UnknownMessage(m.to_string()));
         }
