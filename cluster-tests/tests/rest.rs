@@ -414,11 +414,16 @@ fn rest_gateway_serves_the_sdk_with_the_grpc_rules() {
     assert_eq!(doc.status, 200);
     let doc = doc.body;
     let paths = doc["paths"].as_object().unwrap();
-    let listed: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+    // (custos' own routes under /v1/custos/ are checked by tests/console.rs.)
+    let listed: usize = paths
+        .iter()
+        .filter(|(path, _)| !path.starts_with("/v1/custos/"))
+        .map(|(_, p)| p.as_object().unwrap().len())
+        .sum();
     assert_eq!(
         listed,
         ROUTES.len(),
-        "the document lists exactly the served routes"
+        "the document lists exactly the served SDK routes"
     );
     for (method, path) in ROUTES {
         let op = &doc["paths"][path][method.to_ascii_lowercase()];

@@ -30,6 +30,8 @@ pub mod custos {
         #[allow(clippy::all, clippy::pedantic)]
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/custos.admin.v1.rs"));
+            // proto3 JSON (see build.rs), for the REST gateway's custos routes.
+            include!(concat!(env!("OUT_DIR"), "/custos.admin.v1.serde.rs"));
         }
     }
 }
