@@ -283,6 +283,8 @@ def test_console_in_headless_chromium(console_cluster, browser):
     got = [[c.text for c in r.find_elements("css selector", ".chip")] for r in css(d, "#volume-replicas tr.replica-set")]
     assert got == want, (got, want)
     assert "10 GiB" in details.text
+    hosts = wait_for(d, "the replicas' storage nodes", lambda d: css(d, "#volume-nodes tr[data-node]"))
+    assert sorted(h.get_attribute("data-node") for h in hosts) == sorted({n for rs in want for n in rs})
     shot(d, "volume")
 
     # Nothing came from anywhere but this gateway.

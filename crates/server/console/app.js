@@ -550,7 +550,26 @@ function volumeDetails(entry) {
           el('thead', {}, el('tr', {}, el('th', {}, 'Replica set'), el('th', {}, 'Storage nodes'))),
           el('tbody', {},
             replicaSets.map((nodes, i) => el('tr', { class: 'replica-set' }, el('td', {}, `#${i + 1}`), el('td', {}, el('div', { class: 'chips' }, nodes.map((n) => el('span', { class: 'chip' }, n)))))),
-            wanted.length ? el('tr', {}, el('td', { class: 'muted' }, 'requested'), el('td', {}, el('div', { class: 'chips' }, wanted.map((n) => el('span', { class: 'chip' }, n))))) : null))));
+            wanted.length ? el('tr', {}, el('td', { class: 'muted' }, 'requested'), el('td', {}, el('div', { class: 'chips' }, wanted.map((n) => el('span', { class: 'chip' }, n))))) : null)),
+      el('div', { id: 'volume-nodes' })));
+}
+
+// The storage nodes named by the replica sets: where each one is (when the token may read it).
+async function fillReplicaNodes(entry) {
+  const ids = [...new Set((entry.volume.replica_sets || []).flatMap((rs) => rs.nodes || []))];
+  const box = document.getElementById('volume-nodes');
+  if (!box || !ids.length) return;
+  const nodes = await Promise.all(ids.map((id) =>
+    api('/v1/nodes/inspect/' + encodeURIComponent(id)).then((r) => r.node || { id }, (e) => ({ id, error: e }))));
+  const zone = (n) => (n.node_labels && (n.node_labels['topology.kubernetes.io/zone'] || n.node_labels.zone)) || '—';
+  box.replaceChildren(el('h3', {}, 'Storage nodes'),
+    el('table', { class: 'grid' },
+      el('thead', {}, el('tr', {}, el('th', {}, 'Node'), el('th', {}, 'Host'), el('th', {}, 'Address'), el('th', {}, 'Zone'), el('th', {}, 'Status'))),
+      el('tbody', {}, nodes.map((n) => el('tr', { 'data-node': n.id },
+        el('td', { class: 'mono' }, n.id),
+        n.error ? el('td', { class: 'error', colspan: 4 }, n.error.message)
+          : [el('td', {}, n.hostname || n.scheduler_node_name || '—'), el('td', { class: 'mono' }, n.mgmt_ip || '—'),
+            el('td', {}, zone(n)), el('td', {}, (n.status || 'STATUS_NONE').replace('STATUS_', '').toLowerCase())])))));
 }
 
 async function volumesView() {
@@ -582,6 +601,7 @@ async function volumesView() {
       // Read it again: the view shows the volume as it is now.
       const fresh = await api('/v1/volumes/inspect/' + encodeURIComponent(picker.value));
       details.replaceChildren(volumeDetails(fresh));
+      await fillReplicaNodes(fresh);
     } catch (e) {
       details.replaceChildren(errorBanner(e));
     }
