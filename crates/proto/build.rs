@@ -63,6 +63,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         .register_descriptors(&compiler.encode_file_descriptor_set())?
         .preserve_proto_field_names()
         .extern_path(".google.protobuf", "::pbjson_types")
+        // All of custos.admin.v1: the console's routes (the audit trail, chains, cluster status)
+        // and `Access.Explain` (`POST /v1/custos/access/explain`) carry its messages.
         .build(&[".openstorage.api", ".custos.admin.v1"])?;
     let mut etcd = protox::Compiler::new([&proto_root])?;
     etcd.open_files(ETCD_PROTOS)

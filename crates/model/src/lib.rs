@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod command;
+pub mod explain;
 #[cfg(feature = "fuzz")]
 #[doc(hidden)]
 pub mod fuzz;
@@ -22,13 +23,14 @@ pub mod volume;
 
 pub use audit::{AuditActor, AuditHash, AuditHead, AuditLevel, AuditQuery, AuditRecord, Denial};
 pub use command::{Command, MembershipChange, Op, Outcome, Reply};
+pub use explain::Explanation;
 pub use identity::Identity;
 pub use ids::{NodeId, RequestId, VolumeId};
 pub use node::StorageNodeRecord;
 pub use ownership::{AccessType, Acls, Ownership};
 pub use placement::{ReplicaMove, StuckReplica};
 pub use rejection::{Code, Rejection};
-pub use role::{MethodName, Role, Rule};
+pub use role::{MethodName, Role, RoleTrace, RoleVerdict, Rule, RuleMatch};
 pub use state::{
     Applied, Change, Record, RecordKey, State, VolumeFilter, AUDIT_KEY_PREFIX,
     MUST_SUPPLY_VOLUME_ID,

@@ -111,34 +111,142 @@ fn allow_matches(pattern: &str, name: &str) -> bool {
     !pattern.starts_with('!') && pattern_matches(pattern, name)
 }
 
+/// How one rule of a role matched a method: the first pattern of each kind that matched. The
+/// api side is looked at only under a service allow, as the role check does.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleMatch {
+    /// A `!` service pattern matching the service: the whole role denies.
+    pub service_deny: Option<String>,
+    /// A service pattern (no `!`) matching the service.
+    pub service_allow: Option<String>,
+    /// Under a service allow: a `!` api pattern matching the api (the role denies).
+    pub api_deny: Option<String>,
+    /// Under a service allow: an api pattern (no `!`) matching the api.
+    pub api_allow: Option<String>,
+}
+
+impl RuleMatch {
+    /// What this rule alone says about the method.
+    pub fn effect(&self) -> RuleEffect {
+        if self.service_deny.is_some() {
+            RuleEffect::DeniesService
+        } else if self.service_allow.is_some() && self.api_deny.is_some() {
+            RuleEffect::DeniesApi
+        } else if self.service_allow.is_some() && self.api_allow.is_some() {
+            RuleEffect::Allows
+        } else {
+            RuleEffect::NoMatch
+        }
+    }
+}
+
+/// What one rule says about a method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RuleEffect {
+    /// A `!` service pattern matched: the role denies, whatever its other rules say.
+    DeniesService,
+    /// The service matched and a `!` api pattern matched: the role denies.
+    DeniesApi,
+    /// The service and the api matched.
+    Allows,
+    /// Nothing of this rule applies.
+    NoMatch,
+}
+
+/// A role's verdict on a method, with the (0-based) rule that decided it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RoleVerdict {
+    /// A deny of this rule matched: `!` denies win inside a role, service denies first.
+    Denied { rule: usize },
+    /// This rule (the first that does) allows, and no deny matched.
+    Allowed { rule: usize },
+    /// No rule allows the method.
+    NoMatch,
+}
+
+impl RoleVerdict {
+    pub fn allows(self) -> bool {
+        matches!(self, RoleVerdict::Allowed { .. })
+    }
+}
+
+/// The first pattern of `patterns` for which `hit` holds, cloned only when `keep` (the role
+/// check passes `false`: it needs the fact, not the text).
+fn first_hit(patterns: &[String], keep: bool, hit: impl Fn(&str) -> bool) -> Option<String> {
+    patterns
+        .iter()
+        .find(|p| hit(p))
+        .map(|p| if keep { p.clone() } else { String::new() })
+}
+
+impl Rule {
+    /// How this rule matches `method`. `keep` chooses whether the matching patterns' texts are
+    /// kept (for an explanation) or left empty (for the role check, which only needs the fact).
+    fn matching(&self, method: &MethodName, keep: bool) -> RuleMatch {
+        let service_deny = first_hit(&self.services, keep, |s| deny_matches(s, &method.service));
+        let service_allow = first_hit(&self.services, keep, |s| allow_matches(s, &method.service));
+        let (api_deny, api_allow) = if service_allow.is_some() {
+            (
+                first_hit(&self.apis, keep, |a| deny_matches(a, &method.api)),
+                first_hit(&self.apis, keep, |a| allow_matches(a, &method.api)),
+            )
+        } else {
+            (None, None)
+        };
+        RuleMatch {
+            service_deny,
+            service_allow,
+            api_deny,
+            api_allow,
+        }
+    }
+
+    /// How this rule matches `method`, with the matching patterns.
+    pub fn matches(&self, method: &MethodName) -> RuleMatch {
+        self.matching(method, true)
+    }
+}
+
 impl Role {
-    /// Whether this role allows the method. Inside one role a deny always beats an allow;
-    /// an api deny only applies under rules whose services match.
+    /// The one implementation of a role's decision: every rule is matched and handed to
+    /// `each` (an explanation keeps them, the role check drops them), and the verdict follows.
+    /// Inside one role a deny always beats an allow: a service deny of any rule first, then an
+    /// api deny under a matching service, then the first rule that allows.
+    pub fn decide(
+        &self,
+        method: &MethodName,
+        keep: bool,
+        mut each: impl FnMut(usize, RuleMatch),
+    ) -> RoleVerdict {
+        let mut service_denied = None;
+        let mut api_denied = None;
+        let mut allowed = None;
+        for (i, rule) in self.rules.iter().enumerate() {
+            let m = rule.matching(method, keep);
+            match m.effect() {
+                RuleEffect::DeniesService => {
+                    service_denied.get_or_insert(i);
+                }
+                RuleEffect::DeniesApi => {
+                    api_denied.get_or_insert(i);
+                }
+                RuleEffect::Allows => {
+                    allowed.get_or_insert(i);
+                }
+                RuleEffect::NoMatch => {}
+            }
+            each(i, m);
+        }
+        match (service_denied.or(api_denied), allowed) {
+            (Some(rule), _) => RoleVerdict::Denied { rule },
+            (None, Some(rule)) => RoleVerdict::Allowed { rule },
+            (None, None) => RoleVerdict::NoMatch,
+        }
+    }
+
+    /// Whether this role allows the method ([`Role::decide`] without the details).
     pub fn allows(&self, method: &MethodName) -> bool {
-        for rule in &self.rules {
-            if rule
-                .services
-                .iter()
-                .any(|s| deny_matches(s, &method.service))
-            {
-                return false;
-            }
-        }
-        for rule in &self.rules {
-            let service_hit = rule
-                .services
-                .iter()
-                .any(|s| allow_matches(s, &method.service));
-            if service_hit && rule.apis.iter().any(|a| deny_matches(a, &method.api)) {
-                return false;
-            }
-        }
-        self.rules.iter().any(|rule| {
-            rule.services
-                .iter()
-                .any(|s| allow_matches(s, &method.service))
-                && rule.apis.iter().any(|a| allow_matches(a, &method.api))
-        })
+        self.decide(method, false, |_, _| {}).allows()
     }
 
     /// Validates a role a client wants to create or update (upstream messages).
@@ -245,18 +353,54 @@ pub fn is_immutable(name: &str) -> bool {
     is_builtin(name) && name != GUEST_ROLE
 }
 
-/// Decides whether `who` may call `method`, looking roles up with `lookup`. Any role that
-/// allows grants access; unknown roles are skipped. Returns the upstream denial text.
-pub fn authorize<'a>(
+/// One role of a caller as the role check saw it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleTrace {
+    pub name: String,
+    /// `None` for a role name the registry does not know (skipped by the check).
+    pub role: Option<RoleDecision>,
+}
+
+/// A known role's rules, how each matched, and its verdict.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleDecision {
+    pub rules: Vec<(Rule, RuleMatch)>,
+    pub verdict: RoleVerdict,
+}
+
+/// The one implementation of the role check across a caller's roles: each role named by the
+/// caller is looked up with `lookup` and decided ([`Role::decide`]); `each` receives every
+/// role's trace when `keep` (an explanation), nothing otherwise (the role check). Any role that
+/// allows grants access; unknown roles are skipped. The refusal carries the upstream text.
+pub fn decide<'a>(
     who: &Identity,
     method: &MethodName,
     lookup: impl Fn(&str) -> Option<&'a Role>,
+    keep: bool,
+    mut each: impl FnMut(RoleTrace),
 ) -> Result<(), Rejection> {
-    let allowed = who
-        .roles
-        .iter()
-        .filter_map(|r| lookup(r))
-        .any(|role| role.allows(method));
+    let mut allowed = false;
+    for name in &who.roles {
+        let role = lookup(name);
+        if !keep {
+            // The role check needs only the first allow.
+            if role.is_some_and(|r| r.allows(method)) {
+                allowed = true;
+                break;
+            }
+            continue;
+        }
+        let decision = role.map(|role| {
+            let mut rules = Vec::with_capacity(role.rules.len());
+            let verdict = role.decide(method, true, |i, m| rules.push((role.rules[i].clone(), m)));
+            RoleDecision { rules, verdict }
+        });
+        allowed |= decision.as_ref().is_some_and(|d| d.verdict.allows());
+        each(RoleTrace {
+            name: name.clone(),
+            role: decision,
+        });
+    }
     if allowed {
         return Ok(());
     }
@@ -270,4 +414,26 @@ pub fn authorize<'a>(
         method.full,
         who.roles.join(" ")
     )))
+}
+
+/// Decides whether `who` may call `method`, looking roles up with `lookup`: [`decide`]
+/// without the details. Returns the upstream denial text.
+pub fn authorize<'a>(
+    who: &Identity,
+    method: &MethodName,
+    lookup: impl Fn(&str) -> Option<&'a Role>,
+) -> Result<(), Rejection> {
+    decide(who, method, lookup, false, |_| {})
+}
+
+/// The role check of `method` for `who` with every role's rules and verdicts (the same
+/// [`decide`] the role check runs).
+pub fn explain<'a>(
+    who: &Identity,
+    method: &MethodName,
+    lookup: impl Fn(&str) -> Option<&'a Role>,
+) -> (Vec<RoleTrace>, Result<(), Rejection>) {
+    let mut roles = Vec::new();
+    let verdict = decide(who, method, lookup, true, |t| roles.push(t));
+    (roles, verdict)
 }

@@ -13,9 +13,12 @@ use crate::volume::Volume;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+mod access;
 mod nodes;
 mod usage;
 mod volumes;
+
+pub use access::{LevelTrace, Traced, VolumeCheck, VolumeCheckTrace};
 
 /// The refusal text of an operation or read given an empty volume id (the server's edge
 /// check uses the same words).
@@ -413,33 +416,11 @@ impl State {
         role::authorize(who, method, |name| self.roles.get(name))
     }
 
-    /// `Volume.Inspect`: needs Read. A denied inspect reveals existence (upstream).
+    /// `Volume.Inspect`: needs Read. A denied inspect reveals existence (upstream). The check
+    /// is [`VolumeCheck::Read`]; `Stats` and `CapacityUsage` run it too.
     pub fn inspect_volume(&self, who: &Identity, id: &VolumeId) -> Result<&Volume, Rejection> {
-        let v = self
-            .volumes
-            .get(id)
-            .ok_or_else(|| Rejection::not_found(format!("Volume id {id} not found")))?;
-        if !permitted(who, v.ownership.as_ref(), AccessType::Read) {
-            return Err(Rejection::denied(format!("Access denied to volume {id}")));
-        }
-        Ok(v)
-    }
-
-    /// The access check of upstream's `checkAccessForVolumeId`: the volume must exist
-    /// (NotFound "Volume id X not found") and the caller needs Read, then `want` (both refused
-    /// with PermissionDenied "Access denied to volume X"). `Stats` and `CapacityUsage` need
-    /// Read: [`State::inspect_volume`] is their check.
-    pub fn check_volume_access(
-        &self,
-        who: &Identity,
-        id: &VolumeId,
-        want: AccessType,
-    ) -> Result<&Volume, Rejection> {
-        let v = self.inspect_volume(who, id)?;
-        if !permitted(who, v.ownership.as_ref(), want) {
-            return Err(Rejection::denied(format!("Access denied to volume {id}")));
-        }
-        Ok(v)
+        self.check_volume(who, VolumeCheck::Read, id.as_str(), None)?
+            .ok_or_else(|| Rejection::not_found(format!("Volume id {id} not found")))
     }
 
     /// `Volume.VolumeCatalog`: needs Read. DELIBERATE FIX: upstream checks no ownership at

@@ -60,6 +60,12 @@
 //!   (missing numbers are 0; `AT` is the `reported_ms` the report carries, which apply ignores);
 //!   the read `usage volume=ID` (`State::volume_usage`) or `usage node=N` (`State::node_usage`).
 //!
+//! - explain: `explain <identity> method=M [volume=V]` prints `State::explain` (`M` full or
+//!   dotted, `V` an id or a name) against the apply session's state.
+//!
+//! `explain_agrees_with_every_decision` runs every script again, cross-checking each decision a
+//! script makes against its explanation (see there).
+//!
 //! `<identity>` is `guest` (the anonymous caller; `groups=` may add claimed groups), `admin`
 //! (root: `system.admin`, group `*`) or `user=NAME [roles=R1,R2] [groups=G1,G2]`; roles default
 //! to `system.user`. Rules are written
@@ -74,12 +80,14 @@ use std::path::{Path, PathBuf};
 use custos_model::audit::{AuditActor, AuditRecord, ChainVerifier, Denial};
 use custos_model::identity::Identity;
 use custos_model::node::{StorageNodeRecord, RACK_LABEL, ZONE_LABEL};
+use custos_model::ownership::explain_access;
 use custos_model::ownership::{permitted, AccessType, Acls, Ownership};
 use custos_model::placement;
 use custos_model::role::{self, MethodName, Role, Rule};
+use custos_model::state::VolumeCheck;
 use custos_model::state::{Change, Record, RecordKey, State, VolumeFilter};
 use custos_model::{
-    Code, Command, NodeId, Op, Outcome, Reply, RequestId, Volume, VolumeId, VolumeSpec,
+    Code, Command, NodeId, Op, Outcome, Rejection, Reply, RequestId, Volume, VolumeId, VolumeSpec,
     VolumeUpdate, VolumeUsage,
 };
 
@@ -126,6 +134,176 @@ fn usage() {
 #[test]
 fn audit() {
     run_script("audit.txt");
+}
+
+#[test]
+fn explain() {
+    run_script("explain.txt");
+}
+
+/// Every decision of every golden script, explained: each role check (`authorize`, `can`, the
+/// matrix rows), each access check (`check` at every level), each read of a volume (`inspect`,
+/// `catalog`, `snapshots`), each applied command (also inside batches and in every cell of the
+/// access table) is run again through `State::explain` / `role::explain` /
+/// `ownership::explain_access`, whose verdict (code and message) must equal the real one. A
+/// disagreement fails at once.
+#[test]
+fn explain_agrees_with_every_decision() {
+    let scripts = [
+        "rules.txt",
+        "roles.txt",
+        "matrix.txt",
+        "ownership.txt",
+        "apply.txt",
+        "volumes.txt",
+        "placement.txt",
+        "usage.txt",
+        "audit.txt",
+        "explain.txt",
+    ];
+    CROSS_CHECK.with(|c| c.set(true));
+    for script in scripts {
+        run_script(script);
+    }
+    CROSS_CHECK.with(|c| c.set(false));
+    let counts = CHECKED.with(|c| c.borrow().clone());
+    // Every kind of decision was compared, many times: a cross-check that silently stopped
+    // running fails here.
+    for (kind, at_least) in [
+        ("role", 100),
+        ("access", 100),
+        ("read", 10),
+        ("apply", 100),
+        ("apply-refused", 30),
+        ("apply-volume", 50),
+        ("access-table", 100),
+    ] {
+        let got = counts.get(kind).copied().unwrap_or(0);
+        assert!(
+            got >= at_least,
+            "only {got} {kind} decisions were cross-checked (want at least {at_least}): {counts:?}"
+        );
+    }
+}
+
+thread_local! {
+    /// Whether decisions are cross-checked against their explanation
+    /// ([`explain_agrees_with_every_decision`]).
+    static CROSS_CHECK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// How many decisions of each kind were cross-checked.
+    static CHECKED: std::cell::RefCell<BTreeMap<&'static str, usize>> =
+        const { std::cell::RefCell::new(BTreeMap::new()) };
+}
+
+fn cross_checking() -> bool {
+    CROSS_CHECK.with(|c| c.get())
+}
+
+fn counted(kind: &'static str) {
+    CHECKED.with(|c| *c.borrow_mut().entry(kind).or_insert(0) += 1);
+}
+
+/// Fails the test when an explanation's verdict differs from the real one.
+fn agree(
+    what: &str,
+    explained: &Result<(), Rejection>,
+    real: &Result<(), Rejection>,
+    kind: &'static str,
+) {
+    assert_eq!(
+        explained, real,
+        "{what}: the explanation's verdict differs from the real decision"
+    );
+    counted(kind);
+}
+
+/// The volume a command's request names, as explain takes it (`None` for an empty one: the
+/// request is refused by argument validation before any volume check).
+fn op_target(op: &Op) -> Option<String> {
+    let t = match op {
+        Op::CreateVolume { name, .. } => name.clone(),
+        Op::DeleteVolume { id }
+        | Op::UpdateVolume { id, .. }
+        | Op::UpdateSnapshotSchedule { id, .. }
+        | Op::AttachVolume { id, .. }
+        | Op::DetachVolume { id }
+        | Op::MountVolume { id, .. }
+        | Op::UnmountVolume { id, .. } => id.to_string(),
+        Op::CloneVolume { parent, .. } => parent.to_string(),
+        Op::CreateSnapshot { volume, .. } | Op::RestoreSnapshot { volume, .. } => {
+            volume.to_string()
+        }
+        _ => return None,
+    };
+    (!t.is_empty()).then_some(t)
+}
+
+/// A refusal explain does not cover by design (see `custos_model::explain`): a second object's
+/// check, or the ownership rules of an Update sending an ownership.
+fn outside_explain(op: &Op, r: &Rejection) -> bool {
+    match op {
+        Op::RestoreSnapshot { snapshot, .. } => {
+            r.message == format!("Access denied to snapshot {snapshot}")
+                || r.message == format!("Snapshot id {snapshot} not found")
+        }
+        Op::CloneVolume { name, .. } | Op::CreateSnapshot { name, .. } => {
+            r.message == format!("Volume {name} already exists and is owned by another user")
+        }
+        Op::UpdateVolume { update, .. } => {
+            update.ownership.is_some()
+                && [
+                    "Only owner or those with admin access type can update volume acls",
+                    "Only the administrator can change the owner of the resource",
+                ]
+                .contains(&r.message.as_str())
+        }
+        _ => false,
+    }
+}
+
+/// Cross-checks one command: its explanation on the state before apply against the outcome
+/// apply gave. Authorization (the role check, then the volume check) is all explain decides:
+/// - a refusal of the role check must be the real outcome, always;
+/// - a refusal of the volume check must be the real outcome, unless argument validation (which
+///   runs before it) refused the command first (InvalidArgument);
+/// - an allow must not meet a real PermissionDenied or a "Volume id X not found" of the named
+///   volume, unless the refusal is one explain does not cover ([`outside_explain`]).
+fn cross_check_command(before: &State, cmd: &Command, outcome: &Outcome, kind: &'static str) {
+    if matches!(cmd.op, Op::Batch { .. }) || before.remembered(&cmd.request_id).is_some() {
+        return;
+    }
+    let target = op_target(&cmd.op);
+    let e = before.explain(&cmd.identity, &cmd.op.method(), target.as_deref());
+    let real: Result<(), Rejection> = match outcome {
+        Outcome::Applied(_) => Ok(()),
+        Outcome::Refused(r) => Err(r.clone()),
+    };
+    let what = format!(
+        "{:?} as {:?}",
+        cmd.op.method().dotted(),
+        cmd.identity.username
+    );
+    match (&e.verdict, &real) {
+        (Err(_), _) if e.role_verdict.is_err() => agree(&what, &e.verdict, &real, kind),
+        (Err(_), Err(r)) if r.code == Code::InvalidArgument => counted(kind),
+        (Err(_), _) => agree(&what, &e.verdict, &real, kind),
+        (Ok(()), Err(r)) => {
+            let not_found = target
+                .as_ref()
+                .is_some_and(|t| r.message == format!("Volume id {t} not found"));
+            if (r.code == Code::PermissionDenied || not_found) && !outside_explain(&cmd.op, r) {
+                agree(&what, &e.verdict, &real, kind);
+            }
+            counted(kind);
+        }
+        (Ok(()), Ok(())) => counted(kind),
+    }
+    if real.is_err() {
+        counted("apply-refused");
+    }
+    if e.volume.is_some() {
+        counted("apply-volume");
+    }
 }
 
 // ---- the script format ----
@@ -792,6 +970,21 @@ fn yes_no(b: bool) -> &'static str {
 
 // ---- the session ----
 
+/// The methods `explain` resolves dotted names among (the server uses its served methods).
+const KNOWN_METHODS: [&str; 8] = [
+    "/openstorage.api.OpenStorageVolume/Create",
+    "/openstorage.api.OpenStorageVolume/Inspect",
+    "/openstorage.api.OpenStorageVolume/Update",
+    "/openstorage.api.OpenStorageVolume/Delete",
+    "/openstorage.api.OpenStorageMountAttach/Attach",
+    "/openstorage.api.OpenStorageMountAttach/Detach",
+    "/openstorage.api.OpenStorageRole/Create",
+    "/custos.admin.v1.Audit/List",
+];
+
+/// The full name of `Volume.Inspect`.
+const INSPECT: &str = "/openstorage.api.OpenStorageVolume/Inspect";
+
 struct Session {
     /// roles.txt: the built-ins plus roles defined with `role`.
     registry: BTreeMap<String, Role>,
@@ -871,10 +1064,30 @@ impl Session {
             "replicas" => self.replicas_cmd(),
             "place" => self.place_cmd(&mut args)?,
             "inspect" => self.inspect_cmd(&mut args)?,
+            "explain" => {
+                let who = parse_identity(&mut args)?;
+                let given = args.required("method")?;
+                let method = MethodName::resolve(&given, KNOWN_METHODS)
+                    .ok_or_else(|| format!("unknown method {given:?}"))?;
+                let volume = args
+                    .take("volume")
+                    .map(|v| self.state.volume_target(&method, &v));
+                self.state
+                    .explain(&who, &method, volume.as_deref())
+                    .lines()
+                    .join("\n")
+            }
             "snapshots" => self.snapshots_cmd(&mut args)?,
             "catalog" => {
                 let who = parse_identity(&mut args)?;
                 let id = VolumeId(args.take("id").unwrap_or_default());
+                if cross_checking() && !id.as_str().is_empty() {
+                    let e = self
+                        .state
+                        .explain_volume(&who, VolumeCheck::Read, id.as_str());
+                    let real = self.state.volume_catalog(&who, &id).map(drop);
+                    agree("catalog", &e.verdict, &real, "read");
+                }
                 match self.state.volume_catalog(&who, &id) {
                     Ok(v) => format!("ok: {}", v.id),
                     Err(e) => format!("error: {e}"),
@@ -900,6 +1113,15 @@ impl Session {
             "can" => {
                 let who = parse_identity(&mut args)?;
                 let method = MethodName::from_full(&args.required("method")?);
+                if cross_checking() {
+                    let e = self.state.explain(&who, &method, None);
+                    agree(
+                        "can",
+                        &e.verdict,
+                        &self.state.authorize(&who, &method),
+                        "role",
+                    );
+                }
                 match self.state.authorize(&who, &method) {
                     Ok(()) => "ok".into(),
                     Err(e) => format!("{e}"),
@@ -1049,6 +1271,11 @@ impl Session {
     fn authorize_cmd(&mut self, args: &mut Args) -> Result<String, String> {
         let who = parse_identity(args)?;
         let method = MethodName::from_full(&args.required("method")?);
+        if cross_checking() {
+            let (_, explained) = role::explain(&who, &method, |r| self.registry.get(r));
+            let real = role::authorize(&who, &method, |r| self.registry.get(r));
+            agree("authorize", &explained, &real, "role");
+        }
         Ok(
             match role::authorize(&who, &method, |r| self.registry.get(r)) {
                 Ok(()) => "ok".into(),
@@ -1105,6 +1332,12 @@ impl Session {
                 return Err(format!("{full}: the reference row needs 4 Y/n columns"));
             }
             let method = MethodName::from_full(full);
+            if cross_checking() {
+                for c in &callers {
+                    let e = state.explain(c, &method, None);
+                    agree(full, &e.verdict, &state.authorize(c, &method), "role");
+                }
+            }
             let got: Vec<&str> = callers
                 .iter()
                 .map(|c| yes_no(state.authorize(c, &method).is_ok()))
@@ -1142,6 +1375,17 @@ impl Session {
     fn check_cmd(&mut self, args: &mut Args) -> Result<String, String> {
         let who = parse_identity(args)?;
         let own = self.ownership.as_ref();
+        if cross_checking() {
+            for want in [AccessType::Read, AccessType::Write, AccessType::Admin] {
+                let explained = explain_access(&who, own, want).granted;
+                assert_eq!(
+                    explained,
+                    permitted(&who, own, want),
+                    "check {want:?}: the explanation differs from permitted"
+                );
+                counted("access");
+            }
+        }
         Ok(format!(
             "read={} write={} admin={}",
             yes_no(permitted(&who, own, AccessType::Read)),
@@ -1364,6 +1608,20 @@ impl Session {
 
     /// Applies `cmd`: its outcome, then its changes (the audit trail follows them).
     fn apply_and_show(&mut self, cmd: &Command) -> String {
+        if cross_checking() {
+            // Each command of a batch is decided as if alone, in order: replay them one by one
+            // on a copy, explaining each on the state it meets.
+            let mut copy = self.state.clone();
+            let commands = match &cmd.op {
+                Op::Batch { commands } => commands.clone(),
+                _ => vec![cmd.clone()],
+            };
+            for c in &commands {
+                let before = copy.clone();
+                let applied = copy.apply(c);
+                cross_check_command(&before, c, &applied.outcome, "apply");
+            }
+        }
         let applied = self.state.apply(cmd);
         let mut out = fmt_outcome(&applied.outcome);
         if applied.changes.is_empty() {
@@ -1439,6 +1697,24 @@ impl Session {
     fn inspect_cmd(&mut self, args: &mut Args) -> Result<String, String> {
         let who = parse_identity(args)?;
         let id = VolumeId(args.required("id")?);
+        if cross_checking() {
+            let e = self
+                .state
+                .explain_volume(&who, VolumeCheck::Read, id.as_str());
+            let real = self.state.inspect_volume(&who, &id).map(drop);
+            agree("inspect", &e.verdict, &real, "read");
+            let full = self
+                .state
+                .explain(&who, &MethodName::from_full(INSPECT), Some(id.as_str()));
+            if full.role_verdict.is_ok() {
+                agree(
+                    "inspect (with the role check)",
+                    &full.verdict,
+                    &real,
+                    "read",
+                );
+            }
+        }
         Ok(match self.state.inspect_volume(&who, &id) {
             Ok(v) => format!("{id}: {}", fmt_volume(v)),
             Err(e) => format!("error: {e}"),
@@ -1449,6 +1725,13 @@ impl Session {
         let who = parse_identity(args)?;
         let volume = args.take("volume").map(VolumeId);
         let labels = parse_labels(args)?;
+        if let Some(id) = volume.as_ref().filter(|_| cross_checking()) {
+            let e = self
+                .state
+                .explain_volume(&who, VolumeCheck::Read, id.as_str());
+            let real = self.state.snapshots_of(&who, Some(id), &labels).map(drop);
+            agree("snapshots", &e.verdict, &real, "read");
+        }
         Ok(
             match self.state.snapshots_of(&who, volume.as_ref(), &labels) {
                 Ok(snaps) if snaps.is_empty() => "(none)".into(),
@@ -1698,11 +1981,12 @@ fn run_op(state: &mut State, who: &Identity, req: &str, op: Op) -> Result<Reply,
         origin: NodeId(1),
         op,
     };
-    state
-        .apply(&cmd)
-        .outcome
-        .into_result()
-        .map_err(|e| e.to_string())
+    let before = cross_checking().then(|| state.clone());
+    let outcome = state.apply(&cmd).outcome;
+    if let Some(before) = before {
+        cross_check_command(&before, &cmd, &outcome, "access-table");
+    }
+    outcome.into_result().map_err(|e| e.to_string())
 }
 
 /// The fixture of the access table, built through apply: `v-acl` owned by alice with a Read,
@@ -1782,7 +2066,16 @@ fn access_cell(method: &str, who: &Identity, vol: &VolumeId) -> Result<&'static 
     let read = |r: Result<(), custos_model::Rejection>| r.map_err(|e| e.to_string());
     let result: Result<(), String> = match method {
         "Volume.Inspect" | "Volume.Stats" | "Volume.CapacityUsage" => {
-            read(state.inspect_volume(who, vol).map(drop))
+            let real = state.inspect_volume(who, vol).map(drop);
+            if cross_checking() {
+                let method = MethodName::from_full(&format!(
+                    "/openstorage.api.OpenStorageVolume/{}",
+                    method.trim_start_matches("Volume.")
+                ));
+                let e = state.explain(who, &method, Some(vol.as_str()));
+                agree(method.full.as_str(), &e.verdict, &real, "access-table");
+            }
+            read(real)
         }
         "Volume.Enumerate" | "Volume.InspectWithFilters" => {
             let filter = VolumeFilter::default();

@@ -416,7 +416,12 @@ fn reads(state: &State) -> String {
             out.push_str(&format!("  {id}: {:?}\n", state.inspect_volume(who, &id)));
             out.push_str(&format!(
                 "  {id} write: {:?}\n",
-                state.check_volume_access(who, &id, AccessType::Write)
+                state.check_volume(
+                    who,
+                    custos_model::state::VolumeCheck::Write,
+                    id.as_str(),
+                    None
+                )
             ));
             out.push_str(&format!(
                 "  {id} catalog: {:?}\n",

@@ -281,6 +281,152 @@ pub fn role_to_proto(r: &Role) -> api::SdkRole {
     }
 }
 
+// ---- explain (custos.admin.v1.Access) ----
+
+fn access_name(a: custos_model::AccessType) -> String {
+    format!("{a:?}")
+}
+
+/// A verdict; `grpc_code` is left 0 for the server to fill (it owns the gRPC code mapping).
+fn explain_verdict(v: &Result<(), custos_model::Rejection>) -> admin::ExplainVerdict {
+    match v {
+        Ok(()) => admin::ExplainVerdict {
+            allowed: true,
+            code: "OK".into(),
+            grpc_code: 0,
+            message: String::new(),
+        },
+        Err(r) => admin::ExplainVerdict {
+            allowed: false,
+            code: r.code.name().into(),
+            grpc_code: 0,
+            message: r.message.clone(),
+        },
+    }
+}
+
+fn explain_step(
+    step: &custos_model::ownership::AccessStep,
+    want: custos_model::AccessType,
+) -> admin::ExplainAccessStep {
+    use custos_model::ownership::AccessStep as S;
+    let (kind, subject, level, grants) = match step {
+        S::NoOwnership => ("no_ownership", String::new(), None, true),
+        S::NoOwner => ("no_owner", String::new(), None, true),
+        S::Public { level } => (
+            "public",
+            String::new(),
+            *level,
+            level.is_some_and(|l| l >= want),
+        ),
+        S::Anonymous => ("anonymous", String::new(), None, false),
+        S::Owner { owner, is_caller } => ("owner", owner.clone(), None, *is_caller),
+        S::OwnershipAdmin { is_admin } => ("ownership_admin", String::new(), None, *is_admin),
+        S::Group { group, level } => ("group", group.clone(), Some(*level), *level >= want),
+        S::Collaborator {
+            collaborator,
+            level,
+        } => (
+            "collaborator",
+            collaborator.clone(),
+            Some(*level),
+            *level >= want,
+        ),
+        S::NoAclEntry => ("no_acl_entry", String::new(), None, false),
+    };
+    admin::ExplainAccessStep {
+        kind: kind.into(),
+        subject,
+        level: level.map(access_name).unwrap_or_default(),
+        grants,
+        text: custos_model::explain::step_text(step, want),
+    }
+}
+
+/// An explanation as `Access.Explain` answers it (the gRPC code numbers are the server's to
+/// fill in).
+pub fn explanation_to_proto(e: &custos_model::Explanation) -> admin::ExplainReply {
+    use custos_model::role::{RoleVerdict, RuleEffect};
+    let role_checks = e
+        .roles
+        .iter()
+        .map(|r| {
+            let Some(d) = &r.role else {
+                return admin::ExplainRole {
+                    name: r.name.clone(),
+                    verdict: "unknown".into(),
+                    deciding_rule: 0,
+                    rules: Vec::new(),
+                };
+            };
+            let (verdict, rule) = match d.verdict {
+                RoleVerdict::Allowed { rule } => ("allow", rule + 1),
+                RoleVerdict::Denied { rule } => ("deny", rule + 1),
+                RoleVerdict::NoMatch => ("no_match", 0),
+            };
+            admin::ExplainRole {
+                name: r.name.clone(),
+                verdict: verdict.into(),
+                deciding_rule: u32::try_from(rule).unwrap_or(u32::MAX),
+                rules: d
+                    .rules
+                    .iter()
+                    .map(|(rule, m)| admin::ExplainRule {
+                        services: rule.services.clone(),
+                        apis: rule.apis.clone(),
+                        effect: match m.effect() {
+                            RuleEffect::DeniesService => "deny_service",
+                            RuleEffect::DeniesApi => "deny_api",
+                            RuleEffect::Allows => "allow",
+                            RuleEffect::NoMatch => "no_match",
+                        }
+                        .into(),
+                        service_deny: m.service_deny.clone().unwrap_or_default(),
+                        service_allow: m.service_allow.clone().unwrap_or_default(),
+                        api_deny: m.api_deny.clone().unwrap_or_default(),
+                        api_allow: m.api_allow.clone().unwrap_or_default(),
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let volume = e.volume.as_ref().map(|t| admin::ExplainVolumeCheck {
+        check: format!("{:?}", t.check),
+        target: t.target.clone(),
+        volume_id: t
+            .found
+            .as_ref()
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        levels: t
+            .levels
+            .iter()
+            .map(|l| admin::ExplainAccessLevel {
+                want: access_name(l.want),
+                granted: l.granted,
+                steps: l.steps.iter().map(|s| explain_step(s, l.want)).collect(),
+            })
+            .collect(),
+        verdict: Some(explain_verdict(&t.verdict)),
+    });
+    admin::ExplainReply {
+        user: e.identity.username.clone(),
+        groups: e.identity.groups.clone(),
+        roles: e.identity.roles.clone(),
+        issuer: e.identity.issuer.clone(),
+        anonymous: e.identity.guest,
+        token_fingerprint: e.identity.fingerprint.clone(),
+        method: e.method.clone(),
+        dotted: e.dotted.clone(),
+        role_checks,
+        role_verdict: Some(explain_verdict(&e.role_verdict)),
+        volume_check: e.volume_check.map(|c| format!("{c:?}")).unwrap_or_default(),
+        volume,
+        verdict: Some(explain_verdict(&e.verdict)),
+        lines: e.lines(),
+    }
+}
+
 // ---- the audit trail (custos.admin.v1.Audit) ----
 
 fn hex_to_hash(s: &str) -> AuditHash {

@@ -178,8 +178,9 @@ pub fn is_bool_field(message: &str, path: &str) -> bool {
 }
 
 /// OpenAPI `components.schemas` for the named messages and every message and enum they reach:
-/// `openstorage.api` messages by short name (`SdkVolumeCreateRequest`), others by full name
-/// (`custos.admin.v1.AuditListReply`, whose schema keeps that name).
+/// `openstorage.api` messages by short name (`SdkVolumeCreateRequest`), others by full name,
+/// with or without the leading dot (`.custos.admin.v1.ExplainRequest`,
+/// `custos.admin.v1.AuditListReply`); their schemas keep the full name without the dot.
 pub fn openapi_schemas(messages: &[&str]) -> Result<Map<String, Value>, SchemaError> {
     let set = descriptor_set()?;
     let mut builder = Builder {
@@ -187,9 +188,12 @@ pub fn openapi_schemas(messages: &[&str]) -> Result<Map<String, Value>, SchemaEr
         schemas: Map::new(),
     };
     for m in messages {
-        let full = match m.contains('.') {
-            true => format!(".{m}"),
-            false => format!(".{PACKAGE}.{m}"),
+        let full = if m.starts_with('.') {
+            m.to_string()
+        } else if m.contains('.') {
+            format!(".{m}")
+        } else {
+            format!(".{PACKAGE}.{m}")
         };
         if !matches!(builder.index.get(&full), Some(Def::Message(_))) {
             return Err(SchemaError::UnknownMessage(full[1..].to_string()));

@@ -30,7 +30,8 @@ pub mod custos {
         #[allow(clippy::all, clippy::pedantic)]
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/custos.admin.v1.rs"));
-            // proto3 JSON (see build.rs), for the REST gateway's custos routes.
+            // proto3 JSON (see build.rs), for the REST gateway's custos routes (the console's
+            // reads and `Access.Explain`).
             include!(concat!(env!("OUT_DIR"), "/custos.admin.v1.serde.rs"));
         }
     }
@@ -57,6 +58,26 @@ pub mod json;
 /// included, with source info), for gRPC reflection and the descriptor comparison test.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/custos_descriptor_set.bin"));
+
+/// The full gRPC names (`/openstorage.api.OpenStorageVolume/Create`) of every method of the
+/// served packages (`openstorage.api`, `custos.admin.v1`), from the descriptor set.
+pub fn served_methods() -> Vec<String> {
+    use prost::Message;
+    let Ok(set) = prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET) else {
+        return Vec::new();
+    };
+    set.file
+        .iter()
+        .filter(|f| matches!(f.package(), "openstorage.api" | "custos.admin.v1"))
+        .flat_map(|f| {
+            f.service.iter().flat_map(move |s| {
+                s.method
+                    .iter()
+                    .map(move |m| format!("/{}.{}/{}", f.package(), s.name(), m.name()))
+            })
+        })
+        .collect()
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,18 +1,21 @@
 //! `custos.admin.v1`: `ClusterAdmin` (what operators and `custos dev` ask a node about its
-//! cluster) and `Audit` (the replicated audit trail: list, follow, verify).
+//! cluster), `Audit` (the replicated audit trail: list, follow, verify) and `Access` (explain
+//! an authorization decision).
 
 use crate::node::Node;
 use custos_model::command::REPORT_USAGE_METHOD;
 use custos_model::MembershipChange;
 use custos_model::{NodeId, Op, Reply, VolumeId, VolumeUsage};
 use custos_proto::convert;
+use custos_proto::custos::admin::v1::access_server::Access;
 use custos_proto::custos::admin::v1::audit_server::Audit;
 use custos_proto::custos::admin::v1::cluster_admin_server::ClusterAdmin;
 use custos_proto::custos::admin::v1::{
     AddLearnerRequest, AuditFollowRequest, AuditListReply, AuditListRequest,
     AuditRecord as AuditRecordProto, AuditVerifyReply, AuditVerifyRequest, BackupChunk,
-    BackupRequest, Member, MembershipReply, PromoteRequest, RemoveRequest, ReportUsageReply,
-    ReportUsageRequest, StatusReply, StatusRequest, TransferLeaderRequest,
+    BackupRequest, ExplainReply, ExplainRequest, ExplainVerdict, Member, MembershipReply,
+    PromoteRequest, RemoveRequest, ReportUsageReply, ReportUsageRequest, StatusReply,
+    StatusRequest, TransferLeaderRequest,
 };
 use openraft::ServerState;
 use std::sync::Arc;
@@ -403,5 +406,133 @@ impl Audit for AuditService {
             through_hash,
             checked: v.checked,
         }))
+    }
+}
+
+/// `custos.admin.v1.Access`: explains the authorization decision a call would get.
+pub struct AccessService {
+    pub node: Arc<Node>,
+}
+
+/// The full name of `Access.Explain`: service `access`, api `explain` for roles. Of the
+/// built-in roles only system.admin matches it (system.view's rules name `inspect*`,
+/// `*enumerate*`, ..., not `explain`).
+pub const EXPLAIN_METHOD: &str = "/custos.admin.v1.Access/Explain";
+
+/// Fills the gRPC code numbers of a verdict (this crate owns the code mapping).
+fn fill_code(v: &mut Option<ExplainVerdict>, decided: &Result<(), custos_model::Rejection>) {
+    if let (Some(v), Err(r)) = (v.as_mut(), decided) {
+        v.grpc_code = crate::status::grpc_code(r.code) as i32;
+    }
+}
+
+/// The identity a request names: the anonymous caller for no user, roles and groups.
+fn named_identity(req: &ExplainRequest) -> custos_model::Identity {
+    if req.user.is_empty() && req.roles.is_empty() && req.groups.is_empty() {
+        return custos_model::Identity::guest();
+    }
+    custos_model::Identity {
+        username: req.user.clone(),
+        subject: req.user.clone(),
+        name: req.user.clone(),
+        email: String::new(),
+        issuer: String::new(),
+        roles: req.roles.clone(),
+        groups: req.groups.clone(),
+        guest: false,
+        fingerprint: String::new(),
+    }
+}
+
+#[tonic::async_trait]
+impl Access for AccessService {
+    async fn explain(
+        &self,
+        request: Request<ExplainRequest>,
+    ) -> Result<Response<ExplainReply>, Status> {
+        let req = request.get_ref();
+        if req.method.trim().is_empty() {
+            return Err(Status::invalid_argument("Must supply a method"));
+        }
+        if !req.token.is_empty()
+            && !(req.user.is_empty() && req.roles.is_empty() && req.groups.is_empty())
+        {
+            return Err(Status::invalid_argument(
+                "Send either a token or user, groups and roles to explain, not both",
+            ));
+        }
+        let method = custos_model::MethodName::resolve(
+            &req.method,
+            custos_proto::served_methods().iter().map(String::as_str),
+        )
+        .ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "Unknown method {:?}: give a full gRPC method (/openstorage.api.OpenStorageVolume/Create) \
+                 or a dotted name (volume.create)",
+                req.method
+            ))
+        })?;
+        // The identity of a token is verified before the decision; a token a real call would
+        // be refused for is explained as that refusal. The token is never logged or audited.
+        let identity = if req.token.is_empty() {
+            Ok(named_identity(req))
+        } else {
+            match self.node.authenticator() {
+                None => Err(Status::failed_precondition(
+                    "Authentication is disabled on this cluster: there is no token to verify",
+                )),
+                Some(auth) => Ok(auth
+                    .authenticate_token(&req.token, crate::node::now_ms() / 1000)
+                    .map_err(|e| {
+                        (
+                            custos_auth::token_fingerprint(&req.token),
+                            crate::status::from_auth(e),
+                        )
+                    })),
+            }?
+        };
+        let (_caller, state) = self.node.reader(request.metadata(), EXPLAIN_METHOD).await?;
+        let who = match identity {
+            Ok(who) => who,
+            Err((fingerprint, refused)) => {
+                drop(state);
+                let verdict = ExplainVerdict {
+                    allowed: false,
+                    code: format!("{:?}", refused.code()),
+                    grpc_code: refused.code() as i32,
+                    message: refused.message().to_string(),
+                };
+                return Ok(Response::new(ExplainReply {
+                    token_fingerprint: fingerprint,
+                    method: method.full.clone(),
+                    dotted: method.dotted(),
+                    verdict: Some(verdict),
+                    lines: vec![
+                        format!(
+                            "token: refused ({:?}): {}",
+                            refused.code(),
+                            refused.message()
+                        ),
+                        format!("method: {} ({})", method.full, method.dotted()),
+                        format!(
+                            "verdict: refused: {:?}: {}",
+                            refused.code(),
+                            refused.message()
+                        ),
+                    ],
+                    ..ExplainReply::default()
+                }));
+            }
+        };
+        let volume = (!req.volume.is_empty()).then(|| state.volume_target(&method, &req.volume));
+        let explained = state.explain(&who, &method, volume.as_deref());
+        drop(state);
+        let mut reply = convert::explanation_to_proto(&explained);
+        fill_code(&mut reply.verdict, &explained.verdict);
+        fill_code(&mut reply.role_verdict, &explained.role_verdict);
+        if let (Some(v), Some(t)) = (reply.volume.as_mut(), explained.volume.as_ref()) {
+            fill_code(&mut v.verdict, &t.verdict);
+        }
+        Ok(Response::new(reply))
     }
 }

@@ -33,6 +33,7 @@ pub use node::Node;
 
 use anyhow::Context;
 use custos_auth::Authenticator;
+use custos_proto::custos::admin::v1::access_server::AccessServer;
 use custos_proto::custos::admin::v1::audit_server::AuditServer;
 use custos_proto::custos::admin::v1::cluster_admin_server::ClusterAdminServer;
 use custos_proto::custos::raft::v1::raft_service_server::RaftServiceServer;
@@ -335,6 +336,9 @@ pub async fn run(
             node: node.clone(),
         }))
         .add_service(AuditServer::new(admin::AuditService { node: node.clone() }))
+        .add_service(AccessServer::new(admin::AccessService {
+            node: node.clone(),
+        }))
         .add_service(health_service)
         .add_service(reflection);
     let sdk = serve_grpc!(sdk_router, sdk_listener, sdk_tls, stopped(stop_rx.clone()));

@@ -61,6 +61,7 @@ pub struct Services {
     cluster: ClusterService,
     node: NodeService,
     mount: MountAttachService,
+    access: crate::admin::AccessService,
 }
 
 impl Services {
@@ -71,7 +72,8 @@ impl Services {
             identity: IdentityService { node: node.clone() },
             cluster: ClusterService { node: node.clone() },
             node: NodeService { node: node.clone() },
-            mount: MountAttachService { node },
+            mount: MountAttachService { node: node.clone() },
+            access: crate::admin::AccessService { node },
         }
     }
 }
@@ -220,6 +222,31 @@ pub static ROUTES: &[Route] = &[
     route!("PUT" "/v1/roles", role: RoleService as OpenStorageRole::update "Update",
         SdkRoleUpdateRequest -> SdkRoleUpdateResponse),
 ];
+
+/// custos' own routes (not upstream's): `Access.Explain`. Their messages are named fully
+/// qualified (`.custos.admin.v1.ExplainRequest`) in the OpenAPI document.
+pub static CUSTOS_ROUTES: &[Route] = &[Route {
+    method: "POST",
+    path: "/v1/custos/access/explain",
+    rpc: crate::admin::EXPLAIN_METHOD,
+    request: ".custos.admin.v1.ExplainRequest",
+    response: ".custos.admin.v1.ExplainReply",
+    call: |services, meta, body| {
+        Box::pin(async move {
+            use custos_proto::custos::admin::v1::access_server::Access;
+            use custos_proto::custos::admin::v1::{ExplainReply, ExplainRequest};
+            let message: ExplainRequest = decode(body)?;
+            let request = tonic::Request::from_parts(meta, tonic::Extensions::default(), message);
+            let reply: ExplainReply = services.access.explain(request).await?.into_inner();
+            encode(&reply)
+        })
+    },
+}];
+
+/// Every route: upstream's, then custos' own.
+fn all_routes() -> impl Iterator<Item = &'static Route> {
+    ROUTES.iter().chain(CUSTOS_ROUTES)
+}
 
 /// The HTTP status grpc-gateway gives a gRPC code.
 pub fn http_status(code: Code) -> StatusCode {
@@ -453,14 +480,15 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
 pub fn openapi_document() -> Value {
     let mut paths = Map::new();
     let mut messages = Vec::new();
-    for route in ROUTES {
+    for route in all_routes() {
         messages.extend([route.request, route.response]);
         let (service, method) = route
             .rpc
             .trim_start_matches("/openstorage.api.")
+            .trim_start_matches("/custos.admin.v1.")
             .split_once('/')
             .unwrap_or(("", route.rpc));
-        let schema = |name: &str| json!({ "$ref": format!("#/components/schemas/{name}") });
+        let schema = |name: &str| json!({ "$ref": format!("#/components/schemas/{}", name.trim_start_matches('.')) });
         let mut parameters: Vec<Value> = route
             .path_params()
             .map(|p| json!({ "name": p, "in": "path", "required": true, "schema": { "type": "string" } }))
@@ -542,7 +570,7 @@ pub fn router(node: Arc<Node>) -> Router {
         openapi: crate::console::openapi(openapi_document()),
     });
     let mut by_path: BTreeMap<&'static str, MethodRouter<Arc<Gateway>>> = BTreeMap::new();
-    for route in ROUTES {
+    for route in all_routes() {
         let handler =
             move |State(gateway): State<Arc<Gateway>>,
                   params: RawPathParams,

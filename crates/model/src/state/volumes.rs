@@ -8,7 +8,7 @@
 //! Every function here only decides and pushes changes; `State::apply` applies them once the
 //! whole operation succeeded. An operation that would change nothing pushes nothing.
 
-use super::{Change, Record, RecordKey, State, MUST_SUPPLY_VOLUME_ID};
+use super::{Change, Record, RecordKey, State, VolumeCheck, MUST_SUPPLY_VOLUME_ID};
 use crate::command::{Command, Reply};
 use crate::identity::Identity;
 use crate::ids::{NodeId, VolumeId};
@@ -190,30 +190,23 @@ impl State {
         }
     }
 
-    /// A volume the caller needs `want` on (upstream `checkAccessForVolumeId`).
-    fn volume_for(
-        &self,
-        who: &Identity,
-        id: &VolumeId,
-        want: AccessType,
-    ) -> Result<&Volume, Rejection> {
+    /// A volume the caller needs Write on (upstream `checkAccessForVolumeId`):
+    /// [`VolumeCheck::Write`].
+    fn volume_for(&self, who: &Identity, id: &VolumeId) -> Result<&Volume, Rejection> {
         require_id(id)?;
-        self.check_volume_access(who, id, want)
+        self.check_volume(who, VolumeCheck::Write, id.as_str(), None)?
+            .ok_or_else(|| Rejection::not_found(format!("Volume id {id} not found")))
     }
 
     /// Like [`State::volume_for`], but a missing volume is `Ok(None)`: Detach and Unmount
-    /// tolerate it (idempotent), as upstream does.
+    /// tolerate it (idempotent), as upstream does ([`VolumeCheck::ExistingWrite`]).
     fn existing_volume_for(
         &self,
         who: &Identity,
         id: &VolumeId,
-        want: AccessType,
     ) -> Result<Option<&Volume>, Rejection> {
         require_id(id)?;
-        if !self.volumes.contains_key(id) {
-            return Ok(None);
-        }
-        self.check_volume_access(who, id, want).map(Some)
+        self.check_volume(who, VolumeCheck::ExistingWrite, id.as_str(), None)
     }
 
     /// The name check shared by create, clone and snapshot (upstream `create`; issue #849: a
@@ -227,14 +220,9 @@ impl State {
         same: impl FnOnce(&Volume) -> bool,
         conflict: impl FnOnce() -> String,
     ) -> Result<Option<VolumeId>, Rejection> {
-        let Some(existing) = self.volume_by_name(name) else {
+        let Some(existing) = self.check_volume(who, VolumeCheck::Name, name, None)? else {
             return Ok(None);
         };
-        if !permitted(who, existing.ownership.as_ref(), AccessType::Admin) {
-            return Err(Rejection::denied(format!(
-                "Volume {name} already exists and is owned by another user"
-            )));
-        }
         if same(existing) {
             return Ok(Some(existing.id.clone()));
         }
@@ -317,15 +305,9 @@ impl State {
         changes: &mut Vec<Change>,
     ) -> Result<Reply, Rejection> {
         require_id(id)?;
-        let Some(v) = self.volumes.get(id) else {
+        let Some(v) = self.check_volume(who, VolumeCheck::Delete, id.as_str(), None)? else {
             return Ok(Reply::Empty);
         };
-        if !permitted(who, v.ownership.as_ref(), AccessType::Read) {
-            return Err(Rejection::denied(format!("Access denied to volume {id}")));
-        }
-        if !permitted(who, v.ownership.as_ref(), AccessType::Admin) {
-            return Err(Rejection::denied(format!("Cannot delete volume {id}")));
-        }
         if let Some(node) = &v.attached_on {
             return Err(Rejection::precondition(format!(
                 "Volume {id} is attached on node {node}: detach it before deleting it"
@@ -363,10 +345,9 @@ impl State {
     ) -> Result<Reply, Rejection> {
         let who = &cmd.identity;
         require_id(id)?;
-        let old = self.inspect_volume(who, id)?;
-        if !permitted(who, old.ownership.as_ref(), AccessType::Write) {
-            return Err(Rejection::denied("Cannot update volume"));
-        }
+        let old = self
+            .check_volume(who, VolumeCheck::Update, id.as_str(), None)?
+            .ok_or_else(|| Rejection::not_found(format!("Volume id {id} not found")))?;
         let mut new = old.clone();
         if let Some(requested) = &update.ownership {
             new.ownership = Some(updated_ownership(who, old.ownership.as_ref(), requested)?);
@@ -533,7 +514,7 @@ impl State {
         if snapshot.as_str().is_empty() {
             return Err(Rejection::invalid("Must supply a snapshot id"));
         }
-        let target = self.volume_for(who, volume, AccessType::Write)?;
+        let target = self.volume_for(who, volume)?;
         let snap = self
             .volumes
             .get(snapshot)
@@ -577,12 +558,9 @@ impl State {
     ) -> Result<Reply, Rejection> {
         let who = &cmd.identity;
         require_id(id)?;
-        let old = self.inspect_volume(who, id)?;
-        if !permitted(who, old.ownership.as_ref(), AccessType::Write) {
-            return Err(Rejection::denied(format!(
-                "Cannot change the snapshot schedule for volume {id}"
-            )));
-        }
+        let old = self
+            .check_volume(who, VolumeCheck::Schedule, id.as_str(), None)?
+            .ok_or_else(|| Rejection::not_found(format!("Volume id {id} not found")))?;
         if let Some(bad) = names.iter().find(|n| !valid_policy_name(n)) {
             return Err(Rejection::invalid(format!("Invalid policy name '{bad}'")));
         }
@@ -618,7 +596,7 @@ impl State {
         if node.is_empty() {
             return Err(Rejection::invalid("Must supply a node id"));
         }
-        let old = self.volume_for(who, id, AccessType::Write)?;
+        let old = self.volume_for(who, id)?;
         if old.snapshot {
             return Err(Rejection::precondition(format!(
                 "Volume {id} is a snapshot: snapshots cannot be attached (clone it first)"
@@ -667,7 +645,7 @@ impl State {
         id: &VolumeId,
         changes: &mut Vec<Change>,
     ) -> Result<Reply, Rejection> {
-        let Some(old) = self.existing_volume_for(&cmd.identity, id, AccessType::Write)? else {
+        let Some(old) = self.existing_volume_for(&cmd.identity, id)? else {
             return Ok(Reply::Empty);
         };
         if !old.is_attached() {
@@ -696,7 +674,7 @@ impl State {
     ) -> Result<Reply, Rejection> {
         require_id(id)?;
         require_mount_path(path)?;
-        let old = self.volume_for(&cmd.identity, id, AccessType::Write)?;
+        let old = self.volume_for(&cmd.identity, id)?;
         if !old.is_attached() {
             return Err(Rejection::precondition(format!(
                 "Volume {id} is not attached: attach it before mounting it"
@@ -719,7 +697,7 @@ impl State {
     ) -> Result<Reply, Rejection> {
         require_id(id)?;
         require_mount_path(path)?;
-        let Some(old) = self.existing_volume_for(&cmd.identity, id, AccessType::Write)? else {
+        let Some(old) = self.existing_volume_for(&cmd.identity, id)? else {
             return Ok(Reply::Empty);
         };
         let mut new = old.clone();
