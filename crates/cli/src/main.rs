@@ -1,6 +1,7 @@
 //! The `custos` binary: runs a node (`server`), a local cluster (`dev`), operator commands, and
 //! the benchmark load generator (`bench`).
 
+mod access;
 mod audit;
 mod bench;
 mod certs;
@@ -101,6 +102,11 @@ enum Command {
         #[command(subcommand)]
         command: volume::ClusterCommand,
     },
+    /// Who may do what, and why a call is refused: `access explain`.
+    Access {
+        #[command(subcommand)]
+        command: access::AccessCommand,
+    },
     /// The replicated audit trail: list, follow, verify.
     Audit {
         #[command(subcommand)]
@@ -156,6 +162,7 @@ fn main() -> ExitCode {
             Command::Volume { command } => volume::run(command, &ctx).await,
             Command::Cluster { command } => volume::run_cluster(command, &ctx).await,
             Command::Audit { command } => audit::run(command, &ctx).await,
+            Command::Access { command } => access::run(command, &ctx).await,
             Command::Version => volume::version(&ctx).await,
             Command::Bench { command } => bench::run(command, &ctx).await,
             Command::Context { command } => context::run(command, &ctx),

@@ -6,6 +6,7 @@ pub use custos_model as model;
 use custos_model::audit::{AuditQuery, AuditRecord};
 use custos_model::{Code, Role, Volume, VolumeUpdate, VolumeUsage};
 use custos_proto::convert;
+use custos_proto::custos::admin::v1::access_client::AccessClient;
 use custos_proto::custos::admin::v1::audit_client::AuditClient;
 use custos_proto::custos::admin::v1::cluster_admin_client::ClusterAdminClient;
 use custos_proto::custos::admin::v1::{
@@ -13,7 +14,9 @@ use custos_proto::custos::admin::v1::{
     PromoteRequest, RemoveRequest, ReportUsageRequest, StatusReply, StatusRequest,
     TransferLeaderRequest, VolumeUsageReport,
 };
-pub use custos_proto::custos::admin::v1::{AuditVerifyReply, Member, MembershipReply};
+pub use custos_proto::custos::admin::v1::{
+    AuditVerifyReply, ExplainReply, ExplainRequest, Member, MembershipReply,
+};
 use custos_proto::openstorage::api::open_storage_cluster_client::OpenStorageClusterClient;
 use custos_proto::openstorage::api::open_storage_identity_client::OpenStorageIdentityClient;
 use custos_proto::openstorage::api::open_storage_mount_attach_client::OpenStorageMountAttachClient;
@@ -492,6 +495,20 @@ impl Client {
             ))
             .await
             .map(|r| r.into_inner())
+        })
+        .await
+    }
+
+    /// Explains the authorization decision a call would get (`Access.Explain`).
+    pub async fn explain(&self, req: &ExplainRequest) -> Result<ExplainReply, ClientError> {
+        self.call(|ch, id| {
+            let msg = req.clone();
+            async move {
+                let mut c = AccessClient::new(ch);
+                c.explain(self.request(msg, &id))
+                    .await
+                    .map(|r| r.into_inner())
+            }
         })
         .await
     }
