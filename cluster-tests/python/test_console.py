@@ -1,13 +1,15 @@
 """The web console (issue #24) in real headless Chromium: Debian's `chromium`, driven through
 Debian's `chromedriver` by Selenium, against a real 3-node cluster's REST gateway. The pages load
 signed in, a refused call shows in the trail (and arrives by follow), every member's chain is ok,
-the roles view lists system.admin's rules, a volume shows its ownership and replicas, and the token
-lives in sessionStorage only. Screenshots of each view go to $CUSTOS_CONSOLE_SCREENSHOTS (default
-target/console-screenshots; docs/console/ holds the committed ones)."""
+the roles view lists system.admin's rules, a volume shows its ownership and replicas, the explain
+form gives `custos access explain`'s answer, and the token lives in sessionStorage only.
+Screenshots of each view go to $CUSTOS_CONSOLE_SCREENSHOTS (default target/console-screenshots;
+docs/console/ holds the committed ones)."""
 
 import json
 import os
 import signal
+import subprocess
 import tempfile
 import time
 import urllib.error
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, dev_cluster
+from conftest import ROOT, _custos_bin, dev_cluster
 
 CHROMIUM = os.environ.get("CUSTOS_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CUSTOS_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -38,6 +40,23 @@ def rest(base, method, path, token=None, body=None):
             return r.status, json.loads(r.read() or b"{}")
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read() or b"{}")
+
+
+def explain_cli(info, admin, case):
+    """`custos access explain -o json` for one form input, through the first member's SDK port."""
+    args = [_custos_bin(), "--endpoint", info["endpoints"][0], "--token", admin, "-o", "json",
+            "access", "explain", "--user", case["user"], "--method", case["method"]]
+    for flag in ("groups", "roles", "volume"):
+        if case[flag]:
+            args += [f"--{flag}", case[flag]]
+    with tempfile.TemporaryDirectory(prefix="custos-console-cli-") as config:
+        env = dict(os.environ, CUSTOS_CONFIG_DIR=config)
+        env.pop("CUSTOS_CONTEXT", None)
+        env.pop("CUSTOS_TOKEN", None)
+        out = subprocess.run(args, capture_output=True, text=True, timeout=CALL_TIMEOUT, env=env,
+                             stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
 
 
 def _descendants(pid):
@@ -286,6 +305,44 @@ def test_console_in_headless_chromium(console_cluster, browser):
     hosts = wait_for(d, "the replicas' storage nodes", lambda d: css(d, "#volume-nodes tr[data-node]"))
     assert sorted(h.get_attribute("data-node") for h in hosts) == sorted({n for rs in want for n in rs})
     shot(d, "volume")
+
+    # The explain form gives the CLI's answer: `custos access explain` with the same input.
+    go(d, "explain")
+    cases = [
+        # A refusal by role: system.view may not create.
+        {"user": "view", "groups": "", "roles": "system.view", "method": "volume.create", "volume": ""},
+        # Allowed through a collaborator ACL of the volume, named by its name.
+        {"user": "alice", "groups": "", "roles": "system.user", "method": "volume.inspect", "volume": "console-db"},
+        # Refused by ownership: a group member with Write may not delete (Admin needed).
+        {"user": "bob", "groups": "dba", "roles": "system.user", "method": "volume.delete", "volume": "console-db"},
+    ]
+    verdicts = []
+    for case in cases:
+        answer = explain_cli(info, admin, case)
+        form = css(d, "#explain-form")[0]
+        for name, value in case.items():
+            box = form.find_element("name", name)
+            box.clear()
+            if value:
+                box.send_keys(value)
+        form.find_element("css selector", "button[type=submit]").click()
+        want_lines = [line.rstrip() for line in answer["lines"]]
+        wait_for(d, f"the CLI's explanation of {case}", lambda d: [
+            p for p in css(d, "#explain-lines") if [x.rstrip() for x in p.text.split("\n")] == want_lines])
+        banner = css(d, "#explain-verdict")[0]
+        allowed = answer["verdict"].get("allowed", False)
+        assert banner.get_attribute("data-allowed") == ("true" if allowed else "false"), (case, banner.text)
+        if not allowed:
+            assert css(d, "#explain-verdict-message")[0].text == answer["verdict"]["message"], case
+            assert answer["verdict"]["code"] in banner.text, (case, banner.text)
+        for role in answer.get("role_checks", []):
+            assert css(d, f'#explain-result .explain-role[data-role="{role["name"]}"]'), role["name"]
+        verdicts.append(allowed)
+        if case["user"] == "bob":
+            d.set_window_size(1400, 1350)  # the whole explanation, down to the CLI's lines
+            shot(d, "explain")
+            d.set_window_size(1400, 900)
+    assert verdicts == [False, True, False], verdicts
 
     # Nothing came from anywhere but this gateway.
     resources = d.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")

@@ -1,12 +1,13 @@
 // custos web console (issue #24): the page's only script. Read-only views of the audit trail,
-// every member's hash chain, the roles, a volume's ownership and replicas, all from REST calls
+// every member's hash chain, the roles, a volume's ownership and replicas, and the explain form
+// (`custos access explain` in a page), all from REST calls
 // to this gateway that carry the signed-in bearer token. The token is kept in sessionStorage
 // only (gone with the tab), never in cookies or localStorage; everything shown is what the
 // token may read. Text from the server is always set as text, never parsed as markup.
 'use strict';
 
 const TOKEN_KEY = 'custos.console.token';
-const VIEWS = ['audit', 'chain', 'roles', 'volumes'];
+const VIEWS = ['audit', 'chain', 'roles', 'volumes', 'explain'];
 const FOLLOW_EVERY_MS = 1500;
 const PAGE = 100;
 
@@ -192,7 +193,7 @@ function render() {
     a.classList.toggle('active', a.dataset.view === view);
   }
   if (changedSession) fillSessionBar();
-  ({ audit: auditView, chain: chainView, roles: rolesView, volumes: volumesView })[view]();
+  ({ audit: auditView, chain: chainView, roles: rolesView, volumes: volumesView, explain: explainView })[view]();
 }
 
 // ---- Sign in -------------------------------------------------------------------------------
@@ -611,6 +612,104 @@ async function volumesView() {
     picker.value = volumes.selected;
     pick();
   }
+}
+
+// ---- Explain --------------------------------------------------------------------------------
+
+const explain = { user: '', groups: '', roles: '', method: '', volume: '' };
+
+function verdictBanner(v, id) {
+  const allowed = v && v.allowed === true;
+  return el('div', { class: 'banner ' + (allowed ? 'good' : 'bad'), id, 'data-allowed': allowed ? 'true' : 'false' },
+    el('strong', {}, allowed ? 'Allowed' : `Refused (${(v && v.code) || 'Unknown'})`),
+    !allowed && v && v.message ? el('div', { class: 'mono', id: id + '-message' }, v.message) : null);
+}
+
+function explainResult(r) {
+  const list = (xs) => (xs && xs.length ? xs.join(', ') : '—');
+  const rules = (role) => (role.rules || []).map((rule, i) => el('tr', { class: Number(role.deciding_rule || 0) === i + 1 ? 'deciding' : '' },
+    el('td', { class: 'num' }, i + 1),
+    el('td', {}, el('div', { class: 'chips' }, (rule.services || []).map((x) => el('span', { class: 'chip' }, x)))),
+    el('td', {}, el('div', { class: 'chips' }, (rule.apis || []).map((x) => el('span', { class: 'chip' }, x)))),
+    el('td', {}, (rule.effect || '').replace('_', ' '),
+      [rule.service_deny, rule.api_deny, rule.service_allow, rule.api_allow].filter(Boolean).length
+        ? el('span', { class: 'muted small' }, ' · matched ' + [rule.service_deny, rule.service_allow, rule.api_deny, rule.api_allow].filter(Boolean).join(', '))
+        : null)));
+  const roles = (r.role_checks || []).map((role) => el('div', { class: 'explain-role', 'data-role': role.name },
+    el('h3', {}, role.name, ' ',
+      el('span', { class: 'badge ' + (role.verdict === 'allow' ? 'good' : role.verdict === 'deny' ? 'bad' : 'neutral') }, (role.verdict || 'no_match').replace('_', ' ')),
+      role.deciding_rule ? el('span', { class: 'muted small' }, ` rule ${role.deciding_rule}`) : null),
+    (role.rules || []).length ? el('table', { class: 'grid' },
+      el('thead', {}, el('tr', {}, el('th', { class: 'num' }, '#'), el('th', {}, 'Services'), el('th', {}, 'APIs'), el('th', {}, 'Effect'))),
+      el('tbody', {}, rules(role))) : null));
+  const volume = r.volume ? el('div', { class: 'card', id: 'explain-volume' },
+    el('h2', {}, `Volume check: ${r.volume.check || r.volume_check}`),
+    el('dl', { class: 'facts' },
+      el('dt', {}, 'Target'), el('dd', { class: 'mono' }, r.volume.target || '—'),
+      el('dt', {}, 'Volume id'), el('dd', { class: 'mono' }, r.volume.volume_id || 'does not exist')),
+    (r.volume.levels || []).map((level) => el('div', {},
+      el('h3', {}, `${level.want} access `, el('span', { class: 'badge ' + (level.granted ? 'good' : 'bad') }, level.granted ? 'granted' : 'not granted')),
+      el('ul', { class: 'steps' }, (level.steps || []).map((step) => el('li', { class: step.grants ? 'grants' : '' }, step.text || step.kind))))),
+    verdictBanner(r.volume.verdict, 'explain-volume-verdict')) : null;
+  return [
+    verdictBanner(r.verdict, 'explain-verdict'),
+    el('div', { class: 'columns' },
+      el('div', { class: 'card' },
+        el('h2', {}, 'Call'),
+        el('dl', { class: 'facts' },
+          el('dt', {}, 'Identity'), el('dd', {}, r.anonymous ? 'anonymous (no token)' : r.user || '—'),
+          el('dt', {}, 'Groups'), el('dd', {}, list(r.groups)),
+          el('dt', {}, 'Roles'), el('dd', {}, list(r.roles)),
+          el('dt', {}, 'Method'), el('dd', { class: 'mono' }, r.method || '—'),
+          el('dt', {}, 'Dotted'), el('dd', { class: 'mono' }, r.dotted || '—'),
+          el('dt', {}, 'Volume check'), el('dd', {}, r.volume_check || 'none')),
+        el('h3', {}, 'Roles decide'), verdictBanner(r.role_verdict, 'explain-role-verdict'),
+        roles),
+      el('div', {}, volume,
+        el('div', { class: 'card' },
+          el('h2', {}, 'As custos access explain prints it'),
+          el('pre', { id: 'explain-lines', class: 'lines' }, (r.lines || []).join('\n'))))),
+  ];
+}
+
+function explainView() {
+  const field = (name, label, attrs) => {
+    const i = el('input', Object.assign({ name, value: explain[name] }, attrs));
+    return el('label', {}, label, i);
+  };
+  const form = el('form', { class: 'filters', id: 'explain-form' },
+    field('user', 'User', { placeholder: 'empty: anonymous', size: 14 }),
+    field('groups', 'Groups', { placeholder: 'comma-separated', size: 16 }),
+    field('roles', 'Roles', { placeholder: 'e.g. system.user', size: 18 }),
+    field('method', 'Method', { placeholder: 'e.g. volume.create', size: 20, list: 'explain-methods', required: true }),
+    field('volume', 'Volume', { placeholder: 'id or name (optional)', size: 18 }),
+    el('div', { class: 'actions' }, el('button', { type: 'submit' }, 'Explain')));
+  const methods = el('datalist', { id: 'explain-methods' },
+    ['volume.create', 'volume.inspect', 'volume.update', 'volume.delete', 'volume.enumerate', 'volume.clone',
+      'volume.snapshotcreate', 'mountattach.attach', 'mountattach.mount', 'role.create', 'role.enumerate',
+      'node.enumerate', 'cluster.inspectcurrent', 'identity.version']
+      .map((m) => el('option', { value: m })));
+  const result = el('div', { id: 'explain-result' });
+  const split = (v) => v.split(',').map((x) => x.trim()).filter(Boolean);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    for (const name of Object.keys(explain)) explain[name] = form.elements[name].value.trim();
+    const body = { user: explain.user, groups: split(explain.groups), roles: split(explain.roles), method: explain.method, volume: explain.volume };
+    result.replaceChildren(el('p', { class: 'muted' }, 'Asking the cluster…'));
+    try {
+      result.replaceChildren(...explainResult(await api('/v1/custos/access/explain', { method: 'POST', body })));
+    } catch (e) {
+      result.replaceChildren(errorBanner(e));
+    }
+  });
+  show(el('section', { id: 'explain' },
+    el('div', { class: 'card' },
+      el('h1', {}, 'Explain a decision'),
+      el('p', { class: 'muted' },
+        'The answer a call would get, and why: each role\u2019s rules, then the volume\u2019s access checks, ' +
+        'decided on the cluster\u2019s current state by the same code as real calls. Nothing is changed.'),
+      form, methods),
+    result));
 }
 
 // ---- Start ---------------------------------------------------------------------------------

@@ -455,7 +455,7 @@ impl Access for AccessService {
             return Err(Status::invalid_argument("Must supply a method"));
         }
         if !req.token.is_empty()
-            && !(req.user.is_empty() && req.roles.is_empty() && req.groups.is_empty())
+            && (!req.user.is_empty() || !req.roles.is_empty() || !req.groups.is_empty())
         {
             return Err(Status::invalid_argument(
                 "Send either a token or user, groups and roles to explain, not both",
