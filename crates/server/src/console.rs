@@ -78,8 +78,9 @@ pub struct CustosRoute {
     /// The gRPC method it calls.
     pub rpc: &'static str,
     pub summary: &'static str,
-    /// Full names of the request and response messages (the response of the members' route is
-    /// the gateway's own `AuditVerifyMembersReply`).
+    /// Full names of the request and response messages, with the leading dot as the gateway's
+    /// other custos routes name them (the response of the members' route is the gateway's own
+    /// `AuditVerifyMembersReply`).
     pub request: &'static str,
     pub response: &'static str,
 }
@@ -103,30 +104,30 @@ pub static ROUTES: &[CustosRoute] = &[
                   filter.method, filter.code, filter.object_id, filter.authorized, \
                   filter.from_time_ms, filter.to_time_ms, filter.from_seq, filter.to_seq, \
                   page_size, page_token, newest_first)",
-        request: "custos.admin.v1.AuditListRequest",
-        response: "custos.admin.v1.AuditListReply",
+        request: ".custos.admin.v1.AuditListRequest",
+        response: ".custos.admin.v1.AuditListReply",
     },
     CustosRoute {
         path: VERIFY_PATH,
         rpc: VERIFY_RPC,
         summary: "This member's hash chain, checked (query: through_seq)",
-        request: "custos.admin.v1.AuditVerifyRequest",
-        response: "custos.admin.v1.AuditVerifyReply",
+        request: ".custos.admin.v1.AuditVerifyRequest",
+        response: ".custos.admin.v1.AuditVerifyReply",
     },
     CustosRoute {
         path: VERIFY_MEMBERS_PATH,
         rpc: VERIFY_RPC,
         summary: "Every member's hash chain, checked by that member with the caller's token, \
                   and whether they agree at the newest record all of them hold",
-        request: "custos.admin.v1.AuditVerifyRequest",
+        request: ".custos.admin.v1.AuditVerifyRequest",
         response: MEMBERS_REPLY,
     },
     CustosRoute {
         path: STATUS_PATH,
         rpc: STATUS_RPC,
         summary: "This member's view of the cluster: leader, term, log progress, members",
-        request: "custos.admin.v1.StatusRequest",
-        response: "custos.admin.v1.StatusReply",
+        request: ".custos.admin.v1.StatusRequest",
+        response: ".custos.admin.v1.StatusReply",
     },
 ];
 
@@ -473,10 +474,10 @@ pub fn openapi(mut doc: Value) -> Value {
         }
         let (service, method) = route
             .rpc
-            .trim_start_matches('/')
+            .trim_start_matches("/custos.admin.v1.")
             .split_once('/')
             .unwrap_or(("", route.rpc));
-        let schema = |name: &str| json!({ "$ref": format!("#/components/schemas/{name}") });
+        let schema = |name: &str| json!({ "$ref": format!("#/components/schemas/{}", name.trim_start_matches('.')) });
         doc["paths"][route.path] = json!({ "get": {
             "operationId": format!("custos_{}", route.path.trim_start_matches("/v1/custos/").replace('/', "_")),
             "summary": route.summary,
@@ -623,10 +624,8 @@ mod tests {
             let op = &doc["paths"][route.path]["get"];
             assert_eq!(op["x-grpc-method"], route.rpc, "{}", route.path);
             for message in [route.request, route.response] {
-                assert!(
-                    doc["components"]["schemas"][message].is_object(),
-                    "{message}"
-                );
+                let name = message.trim_start_matches('.');
+                assert!(doc["components"]["schemas"][name].is_object(), "{message}");
             }
         }
         // The SDK's own schemas are still there.
