@@ -454,9 +454,9 @@ impl Access for AccessService {
         if req.method.trim().is_empty() {
             return Err(Status::invalid_argument("Must supply a method"));
         }
-        if !req.token.is_empty()
-            && (!req.user.is_empty() || !req.roles.is_empty() || !req.groups.is_empty())
-        {
+        let names_identity =
+            !req.user.is_empty() || !req.roles.is_empty() || !req.groups.is_empty();
+        if !req.token.is_empty() && names_identity {
             return Err(Status::invalid_argument(
                 "Send either a token or user, groups and roles to explain, not both",
             ));

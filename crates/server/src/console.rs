@@ -79,8 +79,8 @@ pub struct CustosRoute {
     pub rpc: &'static str,
     pub summary: &'static str,
     /// Full names of the request and response messages, with the leading dot as the gateway's
-    /// other custos routes name them (the response of the members' route is the gateway's own
-    /// `AuditVerifyMembersReply`).
+    /// other custos routes name them (the OpenAPI document names them without it); the response
+    /// of the members' route is the gateway's own `AuditVerifyMembersReply`.
     pub request: &'static str,
     pub response: &'static str,
 }
@@ -484,8 +484,8 @@ pub fn openapi(mut doc: Value) -> Value {
             "tags": [service],
             "x-grpc-method": route.rpc,
             "x-grpc-service-method": method,
-            "x-request-message": route.request,
-            "x-response-message": route.response,
+            "x-request-message": route.request.trim_start_matches('.'),
+            "x-response-message": route.response.trim_start_matches('.'),
             "parameters": [{
                 "name": "(fields)",
                 "in": "query",

@@ -498,8 +498,8 @@ pub fn openapi_document() -> Value {
             "summary": route.rpc,
             "tags": [service],
             "x-grpc-method": route.rpc,
-            "x-request-message": route.request,
-            "x-response-message": route.response,
+            "x-request-message": route.request.trim_start_matches('.'),
+            "x-response-message": route.response.trim_start_matches('.'),
             "responses": {
                 "200": {
                     "description": route.response,
