@@ -213,6 +213,7 @@ def test_console_in_headless_chromium(console_cluster, browser):
     box.send_keys(admin)
     css(d, "#signin-form button[type=submit]")[0].click()
     wait_for(d, "the audit view", lambda d: css(d, "section#audit"))
+    assert d.execute_script("return document.compatMode") == "CSS1Compat"  # standards mode
     assert d.execute_script("return sessionStorage.getItem('custos.console.token')") == admin
     assert d.execute_script("return localStorage.length") == 0
     assert d.execute_script("return document.cookie") == ""
