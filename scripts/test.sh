@@ -2,7 +2,8 @@
 # Runs every custos test: formatting, Rust unit and integration tests (openraft's storage suite,
 # the tidy rules, real 3-node clusters), the wire-descriptor comparison against the official
 # Python client's wheel, and the Python client suite against a real cluster.
-# Installs what it needs (a Python venv with pinned packages) by itself.
+# Installs what it needs (a Python venv with pinned packages; openssl, chromium and chromedriver
+# from Debian's packages when missing) by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -30,6 +31,17 @@ if ! command -v openssl >/dev/null 2>&1; then
 fi
 openssl version
 
+step "chromium and chromedriver (the web console's browser test, cluster-tests/python/test_console.py)"
+# Debian's own packages: the test runs this browser headless through this driver, and nothing
+# downloads a browser of its own.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver
+fi
+/usr/bin/chromedriver --version
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -49,7 +61,7 @@ step "cluster tests (real custos processes on 127.0.0.1)"
 # One cluster at a time: each test runs three debug-build nodes on this 2-core machine. (The store's
 # `audit` and auth's `config` tests share names with two of these and run again here, in
 # well under a second.)
-check cargo test --workspace --locked --no-fail-fast --test cluster --test cli --test cli_ops --test keys --test revocation --test freshness --test placement --test usage --test ops --test audit --test rest --test bench --test tls --test attacks --test membership --test config --test snapshots --test contexts_tls --test tutorial --test explain --test kubernetes --test chaos -- --test-threads=1
+check cargo test --workspace --locked --no-fail-fast --test cluster --test cli --test cli_ops --test keys --test revocation --test freshness --test placement --test usage --test ops --test audit --test rest --test console --test bench --test tls --test attacks --test membership --test config --test snapshots --test contexts_tls --test tutorial --test explain --test kubernetes --test chaos -- --test-threads=1
 
 step "Python: descriptor comparison and the official client against a real cluster"
 "$target_dir/debug/examples/descriptor_set" > "$target_dir/custos-descriptor-set.pb"

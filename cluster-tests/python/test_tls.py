@@ -41,3 +41,24 @@ def test_plaintext_and_untrusted_clients_are_refused(tls_cluster):
             api_pb2_grpc.OpenStorageIdentityStub(ch).Version(
                 api_pb2.SdkIdentityVersionRequest(), timeout=CALL_TIMEOUT)
         assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_console_routes_over_tls_reach_every_member(tls_cluster):
+    """The REST gateway serves the console's routes over TLS too; the serving member reaches the
+    others' SDK over TLS (verifying each member's certificate) to verify their chains."""
+    import json
+    import ssl
+    import urllib.request
+
+    ctx = ssl.create_default_context(cafile=tls_cluster["ca_file"])
+    rest = tls_cluster["nodes"][1]["rest"]
+    req = urllib.request.Request(f"https://{rest}/v1/custos/audit/verify/members",
+                                 headers={"Authorization": "bearer " + tls_cluster["tokens"]["admin"]})
+    with urllib.request.urlopen(req, context=ctx, timeout=CALL_TIMEOUT * 3) as r:
+        reply = json.loads(r.read())
+    assert reply["ok"] is True, reply
+    assert [m["node_id"] for m in reply["members"]] == ["1", "2", "3"], reply
+    assert all(m["verify"]["ok"] is True for m in reply["members"]), reply
+    with urllib.request.urlopen(f"https://{rest}/", context=ctx, timeout=CALL_TIMEOUT) as r:
+        assert r.headers["Content-Security-Policy"].startswith("default-src 'none'")
+        assert b"/console/app.js" in r.read()

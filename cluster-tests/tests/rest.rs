@@ -417,7 +417,18 @@ fn rest_gateway_serves_the_sdk_with_the_grpc_rules() {
     assert_eq!(doc.status, 200);
     let doc = doc.body;
     let paths = doc["paths"].as_object().unwrap();
-    let listed: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+    // (The web console's routes are checked by tests/console.rs.)
+    let console = [
+        "/v1/custos/audit/records",
+        "/v1/custos/audit/verify",
+        "/v1/custos/audit/verify/members",
+        "/v1/custos/cluster/status",
+    ];
+    let listed: usize = paths
+        .iter()
+        .filter(|(path, _)| !console.contains(&path.as_str()))
+        .map(|(_, p)| p.as_object().unwrap().len())
+        .sum();
     assert_eq!(
         listed,
         ROUTES.len(),

@@ -1,6 +1,7 @@
 //! Build script: compiles `proto/` with protox (pure Rust, no system protoc), writes the encoded
 //! `FileDescriptorSet` to `OUT_DIR`, and generates prost messages plus tonic clients and servers,
-//! (with pbjson) the proto3 JSON mapping of the `openstorage.api` messages for the REST gateway,
+//! (with pbjson) the proto3 JSON mapping of the `openstorage.api` and `custos.admin.v1` messages
+//! for the REST gateway,
 //! and, apart from them, clients for the etcd v3 subset the benchmark load generator drives.
 
 use std::error::Error;
@@ -54,25 +55,17 @@ fn main() -> Result<(), Box<dyn Error>> {
         .generate_default_stubs(false)
         .compile_fds(compiler.file_descriptor_set())?;
 
-    // serde for the SDK messages as grpc-gateway v1 writes them (the marshaler openstorage's
+    // serde for the SDK messages (and custos.admin.v1's, for the console's REST routes) as
+    // grpc-gateway v1 writes them (the marshaler openstorage's
     // gateway uses: `OrigName: true`): proto field names, enums by name, 64-bit integers as
     // strings, default values left out. Input accepts proto and lowerCamelCase names.
     pbjson_build::Builder::new()
         .register_descriptors(&compiler.encode_file_descriptor_set())?
         .preserve_proto_field_names()
         .extern_path(".google.protobuf", "::pbjson_types")
-        .build(&[
-            ".openstorage.api",
-            // The REST route of `Access.Explain` (`POST /v1/custos/access/explain`).
-            ".custos.admin.v1.ExplainRequest",
-            ".custos.admin.v1.ExplainReply",
-            ".custos.admin.v1.ExplainVerdict",
-            ".custos.admin.v1.ExplainRule",
-            ".custos.admin.v1.ExplainRole",
-            ".custos.admin.v1.ExplainAccessStep",
-            ".custos.admin.v1.ExplainAccessLevel",
-            ".custos.admin.v1.ExplainVolumeCheck",
-        ])?;
+        // All of custos.admin.v1: the console's routes (the audit trail, chains, cluster status)
+        // and `Access.Explain` (`POST /v1/custos/access/explain`) carry its messages.
+        .build(&[".openstorage.api", ".custos.admin.v1"])?;
     let mut etcd = protox::Compiler::new([&proto_root])?;
     etcd.open_files(ETCD_PROTOS)
         .map_err(|e| format!("compiling the etcd subset: {e:?}"))?;

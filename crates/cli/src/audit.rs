@@ -81,6 +81,7 @@ impl Filter {
             to_time_ms: None,
             from_seq: self.from_seq,
             to_seq: self.to_seq,
+            authorized: None,
         })
     }
 }

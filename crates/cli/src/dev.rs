@@ -539,6 +539,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             cluster_json.display(),
             node.rest
         );
+        println!(
+            "web console: {scheme}://{}/ (sign in with a token of {})",
+            node.rest,
+            cluster_json.display()
+        );
     }
     println!("stop with Ctrl-C (SIGINT) or SIGTERM");
 

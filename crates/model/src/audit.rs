@@ -482,6 +482,8 @@ pub struct AuditQuery {
     pub to_time_ms: Option<u64>,
     pub from_seq: Option<u64>,
     pub to_seq: Option<u64>,
+    /// `Some(true)`: allowed records only; `Some(false)`: refusals only.
+    pub authorized: Option<bool>,
 }
 
 impl AuditQuery {
@@ -505,6 +507,7 @@ impl AuditQuery {
             && self.to_time_ms.is_none_or(|t| r.time_ms <= t)
             && self.from_seq.is_none_or(|s| r.seq >= s)
             && self.to_seq.is_none_or(|s| r.seq <= s)
+            && self.authorized.is_none_or(|a| a == r.authorized)
     }
 }
 

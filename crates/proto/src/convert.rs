@@ -517,6 +517,7 @@ pub fn audit_query_from_proto(f: Option<&admin::AuditFilter>) -> AuditQuery {
         to_time_ms: num(f.to_time_ms),
         from_seq: num(f.from_seq),
         to_seq: num(f.to_seq),
+        authorized: f.authorized,
     }
 }
 
@@ -530,6 +531,7 @@ pub fn audit_query_to_proto(q: &AuditQuery) -> admin::AuditFilter {
         to_time_ms: q.to_time_ms.unwrap_or(0),
         from_seq: q.from_seq.unwrap_or(0),
         to_seq: q.to_seq.unwrap_or(0),
+        authorized: q.authorized,
     }
 }
 

@@ -17,7 +17,7 @@ const PACKAGE: &str = "openstorage.api";
 pub enum SchemaError {
     #[error("the embedded descriptor set does not decode: {0}")]
     Descriptor(#[from] prost::DecodeError),
-    #[error("no message openstorage.api.{0} in the descriptor set")]
+    #[error("no message {0} in the descriptor set")]
     UnknownMessage(String),
 }
 
@@ -177,9 +177,10 @@ pub fn is_bool_field(message: &str, path: &str) -> bool {
     false
 }
 
-/// OpenAPI `components.schemas` for the named `openstorage.api` messages (short names such as
-/// `SdkVolumeCreateRequest`; a name starting with `.` is fully qualified, such as
-/// `.custos.admin.v1.ExplainRequest`) and every message and enum they reach.
+/// OpenAPI `components.schemas` for the named messages and every message and enum they reach:
+/// `openstorage.api` messages by short name (`SdkVolumeCreateRequest`), others by full name,
+/// with or without the leading dot (`.custos.admin.v1.ExplainRequest`,
+/// `custos.admin.v1.AuditListReply`); their schemas keep the full name without the dot.
 pub fn openapi_schemas(messages: &[&str]) -> Result<Map<String, Value>, SchemaError> {
     let set = descriptor_set()?;
     let mut builder = Builder {
@@ -189,11 +190,13 @@ pub fn openapi_schemas(messages: &[&str]) -> Result<Map<String, Value>, SchemaEr
     for m in messages {
         let full = if m.starts_with('.') {
             m.to_string()
+        } else if m.contains('.') {
+            format!(".{m}")
         } else {
             format!(".{PACKAGE}.{m}")
         };
         if !matches!(builder.index.get(&full), Some(Def::Message(_))) {
-            return Err(SchemaError::UnknownMessage(m.to_string()));
+            return Err(SchemaError::UnknownMessage(full[1..].to_string()));
         }
         builder.define(&full);
     }
@@ -294,5 +297,42 @@ mod tests {
             json!("1970-01-01T00:00:01+00:00")
         );
         assert!(serde_json::from_value::<SdkVolumeCreateRequest>(json!({"nope": 1})).is_err());
+    }
+
+    #[test]
+    fn custos_admin_messages_have_schemas_and_json_too() {
+        use crate::custos::admin::v1::{AuditFilter, AuditListRequest};
+        let s = openapi_schemas(&["custos.admin.v1.AuditListRequest"]).unwrap();
+        assert_eq!(
+            s["custos.admin.v1.AuditListRequest"]["properties"]["filter"],
+            json!({"$ref": "#/components/schemas/custos.admin.v1.AuditFilter"})
+        );
+        assert_eq!(
+            s["custos.admin.v1.AuditFilter"]["properties"]["authorized"],
+            json!({"type": "boolean"})
+        );
+        assert!(matches!(
+            openapi_schemas(&["custos.admin.v1.NoSuch"]),
+            Err(SchemaError::UnknownMessage(m)) if m == "custos.admin.v1.NoSuch"
+        ));
+        // An unset optional bool is left out; a set one, false included, is written.
+        let request = AuditListRequest {
+            filter: Some(AuditFilter {
+                from_seq: 7,
+                authorized: Some(false),
+                ..Default::default()
+            }),
+            newest_first: true,
+            ..Default::default()
+        };
+        let text = serde_json::to_value(&request).unwrap();
+        assert_eq!(
+            text,
+            json!({"filter": {"from_seq": "7", "authorized": false}, "newest_first": true})
+        );
+        assert_eq!(
+            serde_json::from_value::<AuditListRequest>(text).unwrap(),
+            request
+        );
     }
 }

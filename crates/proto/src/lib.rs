@@ -30,8 +30,8 @@ pub mod custos {
         #[allow(clippy::all, clippy::pedantic)]
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/custos.admin.v1.rs"));
-            // serde in proto3 JSON for the `Explain*` messages only (the REST route of
-            // `Access.Explain`).
+            // proto3 JSON (see build.rs), for the REST gateway's custos routes (the console's
+            // reads and `Access.Explain`).
             include!(concat!(env!("OUT_DIR"), "/custos.admin.v1.serde.rs"));
         }
     }

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod audit;
 pub mod codec;
 pub mod config;
+pub mod console;
 pub mod duties;
 pub mod edge;
 pub mod election;

@@ -42,7 +42,7 @@ pub const OPENAPI_PATH: &str = "/v1/openapi.json";
 const MAX_BODY: usize = 4 * 1024 * 1024;
 
 /// How long one call may take, as on the gRPC listener.
-const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// HTTP headers carried over as gRPC metadata under the same name. `Grpc-Metadata-<key>`
 /// headers are carried over as `<key>`, as grpc-gateway does.
@@ -268,7 +268,7 @@ pub fn http_status(code: Code) -> StatusCode {
     }
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
     (
         status,
         [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -288,12 +288,12 @@ fn error_response(http: StatusCode, code: Code, message: &str) -> Response {
     json_response(http, &body)
 }
 
-fn status_response(status: &Status) -> Response {
+pub(crate) fn status_response(status: &Status) -> Response {
     error_response(http_status(status.code()), status.code(), status.message())
 }
 
 /// The HTTP headers a call carries over as gRPC metadata.
-fn metadata(headers: &HeaderMap) -> MetadataMap {
+pub(crate) fn metadata(headers: &HeaderMap) -> MetadataMap {
     let mut meta = MetadataMap::new();
     for (name, value) in headers {
         let name = name.as_str();
@@ -564,9 +564,10 @@ pub fn openapi_document() -> Value {
 
 /// The gateway's router over `node`'s SDK services.
 pub fn router(node: Arc<Node>) -> Router {
+    let console = crate::console::router(node.clone());
     let gateway = Arc::new(Gateway {
         services: Arc::new(Services::new(node)),
-        openapi: openapi_document(),
+        openapi: crate::console::openapi(openapi_document()),
     });
     let mut by_path: BTreeMap<&'static str, MethodRouter<Arc<Gateway>>> = BTreeMap::new();
     for route in all_routes() {
@@ -579,7 +580,7 @@ pub fn router(node: Arc<Node>) -> Router {
         let methods = by_path.remove(route.path).unwrap_or_default();
         by_path.insert(route.path, methods.on(method_filter(route.method), handler));
     }
-    let mut router = Router::new().route(
+    let mut router = Router::new().merge(console).route(
         OPENAPI_PATH,
         axum::routing::get(|State(gateway): State<Arc<Gateway>>| async move {
             json_response(StatusCode::OK, &gateway.openapi)

@@ -89,6 +89,23 @@ async fn every_command_leaves_one_chained_record_queryable_by_user() {
     assert_eq!(next.records.len(), 7); // 42, 36, ..., 6
     assert_eq!(next.next, None);
 
+    // By outcome: refusals only are those same ten; allowed only are the other fifty.
+    let refused = AuditQuery {
+        authorized: Some(false),
+        ..AuditQuery::default()
+    };
+    let page = audit.list(&refused, None, 100, true).unwrap();
+    let seqs: Vec<u64> = page.records.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (1..=10).rev().map(|i| i * 6).collect::<Vec<_>>());
+    assert!(page.records.iter().all(|r| !r.authorized));
+    let allowed = AuditQuery {
+        authorized: Some(true),
+        ..AuditQuery::default()
+    };
+    let page = audit.list(&allowed, None, 100, false).unwrap();
+    assert_eq!(page.records.len(), 50);
+    assert!(page.records.iter().all(|r| r.authorized && r.code == "OK"));
+
     // Without a user: a sequence range and an object filter.
     let query = AuditQuery {
         from_seq: Some(10),
