@@ -145,6 +145,43 @@ async fn the_walkthrough_denial_and_success_are_recorded_identically_everywhere(
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("all 3 members agree"), "{stdout}");
+    // `--outcome` picks the refusal or the creation out of alice's two records.
+    for (outcome, want) in [
+        ("refused", (false, "PermissionDenied")),
+        ("allowed", (true, "OK")),
+    ] {
+        let out = Command::new(custos_bin())
+            .args([
+                "audit",
+                "list",
+                "--user",
+                "alice",
+                "--outcome",
+                outcome,
+                "-o",
+                "json",
+            ])
+            .args(["--endpoint", &cluster.info.endpoints.join(",")])
+            .env("CUSTOS_TOKEN", cluster.token("admin"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let got: Vec<(bool, &str)> = listed
+            .iter()
+            .map(|r| {
+                (
+                    r["authorized"].as_bool().unwrap(),
+                    r["code"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(got, vec![want], "--outcome {outcome}: {listed:#?}");
+    }
 
     // Local files: node 2 wrote the denial, node 3 the creation and its Authorized line, both
     // in upstream's logfmt; node 3's access log has Start and Successful.

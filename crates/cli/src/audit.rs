@@ -29,6 +29,16 @@ pub struct Filter {
     /// Only records up to this sequence number.
     #[arg(long)]
     to_seq: Option<u64>,
+    /// Only allowed calls (`allowed`) or only refusals (`refused`), whatever their code.
+    #[arg(long, value_enum)]
+    outcome: Option<Outcome>,
+}
+
+/// What `--outcome` selects (the record's `authorized`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Allowed,
+    Refused,
 }
 
 #[derive(clap::Subcommand)]
@@ -81,7 +91,7 @@ impl Filter {
             to_time_ms: None,
             from_seq: self.from_seq,
             to_seq: self.to_seq,
-            authorized: None,
+            authorized: self.outcome.map(|o| o == Outcome::Allowed),
         })
     }
 }
