@@ -64,17 +64,18 @@ fn create(name: &str) -> CreateVolume {
     }
 }
 
-fn verify_with_cli(cluster: &TestCluster) -> std::process::Output {
+/// Runs the CLI as the administrator against every member: `custos ARGS --endpoint ...`.
+fn cli_as_admin(cluster: &TestCluster, args: &[&str]) -> std::process::Output {
     Command::new(custos_bin())
-        .args([
-            "audit",
-            "verify",
-            "--endpoint",
-            &cluster.info.endpoints.join(","),
-        ])
+        .args(args)
+        .args(["--endpoint", &cluster.info.endpoints.join(",")])
         .env("CUSTOS_TOKEN", cluster.token("admin"))
         .output()
         .unwrap()
+}
+
+fn verify_with_cli(cluster: &TestCluster) -> std::process::Output {
+    cli_as_admin(cluster, &["audit", "verify"])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -150,8 +151,9 @@ async fn the_walkthrough_denial_and_success_are_recorded_identically_everywhere(
         ("refused", (false, "PermissionDenied")),
         ("allowed", (true, "OK")),
     ] {
-        let out = Command::new(custos_bin())
-            .args([
+        let out = cli_as_admin(
+            &cluster,
+            &[
                 "audit",
                 "list",
                 "--user",
@@ -160,11 +162,8 @@ async fn the_walkthrough_denial_and_success_are_recorded_identically_everywhere(
                 outcome,
                 "-o",
                 "json",
-            ])
-            .args(["--endpoint", &cluster.info.endpoints.join(",")])
-            .env("CUSTOS_TOKEN", cluster.token("admin"))
-            .output()
-            .unwrap();
+            ],
+        );
         assert!(
             out.status.success(),
             "{}",
