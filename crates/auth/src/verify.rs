@@ -402,6 +402,12 @@ impl Authenticator {
         if username.is_empty() {
             return Err(AuthError::denied("empty_username"));
         }
+        // `jti` (RFC 7519 §4.1.7) is a string; a revocation may name it.
+        let token_id = match claims.get("jti") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(jti)) => jti.clone(),
+            Some(_) => return Err(AuthError::denied("invalid_claim")),
+        };
         Ok((
             Identity {
                 username,
@@ -413,6 +419,8 @@ impl Authenticator {
                 groups,
                 guest: false,
                 fingerprint: String::new(),
+                token_id,
+                issued_at: iat,
             },
             (exp, iat, nbf),
         ))

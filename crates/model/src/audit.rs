@@ -385,6 +385,7 @@ fn op_objects(op: &Op) -> Vec<String> {
         }
         Op::ReplaceReplicas { node, .. } | Op::ReportUsage { node, .. } => vec![node.to_string()],
         Op::RecordDenials { .. } | Op::TruncateAudit { .. } | Op::Batch { .. } => Vec::new(),
+        Op::RevokeToken { target, .. } => vec![format!("{}:{}", target.kind(), target.value())],
         Op::ChangeMembership { change } => vec![change.node().to_string()],
     }
 }
@@ -439,6 +440,28 @@ fn applied_message(op: &Op, reply: &Reply) -> (String, Vec<String>) {
             )
         }
         Op::ReportUsage { node, .. } => format!("Usage of node {node} recorded"),
+        Op::RevokeToken { target, .. } => {
+            let issuer = match target.issuer() {
+                "" => String::new(),
+                issuer => format!(" of issuer {issuer}"),
+            };
+            match reply {
+                Reply::TokenRevoked { revocation } => match target {
+                    crate::revocation::RevocationTarget::Subject { subject, .. } => format!(
+                        "Tokens of subject {subject}{issuer} issued at or before {} revoked until {}",
+                        crate::revocation::utc_text(revocation.issued_before),
+                        crate::revocation::utc_text(revocation.expires_at)
+                    ),
+                    _ => format!(
+                        "Token {} {}{issuer} revoked until {}",
+                        target.kind(),
+                        target.value(),
+                        crate::revocation::utc_text(revocation.expires_at)
+                    ),
+                },
+                _ => format!("Token {} {} revoked", target.kind(), target.value()),
+            }
+        }
         Op::TruncateAudit { .. } => match reply {
             Reply::AuditTruncated { first, through } if through >= first => {
                 format!("Audit records {first} to {through} truncated")

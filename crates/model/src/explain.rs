@@ -30,6 +30,9 @@ pub struct Explanation {
     /// `volume.create` style.
     pub dotted: String,
     pub roles: Vec<RoleTrace>,
+    /// The revocation that refuses the caller's token, if one does: the role check refuses
+    /// it before any role is asked.
+    pub revoked: Option<crate::revocation::Revocation>,
     /// The role check's result (the same `Rejection` a real call gets when it refuses).
     pub role_verdict: Result<(), Rejection>,
     /// The volume check the method runs, if it checks one.
@@ -51,7 +54,11 @@ impl State {
         method: &MethodName,
         volume: Option<&str>,
     ) -> Explanation {
-        let (roles, role_verdict) = role::explain(who, method, |name| self.role(name));
+        let (roles, mut role_verdict) = role::explain(who, method, |name| self.role(name));
+        let revoked = self.revoked(who).cloned();
+        if revoked.is_some() {
+            role_verdict = Err(crate::revocation::Revocation::refusal());
+        }
         let volume_check = VolumeCheck::of(method);
         let trace = match (&role_verdict, volume_check, volume) {
             (Ok(()), Some(check), Some(target)) => Some(self.explain_volume(who, check, target)),
@@ -66,6 +73,7 @@ impl State {
             method: method.full.clone(),
             dotted: method.dotted(),
             roles,
+            revoked,
             role_verdict,
             volume_check,
             volume: trace,
@@ -155,6 +163,18 @@ impl Explanation {
             out.push(s);
         }
         out.push(format!("method: {} ({})", self.method, self.dotted));
+        if let Some(r) = &self.revoked {
+            let issuer = match r.target.issuer() {
+                "" => String::new(),
+                issuer => format!(" of issuer {issuer}"),
+            };
+            out.push(format!(
+                "token: REVOKED by {} {}{issuer} (until {}): refused before any role is asked",
+                r.target.kind(),
+                r.target.value(),
+                crate::revocation::utc_text(r.expires_at)
+            ));
+        }
         if self.roles.is_empty() {
             out.push("roles: none".to_string());
         }

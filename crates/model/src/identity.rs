@@ -24,6 +24,11 @@ pub struct Identity {
     /// A short hash prefix of the token this identity was verified from (for the audit
     /// trail); never the token. Empty for guests and for custos's own identities.
     pub fingerprint: String,
+    /// The token's `jti` claim (empty when it has none), which a revocation may name.
+    pub token_id: String,
+    /// The token's `iat` (Unix seconds; 0 for guests and custos's own identities), which a
+    /// revocation of every token of a subject issued up to a time compares.
+    pub issued_at: u64,
 }
 
 impl Identity {
@@ -39,6 +44,8 @@ impl Identity {
             groups: Vec::new(),
             guest: true,
             fingerprint: String::new(),
+            token_id: String::new(),
+            issued_at: 0,
         }
     }
 
@@ -56,6 +63,8 @@ impl Identity {
             groups: vec!["*".to_string()],
             guest: false,
             fingerprint: String::new(),
+            token_id: String::new(),
+            issued_at: 0,
         }
     }
 

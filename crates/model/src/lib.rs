@@ -16,6 +16,7 @@ pub mod node;
 pub mod ownership;
 pub mod placement;
 pub mod rejection;
+pub mod revocation;
 pub mod role;
 pub mod state;
 pub mod usage;
@@ -30,6 +31,7 @@ pub use node::StorageNodeRecord;
 pub use ownership::{AccessType, Acls, Ownership};
 pub use placement::{ReplicaMove, StuckReplica};
 pub use rejection::{Code, Rejection};
+pub use revocation::{Revocation, RevocationTarget};
 pub use role::{MethodName, Role, RoleTrace, RoleVerdict, Rule, RuleMatch};
 pub use state::{
     Applied, Change, Record, RecordKey, State, VolumeFilter, AUDIT_KEY_PREFIX,

@@ -7,11 +7,12 @@ use crate::ids::{NodeId, RequestId, VolumeId};
 use crate::node::StorageNodeRecord;
 use crate::ownership::{permitted, AccessType, Ownership};
 use crate::rejection::Rejection;
+use crate::revocation::{self, Revocation, RevocationTarget};
 use crate::role::{self, MethodName, Role};
 use crate::usage::VolumeUsage;
 use crate::volume::Volume;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 mod access;
 mod nodes;
@@ -67,6 +68,8 @@ pub enum Record {
         id: NodeId,
         retired_ms: u64,
     },
+    /// A token revocation in force (`Op::RevokeToken`), until its `expires_at`.
+    Revocation(Revocation),
 }
 
 /// The key a record is stored under.
@@ -82,6 +85,8 @@ pub enum RecordKey {
     Audit(u64),
     AuditHead,
     Retired(NodeId),
+    /// A revocation, by [`RevocationTarget::key`].
+    Revocation(String),
 }
 
 impl RecordKey {
@@ -119,6 +124,7 @@ impl RecordKey {
                 retired_id = n.0.to_string();
                 ("x", retired_id.as_str())
             }
+            RecordKey::Revocation(k) => ("k", k.as_str()),
         };
         let mut out = Vec::with_capacity(2 + id.len());
         out.extend_from_slice(kind.as_bytes());
@@ -142,6 +148,7 @@ impl Record {
             Record::Audit(r) => RecordKey::Audit(r.seq),
             Record::AuditHead(_) => RecordKey::AuditHead,
             Record::Retired { id, .. } => RecordKey::Retired(*id),
+            Record::Revocation(r) => RecordKey::Revocation(r.target.key()),
         }
     }
 }
@@ -183,6 +190,10 @@ pub struct State {
     audit: AuditHead,
     /// Member ids removed from the cluster, with when: refused as peers and as members.
     retired: BTreeMap<NodeId, u64>,
+    /// Token revocations in force, by [`RevocationTarget::key`].
+    revocations: BTreeMap<String, Revocation>,
+    /// Derived index: (expires_at, key) of every revocation, soonest first.
+    revocation_expiry: BTreeSet<(u64, String)>,
 }
 
 impl Default for State {
@@ -209,6 +220,8 @@ impl State {
             usage: BTreeMap::new(),
             audit: AuditHead::default(),
             retired: BTreeMap::new(),
+            revocations: BTreeMap::new(),
+            revocation_expiry: BTreeSet::new(),
         }
     }
 
@@ -246,9 +259,11 @@ impl State {
             id: *id,
             retired_ms: *at,
         });
+        let revocations = self.revocations.values().cloned().map(Record::Revocation);
         roles
             .chain(nodes)
             .chain(retired)
+            .chain(revocations)
             .chain(volumes)
             .chain(usage)
             .chain(requests)
@@ -293,6 +308,14 @@ impl State {
             Record::AuditHead(head) => self.audit = head,
             Record::Retired { id, retired_ms } => {
                 self.retired.insert(id, retired_ms);
+            }
+            Record::Revocation(r) => {
+                let key = r.target.key();
+                if let Some(old) = self.revocations.remove(&key) {
+                    self.revocation_expiry.remove(&(old.expires_at, key.clone()));
+                }
+                self.revocation_expiry.insert((r.expires_at, key.clone()));
+                self.revocations.insert(key, r);
             }
         }
     }
@@ -345,6 +368,11 @@ impl State {
             RecordKey::AuditHead => self.audit = AuditHead::default(),
             RecordKey::Retired(id) => {
                 self.retired.remove(id);
+            }
+            RecordKey::Revocation(key) => {
+                if let Some(old) = self.revocations.remove(key) {
+                    self.revocation_expiry.remove(&(old.expires_at, key.clone()));
+                }
             }
         }
     }
@@ -411,9 +439,29 @@ impl State {
         self.requests.get(id).map(|q| &q.outcome)
     }
 
-    /// The role check of a method for a caller, against the roles of this state.
+    /// The role check of a method for a caller, against the roles of this state. A caller
+    /// whose token is revoked here is refused first, whatever its roles.
     pub fn authorize(&self, who: &Identity, method: &MethodName) -> Result<(), Rejection> {
+        if self.revoked(who).is_some() {
+            return Err(Revocation::refusal());
+        }
         role::authorize(who, method, |name| self.roles.get(name))
+    }
+
+    /// The revocation in force that refuses `who`'s token, if any.
+    pub fn revoked(&self, who: &Identity) -> Option<&Revocation> {
+        if self.revocations.is_empty() || who.guest {
+            return None;
+        }
+        Revocation::candidate_keys(who)
+            .iter()
+            .filter_map(|key| self.revocations.get(key))
+            .find(|r| r.matches(who))
+    }
+
+    /// The revocations in force, in key order.
+    pub fn revocations(&self) -> impl Iterator<Item = &Revocation> {
+        self.revocations.values()
     }
 
     /// `Volume.Inspect`: needs Read. A denied inspect reveals existence (upstream). The check
@@ -509,7 +557,79 @@ impl State {
             changes.push(Change::Put(Record::AuditHead(self.audit)));
         }
         self.remember(&cmd.request_id, &outcome, &mut changes);
+        self.prune_revocations(cmd.time_ms / 1000, &mut changes);
         Applied { outcome, changes }
+    }
+
+    /// Drops revocations whose `expires_at` has passed at `now` (the command's leader-stamped
+    /// time, so every member drops the same entries at the same index), at most
+    /// [`revocation::PRUNE_PER_COMMAND`] per command.
+    fn prune_revocations(&mut self, now: u64, changes: &mut Vec<Change>) {
+        let expired: Vec<String> = self
+            .revocation_expiry
+            .iter()
+            .take_while(|(at, _)| *at < now)
+            .take(revocation::PRUNE_PER_COMMAND)
+            .map(|(_, key)| key.clone())
+            .collect();
+        for key in expired {
+            let key = RecordKey::Revocation(key);
+            self.delete(&key);
+            changes.push(Change::Delete(key));
+        }
+    }
+
+    /// `Op::RevokeToken`: a new entry, or the earlier one for the same target widened to the
+    /// later `issued_before` and `expires_at`.
+    fn revoke_token(
+        &self,
+        cmd: &Command,
+        target: &RevocationTarget,
+        issued_before: u64,
+        expires_at: u64,
+        changes: &mut Vec<Change>,
+    ) -> Result<Reply, Rejection> {
+        target.validate()?;
+        let now = cmd.time_ms / 1000;
+        if expires_at < now {
+            return Err(Rejection::invalid(format!(
+                "The revocation would expire at {}, which has passed: every token it names has \
+                 expired already",
+                revocation::utc_text(expires_at)
+            )));
+        }
+        let issued_before = match target {
+            RevocationTarget::Subject { .. } => issued_before,
+            _ => 0,
+        };
+        let key = target.key();
+        let revocation = match self.revocations.get(&key) {
+            Some(old) => Revocation {
+                issued_before: old.issued_before.max(issued_before),
+                expires_at: old.expires_at.max(expires_at),
+                revoked_ms: cmd.time_ms,
+                revoked_by: cmd.identity.username.clone(),
+                target: target.clone(),
+            },
+            None => {
+                if self.revocations.len() >= revocation::MAX_REVOCATIONS {
+                    return Err(Rejection::exhausted(format!(
+                        "{} token revocations are in force, the most custos keeps; they expire \
+                         with the tokens they name",
+                        revocation::MAX_REVOCATIONS
+                    )));
+                }
+                Revocation {
+                    target: target.clone(),
+                    issued_before,
+                    expires_at,
+                    revoked_ms: cmd.time_ms,
+                    revoked_by: cmd.identity.username.clone(),
+                }
+            }
+        };
+        changes.push(Change::Put(Record::Revocation(revocation.clone())));
+        Ok(Reply::TokenRevoked { revocation })
     }
 
     /// Applies the commands of one batch in order, each exactly as if it had an entry of its
@@ -638,6 +758,11 @@ impl State {
             Op::ChangeMembership { .. } => Ok(Reply::Empty),
             // `apply` takes batches apart before any of this.
             Op::Batch { .. } => Err(Rejection::invalid("a batch is applied command by command")),
+            Op::RevokeToken {
+                target,
+                issued_before,
+                expires_at,
+            } => self.revoke_token(cmd, target, *issued_before, *expires_at, changes),
             Op::TruncateAudit { through } => {
                 let head = self.audit;
                 let through = (*through)

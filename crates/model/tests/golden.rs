@@ -87,9 +87,14 @@ use custos_model::role::{self, MethodName, Role, Rule};
 use custos_model::state::VolumeCheck;
 use custos_model::state::{Change, Record, RecordKey, State, VolumeFilter};
 use custos_model::{
-    Code, Command, NodeId, Op, Outcome, Rejection, Reply, RequestId, Volume, VolumeId, VolumeSpec,
+    Code, Command, Revocation, RevocationTarget, NodeId, Op, Outcome, Rejection, Reply, RequestId, Volume, VolumeId, VolumeSpec,
     VolumeUpdate, VolumeUsage,
 };
+
+#[test]
+fn revocation() {
+    run_script("revocation.txt");
+}
 
 #[test]
 fn rules() {
@@ -645,6 +650,8 @@ fn parse_identity(args: &mut Args) -> Result<Identity, String> {
             groups: Vec::new(),
             guest: false,
             fingerprint: String::new(),
+            token_id: String::new(),
+            issued_at: 0,
         },
         _ => return Err("need exactly one of `guest`, `admin` and user=NAME".into()),
     };
@@ -653,6 +660,14 @@ fn parse_identity(args: &mut Args) -> Result<Identity, String> {
     }
     if let Some(groups) = args.take("groups") {
         who.groups = list(&groups);
+    }
+    // The token a user's identity came from: its `jti`, `iat` and fingerprint.
+    if let Some(jti) = args.take("jti") {
+        who.token_id = jti;
+    }
+    who.issued_at = args.parsed("iat", who.issued_at)?;
+    if let Some(fp) = args.take("fp") {
+        who.fingerprint = fp;
     }
     Ok(who)
 }
@@ -841,8 +856,27 @@ fn fmt_outcome(o: &Outcome) -> String {
             }
             s
         }
+        Outcome::Applied(Reply::TokenRevoked { revocation }) => {
+            format!("applied: revoked {}", fmt_revocation(revocation))
+        }
         Outcome::Refused(r) => format!("refused: {r}"),
     }
+}
+
+fn fmt_revocation(r: &Revocation) -> String {
+    let mut s = format!("{}={}", r.target.kind(), r.target.value());
+    if !r.target.issuer().is_empty() {
+        let _ = write!(s, " issuer={}", r.target.issuer());
+    }
+    if r.issued_before != 0 {
+        let _ = write!(s, " issued-before={}", r.issued_before);
+    }
+    let _ = write!(
+        s,
+        " expires={} by={} at={}",
+        r.expires_at, r.revoked_by, r.revoked_ms
+    );
+    s
 }
 
 fn fmt_key(k: &RecordKey) -> String {
@@ -893,6 +927,7 @@ fn fmt_record(r: &Record) -> String {
         Record::Audit(a) => format!("audit {}", fmt_audit(a)),
         Record::AuditHead(h) => format!("{key}: next={} first={}", h.next_seq, h.first_seq),
         Record::Retired { retired_ms, .. } => format!("{key}: retired={retired_ms}"),
+        Record::Revocation(r) => format!("{key}: {}", fmt_revocation(r)),
     }
 }
 
@@ -999,7 +1034,7 @@ struct Session {
 }
 
 /// The verbs that build a command and apply it (also the lines a `batch` block holds).
-const APPLY_VERBS: [&str; 23] = [
+const APPLY_VERBS: [&str; 24] = [
     "create-volume",
     "delete-volume",
     "update-volume",
@@ -1023,6 +1058,7 @@ const APPLY_VERBS: [&str; 23] = [
     "report-usage",
     "record-denials",
     "truncate-audit",
+    "revoke",
 ];
 
 impl Session {
@@ -1309,6 +1345,8 @@ impl Session {
             groups: Vec::new(),
             guest: false,
             fingerprint: String::new(),
+            token_id: String::new(),
+            issued_at: 0,
         };
         let callers = [
             holder(role::ADMIN_ROLE),
@@ -1595,6 +1633,28 @@ impl Session {
             "truncate-audit" => Op::TruncateAudit {
                 through: args.parsed("through", 0u64)?,
             },
+            "revoke" => {
+                let issuer = args.take("issuer").unwrap_or_default();
+                let target = match (
+                    args.take("revoke-jti"),
+                    args.take("revoke-fp"),
+                    args.take("revoke-subject"),
+                ) {
+                    (Some(jti), None, None) => RevocationTarget::TokenId { issuer, jti },
+                    (None, Some(fingerprint), None) => RevocationTarget::Fingerprint { fingerprint },
+                    (None, None, Some(subject)) => RevocationTarget::Subject { issuer, subject },
+                    _ => {
+                        return Err(
+                            "revoke needs one of revoke-jti=, revoke-fp=, revoke-subject=".into(),
+                        )
+                    }
+                };
+                Op::RevokeToken {
+                    target,
+                    issued_before: args.parsed("issued-before", 0u64)?,
+                    expires_at: args.parsed("expires", 0u64)?,
+                }
+            }
             _ => unreachable!("dispatched above"),
         };
         Ok(Command {
@@ -1941,6 +2001,8 @@ fn access_columns() -> Vec<(&'static str, Identity, VolumeId)> {
         groups: groups.iter().map(|g| g.to_string()).collect(),
         guest: false,
         fingerprint: String::new(),
+        token_id: String::new(),
+        issued_at: 0,
     };
     let acl = VolumeId("v-acl".into());
     vec![
@@ -1969,6 +2031,8 @@ fn root() -> Identity {
         groups: vec!["*".into()],
         guest: false,
         fingerprint: String::new(),
+        token_id: String::new(),
+        issued_at: 0,
     }
 }
 

@@ -79,6 +79,8 @@ fn user(name: &str, roles: Vec<&str>, groups: Vec<&str>) -> Identity {
         groups: groups.into_iter().map(str::to_string).collect(),
         guest: false,
         fingerprint: String::new(),
+        token_id: String::new(),
+        issued_at: 0,
     }
 }
 

@@ -441,6 +441,8 @@ fn named_identity(req: &ExplainRequest) -> custos_model::Identity {
         groups: req.groups.clone(),
         guest: false,
         fingerprint: String::new(),
+        token_id: String::new(),
+        issued_at: 0,
     }
 }
 

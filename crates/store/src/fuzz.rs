@@ -73,6 +73,8 @@ fn sample_commands() -> Vec<Command> {
         groups: vec!["eng".into()],
         guest: false,
         fingerprint: "0123456789ab".into(),
+        token_id: String::new(),
+        issued_at: 0,
     };
     let command = |op| Command {
         request_id: RequestId("custos-dev/alice/r1".into()),

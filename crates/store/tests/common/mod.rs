@@ -20,6 +20,8 @@ pub fn admin() -> Identity {
         groups: Vec::new(),
         guest: false,
         fingerprint: String::new(),
+        token_id: String::new(),
+        issued_at: 0,
     }
 }
 
