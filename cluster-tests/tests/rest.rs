@@ -47,6 +47,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/v1/roles"),
     // custos' own (docs/compatibility.md, "Explain").
     ("POST", "/v1/custos/access/explain"),
+    // (docs/security.md, "Revoking a token").
+    ("POST", "/v1/custos/auth/revoke"),
+    ("GET", "/v1/custos/auth/revocations"),
 ];
 
 /// The fallback's text for a path custos does not serve.

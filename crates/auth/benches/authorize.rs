@@ -107,6 +107,7 @@ fn bench(c: &mut Criterion) {
             sub: Some("alice".into()),
             roles: vec!["system.user".into()],
             groups: Some(vec!["engineering".into()]),
+            jti: None,
         };
         let token = generate_token(&claims, "bench", &case.signing, 3600, now - 10).unwrap();
         let header = format!("bearer {token}");

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_MIN_SHARED_SECRET_BYTES: usize = 32;
 /// Upper bound for `leeway_secs`.
 pub const MAX_LEEWAY_SECS: u64 = 300;
+/// Default `revocation_retention_secs`: a year.
+pub const DEFAULT_REVOCATION_RETENTION_SECS: u64 = 365 * 24 * 60 * 60;
 
 /// How the server authenticates callers.
 ///
@@ -40,6 +42,12 @@ pub struct AuthConfig {
     pub max_token_lifetime_secs: Option<u64>,
     /// Shared secrets shorter than this are refused at startup (default 32 bytes).
     pub min_shared_secret_bytes: usize,
+    /// How long a token revocation is kept when nothing tells when the revoked tokens expire
+    /// (the member never verified the token, no `max_token_lifetime_secs` bounds it, and the
+    /// administrator gave no expiry): seconds from the revocation (or from a subject
+    /// revocation's `issued_before`). Default a year. Set `max_token_lifetime_secs` so that
+    /// no token can outlive its revocation.
+    pub revocation_retention_secs: u64,
 }
 
 impl Default for AuthConfig {
@@ -51,6 +59,7 @@ impl Default for AuthConfig {
             leeway_secs: 0,
             max_token_lifetime_secs: None,
             min_shared_secret_bytes: DEFAULT_MIN_SHARED_SECRET_BYTES,
+            revocation_retention_secs: DEFAULT_REVOCATION_RETENTION_SECS,
         }
     }
 }

@@ -34,6 +34,10 @@ pub struct TokenClaims {
     /// Written to the token only when present (as upstream).
     #[serde(default)]
     pub groups: Option<Vec<String>>,
+    /// The token id (`jti`), written only when present: `custos auth revoke --jti` names a
+    /// token by it. `custos auth token generate` fills in a random one when the file has none.
+    #[serde(default)]
+    pub jti: Option<String>,
 }
 
 fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -77,6 +81,8 @@ struct Payload<'a> {
     groups: Option<&'a [String]>,
     iat: u64,
     exp: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jti: Option<&'a str>,
 }
 
 /// Signs a token for `claims`, issued by `issuer`, valid from `now_unix` for `duration_secs`.
@@ -116,6 +122,7 @@ pub fn generate_token(
         groups: claims.groups.as_deref(),
         iat: now_unix,
         exp,
+        jti: claims.jti.as_deref().filter(|j| !j.is_empty()),
     };
     jsonwebtoken::encode(&Header::new(alg), &payload, &encoding_key)
         .map_err(|e| SignError::Signing(e.to_string()))

@@ -242,6 +242,24 @@ impl Authenticator {
             .clear();
     }
 
+    /// The latest `exp` of the tokens this authenticator has verified (and still caches) whose
+    /// identity `matches`: when a revocation names a token this member has seen, the entry
+    /// can go when that token expires.
+    pub fn seen_expiry(&self, matches: impl Fn(&Identity) -> bool) -> Option<u64> {
+        self.verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|v| matches(&v.identity))
+            .map(|v| v.exp)
+            .max()
+    }
+
+    /// `[auth] max_token_lifetime_secs`: no accepted token lives longer.
+    pub fn max_token_lifetime_secs(&self) -> Option<u64> {
+        self.max_token_lifetime_secs
+    }
+
     /// How many verified tokens the cache holds.
     pub fn cached_tokens(&self) -> usize {
         self.verified

@@ -99,3 +99,33 @@ fn the_cache_is_bounded() {
     }
     assert!(auth.cached_tokens() <= custos_auth::verify::MAX_VERIFIED_TOKENS);
 }
+
+#[test]
+fn the_identity_carries_the_tokens_jti_and_iat_for_revocation() {
+    let auth = authenticator("default");
+    let with_jti = token(&format!(
+        r#"{{"iss":"custos-test","sub":"alice","name":"Alice","email":"alice@example.com","iat":{NOW},"exp":{},"jti":"t-42"}}"#,
+        NOW + 3600
+    ));
+    let who = auth.authenticate_token(&with_jti, NOW).unwrap();
+    assert_eq!((who.token_id.as_str(), who.issued_at), ("t-42", NOW));
+    let without = auth
+        .authenticate_token(&token(&claims(NOW - 5, NOW + 3600, None)), NOW)
+        .unwrap();
+    assert_eq!(
+        (without.token_id.as_str(), without.issued_at),
+        ("", NOW - 5)
+    );
+    // A jti that is not a string is refused, as golang-jwt's RegisteredClaims would.
+    let numeric = token(&format!(
+        r#"{{"iss":"custos-test","sub":"alice","name":"Alice","email":"alice@example.com","iat":{NOW},"exp":{},"jti":7}}"#,
+        NOW + 3600
+    ));
+    assert_eq!(
+        auth.authenticate_token(&numeric, NOW).unwrap_err().reason,
+        "invalid_claim"
+    );
+    // What a revocation learns of a token this member verified: its expiry.
+    assert_eq!(auth.seen_expiry(|w| w.token_id == "t-42"), Some(NOW + 3600));
+    assert_eq!(auth.seen_expiry(|w| w.token_id == "other"), None);
+}

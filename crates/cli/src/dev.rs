@@ -245,6 +245,7 @@ fn dev_tokens(secret: &str) -> anyhow::Result<BTreeMap<&'static str, String>> {
             sub: Some(who.to_string()),
             roles: vec![role.to_string()],
             groups,
+            jti: None,
         };
         tokens.insert(
             who,

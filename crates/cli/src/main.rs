@@ -158,7 +158,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Server(args) => server::run(args).await,
             Command::Dev(args) => dev::run(args).await,
-            Command::Auth { command } => token::run(command, &ctx),
+            Command::Auth { command } => token::run(command, &ctx).await,
             Command::Volume { command } => volume::run(command, &ctx).await,
             Command::Cluster { command } => volume::run_cluster(command, &ctx).await,
             Command::Audit { command } => audit::run(command, &ctx).await,

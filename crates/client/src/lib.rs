@@ -8,6 +8,7 @@ use custos_model::{Code, Role, Volume, VolumeUpdate, VolumeUsage};
 use custos_proto::convert;
 use custos_proto::custos::admin::v1::access_client::AccessClient;
 use custos_proto::custos::admin::v1::audit_client::AuditClient;
+use custos_proto::custos::admin::v1::auth_client::AuthClient;
 use custos_proto::custos::admin::v1::cluster_admin_client::ClusterAdminClient;
 use custos_proto::custos::admin::v1::{
     AddLearnerRequest, AuditFollowRequest, AuditListRequest, AuditVerifyRequest, BackupRequest,
@@ -15,7 +16,8 @@ use custos_proto::custos::admin::v1::{
     TransferLeaderRequest, VolumeUsageReport,
 };
 pub use custos_proto::custos::admin::v1::{
-    AuditVerifyReply, ExplainReply, ExplainRequest, Member, MembershipReply,
+    AuditVerifyReply, ExplainReply, ExplainRequest, ListRevocationsRequest, Member,
+    MembershipReply, Revocation, RevokeReply, RevokeRequest,
 };
 use custos_proto::openstorage::api::open_storage_cluster_client::OpenStorageClusterClient;
 use custos_proto::openstorage::api::open_storage_identity_client::OpenStorageIdentityClient;
@@ -509,6 +511,31 @@ impl Client {
                     .await
                     .map(|r| r.into_inner())
             }
+        })
+        .await
+    }
+
+    /// Revokes a token, or every token of a subject issued up to a time (`Auth.Revoke`).
+    pub async fn revoke(&self, req: &RevokeRequest) -> Result<RevokeReply, ClientError> {
+        self.call(|ch, id| {
+            let msg = req.clone();
+            async move {
+                let mut c = AuthClient::new(ch);
+                c.revoke(self.request(msg, &id))
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        })
+        .await
+    }
+
+    /// The token revocations in force (`Auth.ListRevocations`).
+    pub async fn list_revocations(&self) -> Result<Vec<Revocation>, ClientError> {
+        self.call(|ch, id| async move {
+            let mut c = AuthClient::new(ch);
+            c.list_revocations(self.request(ListRevocationsRequest {}, &id))
+                .await
+                .map(|r| r.into_inner().revocations)
         })
         .await
     }

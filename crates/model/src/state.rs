@@ -312,7 +312,8 @@ impl State {
             Record::Revocation(r) => {
                 let key = r.target.key();
                 if let Some(old) = self.revocations.remove(&key) {
-                    self.revocation_expiry.remove(&(old.expires_at, key.clone()));
+                    self.revocation_expiry
+                        .remove(&(old.expires_at, key.clone()));
                 }
                 self.revocation_expiry.insert((r.expires_at, key.clone()));
                 self.revocations.insert(key, r);
@@ -371,7 +372,8 @@ impl State {
             }
             RecordKey::Revocation(key) => {
                 if let Some(old) = self.revocations.remove(key) {
-                    self.revocation_expiry.remove(&(old.expires_at, key.clone()));
+                    self.revocation_expiry
+                        .remove(&(old.expires_at, key.clone()));
                 }
             }
         }

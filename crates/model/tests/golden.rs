@@ -87,8 +87,8 @@ use custos_model::role::{self, MethodName, Role, Rule};
 use custos_model::state::VolumeCheck;
 use custos_model::state::{Change, Record, RecordKey, State, VolumeFilter};
 use custos_model::{
-    Code, Command, Revocation, RevocationTarget, NodeId, Op, Outcome, Rejection, Reply, RequestId, Volume, VolumeId, VolumeSpec,
-    VolumeUpdate, VolumeUsage,
+    Code, Command, NodeId, Op, Outcome, Rejection, Reply, RequestId, Revocation, RevocationTarget,
+    Volume, VolumeId, VolumeSpec, VolumeUpdate, VolumeUsage,
 };
 
 #[test]
@@ -1641,7 +1641,9 @@ impl Session {
                     args.take("revoke-subject"),
                 ) {
                     (Some(jti), None, None) => RevocationTarget::TokenId { issuer, jti },
-                    (None, Some(fingerprint), None) => RevocationTarget::Fingerprint { fingerprint },
+                    (None, Some(fingerprint), None) => {
+                        RevocationTarget::Fingerprint { fingerprint }
+                    }
                     (None, None, Some(subject)) => RevocationTarget::Subject { issuer, subject },
                     _ => {
                         return Err(

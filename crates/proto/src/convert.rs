@@ -345,6 +345,19 @@ fn explain_step(
 
 /// An explanation as `Access.Explain` answers it (the gRPC code numbers are the server's to
 /// fill in).
+/// A revocation in force, as `Auth.Revoke` and `Auth.ListRevocations` answer it.
+pub fn revocation_to_proto(r: &custos_model::Revocation) -> admin::Revocation {
+    admin::Revocation {
+        kind: r.target.kind().to_string(),
+        value: r.target.value().to_string(),
+        issuer: r.target.issuer().to_string(),
+        issued_before: r.issued_before,
+        expires_at: r.expires_at,
+        revoked_ms: r.revoked_ms,
+        revoked_by: r.revoked_by.clone(),
+    }
+}
+
 pub fn explanation_to_proto(e: &custos_model::Explanation) -> admin::ExplainReply {
     use custos_model::role::{RoleVerdict, RuleEffect};
     let role_checks = e

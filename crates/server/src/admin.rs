@@ -1,11 +1,11 @@
 //! `custos.admin.v1`: `ClusterAdmin` (what operators and `custos dev` ask a node about its
-//! cluster), `Audit` (the replicated audit trail: list, follow, verify) and `Access` (explain
-//! an authorization decision).
+//! cluster), `Audit` (the replicated audit trail: list, follow, verify), `Access` (explain
+//! an authorization decision) and `Auth` (token revocation).
 
 use crate::node::Node;
 use custos_model::command::REPORT_USAGE_METHOD;
 use custos_model::MembershipChange;
-use custos_model::{NodeId, Op, Reply, VolumeId, VolumeUsage};
+use custos_model::{NodeId, Op, Reply, Revocation, RevocationTarget, VolumeId, VolumeUsage};
 use custos_proto::convert;
 use custos_proto::custos::admin::v1::access_server::Access;
 use custos_proto::custos::admin::v1::audit_server::Audit;
@@ -13,9 +13,10 @@ use custos_proto::custos::admin::v1::cluster_admin_server::ClusterAdmin;
 use custos_proto::custos::admin::v1::{
     AddLearnerRequest, AuditFollowRequest, AuditListReply, AuditListRequest,
     AuditRecord as AuditRecordProto, AuditVerifyReply, AuditVerifyRequest, BackupChunk,
-    BackupRequest, ExplainReply, ExplainRequest, ExplainVerdict, Member, MembershipReply,
-    PromoteRequest, RemoveRequest, ReportUsageReply, ReportUsageRequest, StatusReply,
-    StatusRequest, TransferLeaderRequest,
+    BackupRequest, ExplainReply, ExplainRequest, ExplainVerdict, ListRevocationsReply,
+    ListRevocationsRequest, Member, MembershipReply, PromoteRequest, RemoveRequest,
+    ReportUsageReply, ReportUsageRequest, RevokeReply, RevokeRequest, StatusReply, StatusRequest,
+    TransferLeaderRequest,
 };
 use openraft::ServerState;
 use std::sync::Arc;
@@ -536,5 +537,143 @@ impl Access for AccessService {
             fill_code(&mut v.verdict, &t.verdict);
         }
         Ok(Response::new(reply))
+    }
+}
+
+/// `custos.admin.v1.Auth`: token revocation.
+pub struct AuthService {
+    pub node: Arc<Node>,
+}
+
+/// The full name of `Auth.Revoke` (a mutation: decided in apply, [`Op::RevokeToken`]).
+pub const REVOKE_METHOD: &str = custos_model::command::REVOKE_TOKEN_METHOD;
+/// The full name of `Auth.ListRevocations` (a read).
+pub const LIST_REVOCATIONS_METHOD: &str = "/custos.admin.v1.Auth/ListRevocations";
+
+impl AuthService {
+    /// When the entry for `target` can go: the given `expires_at`; else the latest expiry of
+    /// the matching tokens this member verified; else `from` plus the longest lifetime a token
+    /// may have (`max_token_lifetime_secs`), or plus `revocation_retention_secs`. Whatever
+    /// the source, never earlier than a token this member saw still lives.
+    fn expiry(&self, req: &RevokeRequest, target: &RevocationTarget, from: u64) -> u64 {
+        if req.expires_at != 0 {
+            return req.expires_at;
+        }
+        let auth = self.node.authenticator();
+        let probe = Revocation {
+            target: target.clone(),
+            issued_before: from,
+            expires_at: u64::MAX,
+            revoked_ms: 0,
+            revoked_by: String::new(),
+        };
+        let seen = auth
+            .as_ref()
+            .and_then(|a| a.seen_expiry(|who| probe.matches(who)));
+        let bound = auth
+            .as_ref()
+            .and_then(|a| a.max_token_lifetime_secs())
+            .unwrap_or(self.node.config.auth.revocation_retention_secs);
+        let bounded = from.saturating_add(bound);
+        match (target, seen) {
+            // One token: its own expiry, as this member verified it. (A jti is unique within
+            // its issuer; a token of another issuer that happens to share it is matched too,
+            // which it was never meant to be, until the entry goes.)
+            (
+                RevocationTarget::Fingerprint { .. } | RevocationTarget::TokenId { .. },
+                Some(exp),
+            ) => exp,
+            (_, seen) => bounded.max(seen.unwrap_or(0)),
+        }
+    }
+}
+
+fn revocation_target(req: &RevokeRequest) -> Result<RevocationTarget, Status> {
+    let issuer = req.issuer.clone();
+    match (
+        req.jti.is_empty(),
+        req.fingerprint.is_empty(),
+        req.subject.is_empty(),
+    ) {
+        (false, true, true) => Ok(RevocationTarget::TokenId {
+            issuer,
+            jti: req.jti.clone(),
+        }),
+        (true, false, true) if issuer.is_empty() => Ok(RevocationTarget::Fingerprint {
+            fingerprint: req.fingerprint.clone(),
+        }),
+        (true, false, true) => Err(Status::invalid_argument(
+            "A fingerprint names one token of whatever issuer: send no issuer with it",
+        )),
+        (true, true, false) => Ok(RevocationTarget::Subject {
+            issuer,
+            subject: req.subject.clone(),
+        }),
+        _ => Err(Status::invalid_argument(
+            "Must supply exactly one of jti, fingerprint and subject to revoke",
+        )),
+    }
+}
+
+#[tonic::async_trait]
+impl custos_proto::custos::admin::v1::auth_server::Auth for AuthService {
+    async fn revoke(
+        &self,
+        request: Request<RevokeRequest>,
+    ) -> Result<Response<RevokeReply>, Status> {
+        let caller = self.node.writer(request.metadata(), REVOKE_METHOD).await?;
+        let req = request.into_inner();
+        let target = revocation_target(&req)?;
+        if req.issued_before != 0 && !matches!(target, RevocationTarget::Subject { .. }) {
+            return Err(Status::invalid_argument(
+                "issued_before applies to a subject revocation only",
+            ));
+        }
+        let now = crate::node::now_ms() / 1000;
+        let issued_before = match req.issued_before {
+            0 => now,
+            t => t,
+        };
+        let from = match target {
+            RevocationTarget::Subject { .. } => issued_before,
+            _ => now,
+        };
+        let expires_at = self.expiry(&req, &target, from);
+        let reply = self
+            .node
+            .write(
+                caller.identity,
+                caller.request_id,
+                Op::RevokeToken {
+                    target,
+                    issued_before,
+                    expires_at,
+                },
+                caller.deadline,
+            )
+            .await?;
+        match reply {
+            Reply::TokenRevoked { revocation } => Ok(Response::new(RevokeReply {
+                revocation: Some(convert::revocation_to_proto(&revocation)),
+            })),
+            other => Err(Status::internal(format!(
+                "Auth.Revoke: unexpected reply {other:?}"
+            ))),
+        }
+    }
+
+    async fn list_revocations(
+        &self,
+        request: Request<ListRevocationsRequest>,
+    ) -> Result<Response<ListRevocationsReply>, Status> {
+        let (_, state) = self
+            .node
+            .reader(request.metadata(), LIST_REVOCATIONS_METHOD)
+            .await?;
+        let revocations = state
+            .revocations()
+            .map(convert::revocation_to_proto)
+            .collect();
+        Ok(Response::new(ListRevocationsReply { revocations }))
     }
 }

@@ -92,6 +92,9 @@ fn parse_grpc_timeout(v: &str) -> Option<Duration> {
     })
 }
 
+/// The audit message of a call the edge refused because its token is revoked.
+pub const EDGE_REVOKED_MESSAGE: &str = "Access denied: token revoked";
+
 /// The replicated state, locked for reading, as a read's role decision saw it.
 pub type StateGuard<'a> = std::sync::RwLockReadGuard<'a, custos_model::State>;
 
@@ -235,10 +238,16 @@ impl Node {
     /// returned; an allow marks the call as passed.
     fn decide(&self, caller: &Caller, state: &custos_model::State) -> Result<(), Status> {
         if let Err(refusal) = state.authorize(&caller.identity, &caller.method) {
+            // A revoked token says so in the trail (apply's refusals carry it as the reason).
+            let message = if refusal.message == custos_model::revocation::MSG_TOKEN_REVOKED {
+                EDGE_REVOKED_MESSAGE
+            } else {
+                "Access denied"
+            };
             self.audit.denied(
                 &caller.identity,
                 &caller.method,
-                "Access denied",
+                message,
                 Vec::new(),
                 &caller.correlation,
             );

@@ -62,6 +62,7 @@ pub struct Services {
     node: NodeService,
     mount: MountAttachService,
     access: crate::admin::AccessService,
+    auth: crate::admin::AuthService,
 }
 
 impl Services {
@@ -73,7 +74,8 @@ impl Services {
             cluster: ClusterService { node: node.clone() },
             node: NodeService { node: node.clone() },
             mount: MountAttachService { node: node.clone() },
-            access: crate::admin::AccessService { node },
+            access: crate::admin::AccessService { node: node.clone() },
+            auth: crate::admin::AuthService { node },
         }
     }
 }
@@ -223,25 +225,68 @@ pub static ROUTES: &[Route] = &[
         SdkRoleUpdateRequest -> SdkRoleUpdateResponse),
 ];
 
-/// custos' own routes (not upstream's): `Access.Explain`. Their messages are named fully
-/// qualified (`.custos.admin.v1.ExplainRequest`) in the OpenAPI document.
-pub static CUSTOS_ROUTES: &[Route] = &[Route {
-    method: "POST",
-    path: "/v1/custos/access/explain",
-    rpc: crate::admin::EXPLAIN_METHOD,
-    request: ".custos.admin.v1.ExplainRequest",
-    response: ".custos.admin.v1.ExplainReply",
-    call: |services, meta, body| {
-        Box::pin(async move {
-            use custos_proto::custos::admin::v1::access_server::Access;
-            use custos_proto::custos::admin::v1::{ExplainReply, ExplainRequest};
-            let message: ExplainRequest = decode(body)?;
-            let request = tonic::Request::from_parts(meta, tonic::Extensions::default(), message);
-            let reply: ExplainReply = services.access.explain(request).await?.into_inner();
-            encode(&reply)
-        })
+/// custos' own routes (not upstream's): `Access.Explain`, `Auth.Revoke` and
+/// `Auth.ListRevocations`. Their messages are named fully qualified
+/// (`.custos.admin.v1.ExplainRequest`) in the OpenAPI document.
+pub static CUSTOS_ROUTES: &[Route] = &[
+    Route {
+        method: "POST",
+        path: "/v1/custos/access/explain",
+        rpc: crate::admin::EXPLAIN_METHOD,
+        request: ".custos.admin.v1.ExplainRequest",
+        response: ".custos.admin.v1.ExplainReply",
+        call: |services, meta, body| {
+            Box::pin(async move {
+                use custos_proto::custos::admin::v1::access_server::Access;
+                use custos_proto::custos::admin::v1::{ExplainReply, ExplainRequest};
+                let message: ExplainRequest = decode(body)?;
+                let request =
+                    tonic::Request::from_parts(meta, tonic::Extensions::default(), message);
+                let reply: ExplainReply = services.access.explain(request).await?.into_inner();
+                encode(&reply)
+            })
+        },
     },
-}];
+    Route {
+        method: "POST",
+        path: "/v1/custos/auth/revoke",
+        rpc: crate::admin::REVOKE_METHOD,
+        request: ".custos.admin.v1.RevokeRequest",
+        response: ".custos.admin.v1.RevokeReply",
+        call: |services, meta, body| {
+            Box::pin(async move {
+                use custos_proto::custos::admin::v1::auth_server::Auth;
+                use custos_proto::custos::admin::v1::{RevokeReply, RevokeRequest};
+                let message: RevokeRequest = decode(body)?;
+                let request =
+                    tonic::Request::from_parts(meta, tonic::Extensions::default(), message);
+                let reply: RevokeReply = services.auth.revoke(request).await?.into_inner();
+                encode(&reply)
+            })
+        },
+    },
+    Route {
+        method: "GET",
+        path: "/v1/custos/auth/revocations",
+        rpc: crate::admin::LIST_REVOCATIONS_METHOD,
+        request: ".custos.admin.v1.ListRevocationsRequest",
+        response: ".custos.admin.v1.ListRevocationsReply",
+        call: |services, meta, body| {
+            Box::pin(async move {
+                use custos_proto::custos::admin::v1::auth_server::Auth;
+                use custos_proto::custos::admin::v1::{
+                    ListRevocationsReply, ListRevocationsRequest,
+                };
+                let message: ListRevocationsRequest = decode(body)?;
+                let request =
+                    tonic::Request::from_parts(meta, tonic::Extensions::default(), message);
+                let reply: ListRevocationsReply =
+                    services.auth.list_revocations(request).await?.into_inner();
+                encode(&reply)
+            })
+        },
+    },
+];
 
 /// Every route: upstream's, then custos' own.
 fn all_routes() -> impl Iterator<Item = &'static Route> {

@@ -254,7 +254,7 @@ async fn a_tampered_record_fails_verification() {
         let db = sled::open(dir.path()).unwrap();
         let tree = db.open_tree("sm").unwrap();
         // The store's value format byte (`codec::VALUE_FORMAT`), then the bincode record.
-        let mut bytes = vec![4u8];
+        let mut bytes = vec![5u8];
         bytes.extend(
             bincode::serde::encode_to_vec(
                 custos_model::Record::Audit(r),
