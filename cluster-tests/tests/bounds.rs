@@ -230,11 +230,14 @@ async fn a_flood_beyond_the_bounds_is_refused_in_part_and_loses_no_acknowledged_
         "240 concurrent refused writes: none met the bound"
     );
 
+    // Every health check was answered in time (a member applying a burst of entries may say
+    // NOT_SERVING for a moment: it reports not caught up), and all serve once it is over.
     let answers = prober.await.unwrap();
     assert!(
-        answers.iter().all(|a| *a == Some(ServingStatus::Serving)),
+        answers.iter().all(Option::is_some),
         "health during the flood: {answers:?}"
     );
+    wait_serving(&cluster).await;
 
     // The refusals are counted where they happened.
     let refusals: u64 = (1..=3)
