@@ -46,6 +46,10 @@ struct Waiting {
     deadline: Option<Instant>,
 }
 
+/// [`Queue::admit`] found `limit` commands waiting.
+#[derive(Debug)]
+struct QueueFull;
+
 /// The commands waiting for an entry slot, at most `limit`, and the slots taken.
 struct Queue {
     waiting: VecDeque<Waiting>,
@@ -62,11 +66,11 @@ impl Queue {
         }
     }
 
-    /// Queues `w` unless the queue is full (then `w` comes back); true when a slot was free and
-    /// the caller must start a driver for it.
-    fn admit(&mut self, w: Waiting) -> Result<bool, Waiting> {
+    /// Queues `w` unless the queue is full (then `w` is dropped); true when a slot was free
+    /// and the caller must start a driver for it.
+    fn admit(&mut self, w: Waiting) -> Result<bool, QueueFull> {
         if self.waiting.len() >= self.limit {
-            return Err(w);
+            return Err(QueueFull);
         }
         self.waiting.push_back(w);
         let free = self.in_flight < MAX_IN_FLIGHT;
@@ -331,10 +335,15 @@ mod tests {
         }
         // Two entry slots: the first two writes start drivers, the third joins the queue.
         assert_eq!(starts, vec![true, true, false]);
-        let (w, _rx) = waiting(9, None);
-        let refused = q.admit(w).expect_err("full");
-        assert_eq!(refused.cmd.request_id.0, "r9");
+        let (w, mut rx) = waiting(9, None);
+        assert!(q.admit(w).is_err(), "full");
+        // Not kept: its answer channel is dropped with it, and the queue holds the first three.
+        assert_eq!(
+            rx.try_recv().unwrap_err(),
+            oneshot::error::TryRecvError::Closed
+        );
         assert_eq!(q.waiting.len(), 3);
+        assert!(q.waiting.iter().all(|w| w.cmd.request_id.0 != "r9"));
         // Taking a batch makes room again.
         let (batch, expired) = q.next_batch(Instant::now()).expect("a batch");
         assert_eq!(
