@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// `DIR/cluster.json` as `custos dev` writes it.
@@ -71,6 +72,64 @@ pub fn custos_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// `GET /metrics` on `addr` (`127.0.0.1:port`): over HTTPS verifying the server against `ca`
+/// when given, else plain HTTP; with `Authorization: Bearer <token>` when given. The status and
+/// body; a connection refused or closed is an error. Bounded by a 10 s timeout.
+pub fn scrape(addr: &str, ca: Option<&Path>, token: Option<&str>) -> anyhow::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let timeout = Duration::from_secs(10);
+    let tcp =
+        std::net::TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+    tcp.set_read_timeout(Some(timeout))?;
+    tcp.set_write_timeout(Some(timeout))?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let request =
+        format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+    let mut raw = Vec::new();
+    match ca {
+        None => {
+            let mut tcp = tcp;
+            tcp.write_all(request.as_bytes())?;
+            tcp.read_to_end(&mut raw)?;
+        }
+        Some(ca) => {
+            use tokio_rustls::rustls;
+            use tokio_rustls::rustls::pki_types::pem::PemObject;
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca)? {
+                roots.add(cert?)?;
+            }
+            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).to_string();
+            let name = rustls::pki_types::ServerName::try_from(host)?;
+            let conn = rustls::ClientConnection::new(Arc::new(config), name)?;
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            tls.write_all(request.as_bytes())?;
+            // The server may close without close_notify once it has answered.
+            if let Err(e) = tls.read_to_end(&mut raw) {
+                if raw.is_empty() {
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").context("no HTTP header end")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no HTTP status in {head:?}"))?;
+    Ok((status, body.to_string()))
 }
 
 /// A base port P such that P..P+n, P+100..P+100+n, P+200..P+200+n and P+300..P+300+n are free on 127.0.0.1
@@ -201,15 +260,13 @@ impl TestCluster {
         std::fs::read_to_string(self.dir.path().join("dev.log")).unwrap_or_default()
     }
 
-    /// The value of the unlabelled metric `name` on node `id` (its `/metrics`).
+    /// The value of the unlabelled metric `name` on node `id` (its `/metrics`, over HTTPS with
+    /// the cluster's CA when the cluster serves its clients over TLS).
     pub fn metric(&self, id: u64, name: &str) -> u64 {
         let addr = &self.node(id).metrics;
-        let text = ureq::get(&format!("http://{addr}/metrics"))
-            .call()
-            .unwrap_or_else(|e| panic!("metrics of node {id}: {e}"))
-            .into_body()
-            .read_to_string()
-            .expect("metrics text");
+        let (status, text) = scrape(addr, self.info.ca_file.as_deref(), None)
+            .unwrap_or_else(|e| panic!("metrics of node {id}: {e:#}"));
+        assert_eq!(status, 200, "metrics of node {id}: {text}");
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
             .unwrap_or_else(|| panic!("node {id} exports no {name}"))

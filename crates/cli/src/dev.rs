@@ -189,10 +189,11 @@ fn node_config(
         auth = extras.auth_enabled,
         capacity = extras.capacity,
         zone = (id - 1) % extras.zones.max(1) + 1,
-        insecure = if extras.tls.contains_key(&id) {
-            ""
-        } else {
-            "# plaintext, unauthenticated peers: `custos dev --insecure`\ninsecure = true\n"
+        insecure = match (extras.tls.contains_key(&id), extras.sdk_tls) {
+            (true, true) => "",
+            // `/metrics` would follow `[tls]` onto HTTPS; the dev cluster's clients are plaintext.
+            (true, false) => "# plaintext /metrics, like the SDK: `custos dev` without --sdk-tls\nmetrics_tls = false\n",
+            (false, _) => "# plaintext, unauthenticated peers: `custos dev --insecure`\ninsecure = true\n",
         },
     );
     if let Some((ca, cert, key)) = extras.tls.get(&id) {

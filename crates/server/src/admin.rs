@@ -154,7 +154,7 @@ impl ClusterAdmin for AdminService {
             .backup(crate::node::now_ms())
             .await
             .map_err(|e| crate::status::internal(format!("writing the backup: {e}")))?;
-        tracing::info!(node = self.node.id, bytes = bytes.len(), user = %caller.identity.username, "backup taken");
+        tracing::info!(node = self.node.id, bytes = bytes.len(), user = %crate::bounds::cap(&caller.identity.username, crate::bounds::MAX_LOGGED_FIELD), "backup taken");
         let chunks: Vec<Result<BackupChunk, Status>> = bytes
             .chunks(BACKUP_CHUNK)
             .map(|c| Ok(BackupChunk { data: c.to_vec() }))

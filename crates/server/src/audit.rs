@@ -26,8 +26,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Longest text (message, username...) a denial keeps; callers control these strings (an
-/// untrusted issuer's name is echoed in its refusal), so they are cut to bound memory.
-const MAX_FIELD: usize = 256;
+/// untrusted issuer's name is echoed in its refusal), so they are cut to bound memory and the
+/// replicated records made of them.
+const MAX_FIELD: usize = crate::bounds::MAX_LOGGED_FIELD;
 
 pub const AUDIT_FILE: &str = "audit.log";
 pub const ACCESS_FILE: &str = "access.log";
@@ -192,16 +193,9 @@ pub struct Audit {
     pub log: custos_store::AuditLog,
 }
 
-/// Cuts a caller-controlled string to [`MAX_FIELD`] bytes (at a character boundary).
+/// Cuts a caller-controlled string to [`MAX_FIELD`] bytes (see [`crate::bounds::cap`]).
 fn bounded(s: &str) -> String {
-    if s.len() <= MAX_FIELD {
-        return s.to_string();
-    }
-    let mut end = MAX_FIELD;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
+    crate::bounds::cap(s, MAX_FIELD).into_owned()
 }
 
 fn bounded_actor(a: AuditActor) -> AuditActor {
@@ -610,6 +604,11 @@ fn push_duration(out: &mut String, d: Duration) {
 
 /// A logrus text line built in place: `time="..." level=... msg=...`, then fields, which the
 /// caller adds in key order (logrus sorts them; debug builds check).
+///
+/// Every line of `audit.log` and `access.log` is built here, and here every value is capped
+/// (`crate::bounds::cap`): the message at [`crate::bounds::MAX_LOGGED_MESSAGE`] bytes, each
+/// field and list item at [`crate::bounds::MAX_LOGGED_FIELD`], so no request field, however
+/// long, makes a long line.
 struct Line {
     out: String,
     #[cfg(debug_assertions)]
@@ -624,7 +623,7 @@ impl Line {
         out.push_str(" level=");
         out.push_str(level);
         out.push_str(" msg=");
-        push_value(&mut out, msg);
+        push_value(&mut out, msg, crate::bounds::MAX_LOGGED_MESSAGE);
         Line {
             out,
             #[cfg(debug_assertions)]
@@ -649,7 +648,7 @@ impl Line {
 
     fn field(mut self, key: &'static str, value: &str) -> Line {
         self.key(key);
-        push_value(&mut self.out, value);
+        push_value(&mut self.out, value, crate::bounds::MAX_LOGGED_FIELD);
         self
     }
 
@@ -661,7 +660,10 @@ impl Line {
             if i > 0 {
                 self.out.push(' ');
             }
-            push_escaped(&mut self.out, item);
+            push_escaped(
+                &mut self.out,
+                &crate::bounds::cap(item, crate::bounds::MAX_LOGGED_FIELD),
+            );
         }
         self.out.push_str("]\"");
         self
@@ -702,7 +704,10 @@ pub fn logfmt_line(
 
 /// logrus quotes a value unless every character is in `[A-Za-z0-9-._/@^+]`; the quoted form
 /// escapes `"` and `\` and shows control characters as escapes, so one event is one line.
-fn push_value(out: &mut String, v: &str) {
+/// A value over `max` bytes is cut (`crate::bounds::cap`).
+fn push_value(out: &mut String, v: &str, max: usize) {
+    let v = crate::bounds::cap(v, max);
+    let v = v.as_ref();
     let plain = !v.is_empty()
         && v.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-._/@^+".contains(c));
@@ -730,7 +735,7 @@ fn push_escaped(out: &mut String, v: &str) {
     }
 }
 
-/// `push_value(out, &rfc3339(ms))` (always quoted: the time has colons), with the date and time
+/// `push_value(out, &rfc3339(ms), _)` (always quoted: the time has colons), with the date and time
 /// of day formatted once per second per thread: every line of a busy node starts with one.
 fn push_time(out: &mut String, ms: u64) {
     thread_local! {
@@ -851,7 +856,7 @@ mod tests {
         ] {
             let (mut cached, mut plain) = (String::new(), String::new());
             push_time(&mut cached, ms);
-            push_value(&mut plain, &rfc3339(ms));
+            push_value(&mut plain, &rfc3339(ms), crate::bounds::MAX_LOGGED_FIELD);
             assert_eq!(cached, plain, "{ms}");
         }
     }
@@ -949,7 +954,29 @@ mod tests {
     fn bounded_cuts_at_a_char_boundary() {
         let long = "é".repeat(MAX_FIELD);
         let cut = bounded(&long);
-        assert!(cut.len() <= MAX_FIELD + 3);
-        assert!(cut.ends_with("..."));
+        assert!(cut.starts_with(&"é".repeat(MAX_FIELD / 2)));
+        assert!(cut.ends_with(&format!("…(+{} bytes)", MAX_FIELD)), "{cut}");
+    }
+
+    #[test]
+    fn every_value_of_a_line_is_capped() {
+        let huge = "n".repeat(3 << 20);
+        let msg = format!("Failed: rpc error: code = NotFound desc = Node {huge} not found");
+        let access = Line::new(0, "info", &msg)
+            .field("correlation-id", &huge)
+            .list("groups", std::slice::from_ref(&huge))
+            .field("method", "/openstorage.api.OpenStorageNode/Inspect")
+            .finish();
+        assert!(access.len() < 2048, "{} bytes", access.len());
+        assert_eq!(
+            access
+                .matches(&format!("(+{} bytes)", (3 << 20) - 256))
+                .count(),
+            2
+        );
+        assert!(access.contains(&format!("…(+{} bytes)", msg.len() - 1024)));
+        let general = logfmt_line(0, "warning", &huge, vec![("username", huge.clone())]);
+        assert!(general.len() < 1500, "{} bytes", general.len());
+        assert_eq!(general.matches('\n').count(), 1);
     }
 }

@@ -118,6 +118,40 @@ impl AuditSettings {
     }
 }
 
+/// Bounds on the work and connections one member takes on (`[limits]`). Beyond them a member
+/// answers RESOURCE_EXHAUSTED (or closes the connection) at once instead of queueing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Writes this member handles at once: its clients' writes (proposed here or forwarded to
+    /// the leader), writes forwarded to it as leader, and refused writes waiting for the read
+    /// barrier that confirms the refusal.
+    pub max_writes_in_flight: usize,
+    /// Commands the leader's proposal queue holds waiting for a free entry slot.
+    pub max_queued_proposals: usize,
+    /// Linearizable reads (and refusal confirmations) waiting for a read index at once.
+    pub max_read_waiters: usize,
+    /// TLS handshakes in progress per listener; connections beyond are closed at once.
+    pub max_tls_handshakes: usize,
+    /// How long a client may take to finish the TLS handshake, in milliseconds.
+    pub tls_handshake_timeout_ms: u64,
+    /// Open connections per client IP address on the SDK and REST listeners.
+    pub max_connections_per_address: usize,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            max_writes_in_flight: 1024,
+            max_queued_proposals: 4096,
+            max_read_waiters: 4096,
+            max_tls_handshakes: 128,
+            tls_handshake_timeout_ms: 10_000,
+            max_connections_per_address: 256,
+        }
+    }
+}
+
 /// Transport security (`[tls]`). Peer traffic is always mutual TLS with these files unless
 /// the node runs with `insecure = true`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,9 +191,18 @@ pub struct ServerConfig {
     /// Where the REST gateway (the SDK over HTTP/JSON) listens; none serves no REST.
     #[serde(default)]
     pub rest_listen: Option<SocketAddr>,
-    /// Where Prometheus metrics are served (`GET /metrics`, plain HTTP); none serves none.
+    /// Where Prometheus metrics are served (`GET /metrics`); none serves none. Over HTTPS with
+    /// the node's certificate when `[tls]` is set, unless `metrics_tls = false`.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
+    /// With `[tls]`: serve `/metrics` over HTTPS (default). False keeps it plaintext, for
+    /// scrapers or probes that cannot speak TLS; say so explicitly.
+    #[serde(default = "yes")]
+    pub metrics_tls: bool,
+    /// A file holding a bearer token scrapers must send (`Authorization: Bearer <token>`);
+    /// unset, `/metrics` answers anyone who reaches it. Read at start and on SIGHUP.
+    #[serde(default)]
+    pub metrics_token_file: Option<PathBuf>,
     /// The static initial membership the cluster bootstraps from.
     #[serde(default)]
     pub initial_members: Vec<MemberConfig>,
@@ -174,6 +217,8 @@ pub struct ServerConfig {
     pub node: NodeSettings,
     #[serde(default)]
     pub audit: AuditSettings,
+    #[serde(default)]
+    pub limits: LimitSettings,
     /// Transport security; required unless `insecure = true`.
     #[serde(default)]
     pub tls: Option<TlsSettings>,
@@ -353,6 +398,7 @@ impl ServerConfig {
             ));
         }
         self.audit.max_age_secs().map_err(ConfigError::Invalid)?;
+        self.validate_limits()?;
         if self.insecure && self.tls.is_some() {
             return Err(ConfigError::Invalid(
                 "insecure = true and a [tls] section contradict each other: remove one".into(),
@@ -363,6 +409,43 @@ impl ServerConfig {
                 "auth is enabled but no issuer is configured: add [[auth.issuers]] with a key \
                  read from a file or environment variable, or set auth_enabled = false"
                     .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        for (key, value, min, max) in [
+            ("max_writes_in_flight", l.max_writes_in_flight, 1, 1 << 20),
+            ("max_queued_proposals", l.max_queued_proposals, 1, 1 << 20),
+            ("max_read_waiters", l.max_read_waiters, 1, 1 << 20),
+            ("max_tls_handshakes", l.max_tls_handshakes, 1, 65_536),
+            (
+                "max_connections_per_address",
+                l.max_connections_per_address,
+                1,
+                1 << 20,
+            ),
+        ] {
+            if value < min || value > max {
+                return Err(ConfigError::Invalid(format!(
+                    "[limits] {key} must be between {min} and {max}"
+                )));
+            }
+        }
+        if !(100..=60_000).contains(&l.tls_handshake_timeout_ms) {
+            return Err(ConfigError::Invalid(
+                "[limits] tls_handshake_timeout_ms must be between 100 and 60000".into(),
+            ));
+        }
+        if self
+            .metrics_token_file
+            .as_ref()
+            .is_some_and(|f| f.as_os_str().is_empty())
+        {
+            return Err(ConfigError::Invalid(
+                "metrics_token_file is empty: name a file holding the token, or remove it".into(),
             ));
         }
         Ok(())
@@ -431,6 +514,43 @@ mod tests {
                 .to_string();
             assert!(err.contains("advertise_raft_addr"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn limits_have_documented_defaults_and_are_bounded() {
+        let l = config("").limits;
+        assert_eq!(l, LimitSettings::default());
+        assert_eq!(
+            (
+                l.max_writes_in_flight,
+                l.max_queued_proposals,
+                l.max_read_waiters
+            ),
+            (1024, 4096, 4096)
+        );
+        assert_eq!(l.max_connections_per_address, 256);
+        config("[limits]\nmax_writes_in_flight = 8\ntls_handshake_timeout_ms = 500\n")
+            .validate()
+            .unwrap();
+        for (bad, key) in [
+            ("max_writes_in_flight = 0", "max_writes_in_flight"),
+            ("max_queued_proposals = 0", "max_queued_proposals"),
+            ("max_read_waiters = 0", "max_read_waiters"),
+            ("max_tls_handshakes = 0", "max_tls_handshakes"),
+            (
+                "max_connections_per_address = 0",
+                "max_connections_per_address",
+            ),
+            ("tls_handshake_timeout_ms = 10", "tls_handshake_timeout_ms"),
+        ] {
+            let err = config(&format!("[limits]\n{bad}\n"))
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{bad}: {err}");
+        }
+        assert!(config("metrics_token_file = \"\"\n").validate().is_err());
+        assert!(config("").metrics_tls);
     }
 
     #[test]

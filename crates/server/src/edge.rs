@@ -60,7 +60,7 @@ fn malformed() -> Status {
 /// The client's deadline from `grpc-timeout`, capped by the node's request timeout. The node
 /// gives up a little before the client does (a tenth, at most 100 ms), so that the client
 /// receives the node's UNAVAILABLE rather than its own DEADLINE_EXCEEDED.
-fn deadline(meta: &MetadataMap, default: Duration) -> Instant {
+pub(crate) fn deadline(meta: &MetadataMap, default: Duration) -> Instant {
     let from_client = meta
         .get("grpc-timeout")
         .and_then(|v| v.to_str().ok())
@@ -220,6 +220,9 @@ impl Node {
             self.passed(&caller);
             return Ok(caller);
         }
+        // The confirmation costs a read-index round: it is a write in flight on this member
+        // (and a read waiter), so a flood of refused writes meets the same bounds as writes.
+        let _slot = self.enter_write()?;
         self.metrics.edge_rechecks.inc();
         self.read_barrier(Consistency::Linearizable, caller.deadline)
             .await?;

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod admin;
 pub mod audit;
+pub mod bounds;
 pub mod codec;
 pub mod config;
 pub mod console;
@@ -25,7 +26,8 @@ pub mod status;
 pub mod tls;
 
 pub use config::{
-    AuditSettings, ConfigError, MemberConfig, NodeSettings, RaftTuning, ServerConfig, TlsSettings,
+    AuditSettings, ConfigError, LimitSettings, MemberConfig, NodeSettings, RaftTuning,
+    ServerConfig, TlsSettings,
 };
 /// Token signing and verification, for the binary's `auth token generate`.
 pub use custos_auth as auth;
@@ -61,21 +63,23 @@ const MAX_SDK_HEADER_LIST: u32 = 64 * 1024;
 const MAX_SDK_MESSAGE: usize = 4 * 1024 * 1024;
 
 /// Serves a tonic router on a bound listener, over TLS when a [`tls::ReloadableServer`] is
-/// given, until `stop` resolves. (A macro: routers with and without layers differ in type.)
+/// given, within `limits`, until `stop` resolves. (A macro: routers with and without layers
+/// differ in type.)
 macro_rules! serve_grpc {
-    ($router:expr, $listener:expr, $tls:expr, $stop:expr $(,)?) => {{
-        let (router, listener, tls, stop) = ($router, $listener, $tls, $stop);
+    ($router:expr, $listener:expr, $tls:expr, $limits:expr, $stop:expr $(,)?) => {{
+        let (router, listener, tls, limits, stop) = ($router, $listener, $tls, $limits, $stop);
         async move {
             match tls {
                 Some(tls) => {
-                    let accepted = tls::accept_tls(listener, tls);
+                    let accepted = tls::accept_tls(listener, tls, limits);
                     let incoming = tokio_stream::wrappers::ReceiverStream::new(accepted)
                         .map(|(stream, _)| Ok::<_, std::io::Error>(stream));
                     router.serve_with_incoming_shutdown(incoming, stop).await
                 }
                 None => {
-                    let incoming = tonic::transport::server::TcpIncoming::from(listener)
-                        .with_nodelay(Some(true));
+                    let accepted = tls::accept_plain(listener, limits);
+                    let incoming = tokio_stream::wrappers::ReceiverStream::new(accepted)
+                        .map(|(stream, _)| Ok::<_, std::io::Error>(stream));
                     router.serve_with_incoming_shutdown(incoming, stop).await
                 }
             }
@@ -133,6 +137,14 @@ pub async fn run(
         server_tls(tls::Listener::Sdk)?,
         server_tls(tls::Listener::Rest)?,
     );
+    // `/metrics` over HTTPS whenever `[tls]` is set, unless the operator asked for plaintext.
+    let metrics_tls = match config.tls.as_ref() {
+        Some(t) if config.metrics_tls && config.metrics_listen.is_some() => Some(Arc::new(
+            tls::ReloadableServer::new(t, tls::Listener::Metrics)
+                .context("loading the [tls] files for the metrics listener")?,
+        )),
+        _ => None,
+    };
     match &config.tls {
         None => tracing::warn!(
             "insecure = true: peer and SDK traffic is PLAINTEXT and unauthenticated; anyone who \
@@ -143,6 +155,13 @@ pub async fn run(
         }
         Some(_) => {}
     }
+    if config.tls.is_some() && !config.metrics_tls && config.metrics_listen.is_some() {
+        tracing::warn!("metrics_tls = false: /metrics is served over plain HTTP");
+    }
+    let metrics = metrics::Metrics::default();
+    metrics
+        .load_token(config.metrics_token_file.as_deref())
+        .map_err(|e| anyhow::anyhow!("metrics_token_file: {e}"))?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     if let Some(file) = &config.restore {
@@ -192,7 +211,7 @@ pub async fn run(
         peers: network::PeerClients::new(peer_client_tls.clone()),
         tls: node::NodeTls {
             peer_client: peer_client_tls,
-            servers: [&peer_tls, &sdk_tls, &rest_tls]
+            servers: [&peer_tls, &sdk_tls, &rest_tls, &metrics_tls]
                 .into_iter()
                 .flatten()
                 .cloned()
@@ -200,11 +219,17 @@ pub async fn run(
         },
         liveness: liveness::Liveness::default(),
         leader_contact: Default::default(),
-        proposals: proposals::ProposalBatcher::new(raft.clone(), config.node_id),
+        proposals: proposals::ProposalBatcher::new(
+            raft.clone(),
+            config.node_id,
+            config.limits.max_queued_proposals,
+        ),
+        write_slots: bounds::Gate::new(config.limits.max_writes_in_flight),
+        read_slots: bounds::Gate::new(config.limits.max_read_waiters),
         read_batcher: Default::default(),
         remote_reads: Default::default(),
         audit,
-        metrics: metrics::Metrics::default(),
+        metrics,
         transferring: Default::default(),
         incarnation,
         backup,
@@ -260,6 +285,12 @@ pub async fn run(
                 if let Err(e) = node.reload_auth(&fresh) {
                     tracing::error!(node = node.id, "keeping the old keys: reload failed: {e}");
                 }
+                if let Err(e) = node.metrics.load_token(fresh.metrics_token_file.as_deref()) {
+                    tracing::error!(
+                        node = node.id,
+                        "keeping the old metrics token: reload failed: {e}"
+                    );
+                }
                 if let Err(e) = node.reload_tls(&fresh) {
                     tracing::error!(
                         node = node.id,
@@ -293,6 +324,11 @@ pub async fn run(
         ),
         peer_listener,
         peer_tls,
+        tls::AcceptLimits::new(
+            tls::Listener::Peer,
+            &config.limits,
+            node.metrics.connections_refused.clone()
+        ),
         stopped(stop_rx.clone()),
     );
 
@@ -343,7 +379,18 @@ pub async fn run(
         .add_service(AuthServer::new(admin::AuthService { node: node.clone() }))
         .add_service(health_service)
         .add_service(reflection);
-    let sdk = serve_grpc!(sdk_router, sdk_listener, sdk_tls, stopped(stop_rx.clone()));
+    let sdk_limits = tls::AcceptLimits::new(
+        tls::Listener::Sdk,
+        &config.limits,
+        node.metrics.connections_refused.clone(),
+    );
+    let sdk = serve_grpc!(
+        sdk_router,
+        sdk_listener,
+        sdk_tls,
+        sdk_limits,
+        stopped(stop_rx.clone())
+    );
 
     tracing::info!(node = config.node_id, sdk = %config.sdk_listen, raft = %config.raft_listen, rest = ?config.rest_listen, "serving");
     let mut peer = tokio::spawn(peer);
@@ -369,7 +416,7 @@ pub async fn run(
                 .with_context(|| format!("binding metrics_listen {addr}"))?;
             let (node, stop) = (node.clone(), stopped(stop_rx.clone()));
             Some(tokio::spawn(async move {
-                if let Err(e) = metrics::serve(node, listener, addr, stop).await {
+                if let Err(e) = metrics::serve(node, listener, metrics_tls, stop).await {
                     tracing::error!("{e:#}");
                 }
             }))

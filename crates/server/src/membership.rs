@@ -168,7 +168,7 @@ impl Node {
             return Attempt::Done(ChangeResult::from_status(s));
         }
         let request_id = cmd.request_id.clone();
-        match self.propose_local(cmd).await {
+        match self.propose_local(cmd, None).await {
             Ok(Attempt::Done(outcome)) => {
                 if let Err(r) = outcome.into_result() {
                     return Attempt::Done(ChangeResult::from_status(status::from_rejection(r)));
@@ -253,7 +253,7 @@ impl Node {
             origin: NodeId(self.id),
             op: Op::RetireNode { id },
         };
-        match self.propose_local(cmd).await? {
+        match self.propose_local(cmd, None).await? {
             Attempt::Done(outcome) => outcome
                 .into_result()
                 .map(drop)

@@ -1,5 +1,8 @@
 //! Prometheus metrics: request counts and latency per method and code, authentication failures
-//! by reason, Raft progress and the audit backlog, served as text on `metrics_listen`.
+//! by reason, Raft progress, the audit backlog and the member's bounds (queue depth, refusals),
+//! served as text on `metrics_listen`: over HTTPS with the node's certificate when `[tls]` is
+//! set (unless `metrics_tls = false`), and only to scrapers presenting the bearer token of
+//! `metrics_token_file` when one is configured.
 //!
 //! The metric types and the text exposition (format 0.0.4) are `prometheus-client`'s. What
 //! lives as long as the node (the request histograms, auth failures, the counters other modules
@@ -18,7 +21,6 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -50,6 +52,30 @@ struct RoleLabels {
     role: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectionLabels {
+    listener: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BoundLabels {
+    bound: &'static str,
+}
+
+/// Connections a listener closed because of a bound or a failed TLS handshake, by listener
+/// and reason (fixed labels). Clones count into the same family.
+#[derive(Clone, Default)]
+pub struct ConnectionsRefused(Family<ConnectionLabels, Counter>);
+
+impl ConnectionsRefused {
+    pub fn inc(&self, listener: &'static str, reason: &'static str) {
+        self.0
+            .get_or_create(&ConnectionLabels { listener, reason })
+            .inc();
+    }
+}
+
 fn request_histogram() -> Histogram {
     Histogram::new(BUCKETS)
 }
@@ -73,6 +99,10 @@ pub struct Metrics {
     /// those the second check let through (the member was behind a grant).
     pub edge_rechecks: Counter,
     pub edge_rechecks_allowed: Counter,
+    /// Connections closed by the listeners' bounds.
+    pub connections_refused: ConnectionsRefused,
+    /// The bearer token scrapers must present (`metrics_token_file`), if any. Never logged.
+    token: RwLock<Option<Arc<[u8]>>>,
 }
 
 impl Default for Metrics {
@@ -86,6 +116,8 @@ impl Default for Metrics {
             prompt_elections: Counter::default(),
             edge_rechecks: Counter::default(),
             edge_rechecks_allowed: Counter::default(),
+            connections_refused: ConnectionsRefused::default(),
+            token: RwLock::new(None),
         }
     }
 }
@@ -105,6 +137,13 @@ pub struct NodeValues {
     pub follower_rounds: u64,
     pub proposal_entries: u64,
     pub proposal_commands: u64,
+    pub proposal_queued: u64,
+    pub proposals_rejected: u64,
+    pub proposals_expired: u64,
+    pub writes_in_flight: u64,
+    pub writes_rejected: u64,
+    pub read_waiters: u64,
+    pub reads_rejected: u64,
     pub audit_last_seq: u64,
     pub audit_records: u64,
     pub audit_backlog: u64,
@@ -118,7 +157,7 @@ impl NodeValues {
         let m = node.raft.metrics().borrow().clone();
         let (leader_reads, leader_rounds) = node.read_batcher.counts();
         let (follower_reads, follower_rounds) = node.remote_reads.counts();
-        let (proposal_entries, proposal_commands) = node.proposals.counts();
+        let proposals = node.proposals.snapshot();
         let head = node.audit.log.head();
         let c = node.audit.counters();
         NodeValues {
@@ -132,8 +171,15 @@ impl NodeValues {
             leader_rounds,
             follower_reads,
             follower_rounds,
-            proposal_entries,
-            proposal_commands,
+            proposal_entries: proposals.entries,
+            proposal_commands: proposals.commands,
+            proposal_queued: proposals.queued,
+            proposals_rejected: proposals.rejected,
+            proposals_expired: proposals.expired,
+            writes_in_flight: node.write_slots.in_use() as u64,
+            writes_rejected: node.write_slots.refused(),
+            read_waiters: node.read_slots.in_use() as u64,
+            reads_rejected: node.read_slots.refused(),
             audit_last_seq: head.last_seq(),
             audit_records: head.len(),
             audit_backlog: node.audit.backlog(),
@@ -209,6 +255,41 @@ impl Metrics {
             *series += 1;
         }
         self.requests.get_or_create(&labels).observe(secs);
+    }
+
+    /// Reads the bearer token from `file` (surrounding whitespace ignored), or forgets it when
+    /// `file` is none. On error the token in force stays; the error never quotes the file.
+    pub fn load_token(&self, file: Option<&std::path::Path>) -> Result<(), String> {
+        let token = match file {
+            None => None,
+            Some(path) => {
+                let bytes = std::fs::read(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let token = bytes.trim_ascii();
+                if token.is_empty() {
+                    return Err(format!("{} holds no token", path.display()));
+                }
+                Some(Arc::from(token))
+            }
+        };
+        *self.token.write().unwrap_or_else(|p| p.into_inner()) = token;
+        Ok(())
+    }
+
+    /// Whether a scrape with this `Authorization` header may read the metrics: always when no
+    /// token is configured; else only with `Bearer <token>`, compared in constant time.
+    pub fn scrape_allowed(&self, authorization: Option<&[u8]>) -> bool {
+        use subtle::ConstantTimeEq;
+        let Some(token) = self.token.read().unwrap_or_else(|p| p.into_inner()).clone() else {
+            return true;
+        };
+        let presented = authorization
+            .and_then(|h| {
+                h.strip_prefix(b"Bearer ")
+                    .or_else(|| h.strip_prefix(b"bearer "))
+            })
+            .unwrap_or_default();
+        bool::from(presented.ct_eq(&token))
     }
 
     /// An authentication failure, by the authenticator's reason label.
@@ -320,6 +401,48 @@ impl Metrics {
         );
         gauge(
             &mut r,
+            "custos_proposal_queue_depth",
+            "Commands waiting in this leader's proposal queue for an entry slot",
+            v.proposal_queued,
+        );
+        gauge(
+            &mut r,
+            "custos_writes_in_flight",
+            "Writes this member is handling now (bounded by [limits] max_writes_in_flight)",
+            v.writes_in_flight,
+        );
+        gauge(
+            &mut r,
+            "custos_read_waiters",
+            "Linearizable reads waiting for a read index now (bounded by [limits] max_read_waiters)",
+            v.read_waiters,
+        );
+        let bounds = Family::<BoundLabels, Counter>::default();
+        for (bound, value) in [
+            ("writes_in_flight", v.writes_rejected),
+            ("proposal_queue", v.proposals_rejected),
+            ("read_waiters", v.reads_rejected),
+        ] {
+            bounds.get_or_create(&BoundLabels { bound }).inc_by(value);
+        }
+        r.register(
+            "custos_overload_rejections",
+            "Requests answered RESOURCE_EXHAUSTED because a bound of this member was reached, by bound",
+            bounds,
+        );
+        counter(
+            &mut r,
+            "custos_proposals_expired",
+            "Writes dropped before they were proposed: their deadline passed or their caller left",
+            v.proposals_expired,
+        );
+        r.register(
+            "custos_connections_refused",
+            "Connections closed by a listener's bounds or a failed TLS handshake, by listener and reason",
+            self.connections_refused.0.clone(),
+        );
+        gauge(
+            &mut r,
             "custos_audit_last_seq",
             "Sequence number of the last audit record on this node",
             v.audit_last_seq,
@@ -365,18 +488,37 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until `shutdown` resolves.
+/// Serves `GET /metrics` on `listener` (over TLS when `tls` is set) until `shutdown` resolves.
+/// With a token configured, a scrape without it is answered 401.
 pub async fn serve(
     node: Arc<Node>,
     listener: tokio::net::TcpListener,
-    addr: SocketAddr,
+    tls: Option<Arc<crate::tls::ReloadableServer>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    let limits = crate::tls::AcceptLimits::new(
+        crate::tls::Listener::Metrics,
+        &node.config.limits,
+        node.metrics.connections_refused.clone(),
+    );
     let app = axum::Router::new().route(
         "/metrics",
-        axum::routing::get(move || {
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
             let node = node.clone();
             async move {
+                use axum::response::IntoResponse;
+                let authorization = headers
+                    .get(axum::http::header::AUTHORIZATION)
+                    .map(|v| v.as_bytes());
+                if !node.metrics.scrape_allowed(authorization) {
+                    return (
+                        axum::http::StatusCode::UNAUTHORIZED,
+                        [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+                        "custos: /metrics needs the bearer token of metrics_token_file\n",
+                    )
+                        .into_response();
+                }
                 (
                     [(
                         axum::http::header::CONTENT_TYPE,
@@ -384,13 +526,31 @@ pub async fn serve(
                     )],
                     node.metrics.render(&node),
                 )
+                    .into_response()
             }
         }),
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| anyhow::anyhow!("metrics on {addr}: {e}"))
+    let served = match tls {
+        Some(tls) => {
+            let incoming = crate::tls::AxumIncoming {
+                addr,
+                accepted: crate::tls::accept_tls(listener, tls, limits),
+            };
+            axum::serve(incoming, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            let incoming = crate::tls::AxumIncoming {
+                addr,
+                accepted: crate::tls::accept_plain(listener, limits),
+            };
+            axum::serve(incoming, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
+    served.map_err(|e| anyhow::anyhow!("metrics on {addr}: {e}"))
 }
 
 #[cfg(test)]
@@ -443,6 +603,37 @@ mod tests {
     }
 
     #[test]
+    fn a_configured_token_is_required_exactly() {
+        let m = Metrics::default();
+        assert!(m.scrape_allowed(None), "no token configured: open");
+        let dir = std::env::temp_dir().join(format!("custos-metrics-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        std::fs::write(&file, "s3cret-token\n").unwrap();
+        m.load_token(Some(&file)).unwrap();
+        assert!(m.scrape_allowed(Some(b"Bearer s3cret-token")));
+        for bad in [
+            None,
+            Some(&b"Bearer s3cret-toke"[..]),
+            Some(b"Bearer s3cret-token2"),
+            Some(b"Basic s3cret-token"),
+            Some(b"s3cret-token"),
+            Some(b"Bearer "),
+        ] {
+            assert!(!m.scrape_allowed(bad), "{bad:?}");
+        }
+        // An empty or unreadable file keeps the token in force, and the error quotes no secret.
+        std::fs::write(&file, "  \n").unwrap();
+        let err = m.load_token(Some(&file)).unwrap_err();
+        assert!(err.contains("holds no token"), "{err}");
+        assert!(m.load_token(Some(&dir.join("missing"))).is_err());
+        assert!(m.scrape_allowed(Some(b"Bearer s3cret-token")));
+        m.load_token(None).unwrap();
+        assert!(m.scrape_allowed(None));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn series_beyond_the_bound_count_as_other() {
         let m = Metrics::default();
         for i in 0..MAX_SERIES + 3 {
@@ -478,6 +669,7 @@ mod tests {
         m.auth_failure("malformed_token");
         m.auth_failure("malformed_token");
         m.auth_failure("expired");
+        m.connections_refused.inc("sdk", "handshake_limit");
         m.observe_request(
             "/openstorage.api.OpenStorageVolume/Create",
             0,
@@ -493,6 +685,9 @@ mod tests {
             follower_rounds: 4,
             proposal_entries: 9,
             proposal_commands: 12,
+            proposal_queued: 6,
+            proposals_rejected: 3,
+            writes_rejected: 2,
             audit_last_seq: 40,
             ..NodeValues::default()
         });
@@ -511,6 +706,12 @@ mod tests {
             ("custos_read_index_rounds_total", "counter"),
             ("custos_proposal_entries_total", "counter"),
             ("custos_proposal_commands_total", "counter"),
+            ("custos_proposal_queue_depth", "gauge"),
+            ("custos_writes_in_flight", "gauge"),
+            ("custos_read_waiters", "gauge"),
+            ("custos_overload_rejections_total", "counter"),
+            ("custos_proposals_expired_total", "counter"),
+            ("custos_connections_refused_total", "counter"),
             ("custos_audit_last_seq", "gauge"),
             ("custos_audit_records", "gauge"),
             ("custos_audit_backlog", "gauge"),
@@ -548,6 +749,19 @@ mod tests {
             "0"
         );
         assert_eq!(value("custos_proposal_commands_total"), "12");
+        assert_eq!(value("custos_proposal_queue_depth"), "6");
+        assert_eq!(
+            value("custos_overload_rejections_total{bound=\"proposal_queue\"}"),
+            "3"
+        );
+        assert_eq!(
+            value("custos_overload_rejections_total{bound=\"writes_in_flight\"}"),
+            "2"
+        );
+        assert_eq!(
+            value("custos_connections_refused_total{listener=\"sdk\",reason=\"handshake_limit\"}"),
+            "1"
+        );
         assert_eq!(
             value("custos_auth_failures_total{reason=\"malformed_token\"}"),
             "2"

@@ -36,6 +36,11 @@ pub struct Node {
     pub leader_contact: crate::election::LeaderContact,
     /// Puts the writes that arrive while earlier entries commit into one entry (group commit).
     pub proposals: crate::proposals::ProposalBatcher,
+    /// Writes this member handles at once (`[limits] max_writes_in_flight`).
+    pub write_slots: Arc<crate::bounds::Gate>,
+    /// Linearizable reads and refusal confirmations waiting for a read index at once
+    /// (`[limits] max_read_waiters`).
+    pub read_slots: Arc<crate::bounds::Gate>,
     /// Shares leadership confirmations among concurrent linearizable reads (as leader).
     pub read_batcher: ReadIndexBatcher,
     /// Shares `ReadIndex` RPCs to the leader among concurrent linearizable reads (as follower).
@@ -218,9 +223,17 @@ impl Node {
             origin: NodeId(self.id),
             op,
         };
+        let _slot = self.enter_write()?;
         crate::access::mark_write();
         let outcome = self.propose(cmd, deadline).await?;
         outcome.into_result().map_err(status::from_rejection)
+    }
+
+    /// A slot for one write on this member, or RESOURCE_EXHAUSTED when all are taken.
+    pub(crate) fn enter_write(&self) -> Result<crate::bounds::Slot, Status> {
+        self.write_slots
+            .try_enter()
+            .ok_or_else(|| status::overloaded("writes in flight", self.write_slots.limit()))
     }
 
     async fn propose(&self, cmd: Command, deadline: Instant) -> Result<Outcome, Status> {
@@ -230,14 +243,13 @@ impl Node {
                 // Bounded by the deadline: a leader that lost its quorum never commits, and
                 // the client must get UNAVAILABLE, not a cancelled call. The request id makes
                 // a retry safe if it did commit after all.
-                Some(leader) if leader == self.id => {
-                    tokio::time::timeout_at(deadline.into(), self.propose_local(cmd.clone()))
-                        .await
-                        .map_err(|_| {
-                            status::no_leader("write not committed before the deadline")
-                        })??
-                }
-                Some(leader) => self.propose_remote(leader, &cmd, deadline).await,
+                Some(leader) if leader == self.id => tokio::time::timeout_at(
+                    deadline.into(),
+                    self.propose_local(cmd.clone(), Some(deadline)),
+                )
+                .await
+                .map_err(|_| status::no_leader("write not committed before the deadline"))??,
+                Some(leader) => self.propose_remote(leader, &cmd, deadline).await?,
                 None => Attempt::NotLeader(None),
             };
             match attempt {
@@ -253,14 +265,19 @@ impl Node {
         }
     }
 
-    /// Proposes on this node, which believes it leads: stamps the leader time first.
-    pub(crate) async fn propose_local(&self, mut cmd: Command) -> Result<Attempt<Outcome>, Status> {
+    /// Proposes on this node, which believes it leads: stamps the leader time first. A write
+    /// still waiting for its turn when `deadline` passes is not proposed.
+    pub(crate) async fn propose_local(
+        &self,
+        mut cmd: Command,
+        deadline: Option<Instant>,
+    ) -> Result<Attempt<Outcome>, Status> {
         if self.transferring.load(std::sync::atomic::Ordering::SeqCst) {
             // Handing leadership over: the successor takes this write once elected.
             return Ok(Attempt::NotLeader(None));
         }
         cmd.time_ms = now_ms();
-        self.proposals.propose(cmd).await
+        self.proposals.propose(cmd, deadline).await
     }
 
     /// `cmd` as a forwarded request to `leader`, with what is left of `deadline` (at least
@@ -285,34 +302,38 @@ impl Node {
         Some(req)
     }
 
+    /// Forwards `cmd` to `leader`. The leader's own bounds reach the caller as they are
+    /// (RESOURCE_EXHAUSTED: retrying here at once would only add to its load); other failures
+    /// are retried.
     async fn propose_remote(
         &self,
         leader: u64,
         cmd: &Command,
         deadline: Instant,
-    ) -> Attempt<Outcome> {
+    ) -> Result<Attempt<Outcome>, Status> {
         let Some(mut client) = self.peers.client(self, leader) else {
-            return Attempt::NotLeader(None);
+            return Ok(Attempt::NotLeader(None));
         };
         let Some(req) = self.forward_request(leader, cmd, deadline) else {
-            return Attempt::NotLeader(None);
+            return Ok(Attempt::NotLeader(None));
         };
-        match client.propose(req).await {
+        Ok(match client.propose(req).await {
             Ok(reply) => {
                 let reply = reply.into_inner();
                 if reply.not_leader {
                     let hint = (reply.leader_hint != 0).then_some(reply.leader_hint);
-                    return Attempt::NotLeader(hint.filter(|h| *h != leader));
+                    return Ok(Attempt::NotLeader(hint.filter(|h| *h != leader)));
                 }
                 match crate::codec::decode::<Outcome>(&reply.outcome) {
                     Ok(outcome) => Attempt::Done(outcome),
                     Err(_) => Attempt::NotLeader(None),
                 }
             }
+            Err(s) if s.code() == tonic::Code::ResourceExhausted => return Err(s),
             // The leader may have applied it; a retry carries the same request id, so it
             // is answered with the first outcome rather than applied twice.
             Err(_) => Attempt::NotLeader(None),
-        }
+        })
     }
 
     /// Waits until this node's state reflects every write acknowledged before the call.
@@ -324,6 +345,9 @@ impl Node {
         if consistency == Consistency::Serializable {
             return Ok(());
         }
+        let _slot = self.read_slots.try_enter().ok_or_else(|| {
+            status::overloaded("linearizable reads waiting", self.read_slots.limit())
+        })?;
         let mut hint = self.current_leader();
         loop {
             let attempt = match hint {

@@ -176,6 +176,13 @@ impl RaftService for PeerService {
         request: Request<ProposeRequest>,
     ) -> Result<Response<ProposeReply>, Status> {
         self.check(&request, request.get_ref().from, request.get_ref().target)?;
+        // A forwarded write counts against this leader's bounds as its own clients' do, and
+        // is not proposed once the follower's deadline (sent as its timeout) has passed.
+        let _slot = self.node.enter_write()?;
+        let deadline = crate::edge::deadline(
+            request.metadata(),
+            std::time::Duration::from_millis(self.node.config.request_timeout_ms),
+        );
         let req = request.into_inner();
         let cmd: Command = decode(&req.command)?;
         if matches!(cmd.op, Op::Batch { .. }) {
@@ -183,7 +190,7 @@ impl RaftService for PeerService {
                 "batches are formed by the leader; forward commands one by one",
             ));
         }
-        match self.node.propose_local(cmd).await? {
+        match self.node.propose_local(cmd, Some(deadline)).await? {
             ProposeAttempt::Done(outcome) => Ok(Response::new(ProposeReply {
                 outcome: codec::encode(&outcome).map_err(crate::status::internal)?,
                 leader_hint: 0,
@@ -243,7 +250,12 @@ impl RaftService for PeerService {
         if req.target != 0 {
             self.check_target(req.target)?;
         }
-        tracing::info!(node = self.node.id, joiner = req.from, raft = %req.raft_addr, "a node asks to join");
+        tracing::info!(
+            node = self.node.id,
+            joiner = req.from,
+            raft = %crate::bounds::cap(&req.raft_addr, crate::bounds::MAX_LOGGED_FIELD),
+            "a node asks to join"
+        );
         Ok(Response::new(
             crate::membership::answer_join(&self.node, &req).await,
         ))

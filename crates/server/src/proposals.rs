@@ -8,6 +8,11 @@
 //! [`MAX_BATCH`] commands) goes out as the next entry. A lone writer never waits: with a slot
 //! free its command is proposed at once, as an entry of its own, as before.
 //!
+//! The queue is bounded (`[limits] max_queued_proposals`): a write that finds it full is
+//! answered RESOURCE_EXHAUSTED at once, whether it came from a client of this member or was
+//! forwarded by a follower. A waiting write whose caller's deadline passed, or whose caller
+//! went away, is dropped when its turn comes instead of being proposed.
+//!
 //! Apply takes a batch apart and applies each command exactly as if it had its own entry
 //! (`State::apply`), so authorization, request-id deduplication, outcomes and audit records are
 //! per command, and a retried command is answered from its first outcome whichever entry
@@ -21,6 +26,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use tokio::sync::oneshot;
 use tonic::Status;
 
@@ -36,12 +42,66 @@ type Answer = Result<Attempt<Outcome>, Status>;
 struct Waiting {
     cmd: Command,
     answer: oneshot::Sender<Answer>,
+    /// When the caller stops waiting (none: internal work that waits as long as it takes).
+    deadline: Option<Instant>,
 }
 
-#[derive(Default)]
+/// [`Queue::admit`] found `limit` commands waiting.
+#[derive(Debug)]
+struct QueueFull;
+
+/// The commands waiting for an entry slot, at most `limit`, and the slots taken.
 struct Queue {
     waiting: VecDeque<Waiting>,
     in_flight: usize,
+    limit: usize,
+}
+
+impl Queue {
+    fn new(limit: usize) -> Queue {
+        Queue {
+            waiting: VecDeque::new(),
+            in_flight: 0,
+            limit,
+        }
+    }
+
+    /// Queues `w` unless the queue is full (then `w` is dropped); true when a slot was free
+    /// and the caller must start a driver for it.
+    fn admit(&mut self, w: Waiting) -> Result<bool, QueueFull> {
+        if self.waiting.len() >= self.limit {
+            return Err(QueueFull);
+        }
+        self.waiting.push_back(w);
+        let free = self.in_flight < MAX_IN_FLIGHT;
+        if free {
+            self.in_flight += 1;
+        }
+        Ok(free)
+    }
+
+    /// The next batch: up to [`MAX_BATCH`] waiting commands whose callers still wait, in
+    /// order. Those whose deadline passed by `now` come back apart (to be answered, not
+    /// proposed); those whose caller went away are dropped. `None` when nothing is left (the
+    /// slot is then given back).
+    fn next_batch(&mut self, now: Instant) -> Option<(Vec<Waiting>, Vec<Waiting>)> {
+        let (mut batch, mut expired) = (Vec::new(), Vec::new());
+        while batch.len() < MAX_BATCH {
+            let Some(w) = self.waiting.pop_front() else {
+                break;
+            };
+            if w.answer.is_closed() || w.deadline.is_some_and(|d| d <= now) {
+                expired.push(w);
+            } else {
+                batch.push(w);
+            }
+        }
+        if batch.is_empty() && expired.is_empty() {
+            self.in_flight -= 1;
+            return None;
+        }
+        Some((batch, expired))
+    }
 }
 
 struct Inner {
@@ -51,13 +111,28 @@ struct Inner {
     counts: Counts,
 }
 
-/// What the batcher has proposed, for `/metrics`.
+/// What the batcher has proposed and turned away, for `/metrics`.
 #[derive(Default)]
 pub struct Counts {
     /// Entries proposed (a single command or a batch each).
     pub entries: AtomicU64,
     /// Commands proposed, alone or in batches.
     pub commands: AtomicU64,
+    /// Commands refused because the queue was full.
+    pub rejected: AtomicU64,
+    /// Commands dropped unproposed: their deadline passed or their caller went away.
+    pub expired: AtomicU64,
+}
+
+/// The batcher's counters and queue depth at one moment.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Snapshot {
+    pub entries: u64,
+    pub commands: u64,
+    pub rejected: u64,
+    pub expired: u64,
+    /// Commands waiting for an entry slot now.
+    pub queued: u64,
 }
 
 /// The leader's proposal queue (idle on followers, which forward instead).
@@ -67,38 +142,63 @@ pub struct ProposalBatcher {
 }
 
 impl ProposalBatcher {
-    pub fn new(raft: Raft, node: u64) -> ProposalBatcher {
+    /// A batcher whose queue holds at most `max_queued` commands.
+    pub fn new(raft: Raft, node: u64, max_queued: usize) -> ProposalBatcher {
         ProposalBatcher {
             inner: Arc::new(Inner {
                 raft,
                 node,
-                queue: Mutex::new(Queue::default()),
+                queue: Mutex::new(Queue::new(max_queued)),
                 counts: Counts::default(),
             }),
         }
     }
 
-    /// Entries and commands proposed so far.
-    pub fn counts(&self) -> (u64, u64) {
+    /// What the batcher did so far, and its queue depth now.
+    pub fn snapshot(&self) -> Snapshot {
         let c = &self.inner.counts;
-        (
-            c.entries.load(Ordering::Relaxed),
-            c.commands.load(Ordering::Relaxed),
-        )
+        let queued = self
+            .inner
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .waiting
+            .len() as u64;
+        Snapshot {
+            entries: c.entries.load(Ordering::Relaxed),
+            commands: c.commands.load(Ordering::Relaxed),
+            rejected: c.rejected.load(Ordering::Relaxed),
+            expired: c.expired.load(Ordering::Relaxed),
+            queued,
+        }
     }
 
     /// Proposes `cmd` (already stamped with the leader's time) alone or with the commands
-    /// waiting beside it, and waits for its outcome.
-    pub(crate) async fn propose(&self, cmd: Command) -> Answer {
+    /// waiting beside it, and waits for its outcome. Refused (RESOURCE_EXHAUSTED) when the
+    /// queue is full; dropped unproposed (UNAVAILABLE) when `deadline` passes first.
+    pub(crate) async fn propose(&self, cmd: Command, deadline: Option<Instant>) -> Answer {
+        let c = &self.inner.counts;
+        if deadline.is_some_and(|d| d <= Instant::now()) {
+            c.expired.fetch_add(1, Ordering::Relaxed);
+            return Err(status::expired("write"));
+        }
         let (answer, outcome) = oneshot::channel();
-        let start = {
+        let admitted = {
             let mut q = self.inner.queue.lock().unwrap_or_else(|p| p.into_inner());
-            q.waiting.push_back(Waiting { cmd, answer });
-            let free = q.in_flight < MAX_IN_FLIGHT;
-            if free {
-                q.in_flight += 1;
+            let limit = q.limit;
+            q.admit(Waiting {
+                cmd,
+                answer,
+                deadline,
+            })
+            .map_err(|_| limit)
+        };
+        let start = match admitted {
+            Ok(start) => start,
+            Err(limit) => {
+                c.rejected.fetch_add(1, Ordering::Relaxed);
+                return Err(status::overloaded("writes queued for proposal", limit));
             }
-            free
         };
         if start {
             tokio::spawn(self.inner.clone().drive());
@@ -113,16 +213,23 @@ impl Inner {
     /// One slot: proposes what is waiting, entry after entry, until the queue is empty.
     async fn drive(self: Arc<Inner>) {
         loop {
-            let batch: Vec<Waiting> = {
-                let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-                if q.waiting.is_empty() {
-                    q.in_flight -= 1;
-                    return;
-                }
-                let n = q.waiting.len().min(MAX_BATCH);
-                q.waiting.drain(..n).collect()
+            let next = self
+                .queue
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .next_batch(Instant::now());
+            let Some((batch, expired)) = next else {
+                return;
             };
-            self.submit(batch).await;
+            self.counts
+                .expired
+                .fetch_add(expired.len() as u64, Ordering::Relaxed);
+            for w in expired {
+                let _ = w.answer.send(Err(status::expired("write")));
+            }
+            if !batch.is_empty() {
+                self.submit(batch).await;
+            }
         }
     }
 
@@ -185,5 +292,101 @@ impl Inner {
             }
             Err(RaftError::Fatal(f)) => Err(Status::unavailable(format!("node is stopping: {f}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn waiting(n: u64, deadline: Option<Instant>) -> (Waiting, oneshot::Receiver<Answer>) {
+        let (answer, rx) = oneshot::channel();
+        let cmd = Command {
+            request_id: RequestId(format!("r{n}")),
+            identity: crate::duties::node_identity(1),
+            time_ms: 0,
+            origin: NodeId(1),
+            op: Op::CordonNode { id: NodeId(n) },
+        };
+        (
+            Waiting {
+                cmd,
+                answer,
+                deadline,
+            },
+            rx,
+        )
+    }
+
+    fn ids(batch: &[Waiting]) -> Vec<String> {
+        batch.iter().map(|w| w.cmd.request_id.0.clone()).collect()
+    }
+
+    #[test]
+    fn a_full_queue_refuses_instead_of_growing() {
+        let mut q = Queue::new(3);
+        let mut receivers = Vec::new();
+        let mut starts = Vec::new();
+        for n in 0..3 {
+            let (w, rx) = waiting(n, None);
+            starts.push(q.admit(w).map_err(|_| ()).expect("room"));
+            receivers.push(rx);
+        }
+        // Two entry slots: the first two writes start drivers, the third joins the queue.
+        assert_eq!(starts, vec![true, true, false]);
+        let (w, mut rx) = waiting(9, None);
+        assert!(q.admit(w).is_err(), "full");
+        // Not kept: its answer channel is dropped with it, and the queue holds the first three.
+        assert_eq!(
+            rx.try_recv().unwrap_err(),
+            oneshot::error::TryRecvError::Closed
+        );
+        assert_eq!(q.waiting.len(), 3);
+        assert!(q.waiting.iter().all(|w| w.cmd.request_id.0 != "r9"));
+        // Taking a batch makes room again.
+        let (batch, expired) = q.next_batch(Instant::now()).expect("a batch");
+        assert_eq!(
+            (ids(&batch), expired.len()),
+            (vec!["r0".into(), "r1".into(), "r2".into()], 0)
+        );
+        let (w, _rx) = waiting(10, None);
+        assert!(q.admit(w).is_ok());
+    }
+
+    #[test]
+    fn expired_and_abandoned_writes_are_not_proposed() {
+        let now = Instant::now();
+        let mut q = Queue::new(16);
+        let (live, _live_rx) = waiting(1, Some(now + Duration::from_secs(60)));
+        let (late, _late_rx) = waiting(2, Some(now - Duration::from_millis(1)));
+        let (gone, gone_rx) = waiting(3, Some(now + Duration::from_secs(60)));
+        let (internal, _internal_rx) = waiting(4, None);
+        drop(gone_rx);
+        for w in [live, late, gone, internal] {
+            let _ = q.admit(w).map_err(|_| ()).expect("room");
+        }
+        let (batch, expired) = q.next_batch(now).expect("a batch");
+        assert_eq!(ids(&batch), vec!["r1".to_string(), "r4".to_string()]);
+        assert_eq!(ids(&expired), vec!["r2".to_string(), "r3".to_string()]);
+        // Nothing left: the slot is given back.
+        let in_flight = q.in_flight;
+        assert!(q.next_batch(now).is_none());
+        assert_eq!(q.in_flight, in_flight - 1);
+    }
+
+    #[test]
+    fn a_queue_of_only_expired_writes_answers_them_and_frees_the_slot() {
+        let now = Instant::now();
+        let mut q = Queue::new(4);
+        let (late, _rx) = waiting(1, Some(now));
+        assert!(q.admit(late).map_err(|_| ()).expect("room"));
+        let (batch, expired) = q.next_batch(now).expect("the expired write");
+        assert!(batch.is_empty());
+        assert_eq!(ids(&expired), vec!["r1".to_string()]);
+        // The driver answers them and asks again: only then is the slot given back, once.
+        assert_eq!(q.in_flight, 1);
+        assert!(q.next_batch(now).is_none());
+        assert_eq!(q.in_flight, 0);
     }
 }

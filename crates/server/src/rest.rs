@@ -28,7 +28,6 @@ use custos_proto::openstorage::api::*;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -642,7 +641,7 @@ pub fn router(node: Arc<Node>) -> Router {
 }
 
 /// Serves the gateway on a bound listener (over TLS when `tls` is set) until `shutdown`
-/// resolves; calls in flight then finish.
+/// resolves; calls in flight then finish. Connections are bounded as `[limits]` says.
 pub async fn serve(
     node: Arc<Node>,
     listener: tokio::net::TcpListener,
@@ -650,49 +649,32 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
+    let limits = crate::tls::AcceptLimits::new(
+        crate::tls::Listener::Rest,
+        &node.config.limits,
+        node.metrics.connections_refused.clone(),
+    );
     let served = match tls {
         Some(tls) => {
-            let incoming = TlsListener {
+            let incoming = crate::tls::AxumIncoming {
                 addr,
-                accepted: crate::tls::accept_tls(listener, tls),
+                accepted: crate::tls::accept_tls(listener, tls, limits),
             };
             axum::serve(incoming, router(node))
                 .with_graceful_shutdown(shutdown)
                 .await
         }
         None => {
-            axum::serve(listener, router(node))
+            let incoming = crate::tls::AxumIncoming {
+                addr,
+                accepted: crate::tls::accept_plain(listener, limits),
+            };
+            axum::serve(incoming, router(node))
                 .with_graceful_shutdown(shutdown)
                 .await
         }
     };
     served.map_err(|e| anyhow::anyhow!("REST gateway on {addr}: {e}"))
-}
-
-/// Connections that completed the TLS handshake, as an axum listener.
-struct TlsListener {
-    addr: SocketAddr,
-    accepted: tokio::sync::mpsc::Receiver<(
-        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-        SocketAddr,
-    )>,
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.accepted.recv().await {
-            Some(conn) => conn,
-            // The acceptor only stops when this listener is dropped.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.addr)
-    }
 }
 
 #[cfg(test)]

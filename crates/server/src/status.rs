@@ -49,3 +49,21 @@ pub fn unimplemented(method: &str) -> Status {
 pub fn internal(what: impl std::fmt::Display) -> Status {
     Status::internal(format!("internal error: {what}"))
 }
+
+/// A member at one of its bounds (`[limits]`): the caller should retry with backoff, here or
+/// on another member.
+pub fn overloaded(what: &str, limit: usize) -> Status {
+    Status::resource_exhausted(format!(
+        "custos: too many {what} on this member ({limit}); retry later"
+    ))
+}
+
+/// A request whose deadline passed while it waited on this member, answered as deadlines are
+/// everywhere here (UNAVAILABLE: the client then receives the node's answer rather than its own
+/// DEADLINE_EXCEEDED). It was not proposed: a retry with the same request id is safe.
+pub fn expired(what: &str) -> Status {
+    Status::unavailable(format!(
+        "{what}: the deadline passed before it was proposed (the member is busy); it was not \
+         applied, retry with backoff"
+    ))
+}

@@ -21,9 +21,6 @@ use crate::config::TlsSettings;
 /// The SAN URI prefix that names a node in its certificate.
 pub const NODE_URI_PREFIX: &str = "custos://node/";
 
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// The DNS name a node certificate carries and peer clients verify: `custos-node-<id>`.
 pub fn node_server_name(id: u64) -> String {
     format!("custos-node-{id}")
@@ -136,6 +133,20 @@ pub enum Listener {
     Sdk,
     /// The REST gateway: like the SDK, over HTTP/1.1.
     Rest,
+    /// Prometheus metrics (`GET /metrics`) over HTTPS: no client certificate.
+    Metrics,
+}
+
+impl Listener {
+    /// The listener's name in metric labels.
+    pub fn label(self) -> &'static str {
+        match self {
+            Listener::Peer => "peer",
+            Listener::Sdk => "sdk",
+            Listener::Rest => "rest",
+            Listener::Metrics => "metrics",
+        }
+    }
 }
 
 /// A rustls server configuration for `listener`, read from the files `settings` names.
@@ -148,6 +159,7 @@ pub fn server_config(
     let client_ca = match listener {
         Listener::Peer => Some(settings.ca_file.as_path()),
         Listener::Sdk | Listener::Rest => settings.client_ca_file.as_deref(),
+        Listener::Metrics => None,
     };
     let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?;
@@ -166,7 +178,7 @@ pub fn server_config(
     let mut config = builder.with_single_cert(certs, key)?;
     config.alpn_protocols = match listener {
         Listener::Peer | Listener::Sdk => vec![b"h2".to_vec()],
-        Listener::Rest => vec![b"http/1.1".to_vec()],
+        Listener::Rest | Listener::Metrics => vec![b"http/1.1".to_vec()],
     };
     Ok(config)
 }
@@ -204,14 +216,127 @@ impl ReloadableServer {
     }
 }
 
-/// Accepts TCP connections on `listener` and yields those that complete a TLS handshake with
-/// the configuration in force; handshakes run concurrently and time out, failures are logged at
-/// debug level (a scanner must not fill the log).
-pub fn accept_tls(
+/// The bounds of one listener's accept loop (`[limits]`).
+#[derive(Clone)]
+pub struct AcceptLimits {
+    pub listener: Listener,
+    /// TLS handshakes in progress at once; connections beyond are closed at once.
+    pub handshakes: usize,
+    pub handshake_timeout: Duration,
+    /// Open connections per client IP address (none: unlimited, for the peer and metrics
+    /// listeners).
+    pub per_address: Option<usize>,
+    /// Connections closed by these bounds, by listener and reason.
+    pub refused: crate::metrics::ConnectionsRefused,
+}
+
+impl AcceptLimits {
+    /// The bounds `limits` sets for `listener`.
+    pub fn new(
+        listener: Listener,
+        limits: &crate::config::LimitSettings,
+        refused: crate::metrics::ConnectionsRefused,
+    ) -> AcceptLimits {
+        AcceptLimits {
+            listener,
+            handshakes: limits.max_tls_handshakes,
+            handshake_timeout: Duration::from_millis(limits.tls_handshake_timeout_ms),
+            per_address: matches!(listener, Listener::Sdk | Listener::Rest)
+                .then_some(limits.max_connections_per_address),
+            refused,
+        }
+    }
+
+    fn refuse(&self, reason: &'static str) {
+        self.refused.inc(self.listener.label(), reason);
+    }
+}
+
+/// An accepted connection, counted against its client address for as long as it is open.
+pub struct Tracked<S> {
+    inner: S,
+    _address: Option<crate::bounds::AddressSlot>,
+}
+
+impl<S> Tracked<S> {
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Tracked<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Tracked<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+impl<S: tonic::transport::server::Connected> tonic::transport::server::Connected for Tracked<S> {
+    type ConnectInfo = S::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
+
+/// Connections accepted by [`accept_tls`] or [`accept_plain`], with their client address.
+pub type Accepted<S> = tokio::sync::mpsc::Receiver<(Tracked<S>, SocketAddr)>;
+
+/// Accepts TCP connections on `listener` while `tx` is open, counting each against its client
+/// address when `limits` says so (a connection over the bound is closed at once), and hands
+/// each to `handle`.
+fn accept_loop<S: Send + 'static>(
     listener: TcpListener,
-    tls: Arc<ReloadableServer>,
-) -> tokio::sync::mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)> {
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    limits: AcceptLimits,
+    tx: tokio::sync::mpsc::Sender<(Tracked<S>, SocketAddr)>,
+    mut handle: impl FnMut(
+            TcpStream,
+            SocketAddr,
+            Option<crate::bounds::AddressSlot>,
+            &tokio::sync::mpsc::Sender<(Tracked<S>, SocketAddr)>,
+        ) + Send
+        + 'static,
+) {
+    let per_address = limits.per_address.map(crate::bounds::PerAddress::new);
     tokio::spawn(async move {
         loop {
             let (tcp, addr) = tokio::select! {
@@ -225,24 +350,111 @@ pub fn accept_tls(
                 },
                 _ = tx.closed() => return,
             };
+            let slot = match &per_address {
+                Some(table) => match table.try_open(addr.ip()) {
+                    Some(slot) => Some(slot),
+                    None => {
+                        limits.refuse("address_limit");
+                        tracing::debug!(listener = ?limits.listener, %addr, "refused a connection: too many open from this address");
+                        continue;
+                    }
+                },
+                None => None,
+            };
             let _ = tcp.set_nodelay(true);
-            let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
-            let tx = tx.clone();
-            let kind = tls.listener;
-            tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = tx.send((stream, addr)).await;
-                    }
-                    Ok(Err(e)) => {
-                        tracing::debug!(listener = ?kind, %addr, "TLS handshake failed: {e}")
-                    }
-                    Err(_) => tracing::debug!(listener = ?kind, %addr, "TLS handshake timed out"),
-                }
-            });
+            handle(tcp, addr, slot, &tx);
         }
     });
+}
+
+/// Accepts plaintext TCP connections on `listener` within `limits` (connections per address).
+pub fn accept_plain(listener: TcpListener, limits: AcceptLimits) -> Accepted<TcpStream> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    accept_loop(listener, limits, tx, |tcp, addr, slot, tx| {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let conn = Tracked {
+                inner: tcp,
+                _address: slot,
+            };
+            let _ = tx.send((conn, addr)).await;
+        });
+    });
     rx
+}
+
+/// Accepts TCP connections on `listener` and yields those that complete a TLS handshake with
+/// the configuration in force. At most `limits.handshakes` handshakes run at once (a
+/// connection beyond is closed at once) and each must finish within `limits.handshake_timeout`,
+/// so connections that never finish their handshake hold nothing for long. Failures are logged
+/// at debug level (a scanner must not fill the log) and counted.
+pub fn accept_tls(
+    listener: TcpListener,
+    tls: Arc<ReloadableServer>,
+    limits: AcceptLimits,
+) -> Accepted<TlsStream<TcpStream>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(limits.handshakes));
+    let accept_limits = limits.clone();
+    accept_loop(listener, accept_limits, tx, move |tcp, addr, slot, tx| {
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            limits.refuse("handshake_limit");
+            tracing::debug!(listener = ?limits.listener, %addr, "refused a connection: too many TLS handshakes in progress");
+            return;
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
+        let (tx, limits) = (tx.clone(), limits.clone());
+        tokio::spawn(async move {
+            let kind = limits.listener;
+            let handshake =
+                tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await;
+            drop(permit);
+            match handshake {
+                Ok(Ok(stream)) => {
+                    let conn = Tracked {
+                        inner: stream,
+                        _address: slot,
+                    };
+                    let _ = tx.send((conn, addr)).await;
+                }
+                Ok(Err(e)) => {
+                    limits.refuse("handshake_failed");
+                    tracing::debug!(listener = ?kind, %addr, "TLS handshake failed: {e}")
+                }
+                Err(_) => {
+                    limits.refuse("handshake_timeout");
+                    tracing::debug!(listener = ?kind, %addr, "TLS handshake timed out")
+                }
+            }
+        });
+    });
+    rx
+}
+
+/// Accepted connections as an axum listener (the REST gateway and the metrics endpoint).
+pub struct AxumIncoming<S> {
+    pub addr: SocketAddr,
+    pub accepted: Accepted<S>,
+}
+
+impl<S> axum::serve::Listener for AxumIncoming<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    type Io = Tracked<S>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.accepted.recv().await {
+            Some(conn) => conn,
+            // The acceptor only stops when this listener is dropped.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.addr)
+    }
 }
 
 /// The peer client's TLS: the cluster CA to verify peers and this node's certificate to present.
