@@ -16,6 +16,7 @@ fn one_issuer(keys: Vec<KeySource>) -> AuthConfig {
         issuers: vec![IssuerConfig {
             name: "iss".into(),
             custom_claim_namespace: None,
+            oidc: None,
             keys,
         }],
         ..AuthConfig::default()
