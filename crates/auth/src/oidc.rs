@@ -341,6 +341,12 @@ impl OidcKeys {
         true
     }
 
+    /// Puts the set `previous` holds in force here: for an issuer whose settings changed on
+    /// a reload, whose fetcher starts afresh, so its tokens keep verifying meanwhile.
+    pub fn carry_over(&self, previous: &OidcKeys) {
+        *self.set.write().unwrap_or_else(|p| p.into_inner()) = previous.snapshot();
+    }
+
     /// How many keys are in force.
     pub fn len(&self) -> usize {
         self.snapshot().keys.len()
