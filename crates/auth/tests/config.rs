@@ -173,7 +173,7 @@ fn startup_errors() {
 
     check_err(
         &one_issuer(vec![]),
-        expect![[r#"auth issuer "iss" has no keys: configure at least one key"#]],
+        expect![[r#"auth issuer "iss" has no keys: configure at least one key, or `oidc`"#]],
     );
     check_err(
         &one_issuer(vec![with_file(KeyKind::Hmac, "/nonexistent/secret".into())]),
