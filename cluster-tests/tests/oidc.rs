@@ -426,13 +426,24 @@ async fn tokens_from_a_real_openid_provider_through_rotation_and_outage() {
         enumerate(&cluster, id, &viewer).await.unwrap();
     }
 
-    // A short refresh interval (SIGHUP): then step 2, the provider drops the old key. Old
-    // tokens, cached on every member, are refused once the members refresh; new ones work.
+    // A short refresh interval (SIGHUP). The reload fetches at once (a changed `oidc` table),
+    // while the old key is still published.
+    let fetches =
+        |cluster: &TestCluster, id| metric(cluster, id, &series("custos_oidc_fetches_total"));
+    let fetched_before: Vec<u64> = (1..=3).map(|id| fetches(&cluster, id)).collect();
     set_oidc_issuer(
         &cluster,
         &base,
         &issuer_section(&issuer, &ca_file, REFRESH_SECS),
     );
+    for id in 1..=3 {
+        wait_for(&format!("node {id} fetches after the reload"), 10, || {
+            fetches(&cluster, id) > fetched_before[id as usize - 1]
+        });
+        enumerate(&cluster, id, &admin).await.unwrap();
+    }
+    // Step 2: the provider drops the old key. Old tokens, cached on every member, are refused
+    // once the members' scheduled refresh sees it (nothing else makes them fetch); new ones work.
     provider.stop();
     provider.start(&[&new_key]);
     for id in 1..=3 {
