@@ -2,8 +2,9 @@
 # Runs every custos test: formatting, Rust unit and integration tests (openraft's storage suite,
 # the tidy rules, real 3-node clusters), the wire-descriptor comparison against the official
 # Python client's wheel, and the Python client suite against a real cluster.
-# Installs what it needs (a Python venv with pinned packages; openssl, chromium and chromedriver
-# from Debian's packages when missing) by itself.
+# Installs what it needs (a Python venv with pinned packages; openssl, chromium and chromedriver,
+# nodejs and npm from Debian's packages when missing; the pinned oidc-provider npm package into
+# target/oidc-provider) by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -42,6 +43,24 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
 fi
 /usr/bin/chromedriver --version
 
+step "Node.js, npm and the OpenID provider (cluster-tests/tests/oidc.rs runs oidc-provider)"
+# Debian's own nodejs and npm; the provider is the version pinned in cluster-tests/oidc/
+# package-lock.json, installed with `npm ci` into the target dir (nothing global).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs npm
+fi
+node --version
+provider_dir="$target_dir/oidc-provider"
+mkdir -p "$provider_dir"
+if ! cmp -s cluster-tests/oidc/package-lock.json "$provider_dir/package-lock.json" \
+  || [ ! -f "$provider_dir/node_modules/oidc-provider/package.json" ]; then
+  cp cluster-tests/oidc/package.json cluster-tests/oidc/package-lock.json "$provider_dir/"
+  npm ci --prefix "$provider_dir" --no-audit --no-fund
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -61,7 +80,7 @@ step "cluster tests (real custos processes on 127.0.0.1)"
 # One cluster at a time: each test runs three debug-build nodes on this 2-core machine. (The store's
 # `audit` and auth's `config` tests share names with two of these and run again here, in
 # well under a second.)
-check cargo test --workspace --locked --no-fail-fast --test cluster --test cli --test cli_ops --test keys --test revocation --test freshness --test token_revocation --test placement --test usage --test ops --test audit --test rest --test console --test bench --test tls --test attacks --test membership --test config --test snapshots --test contexts_tls --test tutorial --test explain --test kubernetes --test bounds --test chaos -- --test-threads=1
+check cargo test --workspace --locked --no-fail-fast --test cluster --test cli --test cli_ops --test keys --test revocation --test freshness --test token_revocation --test placement --test usage --test ops --test audit --test rest --test console --test bench --test tls --test attacks --test membership --test config --test snapshots --test contexts_tls --test tutorial --test explain --test kubernetes --test bounds --test oidc --test chaos -- --test-threads=1
 
 step "Python: descriptor comparison and the official client against a real cluster"
 "$target_dir/debug/examples/descriptor_set" > "$target_dir/custos-descriptor-set.pb"

@@ -91,6 +91,7 @@ fn bench(c: &mut Criterion) {
             issuers: vec![IssuerConfig {
                 name: "bench".into(),
                 custom_claim_namespace: None,
+                oidc: None,
                 keys: vec![KeySource {
                     kid: None,
                     kind: case.kind,

@@ -29,6 +29,10 @@ pub const DEFAULT_REVOCATION_RETENTION_SECS: u64 = 365 * 24 * 60 * 60;
 ///   { kind = "hmac", env = "CUSTOS_AUTH_SHARED_SECRET" },
 ///   { kind = "rsa", kid = "2024", file = "/etc/custos/jwt-rsa-2024.pub.pem" },
 /// ]
+///
+/// [[auth.issuers]]
+/// name = "https://idp.example"
+/// oidc = { audience = "custos" }
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -64,7 +68,8 @@ impl Default for AuthConfig {
     }
 }
 
-/// One trusted issuer: tokens whose `iss` equals `name` are verified with `keys`.
+/// One trusted issuer: tokens whose `iss` equals `name` are verified with `keys`, or, for an
+/// OpenID provider (`oidc` set, `keys` empty), with the keys it publishes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IssuerConfig {
@@ -73,7 +78,52 @@ pub struct IssuerConfig {
     /// `https://idp.example/roles` and `https://idp.example/groups` over `roles`/`groups`.
     #[serde(default)]
     pub custom_claim_namespace: Option<String>,
+    /// Static keys; empty for an OpenID provider.
+    #[serde(default)]
     pub keys: Vec<KeySource>,
+    /// Set for an OpenID provider: `name` is its issuer URL (`https://...`), its keys come from
+    /// the `jwks_uri` of `<name>/.well-known/openid-configuration`, and tokens must name
+    /// `audience` in `aud`.
+    #[serde(default)]
+    pub oidc: Option<OidcConfig>,
+}
+
+/// Default `refresh_secs`: the published keys are fetched again every hour.
+pub const DEFAULT_OIDC_REFRESH_SECS: u64 = 3600;
+/// Default `min_refetch_interval_secs`: an unknown `kid` triggers a fetch at most this often.
+pub const DEFAULT_OIDC_MIN_REFETCH_SECS: u64 = 30;
+
+/// An OpenID provider's settings (`oidc = { audience = "custos", ... }` in an issuer).
+///
+/// ```toml
+/// [[auth.issuers]]
+/// name = "https://idp.example"          # the provider's issuer URL, exactly as in its tokens
+/// oidc = { audience = "custos", ca_file = "/etc/custos/idp-ca.pem" }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The audience (client id or resource) `aud` must contain.
+    pub audience: String,
+    /// CA certificates (PEM) the provider's HTTPS certificate must chain to; the system's
+    /// trust store when unset.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The keys are fetched again this often (seconds).
+    #[serde(default = "default_refresh_secs")]
+    pub refresh_secs: u64,
+    /// A token naming a `kid` the key set lacks triggers a fetch, at most once per this many
+    /// seconds (the token itself is refused).
+    #[serde(default = "default_min_refetch_secs")]
+    pub min_refetch_interval_secs: u64,
+}
+
+fn default_refresh_secs() -> u64 {
+    DEFAULT_OIDC_REFRESH_SECS
+}
+
+fn default_min_refetch_secs() -> u64 {
+    DEFAULT_OIDC_MIN_REFETCH_SECS
 }
 
 /// Where one verification key comes from. Exactly one of `file` and `env` must be set; key

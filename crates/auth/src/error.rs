@@ -64,8 +64,16 @@ pub enum ConfigError {
     EmptyIssuerName { index: usize },
     #[error("auth issuer {issuer:?} is configured twice")]
     DuplicateIssuer { issuer: String },
-    #[error("auth issuer {issuer:?} has no keys: configure at least one key")]
+    #[error("auth issuer {issuer:?} has no keys: configure at least one key, or `oidc`")]
     NoKeys { issuer: String },
+    #[error("auth issuer {issuer:?}: set `keys` or `oidc`, not both")]
+    KeysAndOidc { issuer: String },
+    #[error("auth issuer {issuer:?}: an OpenID provider is named by its https:// issuer URL")]
+    OidcNotHttps { issuer: String },
+    #[error("auth issuer {issuer:?}: oidc.audience must not be empty")]
+    OidcEmptyAudience { issuer: String },
+    #[error("auth issuer {issuer:?}: oidc.{field} must be greater than zero")]
+    OidcZeroInterval { issuer: String, field: &'static str },
     #[error("auth issuer {issuer:?}: custom_claim_namespace must not be empty (omit it instead)")]
     EmptyNamespace { issuer: String },
     #[error("auth issuer {issuer:?}: kid {kid:?} is used by two keys")]
@@ -116,6 +124,24 @@ pub enum KeyError {
     RsaTooSmall { bits: usize, min: usize },
     #[error("kid must not be empty (omit it instead)")]
     EmptyKid,
+}
+
+/// A document an OpenID provider served (discovery or JWKS) cannot be used. The keys in force
+/// stay.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OidcDocError {
+    #[error("not a JSON object: {0}")]
+    NotJson(String),
+    #[error("the discovery document names issuer {found:?}, not {expected:?}")]
+    IssuerMismatch { expected: String, found: String },
+    #[error("the discovery document has no jwks_uri")]
+    NoJwksUri,
+    #[error("jwks_uri {0:?} is not an https:// URL")]
+    JwksUriNotHttps(String),
+    #[error("the key set has no `keys` array")]
+    NoKeysArray,
+    #[error("the key set holds {count} keys; at most {max} are read")]
+    TooManyKeys { count: usize, max: usize },
 }
 
 /// A token could not be generated.

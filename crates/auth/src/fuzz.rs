@@ -46,11 +46,13 @@ fn authenticator() -> &'static Authenticator {
                 IssuerConfig {
                     name: "fuzz-a".into(),
                     custom_claim_namespace: None,
+                    oidc: None,
                     keys: vec![key(KeyKind::Hmac, None, "A")],
                 },
                 IssuerConfig {
                     name: "fuzz-b".into(),
                     custom_claim_namespace: None,
+                    oidc: None,
                     keys: vec![
                         key(KeyKind::Rsa, Some("r1"), "RSA"),
                         key(KeyKind::Hmac, Some("h1"), "B"),

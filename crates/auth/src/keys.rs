@@ -16,10 +16,10 @@ pub const MIN_RSA_BITS: usize = 2048;
 
 const HMAC_ALGS: &[Algorithm] = &[Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
 // PS256/384/512 are deliberately absent: upstream accepts only the RS* family for RSA keys.
-const RSA_ALGS: &[Algorithm] = &[Algorithm::RS256, Algorithm::RS384, Algorithm::RS512];
-const P256_ALGS: &[Algorithm] = &[Algorithm::ES256];
-const P384_ALGS: &[Algorithm] = &[Algorithm::ES384];
-const ED_ALGS: &[Algorithm] = &[Algorithm::EdDSA];
+pub(crate) const RSA_ALGS: &[Algorithm] = &[Algorithm::RS256, Algorithm::RS384, Algorithm::RS512];
+pub(crate) const P256_ALGS: &[Algorithm] = &[Algorithm::ES256];
+pub(crate) const P384_ALGS: &[Algorithm] = &[Algorithm::ES384];
+pub(crate) const ED_ALGS: &[Algorithm] = &[Algorithm::EdDSA];
 
 /// A loaded verification key, pinned to the algorithms of its family (and curve).
 #[derive(Debug)]
@@ -179,15 +179,21 @@ fn ed_public(raw: &[u8]) -> Result<DecodingKey, KeyError> {
     };
     let key =
         DecodingKey::from_ed_pem(text.as_bytes()).map_err(|_| bad("not an Ed25519 public key"))?;
+    check_ed25519(&key).map_err(bad)?;
+    Ok(key)
+}
+
+/// Whether an Ed25519 key (its raw 32 bytes) is usable, checked once at load time.
+pub(crate) fn check_ed25519(key: &DecodingKey) -> Result<(), &'static str> {
     // jsonwebtoken's EdDSA verifier slices the first 32 bytes without checking the length
     // (it would panic on a shorter key), so the length is checked here, once, at load time.
     if key.as_bytes().len() != 32 {
-        return Err(bad("an Ed25519 public key is 32 bytes"));
+        return Err("an Ed25519 public key is 32 bytes");
     }
     // Building the verifier decompresses the point: an invalid point fails here, not per request.
-    jsonwebtoken::crypto::verify("", b"", &key, Algorithm::EdDSA)
-        .map_err(|_| bad("not a valid Ed25519 point"))?;
-    Ok(key)
+    jsonwebtoken::crypto::verify("", b"", key, Algorithm::EdDSA)
+        .map_err(|_| "not a valid Ed25519 point")?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -13,6 +13,10 @@
 //! [`config::DEFAULT_MIN_SHARED_SECRET_BYTES`] long unless configured otherwise; RSA keys must be
 //! at least 2048 bits; EdDSA is accepted in addition to HS*, RS* and ES*.
 //!
+//! OpenID provider issuers ([`OidcConfig`]) take their keys from the provider's published key
+//! set, which the server fetches and installs ([`OidcKeys`]); this crate parses the documents
+//! and does no networking.
+//!
 //! [`generate_token`] signs tokens for `custos auth token generate`, like `pxctl auth token generate`.
 //! Tokens are never stored or logged; use [`token_fingerprint`] to refer to one in the audit log.
 
@@ -22,15 +26,19 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzz;
 mod keys;
+pub mod oidc;
 pub mod sign;
 pub mod verify;
 
 use sha2::{Digest, Sha256};
 
-pub use config::{AuthConfig, GuestAccess, IssuerConfig, KeyKind, KeySource, UsernameClaim};
+pub use config::{
+    AuthConfig, GuestAccess, IssuerConfig, KeyKind, KeySource, OidcConfig, UsernameClaim,
+};
 pub use custos_model::Identity;
-pub use error::{AuthError, AuthErrorKind, ConfigError, KeyError, SignError};
+pub use error::{AuthError, AuthErrorKind, ConfigError, KeyError, OidcDocError, SignError};
 pub use keys::MIN_RSA_BITS;
+pub use oidc::{parse_discovery, parse_jwks, Jwks, OidcKeys};
 pub use sign::{default_subject, generate_token, parse_duration, SigningKey, TokenClaims};
 pub use verify::{Authenticator, MAX_TOKEN_BYTES, REQUIRED_CLAIMS};
 

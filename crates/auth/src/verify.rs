@@ -9,11 +9,17 @@
 //! 5. from here on every failure is `PERMISSION_DENIED` "Unable to authenticate token": the JOSE
 //!    header is parsed by us (`alg` chooses the key family, `none` and `crit` are refused, `jku`,
 //!    `x5u`, `jwk`, `x5c` are ignored and never fetched), the signature is checked with the keys
-//!    of that family (only the key named by `kid`, when present), then the claims.
+//!    of that family (only the key named by `kid`, when present), then the claims; for an
+//!    OpenID provider issuer, `aud` must name its audience.
+//!
+//! An OpenID provider issuer's keys are the set its fetcher last installed ([`OidcKeys`]); a
+//! token naming a `kid` outside that set is refused (`kid_not_found`, or `keys_not_loaded`
+//! before any set arrived) and tells the fetcher, which may fetch again, rate-limited.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fmt;
+use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -23,10 +29,11 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::config::{AuthConfig, GuestAccess, UsernameClaim, MAX_LEEWAY_SECS};
+use crate::config::{AuthConfig, GuestAccess, OidcConfig, UsernameClaim, MAX_LEEWAY_SECS};
 use crate::error::{AuthError, ConfigError, MSG_GUEST_DISABLED, MSG_INVALID_HEADER};
 use crate::fingerprint_of;
 use crate::keys::{self, VerifyKey};
+use crate::oidc::OidcKeys;
 
 /// Tokens longer than this are refused before any decoding.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -55,21 +62,36 @@ pub const MAX_VERIFIED_TOKENS: usize = 10_000;
 
 /// A token that passed verification: its identity and the time claims to check again on every
 /// use. Everything else a verification decides depends only on the token's bytes and this
-/// authenticator's keys and settings, which never change (a key reload builds a new
-/// authenticator, with an empty cache).
+/// authenticator's keys and settings. Configured keys never change (a key reload builds a new
+/// authenticator, with an empty cache); an OpenID provider's keys do, so the entry remembers the
+/// generation of the key set it was verified with, and a token verified with another generation
+/// is verified again.
 #[derive(Clone, Debug)]
 struct Verified {
     identity: Identity,
     exp: u64,
     iat: u64,
     nbf: Option<u64>,
+    oidc: Option<(Arc<OidcKeys>, u64)>,
 }
 
 #[derive(Debug)]
 struct Issuer {
     namespace: Option<String>,
+    /// The configured keys (none for an OpenID provider).
     keys: Vec<VerifyKey>,
+    oidc: Option<OidcIssuer>,
 }
+
+#[derive(Debug)]
+struct OidcIssuer {
+    audience: String,
+    keys: Arc<OidcKeys>,
+}
+
+/// What a full verification found: the identity, the time claims, and for an OpenID provider's
+/// token the key set generation it was checked with.
+type Outcome = (Identity, TimeClaims, Option<(Arc<OidcKeys>, u64)>);
 
 impl Authenticator {
     /// Builds the authenticator, reading every key file and environment variable now.
@@ -81,6 +103,17 @@ impl Authenticator {
     pub fn from_config_with_env(
         cfg: &AuthConfig,
         env: &dyn Fn(&str) -> Option<OsString>,
+    ) -> Result<Authenticator, ConfigError> {
+        Authenticator::from_config_with(cfg, env, &mut |name, _| OidcKeys::new(name, || {}))
+    }
+
+    /// The full constructor: `env` answers environment lookups, and `oidc` gives the shared key
+    /// set of each OpenID provider issuer (its name and settings), which the caller fetches and
+    /// installs. [`Authenticator::from_config`] gives each an empty set of its own.
+    pub fn from_config_with(
+        cfg: &AuthConfig,
+        env: &dyn Fn(&str) -> Option<OsString>,
+        oidc: &mut dyn FnMut(&str, &OidcConfig) -> Arc<OidcKeys>,
     ) -> Result<Authenticator, ConfigError> {
         if cfg.leeway_secs > MAX_LEEWAY_SECS {
             return Err(ConfigError::LeewayTooLarge {
@@ -104,10 +137,18 @@ impl Authenticator {
                     issuer: ic.name.clone(),
                 });
             }
-            if ic.keys.is_empty() {
+            if ic.keys.is_empty() && ic.oidc.is_none() {
                 return Err(ConfigError::NoKeys {
                     issuer: ic.name.clone(),
                 });
+            }
+            if !ic.keys.is_empty() && ic.oidc.is_some() {
+                return Err(ConfigError::KeysAndOidc {
+                    issuer: ic.name.clone(),
+                });
+            }
+            if let Some(oc) = &ic.oidc {
+                check_oidc(&ic.name, oc)?;
             }
             if ic.custom_claim_namespace.as_deref() == Some("") {
                 return Err(ConfigError::EmptyNamespace {
@@ -138,6 +179,10 @@ impl Authenticator {
                 Issuer {
                     namespace: ic.custom_claim_namespace.clone(),
                     keys,
+                    oidc: ic.oidc.as_ref().map(|oc| OidcIssuer {
+                        audience: oc.audience.clone(),
+                        keys: oidc(&ic.name, oc),
+                    }),
                 },
             );
         }
@@ -160,6 +205,13 @@ impl Authenticator {
     /// The trusted issuer names, sorted.
     pub fn issuers(&self) -> impl Iterator<Item = &str> {
         self.issuers.keys().map(String::as_str)
+    }
+
+    /// The key sets of the OpenID provider issuers, by issuer name.
+    pub fn oidc_keys(&self) -> impl Iterator<Item = (&str, &Arc<OidcKeys>)> {
+        self.issuers
+            .iter()
+            .filter_map(|(name, i)| Some((name.as_str(), &i.oidc.as_ref()?.keys)))
     }
 
     pub fn guest_access(&self) -> GuestAccess {
@@ -208,14 +260,19 @@ impl Authenticator {
             .get(&digest)
             .cloned();
         if let Some(v) = cached {
-            if self
-                .time_claims_refusal(v.exp, v.iat, v.nbf, now_unix)
-                .is_none()
+            let same_keys = match &v.oidc {
+                None => true,
+                Some((keys, generation)) => keys.generation() == *generation,
+            };
+            if same_keys
+                && self
+                    .time_claims_refusal(v.exp, v.iat, v.nbf, now_unix)
+                    .is_none()
             {
                 return Ok(v.identity);
             }
         }
-        let (mut identity, times) = self.verify_token(token, now_unix)?;
+        let (mut identity, times, oidc) = self.verify_token(token, now_unix)?;
         identity.fingerprint = fingerprint_of(&digest);
         let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
         if verified.len() >= MAX_VERIFIED_TOKENS {
@@ -228,6 +285,7 @@ impl Authenticator {
                 exp: times.0,
                 iat: times.1,
                 nbf: times.2,
+                oidc,
             },
         );
         Ok(identity)
@@ -296,11 +354,7 @@ impl Authenticator {
     }
 
     /// Verifies `token` fully: its identity, and its `exp`, `iat` and `nbf`.
-    fn verify_token(
-        &self,
-        token: &str,
-        now_unix: u64,
-    ) -> Result<(Identity, TimeClaims), AuthError> {
+    fn verify_token(&self, token: &str, now_unix: u64) -> Result<Outcome, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::no_issuer("token_too_large"));
         }
@@ -329,11 +383,23 @@ impl Authenticator {
         let header =
             decode_object(header_b64).map_err(|()| AuthError::denied("bad_token_header"))?;
         let (alg, kid) = parse_header(&header)?;
-        let family: Vec<&VerifyKey> = issuer
-            .keys
-            .iter()
-            .filter(|k| k.algs.contains(&alg))
-            .collect();
+        // An OpenID provider's set as it is now: the keys and their generation stay together.
+        let published = issuer.oidc.as_ref().map(|o| (o, o.keys.snapshot()));
+        let keys = match &published {
+            None => &issuer.keys,
+            Some((oidc, set)) => {
+                if set.generation == 0 {
+                    oidc.keys.unknown_kid();
+                    return Err(AuthError::denied("keys_not_loaded"));
+                }
+                if kid.is_some_and(|kid| !set.keys.iter().any(|k| k.kid.as_deref() == Some(kid))) {
+                    oidc.keys.unknown_kid();
+                    return Err(AuthError::denied("kid_not_found"));
+                }
+                &set.keys
+            }
+        };
+        let family: Vec<&VerifyKey> = keys.iter().filter(|k| k.algs.contains(&alg)).collect();
         if family.is_empty() {
             return Err(AuthError::denied("no_key_for_alg"));
         }
@@ -356,7 +422,12 @@ impl Authenticator {
             return Err(AuthError::denied("bad_signature"));
         }
 
-        self.check_claims(iss, issuer, &payload, now_unix)
+        let (identity, times) = self.check_claims(iss, issuer, &payload, now_unix)?;
+        Ok((
+            identity,
+            times,
+            published.map(|(oidc, set)| (oidc.keys.clone(), set.generation)),
+        ))
     }
 
     fn guest(&self) -> Result<Identity, AuthError> {
@@ -389,6 +460,17 @@ impl Authenticator {
         if let Some(max) = self.max_token_lifetime_secs {
             if exp.saturating_sub(iat) > max {
                 return Err(AuthError::denied("lifetime_too_long"));
+            }
+        }
+        if let Some(oidc) = &issuer.oidc {
+            // RFC 7519 §4.1.3: one audience as a string, or several in an array.
+            let names_us = match claims.get("aud") {
+                Some(Value::String(aud)) => *aud == oidc.audience,
+                Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(&oidc.audience)),
+                _ => false,
+            };
+            if !names_us {
+                return Err(AuthError::denied("wrong_audience"));
             }
         }
 
@@ -443,6 +525,30 @@ impl Authenticator {
             (exp, iat, nbf),
         ))
     }
+}
+
+/// The settings of an OpenID provider issuer that can be judged without the network.
+fn check_oidc(name: &str, oc: &OidcConfig) -> Result<(), ConfigError> {
+    let issuer = || name.to_string();
+    // Plain http is never fetched: the key set decides who is trusted.
+    if !name.starts_with("https://") || name.len() == "https://".len() {
+        return Err(ConfigError::OidcNotHttps { issuer: issuer() });
+    }
+    if oc.audience.is_empty() {
+        return Err(ConfigError::OidcEmptyAudience { issuer: issuer() });
+    }
+    for (field, value) in [
+        ("refresh_secs", oc.refresh_secs),
+        ("min_refetch_interval_secs", oc.min_refetch_interval_secs),
+    ] {
+        if value == 0 {
+            return Err(ConfigError::OidcZeroInterval {
+                issuer: issuer(),
+                field,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn describe_key(index: usize, src: &crate::config::KeySource) -> String {

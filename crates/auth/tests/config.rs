@@ -16,6 +16,7 @@ fn one_issuer(keys: Vec<KeySource>) -> AuthConfig {
         issuers: vec![IssuerConfig {
             name: "iss".into(),
             custom_claim_namespace: None,
+            oidc: None,
             keys,
         }],
         ..AuthConfig::default()
@@ -172,7 +173,7 @@ fn startup_errors() {
 
     check_err(
         &one_issuer(vec![]),
-        expect![[r#"auth issuer "iss" has no keys: configure at least one key"#]],
+        expect![[r#"auth issuer "iss" has no keys: configure at least one key, or `oidc`"#]],
     );
     check_err(
         &one_issuer(vec![with_file(KeyKind::Hmac, "/nonexistent/secret".into())]),

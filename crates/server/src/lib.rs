@@ -18,6 +18,7 @@ pub mod membership;
 pub mod metrics;
 pub mod network;
 pub mod node;
+pub mod oidc;
 pub mod peer;
 pub mod proposals;
 pub mod rest;
@@ -34,7 +35,6 @@ pub use custos_auth as auth;
 pub use node::Node;
 
 use anyhow::Context;
-use custos_auth::Authenticator;
 use custos_proto::custos::admin::v1::access_server::AccessServer;
 use custos_proto::custos::admin::v1::audit_server::AuditServer;
 use custos_proto::custos::admin::v1::auth_server::AuthServer;
@@ -111,9 +111,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.validate()?;
+    // OpenID provider issuers start without keys; their fetchers start here.
+    let oidc = oidc::OidcRegistry::default();
     let auth = if config.auth_enabled {
         Some(Arc::new(
-            Authenticator::from_config(&config.auth).context("loading auth keys")?,
+            oidc.authenticator(&config.auth)
+                .context("loading auth keys")?,
         ))
     } else {
         tracing::warn!("authentication is DISABLED: every caller acts as an administrator");
@@ -208,6 +211,7 @@ pub async fn run(
         raft: raft.clone(),
         state,
         auth: std::sync::RwLock::new(auth),
+        oidc,
         peers: network::PeerClients::new(peer_client_tls.clone()),
         tls: node::NodeTls {
             peer_client: peer_client_tls,
@@ -491,6 +495,7 @@ pub async fn run(
     duties::flush_denials(&node, Duration::from_secs(1), &mut failures).await;
     duties::flush_denials(&node, Duration::from_secs(1), &mut failures).await;
     local_lines.abort();
+    node.oidc.stop();
     node.audit.flush_files();
     if let Some(task) = metrics_server {
         task.abort();

@@ -17,7 +17,7 @@ use crate::node::Node;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
@@ -45,6 +45,12 @@ struct RequestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
+}
+
+/// An OpenID provider issuer's name: configuration, never caller-controlled text.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IssuerLabels {
+    issuer: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -301,11 +307,16 @@ impl Metrics {
 
     /// The Prometheus text exposition of this node.
     pub fn render(&self, node: &Node) -> String {
-        self.encode(&NodeValues::of(node))
+        self.encode_with(&NodeValues::of(node), &node.oidc.values())
     }
 
     /// The Prometheus text exposition of these counters and `v`.
     pub fn encode(&self, v: &NodeValues) -> String {
+        self.encode_with(v, &[])
+    }
+
+    /// The Prometheus text exposition of these counters, `v` and the OpenID providers' `oidc`.
+    pub fn encode_with(&self, v: &NodeValues, oidc: &[crate::oidc::IssuerValues]) -> String {
         let mut r = Registry::default();
         // Help texts without the final period: the registry adds it.
         let gauge = |r: &mut Registry, name: &str, help: &str, value: u64| {
@@ -475,6 +486,53 @@ impl Metrics {
             "custos_auth_failures",
             "Authentication failures by reason",
             self.auth_failures.clone(),
+        );
+        let (age, keys) = (
+            Family::<IssuerLabels, Gauge>::default(),
+            Family::<IssuerLabels, Gauge>::default(),
+        );
+        let (fetches, failures, unknown_kid) = (
+            Family::<IssuerLabels, Counter>::default(),
+            Family::<IssuerLabels, Counter>::default(),
+            Family::<IssuerLabels, Counter>::default(),
+        );
+        for i in oidc {
+            let labels = IssuerLabels {
+                issuer: i.issuer.clone(),
+            };
+            let signed = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            age.get_or_create(&labels).set(signed(i.key_set_age_secs));
+            keys.get_or_create(&labels).set(signed(i.keys));
+            fetches.get_or_create(&labels).inc_by(i.fetches);
+            failures.get_or_create(&labels).inc_by(i.fetch_failures);
+            unknown_kid
+                .get_or_create(&labels)
+                .inc_by(i.unknown_kid_refetches);
+        }
+        r.register(
+            "custos_oidc_key_set_age_seconds",
+            "Seconds since an OpenID provider's keys were last fetched (since it was configured, if never)",
+            age,
+        );
+        r.register(
+            "custos_oidc_keys",
+            "Keys of an OpenID provider in force on this node",
+            keys,
+        );
+        r.register(
+            "custos_oidc_fetches",
+            "Successful fetches of an OpenID provider's keys",
+            fetches,
+        );
+        r.register(
+            "custos_oidc_fetch_failures",
+            "Failed fetches of an OpenID provider's keys (the keys in force stay)",
+            failures,
+        );
+        r.register(
+            "custos_oidc_unknown_kid_refetches",
+            "Fetches of an OpenID provider's keys brought forward by a token naming an unknown key id",
+            unknown_kid,
         );
         r.register(
             "custos_requests_seconds",
@@ -675,22 +733,33 @@ mod tests {
             0,
             Duration::from_millis(3),
         );
-        let text = m.encode(&NodeValues {
-            term: 7,
-            leader_id: 2,
-            is_leader: true,
-            applied_index: 41,
-            members: 3,
-            follower_reads: 5,
-            follower_rounds: 4,
-            proposal_entries: 9,
-            proposal_commands: 12,
-            proposal_queued: 6,
-            proposals_rejected: 3,
-            writes_rejected: 2,
-            audit_last_seq: 40,
-            ..NodeValues::default()
-        });
+        let issuer = crate::oidc::IssuerValues {
+            issuer: "https://idp.example".into(),
+            key_set_age_secs: 42,
+            keys: 2,
+            fetches: 5,
+            fetch_failures: 3,
+            unknown_kid_refetches: 1,
+        };
+        let text = m.encode_with(
+            &NodeValues {
+                term: 7,
+                leader_id: 2,
+                is_leader: true,
+                applied_index: 41,
+                members: 3,
+                follower_reads: 5,
+                follower_rounds: 4,
+                proposal_entries: 9,
+                proposal_commands: 12,
+                proposal_queued: 6,
+                proposals_rejected: 3,
+                writes_rejected: 2,
+                audit_last_seq: 40,
+                ..NodeValues::default()
+            },
+            &[issuer],
+        );
         let types = [
             ("custos_raft_term", "gauge"),
             ("custos_raft_leader_id", "gauge"),
@@ -718,6 +787,11 @@ mod tests {
             ("custos_audit_denials_total", "counter"),
             ("custos_audit_denials_recorded_total", "counter"),
             ("custos_auth_failures_total", "counter"),
+            ("custos_oidc_key_set_age_seconds", "gauge"),
+            ("custos_oidc_keys", "gauge"),
+            ("custos_oidc_fetches_total", "counter"),
+            ("custos_oidc_fetch_failures_total", "counter"),
+            ("custos_oidc_unknown_kid_refetches_total", "counter"),
             ("custos_requests_seconds", "histogram"),
         ];
         for (name, kind) in types {
@@ -766,6 +840,16 @@ mod tests {
             value("custos_auth_failures_total{reason=\"malformed_token\"}"),
             "2"
         );
+        let idp = "{issuer=\"https://idp.example\"}";
+        for (name, want) in [
+            ("custos_oidc_key_set_age_seconds", "42"),
+            ("custos_oidc_keys", "2"),
+            ("custos_oidc_fetches_total", "5"),
+            ("custos_oidc_fetch_failures_total", "3"),
+            ("custos_oidc_unknown_kid_refetches_total", "1"),
+        ] {
+            assert_eq!(value(&format!("{name}{idp}")), want, "{name}");
+        }
         assert_eq!(
             value("custos_requests_seconds_sum{method=\"/openstorage.api.OpenStorageVolume/Create\",code=\"OK\"}"),
             "0.003"

@@ -28,6 +28,8 @@ pub struct Node {
     /// `None` when auth is disabled. Swapped whole on reload (SIGHUP), so a request sees
     /// either the old keys or the new ones.
     pub auth: std::sync::RwLock<Option<Arc<Authenticator>>>,
+    /// The OpenID provider issuers' key sets and fetchers, kept across reloads.
+    pub oidc: crate::oidc::OidcRegistry,
     pub peers: PeerClients,
     /// TLS material in force (none with `insecure = true`); SIGHUP reloads it.
     pub tls: NodeTls,
@@ -102,7 +104,10 @@ impl Node {
         if !config.auth_enabled {
             return Ok(());
         }
-        let fresh = Authenticator::from_config(&config.auth).map_err(|e| e.to_string())?;
+        let fresh = self
+            .oidc
+            .authenticator(&config.auth)
+            .map_err(|e| e.to_string())?;
         let issuers: Vec<String> = fresh.issuers().map(str::to_string).collect();
         *self.auth.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(fresh));
         tracing::info!(node = self.id, ?issuers, "reloaded authentication keys");

@@ -40,6 +40,7 @@ pub fn base_config() -> AuthConfig {
             IssuerConfig {
                 name: "custos-test".into(),
                 custom_claim_namespace: None,
+                oidc: None,
                 keys: vec![
                     file_key(KeyKind::Hmac, None, "hmac-a.secret"),
                     file_key(KeyKind::Hmac, Some("hmac-b"), "hmac-b.secret"),
@@ -52,11 +53,13 @@ pub fn base_config() -> AuthConfig {
             IssuerConfig {
                 name: "rsa-only".into(),
                 custom_claim_namespace: None,
+                oidc: None,
                 keys: vec![file_key(KeyKind::Rsa, None, "rsa-a.pub.pem")],
             },
             IssuerConfig {
                 name: "oidc.example".into(),
                 custom_claim_namespace: Some("https://custos.example/".into()),
+                oidc: None,
                 keys: vec![file_key(KeyKind::Hmac, None, "hmac-a.secret")],
             },
         ],
