@@ -759,24 +759,31 @@ pub async fn run_cluster(cmd: ClusterCommand, ctx: &Context) -> anyhow::Result<(
         }
         ClusterCommand::Backup { output } => {
             eprintln!("taking a backup...");
-            let bytes = client
-                .with_timeout(std::time::Duration::from_secs(600))
-                .backup()
-                .await?;
             let tmp = output.with_extension("partial");
-            std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
+            let mut file = tokio::fs::File::create(&tmp)
+                .await
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            let written = client
+                .with_timeout(std::time::Duration::from_secs(600))
+                .backup_into(&mut file)
+                .await;
+            let bytes = match written {
+                Ok(n) => n,
+                Err(e) => {
+                    drop(file);
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e.into());
+                }
+            };
+            file.sync_all()
+                .await
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            drop(file);
             std::fs::rename(&tmp, &output)
                 .with_context(|| format!("writing {}", output.display()))?;
-            ctx.emit(
-                &serde_json::json!({"file": output, "bytes": bytes.len()}),
-                || {
-                    println!(
-                        "backup written to {} ({} bytes)",
-                        output.display(),
-                        bytes.len()
-                    )
-                },
-            )?;
+            ctx.emit(&serde_json::json!({"file": output, "bytes": bytes}), || {
+                println!("backup written to {} ({bytes} bytes)", output.display())
+            })?;
         }
         ClusterCommand::Inspect => {
             let c = client.cluster().await?;

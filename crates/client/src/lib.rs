@@ -49,6 +49,9 @@ pub enum ClientError {
     /// TLS material could not be read or used.
     #[error("TLS: {0}")]
     Tls(String),
+    /// Writing what the server sent (a backup) failed.
+    #[error("writing: {0}")]
+    Io(#[source] std::io::Error),
 }
 
 /// TLS for SDK connections: the CA that signed the servers' certificates and, for servers that
@@ -397,9 +400,15 @@ impl Client {
         .await
     }
 
-    /// A backup file of the replicated state, as of a linearizable point during the call.
-    pub async fn backup(&self) -> Result<Vec<u8>, ClientError> {
+    /// A backup file of the replicated state, as of a linearizable point during the call,
+    /// written to `out` as it arrives (chunk by chunk: never whole in memory). Returns its
+    /// size in bytes.
+    pub async fn backup_into<W>(&self, out: &mut W) -> Result<u64, ClientError>
+    where
+        W: tokio::io::AsyncWrite + Unpin,
+    {
         use futures::StreamExt;
+        use tokio::io::AsyncWriteExt;
         let mut stream = self
             .call(|ch, rid| async move {
                 let mut c = ClusterAdminClient::new(ch);
@@ -408,11 +417,14 @@ impl Client {
                     .map(|r| r.into_inner())
             })
             .await?;
-        let mut out = Vec::new();
+        let mut size = 0u64;
         while let Some(chunk) = stream.next().await {
-            out.extend_from_slice(&chunk.map_err(ClientError::from_status)?.data);
+            let data = chunk.map_err(ClientError::from_status)?.data;
+            out.write_all(&data).await.map_err(ClientError::Io)?;
+            size += data.len() as u64;
         }
-        Ok(out)
+        out.flush().await.map_err(ClientError::Io)?;
+        Ok(size)
     }
 
     /// One page of the audit trail (`page_token` from the previous page's `next_page_token`).

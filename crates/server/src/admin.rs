@@ -148,18 +148,27 @@ impl ClusterAdmin for AdminService {
             .reader(request.metadata(), "/custos.admin.v1.ClusterAdmin/Backup")
             .await?;
         drop(state);
-        let bytes = self
+        let backup = self
             .node
             .backup
             .backup(crate::node::now_ms())
             .await
             .map_err(|e| crate::status::internal(format!("writing the backup: {e}")))?;
-        tracing::info!(node = self.node.id, bytes = bytes.len(), user = %crate::bounds::cap(&caller.identity.username, crate::bounds::MAX_LOGGED_FIELD), "backup taken");
-        let chunks: Vec<Result<BackupChunk, Status>> = bytes
-            .chunks(BACKUP_CHUNK)
-            .map(|c| Ok(BackupChunk { data: c.to_vec() }))
-            .collect();
-        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+        tracing::info!(node = self.node.id, bytes = backup.size(), records = backup.header().records, user = %crate::bounds::cap(&caller.identity.username, crate::bounds::MAX_LOGGED_FIELD), "backup taken");
+        // Read from its (unlinked) file one chunk at a time as the client takes them: the
+        // backup is never in memory whole.
+        let chunks = futures::stream::unfold(Some(backup), |backup| async move {
+            let mut backup = backup?;
+            match backup.next_chunk(BACKUP_CHUNK).await {
+                Ok(Some(data)) => Some((Ok(BackupChunk { data }), Some(backup))),
+                Ok(None) => None,
+                Err(e) => Some((
+                    Err(crate::status::internal(format!("reading the backup: {e}"))),
+                    None,
+                )),
+            }
+        });
+        Ok(Response::new(Box::pin(chunks)))
     }
 
     async fn status(

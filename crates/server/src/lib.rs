@@ -507,9 +507,8 @@ pub async fn run(
 
 /// Seeds the empty data dir from a backup file (`custos server --restore`).
 async fn restore(config: &ServerConfig, file: &std::path::Path) -> anyhow::Result<()> {
-    let bytes = std::fs::read(file)
-        .with_context(|| format!("reading the backup file {}", file.display()))?;
-    let backup = custos_store::Backup::parse(&bytes)
+    let backup = custos_store::Backup::open(file)
+        .await
         .with_context(|| format!("checking the backup file {}", file.display()))?;
     let (raft_addr, sdk_addr) = config.advertised();
     custos_store::restore(

@@ -63,6 +63,9 @@ pub struct AuditVerification {
 pub struct AuditLog {
     pub(crate) sm: sled::Tree,
     pub(crate) state: SharedState,
+    /// The head of what the tree holds (the state's own head runs ahead of it while an apply
+    /// writes its records).
+    pub(crate) stored_head: std::sync::Arc<std::sync::Mutex<AuditHead>>,
     pub(crate) appended: tokio::sync::watch::Receiver<u64>,
 }
 
@@ -76,12 +79,12 @@ fn seq_of_index_key(key: &[u8]) -> Option<u64> {
 }
 
 impl AuditLog {
-    /// Where the trail stands on this node.
+    /// Where the trail stands on this node: every record up to it is in the tree. Taken under
+    /// the state read lock, so a read that starts during a snapshot install (which holds the
+    /// write lock while it rewrites the tree) waits for it.
     pub fn head(&self) -> AuditHead {
-        self.state
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .audit_head()
+        let _state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        *self.stored_head.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Changes whenever records are appended (to the last sequence number).

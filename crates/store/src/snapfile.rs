@@ -9,8 +9,8 @@
 //!
 //! Files live in [`SNAPSHOT_DIR`] under the data dir: `<n>.snap` (a complete snapshot),
 //! `<n>.snap.tmp` (one being written; renamed only after an fsync), `<n>.recv` (a snapshot
-//! being received) and `<id>.restore` (a backup being restored), the last two unlinked as soon
-//! as they are opened. The `snapshot` tree names the current file; `open` removes every other.
+//! being received), `<id>.restore` (a backup being restored) and `<n>.backup` (a backup being
+//! taken), the last three unlinked as soon as they are opened. The `snapshot` tree names the current file; `open` removes every other.
 
 use crate::codec::{encode, CodecError};
 use custos_model::Record;
@@ -141,6 +141,11 @@ impl Writer {
                 source,
             })?;
         self.encoded(&value)
+    }
+
+    /// How many records were written.
+    pub(crate) fn count(&self) -> u64 {
+        self.count
     }
 
     /// Writes the end, flushes and fsyncs; returns the file's size.

@@ -78,9 +78,17 @@ pub struct SnapshotBuilder {
 struct Inner {
     trees: Trees,
     state: SharedState,
-    /// Updated only while `state` is write-locked, so a reader holding the `state` read lock
-    /// sees a matching applied id and membership. Lock order: `state`, then `meta`.
+    /// Held by `apply` from its in-memory apply until its writes are in the `sm` tree, and by
+    /// an install while it replaces the state. Whoever holds it sees the in-memory state, the
+    /// tree and `meta` agree: the consistent view of snapshots and backups is taken under it.
+    /// Readers of the state never take it. Lock order: `apply_lock`, `state`, `meta`.
+    apply_lock: Mutex<()>,
+    /// The applied id and membership of what the `sm` tree holds; updated under `apply_lock`
+    /// after the tree is written.
     meta: Mutex<SmMeta>,
+    /// The audit head of what the `sm` tree holds (the in-memory state's head can be ahead of
+    /// it while an apply writes): what audit readers, which read the tree, start from.
+    stored_head: Arc<Mutex<custos_model::AuditHead>>,
     /// Serializes writes of the current snapshot (build and install run on different tasks)
     /// and the deletion of replaced snapshot files against opening the current one.
     snapshot_lock: tokio::sync::Mutex<()>,
@@ -286,12 +294,15 @@ impl StateMachineStore {
         };
 
         let state = State::from_records(records);
-        let (audit_appended, _) = tokio::sync::watch::channel(state.audit_head().last_seq());
+        let head = state.audit_head();
+        let (audit_appended, _) = tokio::sync::watch::channel(head.last_seq());
         Ok(StateMachineStore {
             inner: Arc::new(Inner {
                 trees,
                 state: Arc::new(RwLock::new(state)),
+                apply_lock: Mutex::new(()),
                 meta: Mutex::new(meta),
+                stored_head: Arc::new(Mutex::new(head)),
                 snapshot_lock: tokio::sync::Mutex::new(()),
                 audit_appended,
             }),
@@ -309,6 +320,7 @@ impl StateMachineStore {
         AuditLog {
             sm: self.inner.trees.sm.clone(),
             state: self.inner.state.clone(),
+            stored_head: self.inner.stored_head.clone(),
             appended: self.inner.audit_appended.subscribe(),
         }
     }
@@ -430,19 +442,28 @@ impl StateMachineStore {
     }
 
     /// Install step 2: make the snapshot file at `path` the whole state, on disk (batches,
-    /// under the `installing` marker) and in memory, holding the state write lock throughout.
+    /// under the `installing` marker) and in memory, holding `apply_lock` and the state write
+    /// lock throughout (an install is rare; readers wait for it, so no reader sees the tree
+    /// half rewritten under a head it started from before).
     async fn replace_state(&self, path: PathBuf, meta: SmMeta) -> Result<(), StorageError<NodeId>> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
+            let _apply = inner
+                .apply_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             let mut state = inner.state.write().unwrap_or_else(PoisonError::into_inner);
             let mut current = inner.meta.lock().unwrap_or_else(PoisonError::into_inner);
             let records = rewrite_sm_tree(&inner.trees.sm, &path, &meta)
                 .map_err(|e| sm_err(ErrorVerb::Write, &e))?;
             *state = State::from_records(records);
             *current = meta;
-            inner
-                .audit_appended
-                .send_replace(state.audit_head().last_seq());
+            let head = state.audit_head();
+            *inner
+                .stored_head
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = head;
+            inner.audit_appended.send_replace(head.last_seq());
             Ok(())
         })
         .await
@@ -467,16 +488,19 @@ impl StateMachineStore {
 
 impl Inner {
     /// The state's records (without the audit trail), applied id, membership and audit head,
-    /// taken together under the state lock.
+    /// taken together under `apply_lock`: no apply is between its in-memory change and its
+    /// writes, so the tree holds every audit record below the head.
     fn state_records(&self) -> (Vec<Record>, SmMeta, custos_model::AuditHead) {
-        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
-        self.state_records_locked(&state)
+        let _apply = self
+            .apply_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.state_records_locked()
     }
 
-    fn state_records_locked(
-        &self,
-        state: &State,
-    ) -> (Vec<Record>, SmMeta, custos_model::AuditHead) {
+    /// [`Inner::state_records`] for a caller that holds `apply_lock`.
+    fn state_records_locked(&self) -> (Vec<Record>, SmMeta, custos_model::AuditHead) {
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
         let meta = self
             .meta
             .lock()
@@ -492,23 +516,6 @@ impl Inner {
             .audit_head()
     }
 
-    /// The audit records `first..next` as stored.
-    fn audit_records(&self, first: u64, next: u64) -> Result<Vec<Record>, StorageError<NodeId>> {
-        if first >= next {
-            return Ok(Vec::new());
-        }
-        let start = RecordKey::Audit(first).encode();
-        let end = RecordKey::Audit(next).encode();
-        let mut out = Vec::with_capacity((next - first).min(1 << 20) as usize);
-        for kv in self.trees.sm.range(start..end) {
-            let (_, value) = kv.map_err(|e| snap_err(None, ErrorVerb::Read, &e))?;
-            let record: Record =
-                decode("audit record", &value).map_err(|e| snap_err(None, ErrorVerb::Read, &e))?;
-            out.push(record);
-        }
-        Ok(out)
-    }
-
     /// The username of a stored audit record (to find its index entry).
     fn audit_username(&self, seq: u64) -> Result<Option<String>, StoreError> {
         match self.trees.sm.get(RecordKey::Audit(seq).encode())? {
@@ -519,36 +526,12 @@ impl Inner {
 }
 
 impl Inner {
-    /// A consistent view for a snapshot or a backup: every record (state and audit trail),
-    /// with the applied id and membership they reflect.
-    fn collect(&self) -> Result<(Vec<Record>, SmMeta), StorageError<NodeId>> {
-        // A consistent view: records, applied id and membership under the state read lock.
-        let (mut records, sm_meta, head) = self.state_records();
-
-        // The audit records of that head, read without holding the state lock: records below
-        // `next_seq` never change once written, and only a truncation removes some. If one ran
-        // meanwhile (the first kept record moved), collect everything again under the lock.
-        let audit = self.audit_records(head.first_seq, head.next_seq)?;
-        let (records, sm_meta) = if self.current_head().first_seq == head.first_seq {
-            records.extend(audit);
-            (records, sm_meta)
-        } else {
-            let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
-            let (mut records, sm_meta, head) = self.state_records_locked(&state);
-            records.extend(self.audit_records(head.first_seq, head.next_seq)?);
-            (records, sm_meta)
-        };
-        Ok((records, sm_meta))
-    }
-}
-
-impl Inner {
     /// Writes a snapshot file of a consistent view at `path`: the state's records with the
     /// applied id and membership they reflect, then the audit records of their head streamed
     /// from the tree (records below `next_seq` never change once written; only a truncation
-    /// removes some, and if one ran meanwhile the file is written again under the state lock).
-    /// Returns the meta of the view and the file's size.
-    fn write_snapshot(&self, path: &Path) -> Result<(SmMeta, u64), StoreError> {
+    /// removes some, and if one ran meanwhile the file is written again under `apply_lock`).
+    /// Returns the meta of the view, the file's size and its record count.
+    fn write_snapshot(&self, path: &Path) -> Result<(SmMeta, u64, u64), StoreError> {
         let write = |records: &[Record],
                      head: custos_model::AuditHead|
          -> Result<snapfile::Writer, StoreError> {
@@ -568,40 +551,59 @@ impl Inner {
         let (records, sm_meta, head) = self.state_records();
         let w = write(&records, head)?;
         if self.current_head().first_seq == head.first_seq {
-            return Ok((sm_meta, w.finish()?));
+            let count = w.count();
+            return Ok((sm_meta, w.finish()?, count));
         }
         drop(w);
-        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
-        let (records, sm_meta, head) = self.state_records_locked(&state);
+        let apply = self
+            .apply_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (records, sm_meta, head) = self.state_records_locked();
         let w = write(&records, head)?;
-        drop(state);
-        Ok((sm_meta, w.finish()?))
+        drop(apply);
+        let count = w.count();
+        Ok((sm_meta, w.finish()?, count))
     }
 }
 
 /// Reads the state machine's content while Raft runs it (backups).
+#[derive(Clone)]
 pub(crate) struct SnapshotView {
     inner: Arc<Inner>,
 }
 
+/// A snapshot file of a consistent view, open and unlinked: the file, the applied id and
+/// membership it reflects, its record count and its size.
+pub(crate) type UnlinkedSnapshot = (
+    std::fs::File,
+    Option<LogId<NodeId>>,
+    StoredMembership<NodeId, Member>,
+    u64,
+    u64,
+);
+
 impl SnapshotView {
-    /// Every record, the applied log id and the membership, consistent with each other.
-    #[allow(clippy::type_complexity)]
-    pub(crate) fn collect(
-        &self,
-    ) -> Result<
-        (
-            Vec<Record>,
-            Option<LogId<NodeId>>,
-            StoredMembership<NodeId, Member>,
-        ),
-        StoreError,
-    > {
-        let (records, meta) = self
+    /// Writes a snapshot file of a consistent view (blocking; the audit trail streamed from
+    /// the tree, as `build_snapshot` does) into the snapshot directory as `<n>.<kind>`, then
+    /// opens and unlinks it: it goes away with its handle, and `open` removes a leftover.
+    pub(crate) fn write_unlinked(&self, kind: &str) -> Result<UnlinkedSnapshot, StoreError> {
+        let trees = &self.inner.trees;
+        let path = snapfile::dir_of(&trees.dir).join(format!("{}.{kind}", trees.db.generate_id()?));
+        let opened = self
             .inner
-            .collect()
-            .map_err(|e| StoreError::Backup(format!("reading the state: {e}")))?;
-        Ok((records, meta.applied, meta.membership))
+            .write_snapshot(&path)
+            .and_then(|(meta, size, count)| {
+                let file = std::fs::File::open(&path).map_err(|source| SnapshotFileError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                Ok((file, meta.applied, meta.membership, count, size))
+            });
+        let removed = remove_snapshot_file(&path);
+        let opened = opened?;
+        removed?;
+        Ok(opened)
     }
 }
 
@@ -613,7 +615,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             let dir = snapfile::dir_of(&inner.trees.dir);
             let path = dir.join(format!("{counter}.snap"));
             let tmp = dir.join(format!("{counter}.snap.tmp"));
-            let written = inner.write_snapshot(&tmp).and_then(|(sm_meta, size)| {
+            let written = inner.write_snapshot(&tmp).and_then(|(sm_meta, size, _)| {
                 std::fs::rename(&tmp, &path).map_err(|source| SnapshotFileError::Io {
                     path: tmp.display().to_string(),
                     source,
@@ -710,64 +712,84 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: OptionalSend,
     {
         let inner = &self.inner;
-        let mut state = inner.state.write().unwrap_or_else(PoisonError::into_inner);
-        let mut meta = inner.meta.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut next = meta.clone();
+        let _apply = inner
+            .apply_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let stored = inner
+            .meta
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut next = stored.clone();
         let mut membership_changed = false;
-        let mut batch = SmWrites::default();
         let mut outcomes = Vec::new();
+        // Step 1, in memory under the state write lock: the commands' outcomes and changes.
+        // Nothing but `State::apply` runs under it, so readers wait for no storage.
+        let mut changed: Vec<(LogId<NodeId>, Vec<Change>)> = Vec::new();
+        let head = {
+            let mut state = inner.state.write().unwrap_or_else(PoisonError::into_inner);
+            for entry in entries {
+                let log_id = entry.log_id;
+                next.applied = Some(log_id);
+                match entry.payload {
+                    EntryPayload::Blank => outcomes.push(Outcome::Applied(Reply::Empty)),
+                    EntryPayload::Normal(cmd) => {
+                        tracing::debug!(index = log_id.index, request_id = %cmd.request_id, "apply");
+                        let Applied { outcome, changes } = state.apply(&cmd);
+                        changed.push((log_id, changes));
+                        outcomes.push(outcome);
+                    }
+                    EntryPayload::Membership(membership) => {
+                        next.membership = StoredMembership::new(Some(log_id), membership);
+                        membership_changed = true;
+                        outcomes.push(Outcome::Applied(Reply::Empty));
+                    }
+                }
+            }
+            state.audit_head()
+        };
+        if next.applied == stored.applied {
+            return Ok(outcomes); // nothing to apply
+        }
+
+        // Step 2, with the state unlocked (still under `apply_lock`): the changes and the new
+        // applied id written to the `sm` tree, atomically across a crash.
+        let mut batch = SmWrites::default();
         // Audit records put earlier in this batch (not yet readable from the tree): their
         // usernames, to remove their index entries if a truncation in the same batch drops them.
         let mut pending_audit: HashMap<u64, String> = HashMap::new();
-        for entry in entries {
-            let log_id = entry.log_id;
-            next.applied = Some(log_id);
-            match entry.payload {
-                EntryPayload::Blank => outcomes.push(Outcome::Applied(Reply::Empty)),
-                EntryPayload::Normal(cmd) => {
-                    tracing::debug!(index = log_id.index, request_id = %cmd.request_id, "apply");
-                    let Applied { outcome, changes } = state.apply(&cmd);
-                    for change in changes {
-                        match change {
-                            Change::Put(record) => {
-                                let bytes = encode("record", &record).map_err(|e| {
-                                    sto_err(ErrorSubject::Apply(log_id), ErrorVerb::Write, &e)
-                                })?;
-                                if let Record::Audit(r) = &record {
-                                    if let Some(key) = index_key(&r.actor.username, r.seq) {
-                                        batch.insert(key, &[][..]);
-                                    }
-                                    pending_audit.insert(r.seq, r.actor.username.clone());
-                                }
-                                batch.insert(record.key().encode(), bytes);
+        for (log_id, changes) in changed {
+            for change in changes {
+                match change {
+                    Change::Put(record) => {
+                        let bytes = encode("record", &record).map_err(|e| {
+                            sto_err(ErrorSubject::Apply(log_id), ErrorVerb::Write, &e)
+                        })?;
+                        if let Record::Audit(r) = &record {
+                            if let Some(key) = index_key(&r.actor.username, r.seq) {
+                                batch.insert(key, &[][..]);
                             }
-                            Change::Delete(key) => {
-                                if let RecordKey::Audit(seq) = key {
-                                    let username = match pending_audit.remove(&seq) {
-                                        Some(u) => Some(u),
-                                        None => inner
-                                            .audit_username(seq)
-                                            .map_err(|e| sm_err(ErrorVerb::Read, &e))?,
-                                    };
-                                    if let Some(index) = username.and_then(|u| index_key(&u, seq)) {
-                                        batch.remove(index);
-                                    }
-                                }
-                                batch.remove(key.encode())
+                            pending_audit.insert(r.seq, r.actor.username.clone());
+                        }
+                        batch.insert(record.key().encode(), bytes);
+                    }
+                    Change::Delete(key) => {
+                        if let RecordKey::Audit(seq) = key {
+                            let username = match pending_audit.remove(&seq) {
+                                Some(u) => Some(u),
+                                None => inner
+                                    .audit_username(seq)
+                                    .map_err(|e| sm_err(ErrorVerb::Read, &e))?,
+                            };
+                            if let Some(index) = username.and_then(|u| index_key(&u, seq)) {
+                                batch.remove(index);
                             }
                         }
+                        batch.remove(key.encode())
                     }
-                    outcomes.push(outcome);
-                }
-                EntryPayload::Membership(membership) => {
-                    next.membership = StoredMembership::new(Some(log_id), membership);
-                    membership_changed = true;
-                    outcomes.push(Outcome::Applied(Reply::Empty));
                 }
             }
-        }
-        if next.applied == meta.applied {
-            return Ok(outcomes); // nothing to apply
         }
         let applied_bytes =
             encode("applied log id", &next.applied).map_err(|e| sm_err(ErrorVerb::Write, &e))?;
@@ -777,14 +799,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 encode("membership", &next.membership).map_err(|e| sm_err(ErrorVerb::Write, &e))?;
             batch.insert(MEMBERSHIP_KEY, bytes);
         }
-        // The changes and the applied id land together or not at all (`src/sm_writes.rs`).
+        // The changes and the applied id land together or not at all (`src/sm_writes.rs`). A
+        // failure here stops Raft (a storage error): the in-memory state then stays ahead of
+        // the tree, with committed entries only, which the log replays at the next start.
         batch
             .commit(&inner.trees.sm, next.applied)
             .map_err(|e| sm_err(ErrorVerb::Write, &e))?;
-        *meta = next;
-        inner
-            .audit_appended
-            .send_replace(state.audit_head().last_seq());
+        *inner.meta.lock().unwrap_or_else(PoisonError::into_inner) = next;
+        *inner
+            .stored_head
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = head;
+        inner.audit_appended.send_replace(head.last_seq());
         Ok(outcomes)
     }
 
@@ -932,6 +958,57 @@ mod tests {
         }
         sm.apply(entries).await.unwrap();
         (log, sm)
+    }
+
+    /// Readers of the audit trail start from the stored head, never from the in-memory head
+    /// an apply moves before its records are in the tree: while entries are applied one by one,
+    /// a concurrent reader always finds the last record of the head it reads, and the chain
+    /// verifies to it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn audit_readers_never_see_a_head_ahead_of_the_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_log, mut sm) = crate::open(dir.path()).await.unwrap();
+        let log = sm.audit_log();
+        let state = sm.state();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let (mut reads, mut ahead) = (0u64, 0u64);
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    let head = log.head();
+                    if head.last_seq() > 0 {
+                        assert!(
+                            log.get(head.last_seq()).unwrap().is_some(),
+                            "record {} of the head is not in the tree",
+                            head.last_seq()
+                        );
+                    }
+                    let v = log.verify(None).unwrap();
+                    assert_eq!(v.error, None, "at {:?}", v.head);
+                    // The in-memory state may run ahead of the stored head, never behind.
+                    let mem = state.read().unwrap().audit_head();
+                    assert!(mem.next_seq >= head.next_seq);
+                    ahead += u64::from(mem.next_seq > head.next_seq);
+                    reads += 1;
+                }
+                (reads, ahead)
+            })
+        };
+        for n in 1..=300 {
+            sm.apply([create(n)]).await.unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (reads, _ahead) = reader.join().unwrap();
+        assert!(reads > 0);
+        assert_eq!(
+            sm.audit_log().head(),
+            sm.state().read().unwrap().audit_head()
+        );
+        assert!(
+            sm.audit_log().head().last_seq() >= 300,
+            "every create is audited"
+        );
     }
 
     #[tokio::test]
