@@ -25,6 +25,11 @@
 #   scripts/bench.sh reference Volume.Create cost growth up to 2,000 volumes, upstream's own SDK
 #                              server (`osd`, fake driver; OSD_BIN, built elsewhere) against a
 #                              3-member custos cluster (scripts/bench-reference.sh; not in `all`)
+#   scripts/bench.sh backup    backup and restore peak memory against the backup's size, at
+#                              10,000 and 100,000 volumes (10x as many audit records; not in `all`)
+#   scripts/bench.sh contention  issue #20: linearizable Inspect p50/p99 on a 3-member release
+#                              cluster, quiet and under 100 concurrent writers, for two binaries
+#                              (BENCH_A, BENCH_B; scripts/bench-contention.sh; not in `all`)
 #   scripts/bench.sh ab        two custos binaries (BENCH_A, BENCH_B) on the read shapes of
 #                              `cluster`, fresh clusters alternating pair by pair
 #                              (scripts/bench-ab.sh; not in `all`)
@@ -354,6 +359,45 @@ print(table)
 PY
 }
 
+# scripts/bench.sh backup: backup and restore with bounded memory (crates/store/benches/
+# backup_1m.rs): a store of BENCH_BACKUP_SMALL volumes ("10000") and ten times as many audit
+# records, then one of 100,000 volumes and 1,000,000 records, each backed up to a file and
+# restored in child processes; peak RSS growth per phase (VmHWM over the RSS before it) against
+# the backup file's size, the data the phase streams. Memory that does not grow with the data
+# stays flat from the small run to the large one.
+backup_bench() {
+  local out="$TARGET_DIR/backup-bench" small="${BENCH_BACKUP_SMALL:-10000}" exe
+  mkdir -p "$out"
+  log "backup/restore memory at $small and 100,000 volumes"
+  exe="$($CARGO_CMD bench --locked -p custos-store --bench backup_1m --no-run 2>&1 |
+    sed -n 's/.*Executable .*(\(.*backup_1m-[0-9a-f]*\)).*/\1/p' | tail -1)"
+  BACKUP_BENCH_VOLUMES="$small" BACKUP_BENCH_DENIALS="$((small * 10))" \
+    BACKUP_BENCH_OUT="$out/small.json" "$exe" --bench
+  BACKUP_BENCH_OUT="$out/large.json" "$exe" --bench
+
+  python3 - "$out" <<'PY'
+import json, pathlib, re, sys
+out = pathlib.Path(sys.argv[1])
+runs = [json.loads((out / f"{n}.json").read_text()) for n in ("small", "large")]
+mib = lambda b: f"{b / 2**20:.0f} MiB"
+rows = ["| store | backup file | backup: time | backup: peak RSS growth | growth / file | restore (verify + install): time | restore: peak RSS growth | growth / file |",
+        "|---|---|---|---|---|---|---|---|"]
+for r in runs:
+    assert r["restored_audit_records"] == r["audit_records"], r
+    size = r["backup_bytes"]
+    bg = (r["backup_peak_kib"] - r["backup_rss_before_kib"]) * 1024
+    rg = (r["restore_peak_kib"] - r["restore_rss_before_kib"]) * 1024
+    rows.append(f"| {r['volumes']:,} volumes, {r['audit_records']:,} audit records | {mib(size)} | {r['backup_s']:.2f} s | {mib(bg)} | {bg / size:.2f} | {r['restore_s']:.2f} s (verify {r['restore_verify_s']:.2f} s) | {mib(rg)} | {rg / size:.2f} |")
+table = "\n".join(rows)
+path = pathlib.Path("BENCHMARKS.md")
+text = path.read_text()
+if "<!-- backup-bench:begin -->" not in text:
+    raise SystemExit("BENCHMARKS.md has no backup-bench markers")
+path.write_text(re.sub(r"(<!-- backup-bench:begin -->\n).*?(<!-- backup-bench:end -->)", lambda m: m.group(1) + table + "\n" + m.group(2), text, flags=re.S))
+print(table)
+PY
+}
+
 case "$WHAT" in
   auth) auth_bench ;;
   audit) audit_bench ;;
@@ -364,6 +408,8 @@ case "$WHAT" in
   reference) bash scripts/bench-reference.sh ;;
   ab) bash scripts/bench-ab.sh ;;
   snapshot) snapshot_bench ;;
+  backup) backup_bench ;;
+  contention) bash scripts/bench-contention.sh ;;
   all) auth_bench; audit_bench; cluster_bench; bash scripts/bench-scale.sh; flood_bench; bash scripts/bench-failover.sh ;;
-  *) echo "usage: $0 [auth|audit|cluster|scale|flood|failover|reference|snapshot|ab|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [auth|audit|cluster|scale|flood|failover|reference|snapshot|backup|contention|ab|all]" >&2; exit 2 ;;
 esac

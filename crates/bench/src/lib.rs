@@ -10,7 +10,10 @@
 //!
 //! `flood` is a different shape (issue #5): one sequential writer whose latency is compared
 //! between quiet phases and phases in which another member is flooded with bad tokens.
+//! `contention` (issue #20) is another: linearizable readers whose latency is compared between
+//! quiet phases and phases with 100 concurrent writers.
 
+pub mod contention;
 pub mod custos;
 pub mod etcd;
 pub mod failover;

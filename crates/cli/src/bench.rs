@@ -4,6 +4,7 @@
 
 use crate::output::{self, Format};
 use anyhow::Context as _;
+use custos_bench::contention::{ContentionOptions, ContentionReport, ReadAt};
 use custos_bench::flood::{FloodOptions, FloodReport};
 use custos_bench::{etcd::Credentials, Options, Report, Target, Workload};
 use std::path::PathBuf;
@@ -32,6 +33,10 @@ pub enum BenchCommand {
     /// as the global `--token`) in quiet phases and in phases in which K loops flood another
     /// member with `Volume.Enumerate` calls carrying garbage and untrusted-issuer tokens.
     Flood(FloodArgs),
+    /// Issue #20: linearizable `Volume.Inspect` latency on one member (as the global `--token`)
+    /// in quiet phases and in phases in which 100 writers create volumes through the leader
+    /// (run `custos bench custos --workload preload` first).
+    Contention(ContentionArgs),
     /// One sequential writer for leader-failover trials: each attempt has a short deadline and
     /// is retried on the next member until acknowledged; reports when every write was
     /// acknowledged, the longest gap, and whether every acknowledged write reads back
@@ -104,6 +109,68 @@ impl FloodArgs {
             quiet: Duration::from_millis(self.quiet_ms),
             flood: Duration::from_millis(self.flood_ms),
             flood_target: self.flood_target.clone(),
+            op_timeout: Duration::from_millis(self.op_timeout_ms),
+            server_pids: self.run.pids.clone(),
+            idle_below_pct: self.run.idle_below_pct,
+            idle_max_wait: Duration::from_secs(self.run.idle_max_wait_secs),
+            label: self.run.label.clone(),
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct ContentionArgs {
+    /// Concurrent writers in busy phases.
+    #[arg(long, default_value_t = 100)]
+    writers: usize,
+    /// Connections the writers share (to the leader).
+    #[arg(long, default_value_t = 10)]
+    writer_connections: usize,
+    /// Sequential readers, each on its own connection.
+    #[arg(long, default_value_t = 4)]
+    readers: usize,
+    /// The member the readers call.
+    #[arg(long, value_enum, default_value_t = ReadAtArg::Leader)]
+    read_at: ReadAtArg,
+    /// Quiet + busy phase pairs (the phases interleave).
+    #[arg(long, default_value_t = 5)]
+    bursts: usize,
+    /// Length of each quiet phase, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    quiet_ms: u64,
+    /// Length of each busy phase, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    busy_ms: u64,
+    /// Size of the read key space (the first KEYS volumes by id).
+    #[arg(long, default_value_t = 10_000)]
+    keys: u64,
+    /// Deadline of each call, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    op_timeout_ms: u64,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ReadAtArg {
+    Leader,
+    Follower,
+}
+
+impl ContentionArgs {
+    fn options(&self) -> ContentionOptions {
+        ContentionOptions {
+            writers: self.writers,
+            writer_connections: self.writer_connections,
+            readers: self.readers,
+            read_at: match self.read_at {
+                ReadAtArg::Leader => ReadAt::Leader,
+                ReadAtArg::Follower => ReadAt::Follower,
+            },
+            bursts: self.bursts,
+            quiet: Duration::from_millis(self.quiet_ms),
+            busy: Duration::from_millis(self.busy_ms),
+            keys: self.keys,
             op_timeout: Duration::from_millis(self.op_timeout_ms),
             server_pids: self.run.pids.clone(),
             idle_below_pct: self.run.idle_below_pct,
@@ -240,6 +307,16 @@ pub async fn run(command: BenchCommand, ctx: &output::Context) -> anyhow::Result
             .await?;
             return print_flood(&report, ctx.format);
         }
+        BenchCommand::Contention(args) => {
+            let target = ctx.target()?;
+            let report = custos_bench::contention::run(
+                &target.endpoints,
+                target.token.as_deref(),
+                &args.options(),
+            )
+            .await?;
+            return print_contention(&report, ctx.format);
+        }
     };
     print(&report, ctx.format)
 }
@@ -345,6 +422,45 @@ fn print(r: &Report, format: Format) -> anyhow::Result<()> {
             "the deadline stopped the run after {} of {} operations",
             r.ops_issued, r.ops_requested
         );
+    }
+    Ok(())
+}
+
+fn print_contention(r: &ContentionReport, format: Format) -> anyhow::Result<()> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string(r)?);
+        return Ok(());
+    }
+    let row = |name: &str, p: &custos_bench::contention::ReadPhase| {
+        let l = &p.latency_ms;
+        vec![
+            name.to_string(),
+            p.reads.to_string(),
+            p.read_errors.to_string(),
+            format!("{:.0}", p.reads_per_s),
+            format!("{:.0}", p.writes_per_s),
+            format!("{:.2}", l.p50),
+            format!("{:.2}", l.p90),
+            format!("{:.2}", l.p99),
+            format!("{:.2}", l.max),
+        ]
+    };
+    output::table(
+        &[
+            "phase", "reads", "errors", "reads/s", "writes/s", "p50 ms", "p90 ms", "p99 ms",
+            "max ms",
+        ],
+        &[row("quiet", &r.quiet), row("busy", &r.busy)],
+    );
+    println!(
+        "{} readers on {} while {} writers write through {}: p99 busy/quiet {:.2}x, p50 {:.2}x",
+        r.readers, r.read_member, r.writers, r.leader, r.p99_ratio, r.p50_ratio
+    );
+    if let Some(e) = &r.first_read_error {
+        eprintln!("first read error: {e}");
+    }
+    if let Some(e) = &r.first_write_error {
+        eprintln!("{} write errors; first: {e}", r.write_errors);
     }
     Ok(())
 }
