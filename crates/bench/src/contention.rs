@@ -142,7 +142,7 @@ async fn read_loop(conn: Client, ids: Arc<Vec<String>>, shared: Arc<Shared>) {
         let t0 = Instant::now();
         let result = conn.inspect_volume(id).await;
         let us = t0.elapsed().as_micros().max(1) as u64;
-        if shared.phase.load(Ordering::SeqCst) != phase || phase % 3 == 0 {
+        if shared.phase.load(Ordering::SeqCst) != phase || phase.is_multiple_of(3) {
             continue; // straddled a switch, or not measured
         }
         let busy = (phase % 3 - 1) as usize;

@@ -22,6 +22,15 @@
 //!   which makes every earlier apply batch durable first; so the applied id on disk never falls
 //!   behind the purge pointer (`open` checks this and refuses a store where it does).
 //!
+//! **Readers never wait for storage.** An apply call holds `apply_lock` throughout and the
+//! state write lock only for step 1, `State::apply` of its entries in memory; step 2, encoding
+//! and writing the changes with the applied id, runs with the state unlocked. So a reader can
+//! see a committed entry's effect before it is in the tree (as it could before see it in the
+//! tree before it was flushed: in both cases a crash replays it from the log). What reads the
+//! tree starts from what the tree holds: audit readers from the stored head (set after step
+//! 2), snapshots and backups from a view taken under `apply_lock`. ARCHITECTURE.md,
+//! "Invariants", has the whole argument.
+//!
 //! **Snapshots** are files (`raft-snapshot/<n>.snap`, framed record by record with a count and
 //! a checksum: `src/snapfile.rs`); the `snapshot` tree holds the current one's meta and file
 //! name (`current_meta` + `current_file`, written in one batch and flushed after the file is
@@ -39,7 +48,8 @@
 //! finishes an install that a crash interrupted by redoing (2) from the stored snapshot file.
 //! Audit readers that go to the tree directly (`AuditLog::get`, a page scan already under way)
 //! can see the trail half rewritten during (2); the head they start from is read under the
-//! state lock, so a read that starts during an install waits for it.
+//! state read lock, which (2) holds for writing, so a read that starts during an install waits
+//! for it.
 
 use crate::audit::{index_key, is_audit_key, AuditLog};
 use crate::codec::{decode, encode};
