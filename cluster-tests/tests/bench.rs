@@ -436,3 +436,105 @@ fn the_flood_benchmark_reports_consistent_figures() {
     check_flood(&cluster, &r3, 3, 1, (300, 300));
     assert_eq!(r3["flooded"], other.as_str(), "{r3}");
 }
+
+/// A short `custos bench contention` (issue #20): the readers read in both kinds of phase, the
+/// writers write only in busy ones, the figures agree with each other, and the ratios are the
+/// reported percentiles' quotients (no timing thresholds: the target is the benchmark's,
+/// `scripts/bench.sh contention`).
+#[test]
+fn a_short_contention_run_reports_consistent_phases() {
+    let cluster = TestCluster::start(3).unwrap();
+    let user = cluster.token("user");
+    let endpoints = cluster.info.endpoints.join(",");
+    let pids: Vec<String> = cluster
+        .info
+        .nodes
+        .iter()
+        .map(|n| n.pid.to_string())
+        .collect();
+    let run = |args: &[&str]| -> Value {
+        let out = Command::new(custos_bin())
+            .args(["bench"])
+            .args(args)
+            .args(["-o", "json", "--endpoint", &endpoints, "--token", &user])
+            .env_remove("CUSTOS_TOKEN")
+            .env_remove("CUSTOS_ENDPOINT")
+            .output()
+            .expect("running custos bench");
+        assert!(
+            out.status.success(),
+            "custos bench {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "no JSON report ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    };
+    run(&[
+        "custos",
+        "--workload",
+        "preload",
+        "--clients",
+        "4",
+        "--ops",
+        "20",
+    ]);
+    let r = run(&[
+        "contention",
+        "--writers",
+        "8",
+        "--writer-connections",
+        "2",
+        "--readers",
+        "2",
+        "--read-at",
+        "follower",
+        "--bursts",
+        "2",
+        "--quiet-ms",
+        "400",
+        "--busy-ms",
+        "400",
+        "--keys",
+        "20",
+        "--pids",
+        &pids.join(","),
+    ]);
+    let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {r}"));
+    assert_eq!(r["workload"], "contention", "{r}");
+    assert_eq!(
+        (r["writers"].as_u64(), r["readers"].as_u64()),
+        (Some(8), Some(2)),
+        "{r}"
+    );
+    assert_ne!(r["read_member"], r["leader"], "--read-at follower: {r}");
+    assert_eq!(r["write_errors"], 0, "{r}");
+    for name in ["quiet", "busy"] {
+        let p = &r[name];
+        let reads = p["reads"].as_u64().unwrap();
+        assert!(reads > 0, "{name}: the readers read: {r}");
+        assert_eq!(p["read_errors"], 0, "{name}: {r}");
+        assert!(
+            f(p, "elapsed_s") >= 0.8,
+            "{name}: two phases of 400 ms: {r}"
+        );
+        assert!(
+            close(f(p, "reads_per_s"), reads as f64 / f(p, "elapsed_s")),
+            "{r}"
+        );
+        let l = &p["latency_ms"];
+        assert!(f(l, "p50") > 0.0 && f(l, "p50") <= f(l, "p99") && f(l, "p99") <= f(l, "max"));
+        assert!(f(p, "servers_cpu_s") > 0.0, "{name}: {r}");
+    }
+    assert_eq!(r["quiet"]["writes"], 0, "writers rest in quiet phases: {r}");
+    assert!(
+        r["busy"]["writes"].as_u64().unwrap() > 0,
+        "writers write when busy: {r}"
+    );
+    let (q, b) = (&r["quiet"]["latency_ms"], &r["busy"]["latency_ms"]);
+    assert!(close(f(&r, "p99_ratio"), f(b, "p99") / f(q, "p99")), "{r}");
+    assert!(close(f(&r, "p50_ratio"), f(b, "p50") / f(q, "p50")), "{r}");
+}
