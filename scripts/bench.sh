@@ -28,7 +28,12 @@
 #   scripts/bench.sh ab        two custos binaries (BENCH_A, BENCH_B) on the read shapes of
 #                              `cluster`, fresh clusters alternating pair by pair
 #                              (scripts/bench-ab.sh; not in `all`)
-#   scripts/bench.sh [all]     all of the above but snapshot, reference and ab
+#   scripts/bench.sh overload  issue #20: `custos bench overload` against a 3-member release
+#                              cluster, BENCH_OVERLOAD_SECS (600) long with BENCH_OVERLOAD_WRITERS
+#                              (3000) writers: each member's RSS after the first minute, its
+#                              proposal queue, health answers, and every acknowledged write read
+#                              back (scripts/bench_overload_report.py; not in `all`)
+#   scripts/bench.sh [all]     all of the above but snapshot, reference, ab and overload
 #
 # The cluster part installs etcd (Debian's etcd-server/etcd-client) when missing and matplotlib
 # into target/bench-venv. Knobs (environment): BENCH_RUNS (3; cluster and flood), BENCH_SEQ_OPS (2000),
@@ -295,6 +300,31 @@ flood_bench() {
   python3 scripts/bench_flood_report.py "$OUT" "${BENCH_MD:-BENCHMARKS.md}"
 }
 
+# scripts/bench.sh overload: a bounded load generator at several times the write capacity of a
+# 3-member release cluster for BENCH_OVERLOAD_SECS, sampling every member (issue #20).
+overload_bench() {
+  release_bin
+  OUT="$TARGET_DIR/bench-overload/$(date -u +%Y%m%dT%H%M%SZ)"
+  mkdir -p "$OUT"
+  log "results in $OUT"
+  local secs="${BENCH_OVERLOAD_SECS:-600}" writers="${BENCH_OVERLOAD_WRITERS:-3000}"
+  {
+    echo "date=$(date -u +%Y-%m-%dT%H:%MZ)"
+    echo "commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD 2>/dev/null || echo '+dirty')"
+    echo "cpus=$(nproc)"
+    echo "secs=$secs"
+    echo "writers=$writers"
+  } >"$OUT/meta.txt"
+  start_custos custos-overload 1
+  local metrics
+  metrics="$(field '",".join(n["metrics"] for n in d["nodes"])')"
+  log "overload: $writers writers for $secs s"
+  "$BIN" bench overload --endpoint "$ENDPOINTS" --token "$TOKEN" -o json --writers "$writers" \
+    --duration-secs "$secs" --pids "$PIDS" --metrics "$metrics" >"$OUT/report.json"
+  cleanup
+  python3 scripts/bench_overload_report.py "$OUT" "${BENCH_MD:-BENCHMARKS.md}"
+}
+
 # scripts/bench.sh snapshot: snapshot build and install at 100,000 volumes and 1,000,000 audit
 # records (crates/store/benches/snapshot_1m.rs), this tree against a base revision built and run
 # in the same invocation. The base defaults to the commit that added the benchmark (the last one
@@ -364,6 +394,7 @@ case "$WHAT" in
   reference) bash scripts/bench-reference.sh ;;
   ab) bash scripts/bench-ab.sh ;;
   snapshot) snapshot_bench ;;
+  overload) overload_bench ;;
   all) auth_bench; audit_bench; cluster_bench; bash scripts/bench-scale.sh; flood_bench; bash scripts/bench-failover.sh ;;
-  *) echo "usage: $0 [auth|audit|cluster|scale|flood|failover|reference|snapshot|ab|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [auth|audit|cluster|scale|flood|failover|reference|snapshot|ab|overload|all]" >&2; exit 2 ;;
 esac
