@@ -138,18 +138,17 @@ fn max_volumes(q: Option<&Quota>) -> String {
 }
 
 fn max_bytes(q: Option<&Quota>) -> String {
-    q.and_then(|q| q.max_bytes).map_or("-".to_string(), human_size)
+    q.and_then(|q| q.max_bytes)
+        .map_or("-".to_string(), human_size)
 }
 
 fn limits_text(q: &Quota) -> String {
-    let volumes = q
-        .max_volumes
-        .map_or("unlimited volumes".to_string(), |n| format!("at most {n} volumes"));
-    let bytes = q
-        .max_bytes
-        .map_or("unlimited bytes".to_string(), |n| {
-            format!("at most {}", human_size(n))
-        });
+    let volumes = q.max_volumes.map_or("unlimited volumes".to_string(), |n| {
+        format!("at most {n} volumes")
+    });
+    let bytes = q.max_bytes.map_or("unlimited bytes".to_string(), |n| {
+        format!("at most {}", human_size(n))
+    });
     format!("{volumes}, {bytes}")
 }
 

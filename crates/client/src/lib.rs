@@ -11,19 +11,17 @@ use custos_proto::custos::admin::v1::audit_client::AuditClient;
 use custos_proto::custos::admin::v1::auth_client::AuthClient;
 use custos_proto::custos::admin::v1::cluster_admin_client::ClusterAdminClient;
 use custos_proto::custos::admin::v1::quotas_client::QuotasClient;
-use custos_proto::custos::admin::v1::{ListQuotasRequest, QuotaUsageRequest, RemoveQuotaRequest};
 use custos_proto::custos::admin::v1::{
     AddLearnerRequest, AuditFollowRequest, AuditListRequest, AuditVerifyRequest, BackupRequest,
     PromoteRequest, RemoveRequest, ReportUsageRequest, StatusReply, StatusRequest,
     TransferLeaderRequest, VolumeUsageReport,
 };
 pub use custos_proto::custos::admin::v1::{
-    Quota, QuotaSubject, QuotaUse, SetQuotaRequest,
-};
-pub use custos_proto::custos::admin::v1::{
     AuditVerifyReply, ExplainReply, ExplainRequest, ListRevocationsRequest, Member,
     MembershipReply, Revocation, RevokeReply, RevokeRequest,
 };
+use custos_proto::custos::admin::v1::{ListQuotasRequest, QuotaUsageRequest, RemoveQuotaRequest};
+pub use custos_proto::custos::admin::v1::{Quota, QuotaSubject, QuotaUse, SetQuotaRequest};
 use custos_proto::openstorage::api::open_storage_cluster_client::OpenStorageClusterClient;
 use custos_proto::openstorage::api::open_storage_identity_client::OpenStorageIdentityClient;
 use custos_proto::openstorage::api::open_storage_mount_attach_client::OpenStorageMountAttachClient;

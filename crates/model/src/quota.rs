@@ -159,50 +159,50 @@ pub fn limits_of(book: &QuotaBook, subject: &QuotaSubject) -> Option<QuotaLimits
 
 /// The limits in force for `who` (see the module documentation).
 pub fn effective(book: &QuotaBook, who: &Identity) -> EffectiveQuota {
-        if !who.guest && who.roles.iter().any(|r| r == ADMIN_ROLE) {
-            return EffectiveQuota::default();
-        }
-        let whole = |subject: QuotaSubject, limits: QuotaLimits| EffectiveQuota {
-            volumes: limits.volumes.map(|max| Limit {
-                max,
-                from: subject.clone(),
-            }),
-            bytes: limits.bytes.map(|max| Limit { max, from: subject }),
-        };
-        let own = if who.guest {
-            QuotaSubject::Guest
-        } else {
-            QuotaSubject::User(who.username.clone())
-        };
-        if let Some(limits) = limits_of(book, &own) {
-            return whole(own, limits);
-        }
-        let groups: Vec<(QuotaSubject, QuotaLimits)> = who
-            .groups
-            .iter()
-            .map(|g| QuotaSubject::Group(g.clone()))
-            .filter_map(|g| book.get(&g).map(|q| (g, q.limits)))
-            .collect();
-        if groups.is_empty() {
-            return EffectiveQuota::default();
-        }
-        let most_generous = |pick: fn(&QuotaLimits) -> Option<u64>| -> Option<Limit> {
-            let mut best: Option<Limit> = None;
-            for (g, limits) in &groups {
-                let max = pick(limits)?;
-                if best.as_ref().is_none_or(|b| max > b.max) {
-                    best = Some(Limit {
-                        max,
-                        from: g.clone(),
-                    });
-                }
+    if !who.guest && who.roles.iter().any(|r| r == ADMIN_ROLE) {
+        return EffectiveQuota::default();
+    }
+    let whole = |subject: QuotaSubject, limits: QuotaLimits| EffectiveQuota {
+        volumes: limits.volumes.map(|max| Limit {
+            max,
+            from: subject.clone(),
+        }),
+        bytes: limits.bytes.map(|max| Limit { max, from: subject }),
+    };
+    let own = if who.guest {
+        QuotaSubject::Guest
+    } else {
+        QuotaSubject::User(who.username.clone())
+    };
+    if let Some(limits) = limits_of(book, &own) {
+        return whole(own, limits);
+    }
+    let groups: Vec<(QuotaSubject, QuotaLimits)> = who
+        .groups
+        .iter()
+        .map(|g| QuotaSubject::Group(g.clone()))
+        .filter_map(|g| book.get(&g).map(|q| (g, q.limits)))
+        .collect();
+    if groups.is_empty() {
+        return EffectiveQuota::default();
+    }
+    let most_generous = |pick: fn(&QuotaLimits) -> Option<u64>| -> Option<Limit> {
+        let mut best: Option<Limit> = None;
+        for (g, limits) in &groups {
+            let max = pick(limits)?;
+            if best.as_ref().is_none_or(|b| max > b.max) {
+                best = Some(Limit {
+                    max,
+                    from: g.clone(),
+                });
             }
-            best
-        };
-        EffectiveQuota {
-            volumes: most_generous(|l| l.volumes),
-            bytes: most_generous(|l| l.bytes),
         }
+        best
+    };
+    EffectiveQuota {
+        volumes: most_generous(|l| l.volumes),
+        bytes: most_generous(|l| l.bytes),
+    }
 }
 
 /// `1 volume`, `10 volumes`.

@@ -1229,7 +1229,11 @@ impl Session {
                     Some(l) => format!("{what}: at most {} (quota of {})", l.max, l.from),
                     None => format!("{what}: no limit"),
                 };
-                format!("{}\n{}", show("volumes", &e.volumes), show("bytes", &e.bytes))
+                format!(
+                    "{}\n{}",
+                    show("volumes", &e.volumes),
+                    show("bytes", &e.bytes)
+                )
             }
             "clock" => {
                 if !args.flag("auto") {
@@ -1708,8 +1712,14 @@ impl Session {
             "set-quota" => Op::SetQuota {
                 subject: parse_quota_subject(args)?,
                 limits: QuotaLimits {
-                    volumes: args.take("volumes").map(|v| parse_value("volumes", &v)).transpose()?,
-                    bytes: args.take("bytes").map(|v| parse_value("bytes", &v)).transpose()?,
+                    volumes: args
+                        .take("volumes")
+                        .map(|v| parse_value("volumes", &v))
+                        .transpose()?,
+                    bytes: args
+                        .take("bytes")
+                        .map(|v| parse_value("bytes", &v))
+                        .transpose()?,
                 },
             },
             "remove-quota" => Op::RemoveQuota {
@@ -1798,7 +1808,11 @@ impl Session {
             .quotas()
             .map(|q| format!("quota {}", fmt_quota(q)))
             .collect();
-        if self.state.quotas().all(|q| q.subject != QuotaSubject::Guest) {
+        if self
+            .state
+            .quotas()
+            .all(|q| q.subject != QuotaSubject::Guest)
+        {
             lines.push(format!(
                 "quota of guests: {} (default)",
                 quota::DEFAULT_GUEST_QUOTA

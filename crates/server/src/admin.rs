@@ -716,7 +716,10 @@ impl custos_proto::custos::admin::v1::quotas_server::Quotas for QuotasService {
         &self,
         request: Request<SetQuotaRequest>,
     ) -> Result<Response<SetQuotaReply>, Status> {
-        let caller = self.node.writer(request.metadata(), SET_QUOTA_METHOD).await?;
+        let caller = self
+            .node
+            .writer(request.metadata(), SET_QUOTA_METHOD)
+            .await?;
         let req = request.into_inner();
         let subject = convert::quota_subject_from_proto(req.subject.as_ref())
             .map_err(Status::invalid_argument)?;

@@ -141,9 +141,7 @@ fn validate(subject: &QuotaSubject) -> Result<(), Rejection> {
         QuotaSubject::User(name) | QuotaSubject::Group(name) if name.is_empty() => Err(
             Rejection::invalid(format!("Must supply a {} name", subject.kind())),
         ),
-        QuotaSubject::User(name) | QuotaSubject::Group(name)
-            if name.len() > MAX_SUBJECT_NAME =>
-        {
+        QuotaSubject::User(name) | QuotaSubject::Group(name) if name.len() > MAX_SUBJECT_NAME => {
             Err(Rejection::invalid(format!(
                 "A {} name is at most {MAX_SUBJECT_NAME} bytes",
                 subject.kind()
