@@ -218,7 +218,7 @@ fn count(n: u64, word: &str) -> String {
 /// `1536 MiB`, `1000 bytes`).
 pub fn size(n: u64) -> String {
     for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
-        if n != 0 && n % (1u64 << shift) == 0 {
+        if n != 0 && n.is_multiple_of(1u64 << shift) {
             return format!("{} {unit}", n >> shift);
         }
     }
