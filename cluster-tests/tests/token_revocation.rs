@@ -394,7 +394,10 @@ async fn revocations_survive_restarts_and_snapshot_installs() {
                 .inspect_volume(&vid)
                 .await
             {
-                Err(ClientError::Status { code, .. }) if code == Code::PermissionDenied => break,
+                Err(ClientError::Status {
+                    code: Code::PermissionDenied,
+                    ..
+                }) => break,
                 other => {
                     assert!(
                         Instant::now() < deadline,

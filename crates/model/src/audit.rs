@@ -386,6 +386,10 @@ fn op_objects(op: &Op) -> Vec<String> {
         Op::ReplaceReplicas { node, .. } | Op::ReportUsage { node, .. } => vec![node.to_string()],
         Op::RecordDenials { .. } | Op::TruncateAudit { .. } | Op::Batch { .. } => Vec::new(),
         Op::RevokeToken { target, .. } => vec![format!("{}:{}", target.kind(), target.value())],
+        Op::SetQuota { subject, .. } | Op::RemoveQuota { subject } => match subject {
+            crate::quota::QuotaSubject::Guest => vec!["guest".to_string()],
+            _ => vec![format!("{}:{}", subject.kind(), subject.name())],
+        },
         Op::ChangeMembership { change } => vec![change.node().to_string()],
     }
 }
@@ -462,6 +466,14 @@ fn applied_message(op: &Op, reply: &Reply) -> (String, Vec<String>) {
                 _ => format!("Token {} {} revoked", target.kind(), target.value()),
             }
         }
+        Op::SetQuota { subject, limits } => format!("Quota of {subject} set: {limits}"),
+        Op::RemoveQuota { subject } => match subject {
+            crate::quota::QuotaSubject::Guest => format!(
+                "Quota of guests removed: the default ({}) applies",
+                crate::quota::DEFAULT_GUEST_QUOTA
+            ),
+            _ => format!("Quota of {subject} removed"),
+        },
         Op::TruncateAudit { .. } => match reply {
             Reply::AuditTruncated { first, through } if through >= first => {
                 format!("Audit records {first} to {through} truncated")
