@@ -559,6 +559,15 @@ pub struct ChainVerifier {
 }
 
 impl ChainVerifier {
+    /// A verifier that continues a chain already checked through record `seq`, whose hash is
+    /// `hash`: the first record fed must be `seq + 1` and name `hash` as its `prev_hash`.
+    pub fn anchored(seq: u64, hash: AuditHash) -> ChainVerifier {
+        ChainVerifier {
+            last: Some((seq, hash)),
+            checked: 0,
+        }
+    }
+
     pub fn push(&mut self, r: &AuditRecord) -> Result<(), ChainError> {
         if !r.hash_is_valid() {
             return Err(ChainError::BadHash { seq: r.seq });
