@@ -227,8 +227,8 @@ pub async fn export(
         }
     }
     let partial = partial_path(path);
-    let file = File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
-    let mut out = BufWriter::new(file);
+    // Created once the first page showed the range is there.
+    let mut out: Option<BufWriter<File>> = None;
     let mut query = AuditQuery {
         from_seq: from,
         to_seq: to,
@@ -261,6 +261,13 @@ pub async fn export(
                 bail!("asked for records from {wanted}, the trail answered from {seq}");
             }
         }
+        let out = match &mut out {
+            Some(out) => out,
+            None => out.insert(BufWriter::new(
+                File::create(&partial)
+                    .with_context(|| format!("creating {}", partial.display()))?,
+            )),
+        };
         for r in page.records.iter().filter(|r| r.seq <= last) {
             first.get_or_insert((r.seq, r.prev_hash));
             verifier.push(r).with_context(|| {
@@ -270,7 +277,7 @@ pub async fn export(
                     partial.display()
                 )
             })?;
-            serde_json::to_writer(&mut out, &RecordLine::from(r))?;
+            serde_json::to_writer(&mut *out, &RecordLine::from(r))?;
             out.write_all(b"\n")?;
         }
         token = page.next_page_token;
@@ -278,6 +285,9 @@ pub async fn export(
             break;
         }
     }
+    let Some(out) = out else {
+        bail!("no page was read");
+    };
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     drop(file);

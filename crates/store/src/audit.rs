@@ -224,22 +224,43 @@ impl AuditLog {
     /// advances the checkpoint. When checking to the end, also checks that the trail ends at
     /// the head.
     pub fn verify(&self, through: Option<u64>) -> Result<AuditVerification, StoreError> {
-        self.check(through, false)
+        self.check(through, false, None)
+    }
+
+    /// Checks the chain from a checkpoint the caller holds (`seq`, `hash`: the last record of
+    /// an export, say) up to `through`, as [`verify`](Self::verify) does from the node's own;
+    /// the node's checkpoint is neither used nor moved.
+    pub fn verify_from(
+        &self,
+        anchor: (u64, AuditHash),
+        through: Option<u64>,
+    ) -> Result<AuditVerification, StoreError> {
+        let (seq, hash) = anchor;
+        self.check(through, false, Some(Checkpoint { seq, hash }))
     }
 
     /// Checks the chain of every kept record up to `through`, re-hashing each, whatever the
     /// checkpoint says; the checkpoint must still agree with the records (its record's hash, or
     /// the first kept record's `prev_hash` when retention dropped the checkpoint's record).
     pub fn verify_full(&self, through: Option<u64>) -> Result<AuditVerification, StoreError> {
-        self.check(through, true)
+        self.check(through, true, None)
     }
 
-    fn check(&self, through: Option<u64>, full: bool) -> Result<AuditVerification, StoreError> {
+    /// `given`: a caller's checkpoint instead of the stored one, which is then left alone.
+    fn check(
+        &self,
+        through: Option<u64>,
+        full: bool,
+        given: Option<Checkpoint>,
+    ) -> Result<AuditVerification, StoreError> {
         let installs = self.installs.load(Ordering::SeqCst);
         let head = self.head();
         let last = head.last_seq();
         let through = through.unwrap_or(last).min(last);
-        let checkpoint = read_checkpoint(&self.checkpoint)?;
+        let checkpoint = match given {
+            Some(c) => Some(c),
+            None => read_checkpoint(&self.checkpoint)?,
+        };
         let mut error: Option<String> = None;
         // Records the checkpoint names may be gone from the front (retention) but never from
         // the end: the trail only grows there.
@@ -306,7 +327,7 @@ impl AuditLog {
             });
         }
         let error = error.or(chain.map(|e| e.to_string()));
-        if error.is_none() {
+        if error.is_none() && given.is_none() {
             if let Some((seq, hash)) = verifier.last() {
                 self.advance_checkpoint(installs, Checkpoint { seq, hash })?;
             }
