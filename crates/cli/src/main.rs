@@ -3,6 +3,7 @@
 
 mod access;
 mod audit;
+mod audit_file;
 mod bench;
 mod certs;
 mod context;
@@ -113,7 +114,7 @@ enum Command {
         #[command(subcommand)]
         command: access::AccessCommand,
     },
-    /// The replicated audit trail: list, follow, verify.
+    /// The replicated audit trail: list, follow, verify, export, verify-file.
     Audit {
         #[command(subcommand)]
         command: audit::AuditCommand,

@@ -490,11 +490,22 @@ impl Client {
 
     /// Checks the hash chain of the first endpoint that answers, up to `through` (0 = its head).
     pub async fn audit_verify(&self, through: u64) -> Result<AuditVerifyReply, ClientError> {
+        self.audit_verify_with(through, false).await
+    }
+
+    /// `Audit.Verify` on the member this client reaches: from its verified checkpoint, or every
+    /// kept record when `full`.
+    pub async fn audit_verify_with(
+        &self,
+        through: u64,
+        full: bool,
+    ) -> Result<AuditVerifyReply, ClientError> {
         self.call(|ch, id| async move {
             let mut c = AuditClient::new(ch);
             c.verify(self.request(
                 AuditVerifyRequest {
                     through_seq: through,
+                    full,
                 },
                 &id,
             ))

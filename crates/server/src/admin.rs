@@ -393,12 +393,19 @@ impl Audit for AuditService {
             .reader(request.metadata(), &format!("{AUDIT}Verify"))
             .await
             .map(drop)?;
-        let through = request.into_inner().through_seq;
+        let req = request.into_inner();
+        let through = (req.through_seq != 0).then_some(req.through_seq);
         let log = self.node.audit.log.clone();
-        let v = tokio::task::spawn_blocking(move || log.verify((through != 0).then_some(through)))
-            .await
-            .map_err(|e| crate::status::internal(format!("audit verify task: {e}")))?
-            .map_err(storage)?;
+        let v = tokio::task::spawn_blocking(move || {
+            if req.full {
+                log.verify_full(through)
+            } else {
+                log.verify(through)
+            }
+        })
+        .await
+        .map_err(|e| crate::status::internal(format!("audit verify task: {e}")))?
+        .map_err(storage)?;
         let (through_seq, through_hash) = v.at.map(|(s, h)| (s, h.hex())).unwrap_or_default();
         Ok(Response::new(AuditVerifyReply {
             node_id: self.node.id,
@@ -410,6 +417,8 @@ impl Audit for AuditService {
             through_seq,
             through_hash,
             checked: v.checked,
+            checkpoint_seq: v.checkpoint.map_or(0, |(seq, _)| seq),
+            full: v.full,
         }))
     }
 }

@@ -58,6 +58,7 @@ use openraft::{
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 type NodeId = u64;
@@ -86,6 +87,9 @@ struct Inner {
     snapshot_lock: tokio::sync::Mutex<()>,
     /// The last audit sequence number, announced after every apply batch and install.
     audit_appended: tokio::sync::watch::Sender<u64>,
+    /// Snapshot installs since open, counted under the state write lock: an audit check that
+    /// began before one does not move the (cleared) verified checkpoint.
+    installs: Arc<AtomicU64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -294,6 +298,7 @@ impl StateMachineStore {
                 meta: Mutex::new(meta),
                 snapshot_lock: tokio::sync::Mutex::new(()),
                 audit_appended,
+                installs: Arc::new(AtomicU64::new(0)),
             }),
         })
     }
@@ -310,6 +315,8 @@ impl StateMachineStore {
             sm: self.inner.trees.sm.clone(),
             state: self.inner.state.clone(),
             appended: self.inner.audit_appended.subscribe(),
+            checkpoint: self.inner.trees.audit.clone(),
+            installs: self.inner.installs.clone(),
         }
     }
 
@@ -323,6 +330,7 @@ impl StateMachineStore {
             applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
         };
+        trees.audit.remove(crate::audit::CHECKPOINT_KEY)?;
         rewrite_sm_tree(&trees.sm, path, &sm_meta)?;
         trees.snapshot.remove(INSTALLING_KEY)?;
         trees.db.flush()?;
@@ -436,6 +444,13 @@ impl StateMachineStore {
         tokio::task::spawn_blocking(move || {
             let mut state = inner.state.write().unwrap_or_else(PoisonError::into_inner);
             let mut current = inner.meta.lock().unwrap_or_else(PoisonError::into_inner);
+            // The trail is replaced: what this node verified of the old one says nothing of it.
+            inner.installs.fetch_add(1, Ordering::SeqCst);
+            inner
+                .trees
+                .audit
+                .remove(crate::audit::CHECKPOINT_KEY)
+                .map_err(|e| sm_err(ErrorVerb::Write, &e))?;
             let records = rewrite_sm_tree(&inner.trees.sm, &path, &meta)
                 .map_err(|e| sm_err(ErrorVerb::Write, &e))?;
             *state = State::from_records(records);
