@@ -255,7 +255,7 @@ async fn a_tampered_record_fails_verification() {
         let mut r = sm.audit_log().get(4).unwrap().unwrap();
         r.message = "Volume nothing-to-see created".into();
         close(log, sm);
-        let db = sled::open(dir.path()).unwrap();
+        let db = raw_sled(dir.path());
         let tree = db.open_tree("sm").unwrap();
         // The store's value format byte (`codec::VALUE_FORMAT`), then the bincode record.
         let mut bytes = vec![5u8];
@@ -286,7 +286,7 @@ fn tamper(
     rehash: bool,
     edit: impl FnOnce(&mut AuditRecord),
 ) -> custos_model::AuditHash {
-    let db = sled::open(dir).unwrap();
+    let db = raw_sled(dir);
     let tree = db.open_tree("sm").unwrap();
     let key = custos_model::RecordKey::Audit(seq).encode();
     let old = tree.get(&key).unwrap().unwrap();
@@ -434,7 +434,7 @@ async fn a_rewritten_suffix_or_a_shortened_trail_contradicts_the_checkpoint() {
     head.last_hash = sm.audit_log().get(19).unwrap().unwrap().hash;
     close(log, sm);
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = raw_sled(dir.path());
         let tree = db.open_tree("sm").unwrap();
         tree.remove(custos_model::RecordKey::Audit(20).encode())
             .unwrap();
