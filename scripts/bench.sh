@@ -7,7 +7,10 @@
 #                              loopback, driven by `custos bench` with one concurrency model;
 #                              tables plus PNG plots in docs/bench/
 #   scripts/bench.sh audit     audit List on a 1,000,000-record trail (criterion; builds the trail
-#                              first, about two minutes), indexed query vs. a scanning peer
+#                              first, about two minutes), indexed query vs. a scanning peer; then
+#                              audit Verify after retention at 10,000 and 1,000,000 kept records
+#                              (builds both under retention, the second through a 1,000,000-
+#                              denial flood; several minutes), incremental vs. full
 #   scripts/bench.sh scale     one 3-member cluster grown from 1,000 to 100,000 volumes: Inspect
 #                              p50 ratio, Enumerate, RSS, restart to serving, a joining member's
 #                              catch-up by snapshot (scripts/bench-scale.sh)
@@ -33,7 +36,13 @@
 #   scripts/bench.sh ab        two custos binaries (BENCH_A, BENCH_B) on the read shapes of
 #                              `cluster`, fresh clusters alternating pair by pair
 #                              (scripts/bench-ab.sh; not in `all`)
-#   scripts/bench.sh [all]     all of the above but snapshot, reference and ab
+#   scripts/bench.sh overload  issue #20: `custos bench overload` against a 3-member release
+#                              cluster, BENCH_OVERLOAD_SECS (600) long with BENCH_OVERLOAD_WRITERS
+#                              (3000) writers: each member's RSS after the first minute, its
+#                              proposal queue, health answers, and every acknowledged write read
+#                              back (scripts/bench_overload_report.py; not in `all`)
+#   scripts/bench.sh [all]     all of the above but snapshot, reference, backup, contention, ab and
+#                              overload
 #
 # The cluster part installs etcd (Debian's etcd-server/etcd-client) when missing and matplotlib
 # into target/bench-venv. Knobs (environment): BENCH_RUNS (3; cluster and flood), BENCH_SEQ_OPS (2000),
@@ -101,6 +110,32 @@ for name, label, target in [
 table = "\n".join(rows)
 path = pathlib.Path("BENCHMARKS.md")
 new = re.sub(r"(<!-- audit-bench:begin -->\n).*?(<!-- audit-bench:end -->)", lambda m: m.group(1) + table + "\n" + m.group(2), path.read_text(), flags=re.S)
+path.write_text(new)
+print(table)
+PY
+
+  log "audit Verify after retention at 10,000 and 1,000,000 records (criterion; builds both trails first, with a 1,000,000-denial flood, several minutes)"
+  $CARGO_CMD bench --locked -p custos-store --bench audit_verify -- --warm-up-time 1 --measurement-time 3 2>&1 | tee "$TARGET_DIR/audit-verify-bench.log"
+
+  python3 - "$TARGET_DIR" <<'PY'
+import json, pathlib, re, sys
+root = pathlib.Path(sys.argv[1]) / "criterion" / "audit_verify"
+def median_ns(name, size):
+    est = json.loads((root / name / size / "new" / "estimates.json").read_text())
+    return est["median"]["point_estimate"]
+def fmt_t(ns):
+    return f"{ns / 1e3:.1f} µs" if ns < 1e6 else (f"{ns / 1e6:.2f} ms" if ns < 1e9 else f"{ns / 1e9:.2f} s")
+rows = ["| check (after retention) | 10,000 kept | 1,000,000 kept | 1,000,000 / 10,000 | target |", "|---|---|---|---|---|"]
+for name, label, target in [
+    ("new_1000", "`verify`, 1,000 records new since the checkpoint", "same cost (1.0x, within noise)"),
+    ("nothing_new", "`verify`, nothing new", "same cost"),
+    ("full", "peer: `verify_full` (every kept record)", ""),
+]:
+    small, large = median_ns(name, "10k"), median_ns(name, "1m")
+    rows.append(f"| {label} | {fmt_t(small)} | {fmt_t(large)} | {large / small:.2f}x | {target} |")
+table = "\n".join(rows)
+path = pathlib.Path("BENCHMARKS.md")
+new = re.sub(r"(<!-- audit-verify-bench:begin -->\n).*?(<!-- audit-verify-bench:end -->)", lambda m: m.group(1) + table + "\n" + m.group(2), path.read_text(), flags=re.S)
 path.write_text(new)
 print(table)
 PY
@@ -300,6 +335,31 @@ flood_bench() {
   python3 scripts/bench_flood_report.py "$OUT" "${BENCH_MD:-BENCHMARKS.md}"
 }
 
+# scripts/bench.sh overload: a bounded load generator at several times the write capacity of a
+# 3-member release cluster for BENCH_OVERLOAD_SECS, sampling every member (issue #20).
+overload_bench() {
+  release_bin
+  OUT="$TARGET_DIR/bench-overload/$(date -u +%Y%m%dT%H%M%SZ)"
+  mkdir -p "$OUT"
+  log "results in $OUT"
+  local secs="${BENCH_OVERLOAD_SECS:-600}" writers="${BENCH_OVERLOAD_WRITERS:-3000}"
+  {
+    echo "date=$(date -u +%Y-%m-%dT%H:%MZ)"
+    echo "commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD 2>/dev/null || echo '+dirty')"
+    echo "cpus=$(nproc)"
+    echo "secs=$secs"
+    echo "writers=$writers"
+  } >"$OUT/meta.txt"
+  start_custos custos-overload 1
+  local metrics
+  metrics="$(field '",".join(n["metrics"] for n in d["nodes"])')"
+  log "overload: $writers writers for $secs s"
+  "$BIN" bench overload --endpoint "$ENDPOINTS" --token "$TOKEN" -o json --writers "$writers" \
+    --duration-secs "$secs" --pids "$PIDS" --metrics "$metrics" >"$OUT/report.json"
+  cleanup
+  python3 scripts/bench_overload_report.py "$OUT" "${BENCH_MD:-BENCHMARKS.md}"
+}
+
 # scripts/bench.sh snapshot: snapshot build and install at 100,000 volumes and 1,000,000 audit
 # records (crates/store/benches/snapshot_1m.rs), this tree against a base revision built and run
 # in the same invocation. The base defaults to the commit that added the benchmark (the last one
@@ -410,6 +470,7 @@ case "$WHAT" in
   snapshot) snapshot_bench ;;
   backup) backup_bench ;;
   contention) bash scripts/bench-contention.sh ;;
+  overload) overload_bench ;;
   all) auth_bench; audit_bench; cluster_bench; bash scripts/bench-scale.sh; flood_bench; bash scripts/bench-failover.sh ;;
-  *) echo "usage: $0 [auth|audit|cluster|scale|flood|failover|reference|snapshot|backup|contention|ab|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [auth|audit|cluster|scale|flood|failover|reference|snapshot|backup|contention|ab|overload|all]" >&2; exit 2 ;;
 esac

@@ -741,3 +741,176 @@ async fn retention_truncates_the_oldest_records_and_the_chain_still_verifies() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `custos ARGS -o json` as the administrator; the parsed output, or the failure's text.
+fn cli_json(cluster: &TestCluster, args: &[&str]) -> Result<serde_json::Value, String> {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    let out = cli_as_admin(cluster, &all);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() {
+        return Err(text);
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("{e}: {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_denial_flood_stays_within_retention_verifies_incrementally_and_exports() {
+    // The smallest bound (the default, 1,000,000, is the same duty at a size a test cannot
+    // fill; crates/store/benches/audit_verify.rs floods that one).
+    let cluster = TestCluster::start_with(3, &["--audit-max-records", "1000"]).unwrap();
+    let admin = cluster.client(1, Some(&cluster.token("admin")));
+    // Checkpoints on every member before the flood.
+    let first = cli_json(&cluster, &["audit", "verify"]).unwrap();
+    assert_eq!(first["ok"], true, "{first}");
+
+    // Distinct refusals (each untrusted issuer is its own kind of denial), from six loops
+    // against two members, until 1,600 records (1.6 times the bound) were appended or 120 s
+    // passed.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut flood = Vec::new();
+    for f in 0..6u64 {
+        let (stop, endpoint) = (stop.clone(), cluster.node(2 + f % 2).sdk.clone());
+        flood.push(tokio::spawn(async move {
+            let conn = Client::new(std::slice::from_ref(&endpoint), None).unwrap();
+            let mut n = f * 10_000_000;
+            while !stop.load(Ordering::Relaxed) && n < f * 10_000_000 + 2_000_000 {
+                let client = conn.with_token(Some(&untrusted_token(n))).unwrap();
+                let refused = client.enumerate_volumes().await.unwrap_err();
+                assert_eq!(refused.code(), Some(Code::Unauthenticated));
+                n += 1;
+            }
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut largest = 0;
+    let mut head = (0, 0);
+    while Instant::now() < deadline {
+        let page = admin
+            .audit_list(&AuditQuery::default(), None, 1, true)
+            .await
+            .unwrap();
+        largest = largest.max(page.last_seq + 1 - page.first_seq);
+        head = (page.first_seq, page.last_seq);
+        if page.last_seq > 1_600 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for f in flood {
+        f.await.unwrap();
+    }
+    assert!(head.1 > 1_600, "only {} records in 120 s", head.1);
+    // Retention acted during the flood (every 5 s, as many truncations as it takes).
+    assert!(head.0 > 1, "nothing truncated during the flood");
+    eprintln!(
+        "flood: {} records appended, at most {largest} kept at once, {}..={} kept at its end",
+        head.1, head.0, head.1
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let page = loop {
+        let page = admin
+            .audit_list(&AuditQuery::default(), None, 1, true)
+            .await
+            .unwrap();
+        if page.last_seq - page.first_seq < 1_012 || Instant::now() > deadline {
+            break page;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(
+        page.last_seq - page.first_seq < 1_012,
+        "kept {}..{}",
+        page.first_seq,
+        page.last_seq
+    );
+
+    // Every member verifies; the checkpoints from before the flood were truncated away, so
+    // this check reads every kept record, and the next reads only what is new.
+    let after = cli_json(&cluster, &["audit", "verify"]).unwrap();
+    assert_eq!(after["ok"], true, "{after}");
+    let again = cli_json(&cluster, &["audit", "verify"]).unwrap();
+    assert_eq!(again["ok"], true, "{again}");
+    for node in again["nodes"].as_array().unwrap() {
+        let kept = node["last_seq"].as_u64().unwrap() + 1 - node["first_seq"].as_u64().unwrap();
+        let checked = node["checked"].as_u64().unwrap();
+        assert!(checked * 10 < kept, "{checked} of {kept} checked: {node}");
+        assert!(node["checkpoint_seq"].as_u64().unwrap() >= page.first_seq);
+    }
+    let full = cli_json(&cluster, &["audit", "verify", "--full"]).unwrap();
+    assert_eq!(full["ok"], true, "{full}");
+    for node in full["nodes"].as_array().unwrap() {
+        let kept = node["last_seq"].as_u64().unwrap() + 1 - node["first_seq"].as_u64().unwrap();
+        assert_eq!(node["checked"].as_u64().unwrap(), kept, "{node}");
+        assert_eq!(node["full"], true);
+    }
+
+    // Export what is kept, then what comes after; the two files verify offline as one chain.
+    let a = cluster.dir.path().join("audit-a.jsonl");
+    let b = cluster.dir.path().join("audit-b.jsonl");
+    let exported = cli_json(&cluster, &["audit", "export", a.to_str().unwrap()]).unwrap();
+    let (from, to) = (
+        exported["first_seq"].as_u64().unwrap(),
+        exported["last_seq"].as_u64().unwrap(),
+    );
+    assert!(from >= page.first_seq && to >= page.last_seq, "{exported}");
+    assert_eq!(exported["records"].as_u64().unwrap(), to + 1 - from);
+    let lines = std::fs::read_to_string(&a).unwrap().lines().count() as u64;
+    assert_eq!(lines, to + 1 - from);
+    // The file's last hash is the cluster's hash of that record.
+    let at = admin.audit_verify(to).await.unwrap();
+    assert_eq!(exported["last_hash"], at.through_hash.as_str());
+    // It never overwrites, and refuses records retention already dropped.
+    let again = cli_json(&cluster, &["audit", "export", a.to_str().unwrap()]).unwrap_err();
+    assert!(again.contains("never overwrites"), "{again}");
+    let gone = cluster.dir.path().join("gone.jsonl");
+    let dropped = cli_json(
+        &cluster,
+        &["audit", "export", gone.to_str().unwrap(), "--from-seq", "1"],
+    )
+    .unwrap_err();
+    assert!(dropped.contains("no longer kept"), "{dropped}");
+    assert!(!gone.exists());
+
+    for n in 0..20 {
+        admin.delete_volume(&format!("gone-{n}")).await.unwrap();
+    }
+    let next = exported["next_from_seq"].as_u64().unwrap().to_string();
+    let second = cli_json(
+        &cluster,
+        &["audit", "export", b.to_str().unwrap(), "--from-seq", &next],
+    )
+    .unwrap();
+    assert!(second["records"].as_u64().unwrap() >= 20, "{second}");
+    let both = cli_json(
+        &cluster,
+        &[
+            "audit",
+            "verify-file",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(both["ok"], true, "{both}");
+    assert_eq!(both["first_seq"].as_u64().unwrap(), from);
+    assert_eq!(both["last_seq"], second["last_seq"]);
+
+    // One changed byte in the first file: verify-file fails and says where.
+    let text = std::fs::read_to_string(&a).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut line: serde_json::Value = serde_json::from_str(&lines[3]).unwrap();
+    line["message"] = "nothing happened here".into();
+    lines[3] = line.to_string();
+    std::fs::write(&a, lines.join("\n")).unwrap();
+    let broken = cli_json(&cluster, &["audit", "verify-file", a.to_str().unwrap()]).unwrap_err();
+    assert!(
+        broken.contains("its hash does not match its content"),
+        "{broken}"
+    );
+}

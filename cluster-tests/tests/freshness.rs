@@ -549,6 +549,18 @@ async fn a_guest_create_right_after_an_acknowledged_grant_succeeds_on_every_memb
             .any(|r| r.services.iter().any(|s| s == "volume")),
         "system.guest has a volume rule: {default_guest:?}"
     );
+    // 200 guest volumes: far past the default guest quota (10), which this test is not about.
+    admin
+        .set_quota(&custos_client::SetQuotaRequest {
+            subject: Some(custos_client::QuotaSubject {
+                guest: true,
+                ..Default::default()
+            }),
+            max_volumes: None,
+            max_bytes: None,
+        })
+        .await
+        .unwrap();
     // The default rules, with volume create denied.
     let mut no_create = default_guest.clone();
     for r in &mut no_create.rules {

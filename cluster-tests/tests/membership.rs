@@ -647,6 +647,21 @@ fn a_backup_seeds_a_new_cluster_that_others_join() {
     ]));
     // A denial, so the trail holds refusals too.
     code(&create_volume(&eps, &cluster.token("view"), "refused"), 4);
+    // A quota, so the backup carries quotas too.
+    ok(cli(&[
+        "quota",
+        "set",
+        "--group",
+        "ops",
+        "--volumes",
+        "7",
+        "--bytes",
+        "1Ti",
+        "--endpoint",
+        &eps,
+        "--token",
+        &admin,
+    ]));
 
     // Edge denials reach the replicated trail in batches: wait for this one.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -766,6 +781,39 @@ fn a_backup_seeds_a_new_cluster_that_others_join() {
         &admin,
     ])));
     assert_eq!(role["name"], "ops.reader", "{role}");
+    // The quota, and the use rebuilt from the restored volumes.
+    let quotas = json(&ok(cli(&[
+        "quota",
+        "show",
+        "--group",
+        "ops",
+        "-o",
+        "json",
+        "--endpoint",
+        &seed.sdk,
+        "--token",
+        &admin,
+    ])));
+    assert_eq!(quotas[0]["max_volumes"], "7", "{quotas}");
+    assert_eq!(quotas[0]["max_bytes"], (1u64 << 40).to_string(), "{quotas}");
+    let usage = json(&ok(cli(&[
+        "quota",
+        "usage",
+        "-o",
+        "json",
+        "--endpoint",
+        &seed.sdk,
+        "--token",
+        &admin,
+    ])));
+    assert!(
+        usage
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["subject"]["user"] == "user" && u["volumes"] == "2"),
+        "{usage}"
+    );
     let denied = json(&ok(cli(&[
         "audit",
         "list",

@@ -223,6 +223,20 @@ fn forged(iss: &str, kid: &str) -> String {
     .unwrap()
 }
 
+/// A string claim of a token (read from its payload, unverified).
+fn token_claim(token: &str, name: &str) -> String {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url payload");
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON claims");
+    claims[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {name} claim"))
+        .to_string()
+}
+
 /// What node `id` answers an Enumerate with `token`.
 async fn enumerate(cluster: &TestCluster, id: u64, token: &str) -> Result<(), (Code, String)> {
     cluster
@@ -365,6 +379,33 @@ async fn tokens_from_a_real_openid_provider_through_rotation_and_outage() {
         .unwrap_err();
     assert_eq!(refused.code(), Some(Code::PermissionDenied), "{refused}");
 
+    // A provider's token is revoked like any other (docs/security.md, "Revoking a token"): by
+    // its jti, through one member, refused by every member once acknowledged; the same
+    // client's next token works.
+    let leaked = provider.token("auditor", AUDIENCE);
+    enumerate(&cluster, 3, &leaked).await.unwrap();
+    let jti = token_claim(&leaked, "jti");
+    let revoked = cluster
+        .client(1, Some(&cluster.token("admin")))
+        .revoke(&custos_client::RevokeRequest {
+            jti: jti.clone(),
+            issuer: issuer.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("revoke the provider's token");
+    let entry = revoked.revocation.unwrap();
+    assert_eq!(
+        (entry.kind.as_str(), entry.value.as_str()),
+        ("jti", jti.as_str())
+    );
+    for id in 1..=3 {
+        let (code, message) = enumerate(&cluster, id, &leaked).await.unwrap_err();
+        assert_eq!(code, Code::PermissionDenied, "{message}");
+        assert!(message.contains("the token has been revoked"), "{message}");
+        enumerate(&cluster, id, &viewer).await.unwrap();
+    }
+
     // Another audience, another issuer: refused.
     let elsewhere = provider.token("ops-admin", "urn:someone-else");
     assert_denied(enumerate(&cluster, 1, &elsewhere).await, "wrong audience");
@@ -407,6 +448,17 @@ async fn tokens_from_a_real_openid_provider_through_rotation_and_outage() {
         "the provider served {served} key sets"
     );
     assert!(metric(&cluster, 1, &failures("kid_not_found")) >= 30);
+    // Let wake-ups the flood left pending run out before the rotation below, so that a
+    // deferred refetch cannot pick up the new key before a new kid asks for it.
+    let mut settled = refetches(&cluster, 1);
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_secs(MIN_REFETCH_SECS + 1));
+        let now = refetches(&cluster, 1);
+        if now == settled {
+            break;
+        }
+        settled = now;
+    }
 
     // Rotation, step 1: the provider publishes a new key beside the old one and signs with the
     // new. New tokens work on every member at once (their unknown kid triggers a fetch) and old
@@ -420,7 +472,8 @@ async fn tokens_from_a_real_openid_provider_through_rotation_and_outage() {
         eventually(&cluster, id, &rotated_admin, Ok(()), 10).await;
         assert!(
             refetches(&cluster, id) > before,
-            "node {id} fetched for the new kid"
+            "node {id} fetched for the new kid (before {before}, now {})",
+            refetches(&cluster, id),
         );
         enumerate(&cluster, id, &admin).await.unwrap();
         enumerate(&cluster, id, &viewer).await.unwrap();
@@ -496,7 +549,7 @@ async fn tokens_from_a_real_openid_provider_through_rotation_and_outage() {
     for file in cluster.files() {
         let bytes = std::fs::read(&file).unwrap_or_default();
         let text = String::from_utf8_lossy(&bytes);
-        for token in [&admin, &viewer, &rotated_admin, &rotated_viewer] {
+        for token in [&admin, &viewer, &leaked, &rotated_admin, &rotated_viewer] {
             assert!(
                 !text.contains(token.as_str()),
                 "{} holds a token",

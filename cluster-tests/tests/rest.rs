@@ -50,6 +50,11 @@ const ROUTES: &[(&str, &str)] = &[
     // (docs/security.md, "Revoking a token").
     ("POST", "/v1/custos/auth/revoke"),
     ("GET", "/v1/custos/auth/revocations"),
+    // (docs/security.md, "Quotas").
+    ("POST", "/v1/custos/quotas"),
+    ("POST", "/v1/custos/quotas/remove"),
+    ("GET", "/v1/custos/quotas"),
+    ("GET", "/v1/custos/quotas/usage"),
 ];
 
 /// The fallback's text for a path custos does not serve.

@@ -312,6 +312,29 @@ fn mint_tokens(cluster: &ChaosCluster, tenants: &[String]) -> anyhow::Result<Tok
 
 /// Runs one chaos run and checks it. Errors are for a harness that could not run at all
 /// (the cluster did not start); everything the run finds wrong is in the report.
+/// Sets the guests' quota to no limit, retrying (bounded) while the new cluster elects.
+async fn lift_guest_quota(cluster: &ChaosCluster, admin: &str) -> anyhow::Result<()> {
+    let client = cluster.client(&cluster.ids(), Some(admin));
+    let request = custos_client::SetQuotaRequest {
+        subject: Some(custos_client::QuotaSubject {
+            guest: true,
+            ..Default::default()
+        }),
+        max_volumes: None,
+        max_bytes: None,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match client.set_quota(&request).await {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(e).context("lifting the guests' quota")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
 pub async fn run(cfg: ChaosConfig) -> anyhow::Result<Report> {
     let mut failures: Vec<String> = Vec::new();
     let tag = format!("chaos-{:x}", cfg.seed);
@@ -334,6 +357,9 @@ pub async fn run(cfg: ChaosConfig) -> anyhow::Result<Report> {
         .flat_map(|t| (0..epochs as u64).map(move |e| workload::tenant_prefix(t, e)))
         .collect();
     let tokens = Arc::new(mint_tokens(&cluster, &tenants)?);
+    // The guests create volumes in every tenant; the specification has no quotas, so the
+    // guests' default quota (10 volumes) is lifted before the workload starts.
+    lift_guest_quota(&cluster, &tokens.admin).await?;
     // SDK addresses by slot: a replaced member's slot keeps its address (cluster.rs).
     let endpoints = cluster.endpoints();
     let cluster = Arc::new(tokio::sync::Mutex::new(cluster));

@@ -18,6 +18,7 @@ pub mod custos;
 pub mod etcd;
 pub mod failover;
 pub mod flood;
+pub mod overload;
 pub mod proc;
 
 use serde::{Deserialize, Serialize};

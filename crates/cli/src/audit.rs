@@ -1,5 +1,7 @@
-//! `custos audit list|follow|verify`: the replicated audit trail from the command line.
+//! `custos audit list|follow|verify|export|verify-file`: the replicated audit trail from the
+//! command line.
 
+use crate::audit_file::{self, RecordLine};
 use crate::output::{table, Context, Format};
 use anyhow::{bail, Context as _};
 use custos_client::model::audit::{AuditQuery, AuditRecord};
@@ -61,11 +63,35 @@ pub enum AuditCommand {
         #[command(flatten)]
         filter: Filter,
     },
-    /// Check every member's hash chain and that all members agree; exits 1 if not.
+    /// Check every member's hash chain and that all members agree; exits 1 if not. Each
+    /// member checks what was appended since its last clean check (its verified checkpoint).
     Verify {
         /// Skip members that cannot be reached instead of failing.
         #[arg(long)]
         reachable_only: bool,
+        /// Re-hash every kept record on every member, not only those after its checkpoint.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Write records to FILE as JSON lines with their hashes (all kept records by default),
+    /// page by page; `verify-file` checks the file offline. Never overwrites FILE.
+    Export {
+        file: std::path::PathBuf,
+        /// The first record to export (default: the first one kept).
+        #[arg(long)]
+        from_seq: Option<u64>,
+        /// The last record to export (default: the last one when the export starts).
+        #[arg(long)]
+        to_seq: Option<u64>,
+        /// Records per `Audit.List` call (at most 1000).
+        #[arg(long, default_value_t = 1000)]
+        page_size: u32,
+    },
+    /// Check the hash chain of exported files, offline (several files: in sequence order,
+    /// each continuing the previous); exits 1 if it does not verify.
+    VerifyFile {
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
     },
 }
 
@@ -96,34 +122,9 @@ impl Filter {
     }
 }
 
-/// A record as JSON, hashes in hex.
+/// A record as JSON, hashes in hex (the line format of `export`).
 fn record_json(r: &AuditRecord) -> serde_json::Value {
-    serde_json::json!({
-        "seq": r.seq,
-        "time": custos_server::audit::rfc3339(r.time_ms),
-        "time_ms": r.time_ms,
-        "level": r.level.name(),
-        "message": r.message,
-        "authorized": r.authorized,
-        "username": r.actor.username,
-        "subject": r.actor.subject,
-        "name": r.actor.name,
-        "email": r.actor.email,
-        "issuer": r.actor.issuer,
-        "roles": r.actor.roles,
-        "groups": r.actor.groups,
-        "method": r.method,
-        "objects": r.objects,
-        "code": r.code,
-        "reason": r.reason,
-        "request_id": r.request_id,
-        "origin_node": r.origin.0,
-        "token_fingerprint": r.fingerprint,
-        "count": r.count,
-        "edge": r.edge,
-        "prev_hash": r.prev_hash.hex(),
-        "hash": r.hash.hex(),
-    })
+    serde_json::to_value(RecordLine::from(r)).unwrap_or(serde_json::Value::Null)
 }
 
 fn row(r: &AuditRecord) -> Vec<String> {
@@ -150,6 +151,9 @@ fn row(r: &AuditRecord) -> Vec<String> {
 const HEADERS: [&str; 6] = ["SEQ", "TIME", "USER", "METHOD", "CODE", "MESSAGE"];
 
 pub async fn run(cmd: AuditCommand, ctx: &Context) -> anyhow::Result<()> {
+    if let AuditCommand::VerifyFile { files } = &cmd {
+        return verify_file(files, ctx);
+    }
     let client = ctx.client()?;
     match cmd {
         AuditCommand::List {
@@ -192,7 +196,33 @@ pub async fn run(cmd: AuditCommand, ctx: &Context) -> anyhow::Result<()> {
                 }
             }
         }
-        AuditCommand::Verify { reachable_only } => verify(&client, ctx, reachable_only).await?,
+        AuditCommand::Verify {
+            reachable_only,
+            full,
+        } => verify(&client, ctx, reachable_only, full).await?,
+        AuditCommand::Export {
+            file,
+            from_seq,
+            to_seq,
+            page_size,
+        } => {
+            let done =
+                audit_file::export(&client, &file, from_seq, to_seq, page_size.clamp(1, 1000))
+                    .await?;
+            ctx.emit(&done, || {
+                println!(
+                    "exported records {} to {} ({} records) to {}; last hash {}\n\
+                     next export: --from-seq {}",
+                    done.first_seq,
+                    done.last_seq,
+                    done.records,
+                    done.file,
+                    done.last_hash,
+                    done.next_from_seq
+                )
+            })?;
+        }
+        AuditCommand::VerifyFile { .. } => unreachable!("handled before connecting"),
     }
     Ok(())
 }
@@ -215,13 +245,18 @@ fn disagreement(common: u64, hashes: &[(u64, String)]) -> Option<String> {
 
 /// Verifies the chain on every member, then compares their hashes at the newest record all
 /// of them hold.
-async fn verify(client: &Client, ctx: &Context, reachable_only: bool) -> anyhow::Result<()> {
+async fn verify(
+    client: &Client,
+    ctx: &Context,
+    reachable_only: bool,
+    full: bool,
+) -> anyhow::Result<()> {
     let status = client.status().await?;
     let mut members = Vec::new();
     let mut problems = Vec::new();
     for m in &status.members {
         let one = ctx.client_to(std::slice::from_ref(&m.sdk_addr))?;
-        match one.audit_verify(0).await {
+        match one.audit_verify_with(0, full).await {
             Ok(v) => {
                 if !v.ok {
                     problems.push(format!("node {}: {}", m.id, v.error));
@@ -252,7 +287,8 @@ async fn verify(client: &Client, ctx: &Context, reachable_only: bool) -> anyhow:
         .iter()
         .map(|(id, _, v)| {
             serde_json::json!({"node_id": id, "ok": v.ok, "error": v.error, "first_seq": v.first_seq,
-                "last_seq": v.last_seq, "last_hash": v.last_hash, "checked": v.checked})
+                "last_seq": v.last_seq, "last_hash": v.last_hash, "checked": v.checked,
+                "checkpoint_seq": v.checkpoint_seq, "full": v.full})
         })
         .collect();
     let summary = serde_json::json!({
@@ -266,17 +302,35 @@ async fn verify(client: &Client, ctx: &Context, reachable_only: bool) -> anyhow:
                     id.to_string(),
                     if v.ok { "ok".into() } else { "BROKEN".into() },
                     format!("{}..{}", v.first_seq, v.last_seq),
+                    v.checked.to_string(),
                     v.last_hash.chars().take(16).collect(),
                 ]
             })
             .collect();
-        table(&["NODE", "CHAIN", "RECORDS", "HEAD HASH"], &rows);
+        table(&["NODE", "CHAIN", "RECORDS", "CHECKED", "HEAD HASH"], &rows);
         if problems.is_empty() {
             println!("all {} members agree at record {common}", members.len());
         }
     })?;
     if !problems.is_empty() {
         bail!("audit verification failed:\n  {}", problems.join("\n  "));
+    }
+    Ok(())
+}
+
+/// `verify-file`: the chain of exported files, checked here without a cluster.
+fn verify_file(files: &[std::path::PathBuf], ctx: &Context) -> anyhow::Result<()> {
+    let check = audit_file::verify_files(files)?;
+    ctx.emit(&check, || {
+        if check.ok {
+            println!(
+                "records {} to {} ({}) verify; first prev_hash {}, last hash {}",
+                check.first_seq, check.last_seq, check.records, check.anchor_hash, check.last_hash
+            );
+        }
+    })?;
+    if let Some(e) = &check.error {
+        bail!("audit file verification failed: {e}");
     }
     Ok(())
 }

@@ -42,6 +42,41 @@ pub enum BenchCommand {
     /// acknowledged, the longest gap, and whether every acknowledged write reads back
     /// (`scripts/bench.sh failover` kills the leader meanwhile).
     Timeline(TimelineArgs),
+    /// Issue #20: W writers (each updating its own volume, calls refused with
+    /// RESOURCE_EXHAUSTED or UNAVAILABLE sent again after a pause) offer several times the
+    /// cluster's write capacity for `--duration-secs`, while each member's memory, proposal
+    /// queue and health answers are sampled; at the end every acknowledged write must be there.
+    Overload(OverloadArgs),
+}
+
+#[derive(clap::Args)]
+pub struct OverloadArgs {
+    /// Concurrent writers, each with its own volume.
+    #[arg(long, default_value_t = 3000)]
+    writers: usize,
+    /// Connections, spread over the members.
+    #[arg(long, default_value_t = 30)]
+    connections: usize,
+    /// How long to offer the load, in seconds.
+    #[arg(long, default_value_t = 600)]
+    duration_secs: u64,
+    /// How often to sample memory, queue and health, in seconds.
+    #[arg(long, default_value_t = 5)]
+    sample_secs: u64,
+    /// Deadline of each call, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    op_timeout_ms: u64,
+    /// Pause before sending a refused call again, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    retry_pause_ms: u64,
+    /// Member pids, in the order of the global --endpoint list (resident memory).
+    #[arg(long, value_delimiter = ',')]
+    pids: Vec<u32>,
+    /// The members' /metrics addresses (host:port, plain HTTP), in the same order.
+    #[arg(long, value_delimiter = ',')]
+    metrics: Vec<String>,
+    #[arg(long, default_value = "overload")]
+    label: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -296,6 +331,44 @@ pub async fn run(command: BenchCommand, ctx: &output::Context) -> anyhow::Result
         } => {
             let creds = etcd_credentials(user, password)?;
             custos_bench::etcd::run(&etcd_endpoint, creds.as_ref(), &load.options()).await?
+        }
+        BenchCommand::Overload(a) => {
+            let target = ctx.target()?;
+            let opts = custos_bench::overload::OverloadOptions {
+                writers: a.writers,
+                connections: a.connections,
+                duration: Duration::from_secs(a.duration_secs),
+                sample_every: Duration::from_secs(a.sample_secs),
+                op_timeout: Duration::from_millis(a.op_timeout_ms),
+                retry_pause: Duration::from_millis(a.retry_pause_ms),
+                server_pids: a.pids,
+                metrics: a.metrics,
+                label: a.label,
+            };
+            let report =
+                custos_bench::overload::run(&target.endpoints, target.token.as_deref(), &opts)
+                    .await?;
+            if ctx.format == Format::Json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "{} acknowledged writes in {:.0} s ({:.0}/s); {} RESOURCE_EXHAUSTED, {} UNAVAILABLE, {} other; \
+                     health answered {}/{}; RSS spread after the first minute {:?}; max queue {:?}; lost {} of {}",
+                    report.acked,
+                    report.duration_s,
+                    report.acked_per_s,
+                    report.exhausted,
+                    report.unavailable,
+                    report.other_errors,
+                    report.health_answered,
+                    report.health_checks,
+                    report.rss_spread_after_first_minute,
+                    report.max_queue_depth,
+                    report.lost,
+                    report.checked_volumes
+                );
+            }
+            return Ok(());
         }
         BenchCommand::Flood(flood) => {
             let target = ctx.target()?;

@@ -38,9 +38,10 @@ pub struct DevArgs {
     /// Re-place the replicas of a node silent for this many seconds.
     #[arg(long, default_value_t = 60)]
     replace_after_secs: u64,
-    /// Audit retention: keep at most this many records (0 = all; else at least 1000).
-    #[arg(long, default_value_t = 0)]
-    audit_max_records: u64,
+    /// Audit retention: keep at most this many records (0 = no limit by count; else at least
+    /// 1000). Unset: the server's default (`[audit] max_records`, 1,000,000).
+    #[arg(long)]
+    audit_max_records: Option<u64>,
     /// Build a snapshot every this many log entries (`[raft] snapshot_every`) and keep
     /// `--keep-log-entries` behind it; small values exercise snapshots and log purges.
     #[arg(long, default_value_t = 5000)]
@@ -135,7 +136,7 @@ struct NodeExtras {
     zones: u64,
     capacity: u64,
     replace_after_secs: u64,
-    audit_max_records: u64,
+    audit_max_records: Option<u64>,
     snapshot_every: u64,
     keep_log_entries: u64,
     heartbeat_ms: u64,
@@ -211,8 +212,8 @@ fn node_config(
         extras.election_timeout_ms.0,
         extras.election_timeout_ms.1
     );
-    if extras.audit_max_records > 0 {
-        out += &format!("[audit]\nmax_records = {}\n\n", extras.audit_max_records);
+    if let Some(max) = extras.audit_max_records {
+        out += &format!("[audit]\nmax_records = {max}\n\n");
     }
     for (mid, mraft, msdk) in members {
         out += &format!(

@@ -3,12 +3,14 @@
 
 mod access;
 mod audit;
+mod audit_file;
 mod bench;
 mod certs;
 mod context;
 mod dev;
 mod node;
 mod output;
+mod quota;
 mod role;
 mod server;
 mod token;
@@ -102,12 +104,17 @@ enum Command {
         #[command(subcommand)]
         command: volume::ClusterCommand,
     },
+    /// Quotas on volumes and provisioned bytes per user, group and the guests.
+    Quota {
+        #[command(subcommand)]
+        command: quota::QuotaCommand,
+    },
     /// Who may do what, and why a call is refused: `access explain`.
     Access {
         #[command(subcommand)]
         command: access::AccessCommand,
     },
-    /// The replicated audit trail: list, follow, verify.
+    /// The replicated audit trail: list, follow, verify, export, verify-file.
     Audit {
         #[command(subcommand)]
         command: audit::AuditCommand,
@@ -163,6 +170,7 @@ fn main() -> ExitCode {
             Command::Cluster { command } => volume::run_cluster(command, &ctx).await,
             Command::Audit { command } => audit::run(command, &ctx).await,
             Command::Access { command } => access::run(command, &ctx).await,
+            Command::Quota { command } => quota::run(command, &ctx).await,
             Command::Version => volume::version(&ctx).await,
             Command::Bench { command } => bench::run(command, &ctx).await,
             Command::Context { command } => context::run(command, &ctx),

@@ -10,6 +10,7 @@ use custos_proto::custos::admin::v1::access_client::AccessClient;
 use custos_proto::custos::admin::v1::audit_client::AuditClient;
 use custos_proto::custos::admin::v1::auth_client::AuthClient;
 use custos_proto::custos::admin::v1::cluster_admin_client::ClusterAdminClient;
+use custos_proto::custos::admin::v1::quotas_client::QuotasClient;
 use custos_proto::custos::admin::v1::{
     AddLearnerRequest, AuditFollowRequest, AuditListRequest, AuditVerifyRequest, BackupRequest,
     PromoteRequest, RemoveRequest, ReportUsageRequest, StatusReply, StatusRequest,
@@ -19,6 +20,8 @@ pub use custos_proto::custos::admin::v1::{
     AuditVerifyReply, ExplainReply, ExplainRequest, ListRevocationsRequest, Member,
     MembershipReply, Revocation, RevokeReply, RevokeRequest,
 };
+use custos_proto::custos::admin::v1::{ListQuotasRequest, QuotaUsageRequest, RemoveQuotaRequest};
+pub use custos_proto::custos::admin::v1::{Quota, QuotaSubject, QuotaUse, SetQuotaRequest};
 use custos_proto::openstorage::api::open_storage_cluster_client::OpenStorageClusterClient;
 use custos_proto::openstorage::api::open_storage_identity_client::OpenStorageIdentityClient;
 use custos_proto::openstorage::api::open_storage_mount_attach_client::OpenStorageMountAttachClient;
@@ -499,11 +502,22 @@ impl Client {
 
     /// Checks the hash chain of the first endpoint that answers, up to `through` (0 = its head).
     pub async fn audit_verify(&self, through: u64) -> Result<AuditVerifyReply, ClientError> {
+        self.audit_verify_with(through, false).await
+    }
+
+    /// `Audit.Verify` on the member this client reaches: from its verified checkpoint, or every
+    /// kept record when `full`.
+    pub async fn audit_verify_with(
+        &self,
+        through: u64,
+        full: bool,
+    ) -> Result<AuditVerifyReply, ClientError> {
         self.call(|ch, id| async move {
             let mut c = AuditClient::new(ch);
             c.verify(self.request(
                 AuditVerifyRequest {
                     through_seq: through,
+                    full,
                 },
                 &id,
             ))
@@ -548,6 +562,56 @@ impl Client {
             c.list_revocations(self.request(ListRevocationsRequest {}, &id))
                 .await
                 .map(|r| r.into_inner().revocations)
+        })
+        .await
+    }
+
+    /// Sets the quota of a user, a group or the guests (`Quotas.Set`); returns it.
+    pub async fn set_quota(&self, req: &SetQuotaRequest) -> Result<Quota, ClientError> {
+        self.call(|ch, id| {
+            let msg = req.clone();
+            async move {
+                let mut c = QuotasClient::new(ch);
+                c.set(self.request(msg, &id))
+                    .await
+                    .map(|r| r.into_inner().quota.unwrap_or_default())
+            }
+        })
+        .await
+    }
+
+    /// Removes the quota of a user, a group or the guests (`Quotas.Remove`).
+    pub async fn remove_quota(&self, subject: &QuotaSubject) -> Result<(), ClientError> {
+        self.call(|ch, id| {
+            let msg = RemoveQuotaRequest {
+                subject: Some(subject.clone()),
+            };
+            async move {
+                let mut c = QuotasClient::new(ch);
+                c.remove(self.request(msg, &id)).await.map(drop)
+            }
+        })
+        .await
+    }
+
+    /// The quotas in force (`Quotas.List`).
+    pub async fn list_quotas(&self) -> Result<Vec<Quota>, ClientError> {
+        self.call(|ch, id| async move {
+            let mut c = QuotasClient::new(ch);
+            c.list(self.request(ListQuotasRequest {}, &id))
+                .await
+                .map(|r| r.into_inner().quotas)
+        })
+        .await
+    }
+
+    /// Every subject's use against its quota (`Quotas.Usage`).
+    pub async fn quota_usage(&self) -> Result<Vec<QuotaUse>, ClientError> {
+        self.call(|ch, id| async move {
+            let mut c = QuotasClient::new(ch);
+            c.usage(self.request(QuotaUsageRequest {}, &id))
+                .await
+                .map(|r| r.into_inner().uses)
         })
         .await
     }

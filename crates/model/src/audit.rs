@@ -217,6 +217,16 @@ impl AuditHead {
     }
 }
 
+/// The last record retention by count drops from `head`, if any: everything before the newest
+/// `max_records` (0: no limit). Hysteresis: a truncation adds a record itself, so truncating at
+/// `max_records + 1` would churn one record per check forever; it acts once the excess is 1%
+/// (at least 10 records). The leader proposes `TruncateAudit` up to here (apply removes at most
+/// `state::AUDIT_TRUNCATE_MAX` per command).
+pub fn retention_through(head: &AuditHead, max_records: u64) -> Option<u64> {
+    (max_records > 0 && head.len() > max_records.saturating_add((max_records / 100).max(10)))
+        .then(|| head.last_seq() - max_records)
+}
+
 /// A denial a node's edge saw (authentication failure, role or ownership refusal of a read or
 /// of a write before proposing), reported in a batch with how often it happened.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -386,6 +396,10 @@ fn op_objects(op: &Op) -> Vec<String> {
         Op::ReplaceReplicas { node, .. } | Op::ReportUsage { node, .. } => vec![node.to_string()],
         Op::RecordDenials { .. } | Op::TruncateAudit { .. } | Op::Batch { .. } => Vec::new(),
         Op::RevokeToken { target, .. } => vec![format!("{}:{}", target.kind(), target.value())],
+        Op::SetQuota { subject, .. } | Op::RemoveQuota { subject } => match subject {
+            crate::quota::QuotaSubject::Guest => vec!["guest".to_string()],
+            _ => vec![format!("{}:{}", subject.kind(), subject.name())],
+        },
         Op::ChangeMembership { change } => vec![change.node().to_string()],
     }
 }
@@ -462,6 +476,14 @@ fn applied_message(op: &Op, reply: &Reply) -> (String, Vec<String>) {
                 _ => format!("Token {} {} revoked", target.kind(), target.value()),
             }
         }
+        Op::SetQuota { subject, limits } => format!("Quota of {subject} set: {limits}"),
+        Op::RemoveQuota { subject } => match subject {
+            crate::quota::QuotaSubject::Guest => format!(
+                "Quota of guests removed: the default ({}) applies",
+                crate::quota::DEFAULT_GUEST_QUOTA
+            ),
+            _ => format!("Quota of {subject} removed"),
+        },
         Op::TruncateAudit { .. } => match reply {
             Reply::AuditTruncated { first, through } if through >= first => {
                 format!("Audit records {first} to {through} truncated")
@@ -559,6 +581,15 @@ pub struct ChainVerifier {
 }
 
 impl ChainVerifier {
+    /// A verifier that continues a chain already checked through record `seq`, whose hash is
+    /// `hash`: the first record fed must be `seq + 1` and name `hash` as its `prev_hash`.
+    pub fn anchored(seq: u64, hash: AuditHash) -> ChainVerifier {
+        ChainVerifier {
+            last: Some((seq, hash)),
+            checked: 0,
+        }
+    }
+
     pub fn push(&mut self, r: &AuditRecord) -> Result<(), ChainError> {
         if !r.hash_is_valid() {
             return Err(ChainError::BadHash { seq: r.seq });
@@ -601,5 +632,65 @@ impl ChainVerifier {
             Some((_, hash)) if hash != head.last_hash => Err(ChainError::HeadHash),
             Some(_) => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(first_seq: u64, last_seq: u64) -> AuditHead {
+        AuditHead {
+            next_seq: last_seq + 1,
+            last_hash: GENESIS_HASH,
+            first_seq,
+        }
+    }
+
+    #[test]
+    fn retention_by_count_waits_for_one_percent_over_then_keeps_the_newest() {
+        assert_eq!(retention_through(&head(1, 5_000_000), 0), None);
+        assert_eq!(retention_through(&head(1, 1_010_000), 1_000_000), None);
+        assert_eq!(
+            retention_through(&head(1, 1_010_001), 1_000_000),
+            Some(10_001)
+        );
+        // Small bounds: at least 10 over.
+        assert_eq!(retention_through(&head(1, 1_010), 1_000), None);
+        assert_eq!(retention_through(&head(5, 1_020), 1_000), Some(20));
+    }
+
+    #[test]
+    fn an_anchored_verifier_wants_the_next_record_linked_to_its_anchor() {
+        let mut r = AuditRecord {
+            seq: 8,
+            time_ms: 1,
+            level: AuditLevel::Info,
+            message: "m".into(),
+            authorized: true,
+            actor: AuditActor::default(),
+            method: "volume.create".into(),
+            objects: Vec::new(),
+            code: CODE_OK.into(),
+            reason: String::new(),
+            request_id: "r".into(),
+            origin: NodeId(1),
+            fingerprint: String::new(),
+            count: 1,
+            edge: false,
+            prev_hash: AuditHash([3; 32]),
+            hash: GENESIS_HASH,
+        };
+        r.hash = r.compute_hash();
+        let mut good = ChainVerifier::anchored(7, AuditHash([3; 32]));
+        assert_eq!(good.push(&r), Ok(()));
+        assert_eq!((good.checked, good.last()), (1, Some((8, r.hash))));
+        let mut other = ChainVerifier::anchored(7, AuditHash([4; 32]));
+        assert_eq!(
+            other.push(&r),
+            Err(ChainError::BrokenLink { seq: 8, prev: 7 })
+        );
+        let mut gap = ChainVerifier::anchored(6, AuditHash([3; 32]));
+        assert_eq!(gap.push(&r), Err(ChainError::Gap { seq: 8, prev: 6 }));
     }
 }

@@ -1,4 +1,4 @@
-//! custos domain core: roles, ownership, volumes, nodes, placement, usage, the audit trail, commands and the deterministic apply.
+//! custos domain core: roles, ownership, volumes, nodes, placement, usage, quotas, the audit trail, commands and the deterministic apply.
 //!
 //! This crate is pure: no I/O, no async, no clock and no randomness. Everything that varies
 //! (ids, times, the caller's verified identity) arrives inside a [`Command`], so applying the
@@ -15,6 +15,7 @@ pub mod ids;
 pub mod node;
 pub mod ownership;
 pub mod placement;
+pub mod quota;
 pub mod rejection;
 pub mod revocation;
 pub mod role;
@@ -30,6 +31,7 @@ pub use ids::{NodeId, RequestId, VolumeId};
 pub use node::StorageNodeRecord;
 pub use ownership::{AccessType, Acls, Ownership};
 pub use placement::{ReplicaMove, StuckReplica};
+pub use quota::{Quota, QuotaLimits, QuotaSubject, QuotaUsage};
 pub use rejection::{Code, Rejection};
 pub use revocation::{Revocation, RevocationTarget};
 pub use role::{MethodName, Role, RoleTrace, RoleVerdict, Rule, RuleMatch};

@@ -6,6 +6,7 @@ use crate::identity::Identity;
 use crate::ids::{NodeId, RequestId, VolumeId};
 use crate::node::StorageNodeRecord;
 use crate::ownership::{permitted, AccessType, Ownership};
+use crate::quota::{self, Quota, QuotaBook, QuotaLimits, QuotaSubject, QuotaUsage};
 use crate::rejection::Rejection;
 use crate::revocation::{self, Revocation, RevocationTarget};
 use crate::role::{self, MethodName, Role};
@@ -16,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 mod access;
 mod nodes;
+mod quotas;
 mod usage;
 mod volumes;
 
@@ -70,6 +72,8 @@ pub enum Record {
     },
     /// A token revocation in force (`Op::RevokeToken`), until its `expires_at`.
     Revocation(Revocation),
+    /// A quota an administrator set (`Op::SetQuota`).
+    Quota(Quota),
 }
 
 /// The key a record is stored under.
@@ -87,6 +91,8 @@ pub enum RecordKey {
     Retired(NodeId),
     /// A revocation, by [`RevocationTarget::key`].
     Revocation(String),
+    /// A quota, by its subject.
+    Quota(QuotaSubject),
 }
 
 impl RecordKey {
@@ -95,7 +101,8 @@ impl RecordKey {
     /// `u/<volume>/<node>`: the node id is decimal and the last `/` separates it, so the key
     /// stays unambiguous even for a volume id holding a `/`. An audit record's key is `a/`
     /// then its sequence number as 8 big-endian bytes, so the trail sorts in order; the head
-    /// is `h/`. Keys never start with `_`, which the store reserves for its own metadata.
+    /// is `h/`. A quota's key is `l/` then [`QuotaSubject::key`] (`l/u:alice`, `l/g:ops`,
+    /// `l/guest`). Keys never start with `_`, which the store reserves for its own metadata.
     pub fn encode(&self) -> Vec<u8> {
         if let RecordKey::Audit(seq) = self {
             let mut out = Vec::with_capacity(AUDIT_KEY_PREFIX.len() + 8);
@@ -106,6 +113,7 @@ impl RecordKey {
         let node_id;
         let usage_id;
         let retired_id;
+        let quota_id;
         let (kind, id) = match self {
             RecordKey::Volume(v) => ("v", v.as_str()),
             RecordKey::Role(r) => ("r", r.as_str()),
@@ -125,6 +133,10 @@ impl RecordKey {
                 ("x", retired_id.as_str())
             }
             RecordKey::Revocation(k) => ("k", k.as_str()),
+            RecordKey::Quota(subject) => {
+                quota_id = subject.key();
+                ("l", quota_id.as_str())
+            }
         };
         let mut out = Vec::with_capacity(2 + id.len());
         out.extend_from_slice(kind.as_bytes());
@@ -149,6 +161,7 @@ impl Record {
             Record::AuditHead(_) => RecordKey::AuditHead,
             Record::Retired { id, .. } => RecordKey::Retired(*id),
             Record::Revocation(r) => RecordKey::Revocation(r.target.key()),
+            Record::Quota(q) => RecordKey::Quota(q.subject.clone()),
         }
     }
 }
@@ -194,6 +207,11 @@ pub struct State {
     revocations: BTreeMap<String, Revocation>,
     /// Derived index: (expires_at, key) of every revocation, soonest first.
     revocation_expiry: BTreeSet<(u64, String)>,
+    /// The quotas administrators set, by subject (the guests' default is not stored).
+    quotas: QuotaBook,
+    /// Derived index: the volumes and bytes charged to each subject
+    /// ([`Volume::charged_to`]); no zero entries.
+    charges: BTreeMap<QuotaSubject, QuotaUsage>,
 }
 
 impl Default for State {
@@ -222,6 +240,8 @@ impl State {
             retired: BTreeMap::new(),
             revocations: BTreeMap::new(),
             revocation_expiry: BTreeSet::new(),
+            quotas: BTreeMap::new(),
+            charges: BTreeMap::new(),
         }
     }
 
@@ -260,10 +280,12 @@ impl State {
             retired_ms: *at,
         });
         let revocations = self.revocations.values().cloned().map(Record::Revocation);
+        let quotas = self.quotas.values().cloned().map(Record::Quota);
         roles
             .chain(nodes)
             .chain(retired)
             .chain(revocations)
+            .chain(quotas)
             .chain(volumes)
             .chain(usage)
             .chain(requests)
@@ -282,8 +304,10 @@ impl State {
                 self.names.insert(v.name.clone(), v.id.clone());
                 if let Some(old) = self.volumes.remove(&v.id) {
                     self.add_load(&old, false);
+                    self.add_charge(&old, false);
                 }
                 self.add_load(&v, true);
+                self.add_charge(&v, true);
                 self.volumes.insert(v.id.clone(), v);
             }
             Record::Role(r) => {
@@ -318,6 +342,27 @@ impl State {
                 self.revocation_expiry.insert((r.expires_at, key.clone()));
                 self.revocations.insert(key, r);
             }
+            Record::Quota(q) => {
+                self.quotas.insert(q.subject.clone(), q);
+            }
+        }
+    }
+
+    /// Adds (or removes) `v` to the volumes and bytes charged to its creator.
+    fn add_charge(&mut self, v: &Volume, add: bool) {
+        let Some(subject) = &v.charged_to else {
+            return;
+        };
+        let usage = self.charges.entry(subject.clone()).or_default();
+        if add {
+            usage.volumes = usage.volumes.saturating_add(1);
+            usage.bytes = usage.bytes.saturating_add(v.spec.size);
+        } else {
+            usage.volumes = usage.volumes.saturating_sub(1);
+            usage.bytes = usage.bytes.saturating_sub(v.spec.size);
+        }
+        if *usage == QuotaUsage::default() {
+            self.charges.remove(subject);
         }
     }
 
@@ -346,6 +391,7 @@ impl State {
                 if let Some(v) = self.volumes.remove(id) {
                     self.names.remove(&v.name);
                     self.add_load(&v, false);
+                    self.add_charge(&v, false);
                 }
             }
             RecordKey::Role(name) => {
@@ -375,6 +421,9 @@ impl State {
                     self.revocation_expiry
                         .remove(&(old.expires_at, key.clone()));
                 }
+            }
+            RecordKey::Quota(subject) => {
+                self.quotas.remove(subject);
             }
         }
     }
@@ -464,6 +513,32 @@ impl State {
     /// The revocations in force, in key order.
     pub fn revocations(&self) -> impl Iterator<Item = &Revocation> {
         self.revocations.values()
+    }
+
+    /// The quotas administrators set, in subject order (users, groups, then the guests).
+    pub fn quotas(&self) -> impl Iterator<Item = &Quota> {
+        self.quotas.values()
+    }
+
+    /// The limits of `subject` as set, or the default for the guests; `None` when nothing is
+    /// set for a user or group.
+    pub fn quota_limits(&self, subject: &QuotaSubject) -> Option<QuotaLimits> {
+        quota::limits_of(&self.quotas, subject)
+    }
+
+    /// The limits in force for `who` ([`quota::effective`]).
+    pub fn effective_quota(&self, who: &Identity) -> quota::EffectiveQuota {
+        quota::effective(&self.quotas, who)
+    }
+
+    /// The volumes and bytes charged to `subject`.
+    pub fn quota_usage(&self, subject: &QuotaSubject) -> QuotaUsage {
+        self.charges.get(subject).copied().unwrap_or_default()
+    }
+
+    /// Every subject with volumes charged to it, and their use, in subject order.
+    pub fn quota_usages(&self) -> impl Iterator<Item = (&QuotaSubject, &QuotaUsage)> {
+        self.charges.iter()
     }
 
     /// `Volume.Inspect`: needs Read. A denied inspect reveals existence (upstream). The check
@@ -765,6 +840,8 @@ impl State {
                 issued_before,
                 expires_at,
             } => self.revoke_token(cmd, target, *issued_before, *expires_at, changes),
+            Op::SetQuota { subject, limits } => self.set_quota(cmd, subject, limits, changes),
+            Op::RemoveQuota { subject } => self.remove_quota(subject, changes),
             Op::TruncateAudit { through } => {
                 let head = self.audit;
                 let through = (*through)

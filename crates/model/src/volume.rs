@@ -2,6 +2,7 @@
 
 use crate::ids::{NodeId, VolumeId};
 use crate::ownership::Ownership;
+use crate::quota::QuotaSubject;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -88,6 +89,11 @@ pub struct Volume {
     /// `spec.replica_nodes` stays what the caller asked for; this is what it got.
     #[serde(default)]
     pub replicas: Vec<NodeId>,
+    /// Whom the volume counts against for quotas (`crate::quota`): the user who created,
+    /// cloned or snapshotted it, or the guests; fixed at creation (an ownership change does
+    /// not move it). `None` for a record made outside apply.
+    #[serde(default)]
+    pub charged_to: Option<QuotaSubject>,
 }
 
 impl Volume {
@@ -116,6 +122,7 @@ impl Volume {
             device_path: String::new(),
             mount_paths: BTreeSet::new(),
             replicas: Vec::new(),
+            charged_to: None,
         }
     }
 

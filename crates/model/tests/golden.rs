@@ -60,6 +60,10 @@
 //!   (missing numbers are 0; `AT` is the `reported_ms` the report carries, which apply ignores);
 //!   the read `usage volume=ID` (`State::volume_usage`) or `usage node=N` (`State::node_usage`).
 //!
+//! - quotas: the apply commands `set-quota` (`quota-user=U | quota-group=G | quota-guest`,
+//!   `[volumes=N] [bytes=N]`, an absent limit being none) and `remove-quota` (the same
+//!   subject); reads `quotas` (the quotas set, then each subject's use: `State::quota_usages`)
+//!   and `quota-for <identity>` (`State::effective_quota`).
 //! - explain: `explain <identity> method=M [volume=V]` prints `State::explain` (`M` full or
 //!   dotted, `V` an id or a name) against the apply session's state.
 //!
@@ -83,6 +87,7 @@ use custos_model::node::{StorageNodeRecord, RACK_LABEL, ZONE_LABEL};
 use custos_model::ownership::explain_access;
 use custos_model::ownership::{permitted, AccessType, Acls, Ownership};
 use custos_model::placement;
+use custos_model::quota::{self, Quota, QuotaLimits, QuotaSubject};
 use custos_model::role::{self, MethodName, Role, Rule};
 use custos_model::state::VolumeCheck;
 use custos_model::state::{Change, Record, RecordKey, State, VolumeFilter};
@@ -146,6 +151,11 @@ fn explain() {
     run_script("explain.txt");
 }
 
+#[test]
+fn quotas() {
+    run_script("quotas.txt");
+}
+
 /// Every decision of every golden script, explained: each role check (`authorize`, `can`, the
 /// matrix rows), each access check (`check` at every level), each read of a volume (`inspect`,
 /// `catalog`, `snapshots`), each applied command (also inside batches and in every cell of the
@@ -165,6 +175,7 @@ fn explain_agrees_with_every_decision() {
         "usage.txt",
         "audit.txt",
         "explain.txt",
+        "quotas.txt",
     ];
     CROSS_CHECK.with(|c| c.set(true));
     for script in scripts {
@@ -859,7 +870,31 @@ fn fmt_outcome(o: &Outcome) -> String {
         Outcome::Applied(Reply::TokenRevoked { revocation }) => {
             format!("applied: revoked {}", fmt_revocation(revocation))
         }
+        Outcome::Applied(Reply::QuotaSet { quota }) => {
+            format!("applied: quota {}", fmt_quota(quota))
+        }
         Outcome::Refused(r) => format!("refused: {r}"),
+    }
+}
+
+fn fmt_quota(q: &Quota) -> String {
+    format!(
+        "of {}: {} by={} at={}",
+        q.subject, q.limits, q.set_by, q.set_ms
+    )
+}
+
+/// `quota-user=NAME`, `quota-group=NAME` or the bare word `quota-guest`.
+fn parse_quota_subject(args: &mut Args) -> Result<QuotaSubject, String> {
+    match (
+        args.take("quota-user"),
+        args.take("quota-group"),
+        args.flag("quota-guest"),
+    ) {
+        (Some(u), None, false) => Ok(QuotaSubject::User(u)),
+        (None, Some(g), false) => Ok(QuotaSubject::Group(g)),
+        (None, None, true) => Ok(QuotaSubject::Guest),
+        _ => Err("need exactly one of quota-user=, quota-group= and quota-guest".into()),
     }
 }
 
@@ -928,6 +963,7 @@ fn fmt_record(r: &Record) -> String {
         Record::AuditHead(h) => format!("{key}: next={} first={}", h.next_seq, h.first_seq),
         Record::Retired { retired_ms, .. } => format!("{key}: retired={retired_ms}"),
         Record::Revocation(r) => format!("{key}: {}", fmt_revocation(r)),
+        Record::Quota(q) => format!("{key}: {}", fmt_quota(q)),
     }
 }
 
@@ -1034,7 +1070,7 @@ struct Session {
 }
 
 /// The verbs that build a command and apply it (also the lines a `batch` block holds).
-const APPLY_VERBS: [&str; 24] = [
+const APPLY_VERBS: [&str; 26] = [
     "create-volume",
     "delete-volume",
     "update-volume",
@@ -1059,6 +1095,8 @@ const APPLY_VERBS: [&str; 24] = [
     "record-denials",
     "truncate-audit",
     "revoke",
+    "set-quota",
+    "remove-quota",
 ];
 
 impl Session {
@@ -1183,6 +1221,20 @@ impl Session {
                 .into()
             }
             "seed-volume" => self.seed_volume_cmd(&mut args)?,
+            "quotas" => self.quotas_cmd(),
+            "quota-for" => {
+                let who = parse_identity(&mut args)?;
+                let e = self.state.effective_quota(&who);
+                let show = |what: &str, l: &Option<quota::Limit>| match l {
+                    Some(l) => format!("{what}: at most {} (quota of {})", l.max, l.from),
+                    None => format!("{what}: no limit"),
+                };
+                format!(
+                    "{}\n{}",
+                    show("volumes", &e.volumes),
+                    show("bytes", &e.bytes)
+                )
+            }
             "clock" => {
                 if !args.flag("auto") {
                     return Err("clock takes `auto`".into());
@@ -1657,6 +1709,22 @@ impl Session {
                     expires_at: args.parsed("expires", 0u64)?,
                 }
             }
+            "set-quota" => Op::SetQuota {
+                subject: parse_quota_subject(args)?,
+                limits: QuotaLimits {
+                    volumes: args
+                        .take("volumes")
+                        .map(|v| parse_value("volumes", &v))
+                        .transpose()?,
+                    bytes: args
+                        .take("bytes")
+                        .map(|v| parse_value("bytes", &v))
+                        .transpose()?,
+                },
+            },
+            "remove-quota" => Op::RemoveQuota {
+                subject: parse_quota_subject(args)?,
+            },
             _ => unreachable!("dispatched above"),
         };
         Ok(Command {
@@ -1733,6 +1801,32 @@ impl Session {
     }
 
     /// `usage volume=ID` (the aggregate) or `usage node=N` (that node's last report).
+    /// `quotas`: the quotas set (the guests' default when none is), then every subject's use.
+    fn quotas_cmd(&self) -> String {
+        let mut lines: Vec<String> = self
+            .state
+            .quotas()
+            .map(|q| format!("quota {}", fmt_quota(q)))
+            .collect();
+        if self
+            .state
+            .quotas()
+            .all(|q| q.subject != QuotaSubject::Guest)
+        {
+            lines.push(format!(
+                "quota of guests: {} (default)",
+                quota::DEFAULT_GUEST_QUOTA
+            ));
+        }
+        for (subject, used) in self.state.quota_usages() {
+            lines.push(format!(
+                "use of {subject}: volumes={} bytes={}",
+                used.volumes, used.bytes
+            ));
+        }
+        lines.join("\n")
+    }
+
     fn usage_cmd(&mut self, args: &mut Args) -> Result<String, String> {
         match (args.take("volume"), args.take("node")) {
             (Some(id), None) => Ok(match self.state.volume_usage(&VolumeId(id)) {

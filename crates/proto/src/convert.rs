@@ -343,8 +343,6 @@ fn explain_step(
     }
 }
 
-/// An explanation as `Access.Explain` answers it (the gRPC code numbers are the server's to
-/// fill in).
 /// A revocation in force, as `Auth.Revoke` and `Auth.ListRevocations` answer it.
 pub fn revocation_to_proto(r: &custos_model::Revocation) -> admin::Revocation {
     admin::Revocation {
@@ -358,6 +356,68 @@ pub fn revocation_to_proto(r: &custos_model::Revocation) -> admin::Revocation {
     }
 }
 
+/// A quota subject on the wire.
+pub fn quota_subject_to_proto(s: &custos_model::QuotaSubject) -> admin::QuotaSubject {
+    use custos_model::QuotaSubject;
+    match s {
+        QuotaSubject::User(u) => admin::QuotaSubject {
+            user: u.clone(),
+            ..Default::default()
+        },
+        QuotaSubject::Group(g) => admin::QuotaSubject {
+            group: g.clone(),
+            ..Default::default()
+        },
+        QuotaSubject::Guest => admin::QuotaSubject {
+            guest: true,
+            ..Default::default()
+        },
+    }
+}
+
+/// The subject a request names: exactly one of a user, a group and the guests (the error
+/// text otherwise).
+pub fn quota_subject_from_proto(
+    s: Option<&admin::QuotaSubject>,
+) -> Result<custos_model::QuotaSubject, &'static str> {
+    use custos_model::QuotaSubject;
+    const ONE: &str = "Must supply exactly one of a user, a group and the guests";
+    let s = s.ok_or(ONE)?;
+    match (s.user.is_empty(), s.group.is_empty(), s.guest) {
+        (false, true, false) => Ok(QuotaSubject::User(s.user.clone())),
+        (true, false, false) => Ok(QuotaSubject::Group(s.group.clone())),
+        (true, true, true) => Ok(QuotaSubject::Guest),
+        _ => Err(ONE),
+    }
+}
+
+/// A quota, as `Quotas.Set`, `Quotas.List` and `Quotas.Usage` answer it.
+pub fn quota_to_proto(q: &custos_model::Quota) -> admin::Quota {
+    admin::Quota {
+        subject: Some(quota_subject_to_proto(&q.subject)),
+        max_volumes: q.limits.volumes,
+        max_bytes: q.limits.bytes,
+        set_ms: q.set_ms,
+        set_by: q.set_by.clone(),
+        default: false,
+    }
+}
+
+/// The guests' built-in quota (no quota set for them).
+pub fn default_guest_quota_to_proto() -> admin::Quota {
+    let limits = custos_model::quota::DEFAULT_GUEST_QUOTA;
+    admin::Quota {
+        subject: Some(quota_subject_to_proto(&custos_model::QuotaSubject::Guest)),
+        max_volumes: limits.volumes,
+        max_bytes: limits.bytes,
+        set_ms: 0,
+        set_by: String::new(),
+        default: true,
+    }
+}
+
+/// An explanation as `Access.Explain` answers it (the gRPC code numbers are the server's to
+/// fill in).
 pub fn explanation_to_proto(e: &custos_model::Explanation) -> admin::ExplainReply {
     use custos_model::role::{RoleVerdict, RuleEffect};
     let role_checks = e

@@ -1,6 +1,6 @@
 //! `custos.admin.v1`: `ClusterAdmin` (what operators and `custos dev` ask a node about its
 //! cluster), `Audit` (the replicated audit trail: list, follow, verify), `Access` (explain
-//! an authorization decision) and `Auth` (token revocation).
+//! an authorization decision), `Auth` (token revocation) and `Quotas`.
 
 use crate::node::Node;
 use custos_model::command::REPORT_USAGE_METHOD;
@@ -17,6 +17,10 @@ use custos_proto::custos::admin::v1::{
     ListRevocationsRequest, Member, MembershipReply, PromoteRequest, RemoveRequest,
     ReportUsageReply, ReportUsageRequest, RevokeReply, RevokeRequest, StatusReply, StatusRequest,
     TransferLeaderRequest,
+};
+use custos_proto::custos::admin::v1::{
+    ListQuotasReply, ListQuotasRequest, QuotaUsageReply, QuotaUsageRequest, QuotaUse,
+    RemoveQuotaReply, RemoveQuotaRequest, SetQuotaReply, SetQuotaRequest,
 };
 use openraft::ServerState;
 use std::sync::Arc;
@@ -398,12 +402,19 @@ impl Audit for AuditService {
             .reader(request.metadata(), &format!("{AUDIT}Verify"))
             .await
             .map(drop)?;
-        let through = request.into_inner().through_seq;
+        let req = request.into_inner();
+        let through = (req.through_seq != 0).then_some(req.through_seq);
         let log = self.node.audit.log.clone();
-        let v = tokio::task::spawn_blocking(move || log.verify((through != 0).then_some(through)))
-            .await
-            .map_err(|e| crate::status::internal(format!("audit verify task: {e}")))?
-            .map_err(storage)?;
+        let v = tokio::task::spawn_blocking(move || {
+            if req.full {
+                log.verify_full(through)
+            } else {
+                log.verify(through)
+            }
+        })
+        .await
+        .map_err(|e| crate::status::internal(format!("audit verify task: {e}")))?
+        .map_err(storage)?;
         let (through_seq, through_hash) = v.at.map(|(s, h)| (s, h.hex())).unwrap_or_default();
         Ok(Response::new(AuditVerifyReply {
             node_id: self.node.id,
@@ -415,6 +426,8 @@ impl Audit for AuditService {
             through_seq,
             through_hash,
             checked: v.checked,
+            checkpoint_seq: v.checkpoint.map_or(0, |(seq, _)| seq),
+            full: v.full,
         }))
     }
 }
@@ -684,5 +697,145 @@ impl custos_proto::custos::admin::v1::auth_server::Auth for AuthService {
             .map(convert::revocation_to_proto)
             .collect();
         Ok(Response::new(ListRevocationsReply { revocations }))
+    }
+}
+
+/// `custos.admin.v1.Quotas`: quotas on volumes and provisioned bytes.
+pub struct QuotasService {
+    pub node: Arc<Node>,
+}
+
+/// The full name of `Quotas.Set` (a mutation: decided in apply, [`Op::SetQuota`]).
+pub const SET_QUOTA_METHOD: &str = custos_model::command::SET_QUOTA_METHOD;
+/// The full name of `Quotas.Remove` (a mutation: decided in apply, [`Op::RemoveQuota`]).
+pub const REMOVE_QUOTA_METHOD: &str = custos_model::command::REMOVE_QUOTA_METHOD;
+/// The full name of `Quotas.List` (a read).
+pub const LIST_QUOTAS_METHOD: &str = "/custos.admin.v1.Quotas/List";
+/// The full name of `Quotas.Usage` (a read).
+pub const QUOTA_USAGE_METHOD: &str = "/custos.admin.v1.Quotas/Usage";
+
+/// The quota set for `subject` in `state`, or the guests' default.
+fn quota_of(
+    state: &custos_model::State,
+    subject: &custos_model::QuotaSubject,
+) -> Option<custos_proto::custos::admin::v1::Quota> {
+    match state.quotas().find(|q| &q.subject == subject) {
+        Some(q) => Some(convert::quota_to_proto(q)),
+        None if *subject == custos_model::QuotaSubject::Guest => {
+            Some(convert::default_guest_quota_to_proto())
+        }
+        None => None,
+    }
+}
+
+#[tonic::async_trait]
+impl custos_proto::custos::admin::v1::quotas_server::Quotas for QuotasService {
+    async fn set(
+        &self,
+        request: Request<SetQuotaRequest>,
+    ) -> Result<Response<SetQuotaReply>, Status> {
+        let caller = self
+            .node
+            .writer(request.metadata(), SET_QUOTA_METHOD)
+            .await?;
+        let req = request.into_inner();
+        let subject = convert::quota_subject_from_proto(req.subject.as_ref())
+            .map_err(Status::invalid_argument)?;
+        let limits = custos_model::QuotaLimits {
+            volumes: req.max_volumes,
+            bytes: req.max_bytes,
+        };
+        let reply = self
+            .node
+            .write(
+                caller.identity,
+                caller.request_id,
+                Op::SetQuota { subject, limits },
+                caller.deadline,
+            )
+            .await?;
+        match reply {
+            Reply::QuotaSet { quota } => Ok(Response::new(SetQuotaReply {
+                quota: Some(convert::quota_to_proto(&quota)),
+            })),
+            other => Err(Status::internal(format!(
+                "Quotas.Set: unexpected reply {other:?}"
+            ))),
+        }
+    }
+
+    async fn remove(
+        &self,
+        request: Request<RemoveQuotaRequest>,
+    ) -> Result<Response<RemoveQuotaReply>, Status> {
+        let caller = self
+            .node
+            .writer(request.metadata(), REMOVE_QUOTA_METHOD)
+            .await?;
+        let req = request.into_inner();
+        let subject = convert::quota_subject_from_proto(req.subject.as_ref())
+            .map_err(Status::invalid_argument)?;
+        self.node
+            .write(
+                caller.identity,
+                caller.request_id,
+                Op::RemoveQuota { subject },
+                caller.deadline,
+            )
+            .await?;
+        Ok(Response::new(RemoveQuotaReply {}))
+    }
+
+    async fn list(
+        &self,
+        request: Request<ListQuotasRequest>,
+    ) -> Result<Response<ListQuotasReply>, Status> {
+        let (_, state) = self
+            .node
+            .reader(request.metadata(), LIST_QUOTAS_METHOD)
+            .await?;
+        let mut quotas: Vec<_> = state.quotas().map(convert::quota_to_proto).collect();
+        if !state
+            .quotas()
+            .any(|q| q.subject == custos_model::QuotaSubject::Guest)
+        {
+            quotas.push(convert::default_guest_quota_to_proto());
+        }
+        Ok(Response::new(ListQuotasReply { quotas }))
+    }
+
+    async fn usage(
+        &self,
+        request: Request<QuotaUsageRequest>,
+    ) -> Result<Response<QuotaUsageReply>, Status> {
+        let (_, state) = self
+            .node
+            .reader(request.metadata(), QUOTA_USAGE_METHOD)
+            .await?;
+        let mut uses: Vec<QuotaUse> = state
+            .quota_usages()
+            .map(|(subject, used)| QuotaUse {
+                subject: Some(convert::quota_subject_to_proto(subject)),
+                volumes: used.volumes,
+                bytes: used.bytes,
+                quota: quota_of(&state, subject),
+            })
+            .collect();
+        // The guests are always reported, against their quota, even with nothing created.
+        if state
+            .quota_usage(&custos_model::QuotaSubject::Guest)
+            .volumes
+            == 0
+        {
+            uses.push(QuotaUse {
+                subject: Some(convert::quota_subject_to_proto(
+                    &custos_model::QuotaSubject::Guest,
+                )),
+                volumes: 0,
+                bytes: 0,
+                quota: quota_of(&state, &custos_model::QuotaSubject::Guest),
+            });
+        }
+        Ok(Response::new(QuotaUsageReply { uses }))
     }
 }

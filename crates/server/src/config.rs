@@ -69,6 +69,15 @@ impl Default for NodeSettings {
     }
 }
 
+/// The default bound of the audit trail by count. A record takes a few hundred bytes on disk
+/// (a 1,000,000-record trail is about 200 MiB in a snapshot, BENCHMARKS.md), and every member
+/// and every snapshot holds the whole trail: export what must be kept longer
+/// (`custos audit export`, docs/operations.md).
+pub const DEFAULT_AUDIT_MAX_RECORDS: u64 = 1_000_000;
+
+/// The default bound of the audit trail by age.
+pub const DEFAULT_AUDIT_MAX_AGE: &str = "90d";
+
 /// The audit trail: local files, edge-denial batching and retention.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -80,11 +89,11 @@ pub struct AuditSettings {
     /// Distinct kinds of denial one batch keeps apart; further kinds are coalesced per code,
     /// so memory stays bounded under a flood of varied bad requests.
     pub max_distinct_denials: usize,
-    /// Retention by count: the leader truncates the oldest records beyond this many (0 = keep
-    /// all). At least 1,000 when set.
+    /// Retention by count: the leader truncates the oldest records beyond this many (0 = no
+    /// limit by count). At least 1,000 when set. Default [`DEFAULT_AUDIT_MAX_RECORDS`].
     pub max_records: u64,
-    /// Retention by age (`30d`, `12h`, ...): the leader truncates records older than this.
-    /// Unset keeps all.
+    /// Retention by age (`30d`, `12h`, ...; at least one hour): the leader truncates records
+    /// older than this. `""` sets no limit by age. Default [`DEFAULT_AUDIT_MAX_AGE`].
     pub max_age: Option<String>,
     /// Local `audit.log` and `access.log` lines are buffered and written out this often
     /// (milliseconds), or sooner when 64 KiB are waiting; 0 writes every line at once. A node
@@ -99,8 +108,8 @@ impl Default for AuditSettings {
             log_dir: None,
             batch_ms: 100,
             max_distinct_denials: 256,
-            max_records: 0,
-            max_age: None,
+            max_records: DEFAULT_AUDIT_MAX_RECORDS,
+            max_age: Some(DEFAULT_AUDIT_MAX_AGE.to_string()),
             log_flush_ms: 100,
         }
     }
@@ -379,7 +388,7 @@ impl ServerConfig {
         }
         if self.audit.max_records != 0 && self.audit.max_records < 1000 {
             return Err(ConfigError::Invalid(
-                "[audit] max_records must be 0 (keep all) or at least 1000".into(),
+                "[audit] max_records must be 0 (no limit by count) or at least 1000".into(),
             ));
         }
         if self.audit.log_flush_ms > 10_000 {
@@ -397,7 +406,13 @@ impl ServerConfig {
                 "[audit] max_distinct_denials must be at least 1".into(),
             ));
         }
-        self.audit.max_age_secs().map_err(ConfigError::Invalid)?;
+        if let Some(secs) = self.audit.max_age_secs().map_err(ConfigError::Invalid)? {
+            if secs < 3600 {
+                return Err(ConfigError::Invalid(
+                    "[audit] max_age must be at least 1h (or \"\" for no limit by age)".into(),
+                ));
+            }
+        }
         self.validate_limits()?;
         if self.insecure && self.tls.is_some() {
             return Err(ConfigError::Invalid(
@@ -566,5 +581,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("log_flush_ms"), "{err}");
+    }
+
+    #[test]
+    fn audit_retention_is_on_by_default_and_can_be_lifted_explicitly() {
+        let audit = config("").audit;
+        assert_eq!(audit.max_records, 1_000_000);
+        assert_eq!(audit.max_age_secs(), Ok(Some(90 * 86_400)));
+        let off = config(
+            "[audit]
+max_records = 0
+max_age = \"\"\n",
+        );
+        off.validate().unwrap();
+        assert_eq!(
+            (off.audit.max_records, off.audit.max_age_secs()),
+            (0, Ok(None))
+        );
+        config(
+            "[audit]
+max_records = 1000
+max_age = \"1h\"\n",
+        )
+        .validate()
+        .unwrap();
+        for bad in [
+            "max_records = 999",
+            "max_age = \"59m\"",
+            "max_age = \"0s\"",
+            "max_age = \"soon\"",
+        ] {
+            let err = config(&format!("[audit]\n{bad}\n"))
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("[audit] max_"), "{bad}: {err}");
+        }
     }
 }

@@ -110,7 +110,8 @@ pub static ROUTES: &[CustosRoute] = &[
     CustosRoute {
         path: VERIFY_PATH,
         rpc: VERIFY_RPC,
-        summary: "This member's hash chain, checked (query: through_seq)",
+        summary: "This member's hash chain, checked from its verified checkpoint, or every \
+                  kept record with full=true (query: through_seq, full)",
         request: ".custos.admin.v1.AuditVerifyRequest",
         response: ".custos.admin.v1.AuditVerifyReply",
     },
@@ -118,7 +119,7 @@ pub static ROUTES: &[CustosRoute] = &[
         path: VERIFY_MEMBERS_PATH,
         rpc: VERIFY_RPC,
         summary: "Every member's hash chain, checked by that member with the caller's token, \
-                  and whether they agree at the newest record all of them hold",
+                  and whether they agree at the newest record all of them hold (query: full)",
         request: ".custos.admin.v1.AuditVerifyRequest",
         response: MEMBERS_REPLY,
     },
@@ -298,7 +299,7 @@ async fn verify(
 ) -> Response {
     let meta = metadata(&headers);
     answer(&console.node, VERIFY_RPC, async {
-        let message: AuditVerifyRequest = from_query(query.as_deref(), &[])?;
+        let message: AuditVerifyRequest = from_query(query.as_deref(), &["full"])?;
         Ok(console
             .audit
             .verify(request(&meta, message))
@@ -335,8 +336,9 @@ impl Console {
         member: &Member,
         meta: &MetadataMap,
         through_seq: u64,
+        full: bool,
     ) -> Result<AuditVerifyReply, Status> {
-        let message = AuditVerifyRequest { through_seq };
+        let message = AuditVerifyRequest { through_seq, full };
         if member.id == self.node.id {
             let call = self.audit.verify(request(meta, message));
             return Ok(run(&self.node, VERIFY_RPC, call).await?.into_inner());
@@ -373,14 +375,22 @@ impl Console {
 
 /// Every member's chain and whether they agree: each member checks its own chain; members a
 /// few records apart are compared at the newest record all of them hold.
-async fn verify_members(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+async fn verify_members(
+    State(console): State<Arc<Console>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
     let meta = metadata(&headers);
+    let full = match from_query::<AuditVerifyRequest>(query.as_deref(), &["full"]) {
+        Ok(req) => req.full,
+        Err(status) => return status_response(&status),
+    };
     let status = console.admin.status(request(&meta, StatusRequest {}));
     let members = match run(&console.node, STATUS_RPC, status).await {
         Ok(reply) => reply.into_inner().members,
         Err(status) => return status_response(&status),
     };
-    let calls = members.iter().map(|m| console.verify_on(m, &meta, 0));
+    let calls = members.iter().map(|m| console.verify_on(m, &meta, 0, full));
     let results = futures::future::join_all(calls).await;
     let mut answers = Vec::new();
     for (member, result) in members.into_iter().zip(results) {
@@ -405,7 +415,7 @@ async fn verify_members(State(console): State<Arc<Console>>, headers: HeaderMap)
         let hash = match &a.result {
             Ok(v) if v.last_seq == common => Ok(v.last_hash.clone()),
             Ok(_) => console
-                .verify_on(&a.member, &meta, common)
+                .verify_on(&a.member, &meta, common, false)
                 .await
                 .map(|v| v.through_hash)
                 .map_err(|s| s.message().to_string()),

@@ -39,6 +39,7 @@ use custos_proto::custos::admin::v1::access_server::AccessServer;
 use custos_proto::custos::admin::v1::audit_server::AuditServer;
 use custos_proto::custos::admin::v1::auth_server::AuthServer;
 use custos_proto::custos::admin::v1::cluster_admin_server::ClusterAdminServer;
+use custos_proto::custos::admin::v1::quotas_server::QuotasServer;
 use custos_proto::custos::raft::v1::raft_service_server::RaftServiceServer;
 use custos_proto::openstorage::api::open_storage_cluster_server::OpenStorageClusterServer;
 use custos_proto::openstorage::api::open_storage_identity_server::OpenStorageIdentityServer;
@@ -381,6 +382,9 @@ pub async fn run(
             node: node.clone(),
         }))
         .add_service(AuthServer::new(admin::AuthService { node: node.clone() }))
+        .add_service(QuotasServer::new(admin::QuotasService {
+            node: node.clone(),
+        }))
         .add_service(health_service)
         .add_service(reflection);
     let sdk_limits = tls::AcceptLimits::new(

@@ -151,6 +151,7 @@ pub struct NodeValues {
     pub read_waiters: u64,
     pub reads_rejected: u64,
     pub audit_last_seq: u64,
+    pub audit_first_seq: u64,
     pub audit_records: u64,
     pub audit_backlog: u64,
     pub audit_denials: u64,
@@ -187,6 +188,7 @@ impl NodeValues {
             read_waiters: node.read_slots.in_use() as u64,
             reads_rejected: node.read_slots.refused(),
             audit_last_seq: head.last_seq(),
+            audit_first_seq: head.first_seq,
             audit_records: head.len(),
             audit_backlog: node.audit.backlog(),
             audit_denials: c.denials,
@@ -457,6 +459,13 @@ impl Metrics {
             "custos_audit_last_seq",
             "Sequence number of the last audit record on this node",
             v.audit_last_seq,
+        );
+        gauge(
+            &mut r,
+            "custos_audit_first_seq",
+            "Sequence number of the oldest audit record kept on this node (retention drops \
+             records before it; an export must have reached this far)",
+            v.audit_first_seq,
         );
         gauge(
             &mut r,
@@ -782,6 +791,7 @@ mod tests {
             ("custos_proposals_expired_total", "counter"),
             ("custos_connections_refused_total", "counter"),
             ("custos_audit_last_seq", "gauge"),
+            ("custos_audit_first_seq", "gauge"),
             ("custos_audit_records", "gauge"),
             ("custos_audit_backlog", "gauge"),
             ("custos_audit_denials_total", "counter"),

@@ -62,6 +62,7 @@ pub struct Services {
     mount: MountAttachService,
     access: crate::admin::AccessService,
     auth: crate::admin::AuthService,
+    quotas: crate::admin::QuotasService,
 }
 
 impl Services {
@@ -74,7 +75,8 @@ impl Services {
             node: NodeService { node: node.clone() },
             mount: MountAttachService { node: node.clone() },
             access: crate::admin::AccessService { node: node.clone() },
-            auth: crate::admin::AuthService { node },
+            auth: crate::admin::AuthService { node: node.clone() },
+            quotas: crate::admin::QuotasService { node },
         }
     }
 }
@@ -224,8 +226,8 @@ pub static ROUTES: &[Route] = &[
         SdkRoleUpdateRequest -> SdkRoleUpdateResponse),
 ];
 
-/// custos' own routes (not upstream's): `Access.Explain`, `Auth.Revoke` and
-/// `Auth.ListRevocations`. Their messages are named fully qualified
+/// custos' own routes (not upstream's): `Access.Explain`, `Auth.Revoke`,
+/// `Auth.ListRevocations` and the `Quotas` methods. Their messages are named fully qualified
 /// (`.custos.admin.v1.ExplainRequest`) in the OpenAPI document.
 pub static CUSTOS_ROUTES: &[Route] = &[
     Route {
@@ -281,6 +283,78 @@ pub static CUSTOS_ROUTES: &[Route] = &[
                     tonic::Request::from_parts(meta, tonic::Extensions::default(), message);
                 let reply: ListRevocationsReply =
                     services.auth.list_revocations(request).await?.into_inner();
+                encode(&reply)
+            })
+        },
+    },
+    Route {
+        method: "POST",
+        path: "/v1/custos/quotas",
+        rpc: crate::admin::SET_QUOTA_METHOD,
+        request: ".custos.admin.v1.SetQuotaRequest",
+        response: ".custos.admin.v1.SetQuotaReply",
+        call: |services, meta, body| {
+            Box::pin(async move {
+                use custos_proto::custos::admin::v1::quotas_server::Quotas;
+                use custos_proto::custos::admin::v1::{SetQuotaReply, SetQuotaRequest};
+                let message: SetQuotaRequest = decode(body)?;
+                let request =
+                    tonic::Request::from_parts(meta, tonic::Extensions::default(), message);
+                let reply: SetQuotaReply = services.quotas.set(request).await?.into_inner();
+                encode(&reply)
+            })
+        },
+    },
+    Route {
+        method: "POST",
+        path: "/v1/custos/quotas/remove",
+        rpc: crate::admin::REMOVE_QUOTA_METHOD,
+        request: ".custos.admin.v1.RemoveQuotaRequest",
+        response: ".custos.admin.v1.RemoveQuotaReply",
+        call: |services, meta, body| {
+            Box::pin(async move {
+                use custos_proto::custos::admin::v1::quotas_server::Quotas;
+                use custos_proto::custos::admin::v1::{RemoveQuotaReply, RemoveQuotaRequest};
+                let message: RemoveQuotaRequest = decode(body)?;
+                let request =
+                    tonic::Request::from_parts(meta, tonic::Extensions::default(), message);
+                let reply: RemoveQuotaReply = services.quotas.remove(request).await?.into_inner();
+                encode(&reply)
+            })
+        },
+    },
+    Route {
+        method: "GET",
+        path: "/v1/custos/quotas",
+        rpc: crate::admin::LIST_QUOTAS_METHOD,
+        request: ".custos.admin.v1.ListQuotasRequest",
+        response: ".custos.admin.v1.ListQuotasReply",
+        call: |services, meta, body| {
+            Box::pin(async move {
+                use custos_proto::custos::admin::v1::quotas_server::Quotas;
+                use custos_proto::custos::admin::v1::{ListQuotasReply, ListQuotasRequest};
+                let message: ListQuotasRequest = decode(body)?;
+                let request =
+                    tonic::Request::from_parts(meta, tonic::Extensions::default(), message);
+                let reply: ListQuotasReply = services.quotas.list(request).await?.into_inner();
+                encode(&reply)
+            })
+        },
+    },
+    Route {
+        method: "GET",
+        path: "/v1/custos/quotas/usage",
+        rpc: crate::admin::QUOTA_USAGE_METHOD,
+        request: ".custos.admin.v1.QuotaUsageRequest",
+        response: ".custos.admin.v1.QuotaUsageReply",
+        call: |services, meta, body| {
+            Box::pin(async move {
+                use custos_proto::custos::admin::v1::quotas_server::Quotas;
+                use custos_proto::custos::admin::v1::{QuotaUsageReply, QuotaUsageRequest};
+                let message: QuotaUsageRequest = decode(body)?;
+                let request =
+                    tonic::Request::from_parts(meta, tonic::Extensions::default(), message);
+                let reply: QuotaUsageReply = services.quotas.usage(request).await?.into_inner();
                 encode(&reply)
             })
         },

@@ -6,12 +6,22 @@
 //! username, `i/<len u16 BE><username><seq u64 BE>` → empty, is maintained in the same batches
 //! (and rebuilt on snapshot install) so that `List` filtered by user reads only that user's
 //! records. Neither is loaded into memory: the in-memory `State` tracks only the head.
+//!
+//! Verification is incremental: the `audit` tree keeps this node's verified checkpoint (the
+//! last record a clean check reached, and its hash), and [`AuditLog::verify`] reads only the
+//! records after it, so a check costs what was appended since the last one, not the trail's
+//! length. [`AuditLog::verify_full`] re-hashes every kept record. The checkpoint is local
+//! (never replicated, never in a snapshot) and cleared by a snapshot install; ARCHITECTURE.md,
+//! "Audit verification", says what it proves.
 
-use crate::codec::decode;
+use crate::codec::{decode, encode};
 use crate::{SharedState, StoreError};
 use custos_model::audit::{AuditHead, AuditQuery, AuditRecord, ChainError, ChainVerifier};
-use custos_model::{RecordKey, AUDIT_KEY_PREFIX};
+use custos_model::{AuditHash, RecordKey, AUDIT_KEY_PREFIX};
+use serde::{Deserialize, Serialize};
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// The key prefix of the username index.
 pub(crate) const INDEX_PREFIX: &[u8] = b"i/";
@@ -52,8 +62,13 @@ pub struct AuditVerification {
     pub head: AuditHead,
     /// Records checked.
     pub checked: u64,
-    /// The record `through` asked for (or the last), with its hash, when it exists.
-    pub at: Option<(u64, custos_model::AuditHash)>,
+    /// The record `through` asked for (or the last), with its hash, when it exists and the
+    /// check reached it.
+    pub at: Option<(u64, AuditHash)>,
+    /// The verified checkpoint the check found (incremental checks start there).
+    pub checkpoint: Option<(u64, AuditHash)>,
+    /// Whether every kept record was re-hashed ([`AuditLog::verify_full`]).
+    pub full: bool,
     /// Why the chain does not verify.
     pub error: Option<String>,
 }
@@ -67,6 +82,10 @@ pub struct AuditLog {
     /// writes its records).
     pub(crate) stored_head: std::sync::Arc<std::sync::Mutex<AuditHead>>,
     pub(crate) appended: tokio::sync::watch::Receiver<u64>,
+    /// The `audit` tree: this node's verified checkpoint.
+    pub(crate) checkpoint: sled::Tree,
+    /// Snapshot installs so far (each replaces the trail and clears the checkpoint).
+    pub(crate) installs: Arc<AtomicU64>,
 }
 
 fn record_key(seq: u64) -> Vec<u8> {
@@ -194,17 +213,89 @@ impl AuditLog {
         }
     }
 
-    /// Checks the chain of every kept record up to `through` (the last record when `None` or
-    /// beyond it) and, when checking to the end, that the trail ends at the head.
+    /// This node's verified checkpoint: the last record a verification reached with the chain
+    /// intact, and its hash. `None` before the first verification and after a snapshot install.
+    pub fn checkpoint(&self) -> Result<Option<(u64, AuditHash)>, StoreError> {
+        Ok(read_checkpoint(&self.checkpoint)?.map(|c| (c.seq, c.hash)))
+    }
+
+    /// Checks the chain up to `through` (the last record when `None` or beyond it) from this
+    /// node's verified checkpoint: only the records after it are read, the first of them must
+    /// name the checkpoint's hash as its `prev_hash` (or the checkpoint record itself, when
+    /// `through` is before it, must still hash to it). Without a usable checkpoint (none yet,
+    /// or retention dropped the records after it) it checks every kept record. A clean check
+    /// advances the checkpoint. When checking to the end, also checks that the trail ends at
+    /// the head.
     pub fn verify(&self, through: Option<u64>) -> Result<AuditVerification, StoreError> {
+        self.check(through, false, None)
+    }
+
+    /// Checks the chain from a checkpoint the caller holds (`seq`, `hash`: the last record of
+    /// an export, say) up to `through`, as [`verify`](Self::verify) does from the node's own;
+    /// the node's checkpoint is neither used nor moved.
+    pub fn verify_from(
+        &self,
+        anchor: (u64, AuditHash),
+        through: Option<u64>,
+    ) -> Result<AuditVerification, StoreError> {
+        let (seq, hash) = anchor;
+        self.check(through, false, Some(Checkpoint { seq, hash }))
+    }
+
+    /// Checks the chain of every kept record up to `through`, re-hashing each, whatever the
+    /// checkpoint says; the checkpoint must still agree with the records (its record's hash, or
+    /// the first kept record's `prev_hash` when retention dropped the checkpoint's record).
+    pub fn verify_full(&self, through: Option<u64>) -> Result<AuditVerification, StoreError> {
+        self.check(through, true, None)
+    }
+
+    /// `given`: a caller's checkpoint instead of the stored one, which is then left alone.
+    fn check(
+        &self,
+        through: Option<u64>,
+        full: bool,
+        given: Option<Checkpoint>,
+    ) -> Result<AuditVerification, StoreError> {
+        let installs = self.installs.load(Ordering::SeqCst);
         let head = self.head();
         let last = head.last_seq();
         let through = through.unwrap_or(last).min(last);
-        let mut verifier = ChainVerifier::default();
-        let mut error: Option<ChainError> = None;
-        let start = record_key(head.first_seq);
-        let end = record_key(through);
-        if head.first_seq <= through {
+        let checkpoint = match given {
+            Some(c) => Some(c),
+            None => read_checkpoint(&self.checkpoint)?,
+        };
+        let mut error: Option<String> = None;
+        // Records the checkpoint names may be gone from the front (retention) but never from
+        // the end: the trail only grows there.
+        if let Some(c) = checkpoint.filter(|c| c.seq > last) {
+            error = Some(format!(
+                "this node verified the chain through record {} but the trail ends at record \
+                 {last}: records were removed from its end",
+                c.seq
+            ));
+        }
+        // A checkpoint still linked to the kept records: its record is kept, or is the one
+        // right before the first kept (its hash is then the first kept record's `prev_hash`).
+        let linked =
+            checkpoint.filter(|c| c.seq <= last && c.seq.saturating_add(1) >= head.first_seq);
+        let (lo, mut verifier) = match linked {
+            Some(c) if c.seq < head.first_seq => {
+                (head.first_seq, ChainVerifier::anchored(c.seq, c.hash))
+            }
+            Some(c) if !full => (c.seq.min(through), ChainVerifier::default()),
+            _ => (head.first_seq, ChainVerifier::default()),
+        };
+        // Incremental: through the checkpoint's record when `through` is before it, so the hash
+        // reported for `through` is tied to the checkpoint.
+        let hi = match linked {
+            Some(c) if !full && c.seq >= head.first_seq => through.max(c.seq),
+            _ => through,
+        };
+        let mut at = None;
+        let mut chain: Option<ChainError> = None;
+        if error.is_none() && lo <= hi {
+            let start = record_key(lo);
+            let end = record_key(hi);
             for kv in self
                 .sm
                 .range::<&[u8], _>((Bound::Included(&start[..]), Bound::Included(&end[..])))
@@ -212,29 +303,94 @@ impl AuditLog {
                 let (_, value) = kv?;
                 let r = decode_record(&value)?;
                 if let Err(e) = verifier.push(&r) {
-                    error = Some(e);
+                    chain = Some(e);
                     break;
+                }
+                if let Some(c) = checkpoint.filter(|c| c.seq == r.seq && c.hash != r.hash) {
+                    error = Some(format!(
+                        "record {}: its hash is not the one this node verified earlier ({})",
+                        r.seq, c.hash
+                    ));
+                    break;
+                }
+                if r.seq == through {
+                    at = Some((r.seq, r.hash));
                 }
             }
         }
-        if error.is_none() && through == last {
-            error = verifier.finish(&head).err();
+        if error.is_none() && chain.is_none() && hi == last {
+            chain = verifier.finish(&head).err();
         }
-        if error.is_none() && verifier.checked != through.saturating_sub(head.first_seq) + 1 {
+        let expected = (hi + 1).saturating_sub(lo.max(head.first_seq));
+        if error.is_none() && chain.is_none() && verifier.checked != expected {
             // Some record in the range is missing (the range scan skips absent keys).
-            if through >= head.first_seq {
-                error = Some(ChainError::HeadMismatch {
-                    expected: through,
-                    found: verifier.last().map_or(0, |(s, _)| s),
-                });
+            chain = Some(ChainError::HeadMismatch {
+                expected: hi,
+                found: verifier.last().map_or(0, |(s, _)| s),
+            });
+        }
+        let error = error.or(chain.map(|e| e.to_string()));
+        if error.is_none() && given.is_none() {
+            if let Some((seq, hash)) = verifier.last() {
+                self.advance_checkpoint(installs, Checkpoint { seq, hash })?;
             }
         }
         Ok(AuditVerification {
             head,
             checked: verifier.checked,
-            at: verifier.last(),
-            error: error.map(|e| e.to_string()),
+            at,
+            checkpoint: checkpoint.map(|c| (c.seq, c.hash)),
+            full,
+            error,
         })
+    }
+
+    /// Moves the checkpoint forward to `to` (never back), unless a snapshot install replaced
+    /// the trail since the check that reached `to` began. Under the state read lock, which an
+    /// install holds for writing while it clears the checkpoint and rewrites the trail.
+    fn advance_checkpoint(&self, installs: u64, to: Checkpoint) -> Result<(), StoreError> {
+        let _state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        if self.installs.load(Ordering::SeqCst) != installs {
+            return Ok(());
+        }
+        let value = encode("audit checkpoint", &to)?;
+        let mut failed = None;
+        self.checkpoint.fetch_and_update(CHECKPOINT_KEY, |old| {
+            let newer = match old.map(|v| decode::<Checkpoint>("audit checkpoint", v)) {
+                Some(Ok(c)) => to.seq > c.seq,
+                Some(Err(e)) => {
+                    failed = Some(e);
+                    false
+                }
+                None => true,
+            };
+            if newer {
+                Some(value.clone())
+            } else {
+                old.map(<[u8]>::to_vec)
+            }
+        })?;
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The key of the verified checkpoint in the `audit` tree.
+pub(crate) const CHECKPOINT_KEY: &[u8] = b"verified";
+
+/// A node's verified checkpoint (local, never replicated; see [`AuditLog::checkpoint`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Checkpoint {
+    seq: u64,
+    hash: AuditHash,
+}
+
+fn read_checkpoint(tree: &sled::Tree) -> Result<Option<Checkpoint>, StoreError> {
+    match tree.get(CHECKPOINT_KEY)? {
+        Some(v) => Ok(Some(decode("audit checkpoint", &v)?)),
+        None => Ok(None),
     }
 }
 

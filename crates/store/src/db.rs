@@ -17,6 +17,7 @@
 //! | `snapshot`  | `current_meta`               | `SnapshotMeta<u64, Member>`               |
 //! | `snapshot`  | `current_file`               | the current snapshot's file name, `String` |
 //! | `snapshot`  | `installing`                 | snapshot id being installed (marker)      |
+//! | `audit`     | `verified`                   | this node's verified audit checkpoint: seq and hash (local, cleared by a snapshot install) |
 //!
 //! Snapshot data lives beside the database, in `raft-snapshot/<n>.snap` (see `src/snapfile.rs`).
 //!
@@ -41,6 +42,7 @@ pub(crate) const LOG_TREE: &str = "log";
 pub(crate) const RAFT_META_TREE: &str = "raft_meta";
 pub(crate) const SM_TREE: &str = "sm";
 pub(crate) const SNAPSHOT_TREE: &str = "snapshot";
+pub(crate) const AUDIT_TREE: &str = "audit";
 
 pub(crate) const VOTE_KEY: &[u8] = b"vote";
 pub(crate) const COMMITTED_KEY: &[u8] = b"committed";
@@ -82,6 +84,8 @@ pub(crate) struct Trees {
     pub raft_meta: sled::Tree,
     pub sm: sled::Tree,
     pub snapshot: sled::Tree,
+    /// Local audit bookkeeping (`src/audit.rs`): never replicated, never in a snapshot.
+    pub audit: sled::Tree,
 }
 
 /// Opens (or creates) the database at `dir` and checks its layout version.
@@ -127,6 +131,7 @@ pub(crate) fn open_trees(dir: &Path) -> Result<Trees, StoreError> {
         raft_meta: db.open_tree(RAFT_META_TREE)?,
         sm: db.open_tree(SM_TREE)?,
         snapshot: db.open_tree(SNAPSHOT_TREE)?,
+        audit: db.open_tree(AUDIT_TREE)?,
         db,
     };
     if found == LAYOUT_IN_TREE_SNAPSHOT {

@@ -68,6 +68,7 @@ use openraft::{
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 type NodeId = u64;
@@ -104,6 +105,9 @@ struct Inner {
     snapshot_lock: tokio::sync::Mutex<()>,
     /// The last audit sequence number, announced after every apply batch and install.
     audit_appended: tokio::sync::watch::Sender<u64>,
+    /// Snapshot installs since open, counted under the state write lock: an audit check that
+    /// began before one does not move the (cleared) verified checkpoint.
+    installs: Arc<AtomicU64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -315,6 +319,7 @@ impl StateMachineStore {
                 stored_head: Arc::new(Mutex::new(head)),
                 snapshot_lock: tokio::sync::Mutex::new(()),
                 audit_appended,
+                installs: Arc::new(AtomicU64::new(0)),
             }),
         })
     }
@@ -332,6 +337,8 @@ impl StateMachineStore {
             state: self.inner.state.clone(),
             stored_head: self.inner.stored_head.clone(),
             appended: self.inner.audit_appended.subscribe(),
+            checkpoint: self.inner.trees.audit.clone(),
+            installs: self.inner.installs.clone(),
         }
     }
 
@@ -345,6 +352,7 @@ impl StateMachineStore {
             applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
         };
+        trees.audit.remove(crate::audit::CHECKPOINT_KEY)?;
         rewrite_sm_tree(&trees.sm, path, &sm_meta)?;
         trees.snapshot.remove(INSTALLING_KEY)?;
         trees.db.flush()?;
@@ -464,6 +472,13 @@ impl StateMachineStore {
                 .unwrap_or_else(PoisonError::into_inner);
             let mut state = inner.state.write().unwrap_or_else(PoisonError::into_inner);
             let mut current = inner.meta.lock().unwrap_or_else(PoisonError::into_inner);
+            // The trail is replaced: what this node verified of the old one says nothing of it.
+            inner.installs.fetch_add(1, Ordering::SeqCst);
+            inner
+                .trees
+                .audit
+                .remove(crate::audit::CHECKPOINT_KEY)
+                .map_err(|e| sm_err(ErrorVerb::Write, &e))?;
             let records = rewrite_sm_tree(&inner.trees.sm, &path, &meta)
                 .map_err(|e| sm_err(ErrorVerb::Write, &e))?;
             *state = State::from_records(records);

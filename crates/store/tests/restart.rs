@@ -144,7 +144,7 @@ async fn unknown_format_version_is_refused() {
     let (log, sm) = open(dir.path()).await;
     close(log, sm);
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = raw_sled(dir.path());
         db.insert(b"_format", &7u32.to_be_bytes()[..]).unwrap();
         db.flush().unwrap();
     }
@@ -173,7 +173,7 @@ async fn unknown_value_version_is_an_error_not_a_misread() {
     append(&mut log, vec![blank(1, 1)]).await;
     close(log, sm);
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = raw_sled(dir.path());
         let tree = db.open_tree("raft_meta").unwrap();
         tree.insert(b"vote", &[9u8, 1, 2, 3][..]).unwrap();
         db.flush().unwrap();
@@ -185,21 +185,6 @@ async fn unknown_value_version_is_an_error_not_a_misread() {
         "{err}"
     );
     assert!(err.to_string().contains("Vote"), "{err}");
-}
-
-/// Opens the store's sled database directly, waiting out the lock a just-dropped store's
-/// background IO may still hold.
-fn raw_sled(dir: &std::path::Path) -> sled::Db {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        match sled::open(dir) {
-            Ok(db) => return db,
-            Err(_) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
 }
 
 /// A layout-2 data dir (snapshot data as one `current_data` value in the `snapshot` tree) whose

@@ -275,6 +275,7 @@ impl State {
             return Ok(Reply::VolumeCreated { id: existing });
         }
         self.require_free_id(id)?;
+        self.check_new_volume(who, spec.size)?;
         // Section 3.3: the owner is the caller, the request's ACLs are kept; a guest-created
         // volume has no ownership at all (ACLs dropped too), so it is public.
         let ownership = (!who.guest).then(|| Ownership {
@@ -291,6 +292,7 @@ impl State {
             cmd.time_ms,
         );
         volume.replicas = replicas;
+        volume.charged_to = Some(Self::charge_of(who));
         put(changes, volume);
         Ok(Reply::VolumeCreated { id: id.clone() })
     }
@@ -395,6 +397,7 @@ impl State {
                 new.replicas = self.replicas_for_level(&old.replicas, ha_level, new.spec.size)?;
             }
             self.check_growth(old, &new)?;
+            self.check_growth_quota(who, old, &new)?;
         }
         merge_labels(&mut new.labels, labels);
         self.put_with_snapshots(cmd, old, new, changes);
@@ -431,6 +434,7 @@ impl State {
             return Ok(Reply::VolumeCloned { id: existing });
         }
         self.require_free_id(id)?;
+        self.check_new_volume(who, source.spec.size)?;
         let mut all_labels = source.labels.clone();
         all_labels.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
         let replicas = self.place_new(&source.spec)?;
@@ -444,6 +448,7 @@ impl State {
         );
         clone.parent = Some(parent.clone());
         clone.replicas = replicas;
+        clone.charged_to = Some(Self::charge_of(who));
         put(changes, clone);
         Ok(Reply::VolumeCloned { id: id.clone() })
     }
@@ -483,6 +488,7 @@ impl State {
             return Ok(Reply::SnapshotCreated { id: existing });
         }
         self.require_free_id(id)?;
+        self.check_new_volume(who, source.spec.size)?;
         let mut snapshot = Volume::new(
             id.clone(),
             name,
@@ -494,6 +500,7 @@ impl State {
         snapshot.parent = Some(volume.clone());
         snapshot.snapshot = true;
         snapshot.replicas = source.replicas.clone();
+        snapshot.charged_to = Some(Self::charge_of(who));
         put(changes, snapshot);
         Ok(Reply::SnapshotCreated { id: id.clone() })
     }

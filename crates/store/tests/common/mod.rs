@@ -150,3 +150,18 @@ pub fn close(log: LogStore, sm: StateMachineStore) {
     drop(log);
     drop(sm);
 }
+
+/// Opens the store's sled database directly, waiting out the lock a just-dropped store's
+/// background IO may still hold.
+pub fn raw_sled(dir: &std::path::Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::open(dir) {
+            Ok(db) => return db,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
