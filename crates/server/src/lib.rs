@@ -392,23 +392,54 @@ pub async fn run(
         &config.limits,
         node.metrics.connections_refused.clone(),
     );
-    let sdk = serve_grpc!(
-        sdk_router,
-        sdk_listener,
-        sdk_tls,
-        sdk_limits,
-        stopped(stop_rx.clone())
-    );
+    // Clients are served on a runtime of their own: a flood of client calls (or of refusals)
+    // queues there, and Raft, the peer listener and the duties keep their own worker threads,
+    // so the OS scheduler, not a queue of thousands of client tasks, decides when heartbeats
+    // and AppendEntries run (BENCHMARKS.md, "Overload": without this, peer RPCs timed out
+    // under a refusal storm and leadership churned until no write committed).
+    let clients = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        )
+        .thread_name("custos-clients")
+        .enable_all()
+        .build()
+        .context("starting the client runtime")?;
+    // Listeners move to the client runtime's reactor.
+    let sdk_listener = sdk_listener.into_std().context("moving the SDK listener")?;
+    let rest_listener = rest_listener
+        .map(|l| l.into_std())
+        .transpose()
+        .context("moving the REST listener")?;
+    let sdk = {
+        let stop = stopped(stop_rx.clone());
+        async move {
+            let sdk_listener = tokio::net::TcpListener::from_std(sdk_listener)?;
+            serve_grpc!(sdk_router, sdk_listener, sdk_tls, sdk_limits, stop)
+                .await
+                .map_err(anyhow::Error::from)
+        }
+    };
 
     tracing::info!(node = config.node_id, sdk = %config.sdk_listen, raft = %config.raft_listen, rest = ?config.rest_listen, "serving");
     let mut peer = tokio::spawn(peer);
-    let mut sdk = tokio::spawn(sdk);
+    let mut sdk = clients.spawn(sdk);
     // The REST gateway (when configured) calls the same SDK services over HTTP/JSON.
     let mut rest = {
         let (node, stop) = (node.clone(), stopped(stop_rx.clone()));
-        tokio::spawn(async move {
+        clients.spawn(async move {
             match rest_listener {
-                Some(listener) => rest::serve(node, listener, rest_tls, stop).await,
+                Some(listener) => {
+                    rest::serve(
+                        node,
+                        tokio::net::TcpListener::from_std(listener)?,
+                        rest_tls,
+                        stop,
+                    )
+                    .await
+                }
                 None => {
                     stop.await;
                     Ok(())
@@ -504,6 +535,9 @@ pub async fn run(
     if let Some(task) = metrics_server {
         task.abort();
     }
+    // Its listeners are done (or aborted): what is left there (forwarding tasks of calls that
+    // gave up) stops with it.
+    clients.shutdown_background();
     tracing::info!(node = config.node_id, "stopping Raft");
     raft.shutdown().await.ok();
     result
