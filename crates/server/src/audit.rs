@@ -43,13 +43,33 @@ const LOG_BUFFER_LIMIT: usize = 64 * 1024;
 struct Sink {
     /// The file's name in the log directory.
     name: &'static str,
+    /// Where the file lives, and the size at which it is rotated to `<name>.1` (0: never).
+    path: PathBuf,
+    max_bytes: u64,
     file: File,
+    /// Bytes in the file now (as far as this process wrote it).
+    written: u64,
     buf: Vec<u8>,
 }
 
 impl Sink {
+    fn open(dir: &Path, name: &'static str, max_bytes: u64) -> std::io::Result<Sink> {
+        let path = dir.join(name);
+        let file = open_append(&path)?;
+        let written = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(Sink {
+            name,
+            path,
+            max_bytes,
+            file,
+            written,
+            buf: Vec::new(),
+        })
+    }
+
     /// Writes the buffer out; a failed write is logged and its lines dropped (the replicated
-    /// trail is the record, these files are for log shippers).
+    /// trail is the record, these files are for log shippers). A file that reached
+    /// `max_bytes` is then rotated.
     fn write_out(&mut self) {
         if self.buf.is_empty() {
             return;
@@ -57,7 +77,31 @@ impl Sink {
         if let Err(e) = self.file.write_all(&self.buf) {
             tracing::error!("writing {}: {e}", self.name);
         }
+        self.written += self.buf.len() as u64;
         self.buf.clear();
+        if self.max_bytes != 0 && self.written >= self.max_bytes {
+            self.rotate();
+        }
+    }
+
+    /// Moves the file to `<name>.1` (replacing the previous one) and starts a new one.
+    fn rotate(&mut self) {
+        let mut old = self.path.clone().into_os_string();
+        old.push(".1");
+        let moved = std::fs::rename(&self.path, &old).and_then(|()| open_append(&self.path));
+        match moved {
+            Ok(file) => {
+                self.file = file;
+                self.written = 0;
+                tracing::info!(
+                    "{} reached {} bytes: rotated to {}.1",
+                    self.name,
+                    self.max_bytes,
+                    self.name
+                );
+            }
+            Err(e) => tracing::error!("rotating {}: {e}", self.name),
+        }
     }
 }
 
@@ -79,14 +123,10 @@ fn lock(sink: &Mutex<Sink>) -> std::sync::MutexGuard<'_, Sink> {
 }
 
 impl Files {
-    fn open(dir: &Path, flush_ms: u64) -> std::io::Result<Files> {
+    fn open(dir: &Path, flush_ms: u64, max_bytes: u64) -> std::io::Result<Files> {
         std::fs::create_dir_all(dir)?;
         let sink = |name: &'static str| -> std::io::Result<Mutex<Sink>> {
-            Ok(Mutex::new(Sink {
-                name,
-                file: open_append(&dir.join(name))?,
-                buf: Vec::new(),
-            }))
+            Ok(Mutex::new(Sink::open(dir, name, max_bytes)?))
         };
         Ok(Files {
             dir: dir.to_path_buf(),
@@ -118,6 +158,7 @@ impl Files {
             let mut sink = lock(sink);
             sink.write_out();
             sink.file = open_append(&self.dir.join(sink.name))?;
+            sink.written = sink.file.metadata().map(|m| m.len()).unwrap_or(0);
         }
         Ok(())
     }
@@ -218,7 +259,11 @@ impl Audit {
         log_dir: &Path,
         log: custos_store::AuditLog,
     ) -> std::io::Result<Audit> {
-        let files = Arc::new(Files::open(log_dir, settings.log_flush_ms)?);
+        let files = Arc::new(Files::open(
+            log_dir,
+            settings.log_flush_ms,
+            settings.max_log_file_bytes,
+        )?);
         spawn_flusher(&files);
         Ok(Audit {
             node_id,
@@ -794,7 +839,7 @@ mod tests {
     #[test]
     fn buffered_lines_reach_their_file_on_flush_reopen_and_drop() {
         let dir = scratch_dir("buffered");
-        let files = Files::open(&dir, 60_000).unwrap();
+        let files = Files::open(&dir, 60_000, 0).unwrap();
         files.write(&files.audit, "one\n");
         files.write(&files.access, "a\n");
         assert_eq!(read(&dir, AUDIT_FILE), "", "held until the flusher runs");
@@ -820,14 +865,41 @@ mod tests {
     }
 
     #[test]
+    fn a_file_at_its_bound_is_rotated_and_disk_use_stays_bounded() {
+        let dir = scratch_dir("rotate");
+        // Unbuffered, a bound of 1,000 bytes: 100 lines of 100 bytes.
+        let files = Files::open(&dir, 0, 1_000).unwrap();
+        let line = format!("{}\n", "x".repeat(99));
+        for _ in 0..100 {
+            files.write(&files.access, &line);
+        }
+        let size = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
+        assert!(size(ACCESS_FILE) < 1_000, "{}", size(ACCESS_FILE));
+        assert_eq!(size("access.log.1"), 1_000);
+        assert_eq!(size(ACCESS_FILE) + size("access.log.1"), 1_000);
+        // Nothing else was written: the audit file is untouched, no third file appeared.
+        assert_eq!(size(AUDIT_FILE), 0);
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 3);
+        // Reopened over existing files, the size already written counts.
+        drop(files);
+        std::fs::write(dir.join(ACCESS_FILE), "y".repeat(950)).unwrap();
+        let files = Files::open(&dir, 0, 1_000).unwrap();
+        files.write(&files.access, &line);
+        assert_eq!(size(ACCESS_FILE), 0, "rotated at 1,050 bytes");
+        assert_eq!(size("access.log.1"), 1_050);
+        drop(files);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn unbuffered_lines_are_written_at_once_and_the_flusher_writes_the_rest() {
         let dir = scratch_dir("unbuffered");
-        let files = Files::open(&dir, 0).unwrap();
+        let files = Files::open(&dir, 0, 0).unwrap();
         files.write(&files.audit, "now\n");
         assert_eq!(read(&dir, AUDIT_FILE), "now\n");
         drop(files);
 
-        let files = Arc::new(Files::open(&dir, 10).unwrap());
+        let files = Arc::new(Files::open(&dir, 10, 0).unwrap());
         spawn_flusher(&files);
         files.write(&files.audit, "later\n");
         let deadline = std::time::Instant::now() + Duration::from_secs(5);

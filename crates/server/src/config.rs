@@ -75,6 +75,9 @@ impl Default for NodeSettings {
 /// (`custos audit export`, docs/operations.md).
 pub const DEFAULT_AUDIT_MAX_RECORDS: u64 = 1_000_000;
 
+/// The default size at which a local log file is rotated (`[audit] max_log_file_bytes`).
+pub const DEFAULT_MAX_LOG_FILE_BYTES: u64 = 256 << 20;
+
 /// The default bound of the audit trail by age.
 pub const DEFAULT_AUDIT_MAX_AGE: &str = "90d";
 
@@ -100,6 +103,11 @@ pub struct AuditSettings {
     /// killed with SIGKILL loses at most this much of its local lines (the replicated trail
     /// loses nothing); SIGTERM, SIGHUP and a clean stop write them out.
     pub log_flush_ms: u64,
+    /// Each local log file (`audit.log`, `access.log`) is rotated to `<name>.1` (replacing an
+    /// older one) when it reaches this many bytes, so a flood of calls cannot fill the disk:
+    /// each takes at most about twice this. 0: unbounded (for logrotate; then rotate often).
+    /// Default 256 MiB; at least 1 MiB when set.
+    pub max_log_file_bytes: u64,
 }
 
 impl Default for AuditSettings {
@@ -111,6 +119,7 @@ impl Default for AuditSettings {
             max_records: DEFAULT_AUDIT_MAX_RECORDS,
             max_age: Some(DEFAULT_AUDIT_MAX_AGE.to_string()),
             log_flush_ms: 100,
+            max_log_file_bytes: DEFAULT_MAX_LOG_FILE_BYTES,
         }
     }
 }
@@ -389,6 +398,12 @@ impl ServerConfig {
         if self.audit.max_records != 0 && self.audit.max_records < 1000 {
             return Err(ConfigError::Invalid(
                 "[audit] max_records must be 0 (no limit by count) or at least 1000".into(),
+            ));
+        }
+        if self.audit.max_log_file_bytes != 0 && self.audit.max_log_file_bytes < 1 << 20 {
+            return Err(ConfigError::Invalid(
+                "[audit] max_log_file_bytes must be 0 (unbounded) or at least 1048576 (1 MiB)"
+                    .into(),
             ));
         }
         if self.audit.log_flush_ms > 10_000 {
