@@ -356,6 +356,11 @@ overload_bench() {
   log "overload: $writers writers for $secs s"
   "$BIN" bench overload --endpoint "$ENDPOINTS" --token "$TOKEN" -o json --writers "$writers" \
     --duration-secs "$secs" --pids "$PIDS" --metrics "$metrics" >"$OUT/report.json"
+  # What the run left on disk per member (data dir: the store and the local log files).
+  local n
+  for n in 1 2 3; do
+    echo "disk_node_$n=$(du -sb "$DEV_DIR/node-$n" | cut -f1)" >>"$OUT/meta.txt"
+  done
   cleanup
   python3 scripts/bench_overload_report.py "$OUT" "${BENCH_MD:-BENCHMARKS.md}"
 }

@@ -42,6 +42,10 @@ rows += [
     + f". Read back: {r['checked_volumes'] - r['lost']} of {r['checked_volumes']} volumes hold their last "
     f"acknowledged write (lost: {r['lost']}).",
 ]
+disks = [meta.get(f"disk_node_{n}") for n in (1, 2, 3)]
+if all(disks):
+    rows.append("Left on disk per member at the end (store and local logs): "
+                + ", ".join(f"{int(d) / 2**20:.0f} MiB" for d in disks) + ".")
 table = "\n".join(rows)
 text = md.read_text()
 if "<!-- overload-bench:begin -->" not in text:
