@@ -35,19 +35,38 @@ fn provider_dir() -> PathBuf {
         .join("oidc-provider")
 }
 
-/// Runs `node provider.mjs ARGS` to completion; its stdout, trimmed.
+/// Runs `node provider.mjs ARGS` to completion; its stdout, trimmed. Each run is bounded (a
+/// `genkey` once hung in Node for over ten minutes on a loaded machine): a run that takes over
+/// 60 s is killed and tried again, three times at most.
 fn node(args: &[&str]) -> String {
-    let out = Command::new("node")
-        .arg(provider_dir().join("provider.mjs"))
-        .args(args)
-        .output()
-        .expect("running node");
-    assert!(
-        out.status.success(),
-        "node provider.mjs {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    for attempt in 1..=3 {
+        let mut child = Command::new("node")
+            .arg(provider_dir().join("provider.mjs"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running node");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().expect("waiting for node").is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if child.try_wait().expect("waiting for node").is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+            eprintln!("node provider.mjs {args:?}: no answer in 60 s (attempt {attempt})");
+            continue;
+        }
+        let out = child.wait_with_output().expect("node's output");
+        assert!(
+            out.status.success(),
+            "node provider.mjs {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return String::from_utf8(out.stdout).unwrap().trim().to_string();
+    }
+    panic!("node provider.mjs {args:?}: no answer in three attempts of 60 s");
 }
 
 /// Fails clearly (never skips) when Node.js or the provider package is missing.
