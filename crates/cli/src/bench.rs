@@ -499,24 +499,26 @@ fn print(r: &Report, format: Format) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The p50, p90, p99 and max columns (milliseconds) of a phase's latency.
+fn latency_cells(l: &custos_bench::Latency) -> [String; 4] {
+    [l.p50, l.p90, l.p99, l.max].map(|v| format!("{v:.2}"))
+}
+
 fn print_contention(r: &ContentionReport, format: Format) -> anyhow::Result<()> {
     if format == Format::Json {
         println!("{}", serde_json::to_string(r)?);
         return Ok(());
     }
     let row = |name: &str, p: &custos_bench::contention::ReadPhase| {
-        let l = &p.latency_ms;
-        vec![
+        let mut cells = vec![
             name.to_string(),
             p.reads.to_string(),
             p.read_errors.to_string(),
             format!("{:.0}", p.reads_per_s),
             format!("{:.0}", p.writes_per_s),
-            format!("{:.2}", l.p50),
-            format!("{:.2}", l.p90),
-            format!("{:.2}", l.p99),
-            format!("{:.2}", l.max),
-        ]
+        ];
+        cells.extend(latency_cells(&p.latency_ms));
+        cells
     };
     output::table(
         &[
@@ -544,17 +546,14 @@ fn print_flood(r: &FloodReport, format: Format) -> anyhow::Result<()> {
         return Ok(());
     }
     let row = |name: &str, p: &custos_bench::flood::Phase| {
-        let l = &p.latency_ms;
-        vec![
+        let mut cells = vec![
             name.to_string(),
             p.writes.to_string(),
             p.write_errors.to_string(),
             format!("{:.0}", p.writes_per_s),
-            format!("{:.2}", l.p50),
-            format!("{:.2}", l.p90),
-            format!("{:.2}", l.p99),
-            format!("{:.2}", l.max),
-        ]
+        ];
+        cells.extend(latency_cells(&p.latency_ms));
+        cells
     };
     output::table(
         &[
