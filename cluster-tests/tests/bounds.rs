@@ -381,3 +381,149 @@ async fn connections_that_never_finish_the_handshake_do_not_keep_a_client_out() 
         started.elapsed()
     );
 }
+
+/// SIGSTOPs a process; SIGCONTs it when dropped, so a failing assertion leaves no member paused.
+struct Paused(nix::unistd::Pid);
+
+impl Paused {
+    fn stop(pid: u32) -> Paused {
+        let pid = nix::unistd::Pid::from_raw(pid as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+        Paused(pid)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
+    }
+}
+
+/// The leader other than `not` that `asker` knows of, waited for (bounded).
+async fn leader_other_than(cluster: &TestCluster, asker: u64, not: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let leader = cluster.leader(asker).await.expect("a leader");
+        if leader != not {
+            return leader;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "member {asker} still names {not} as leader after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The overload runs of issue #20 stopped committing for good after leadership churn: a leader
+/// whose proposals were still in flight when it lost leadership, and which then caught up by a
+/// snapshot install, never heard of them again (openraft 0.9 answers a proposal only when its
+/// entry is applied or truncated on that member), so its proposal slots stayed taken, and once
+/// it led again no write could be proposed. Here the leader is paused under a write load, the
+/// others move on past several snapshots, and the old leader, handed leadership back, must
+/// commit writes again at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_that_lost_its_in_flight_writes_to_a_snapshot_commits_again_when_it_leads() {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let cluster =
+        TestCluster::start_with(3, &["--snapshot-every", "20", "--keep-log-entries", "5"]).unwrap();
+    let admin = cluster.token("admin");
+    let old = cluster.leader(1).await.unwrap();
+    let on_old = cluster
+        .client(old, Some(&admin))
+        .with_timeout(Duration::from_secs(2));
+    let mut volumes = Vec::new();
+    for i in 0..32 {
+        let spec = CreateVolume {
+            name: format!("churn-{i}"),
+            size: 1 << 20,
+            ha_level: 1,
+            ..Default::default()
+        };
+        volumes.push(on_old.create_volume(&spec).await.expect("create"));
+    }
+    let label = |n: u64| BTreeMap::from([("n".to_string(), n.to_string())]);
+
+    // 32 writers keep both of the leader's proposal slots busy.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for id in volumes.clone() {
+        let (client, stop) = (on_old.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut n = 0;
+            // Bounded: the test stops it, and each call has a 2 s deadline.
+            for _ in 0..100_000 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                n += 1;
+                let _ = client
+                    .update_volume(&id, &label(n), &Default::default())
+                    .await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let paused = Paused::stop(cluster.node(old).pid);
+    let asker = (1..=3).find(|id| *id != old).unwrap();
+    let new = leader_other_than(&cluster, asker, old).await;
+    let on_new = cluster.client(new, Some(&admin));
+    // Several snapshots and purges past the paused member's log.
+    for n in 0..80 {
+        on_new
+            .update_volume(&volumes[0], &label(1_000_000 + n), &Default::default())
+            .await
+            .expect("a write through the new leader");
+    }
+    drop(paused);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        w.await.unwrap();
+    }
+    // The old leader catches up by a snapshot (bounded: 30 s).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&cluster.node(old).log)
+        .unwrap_or_default()
+        .contains("install snapshot")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "member {old} did not install a snapshot in 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Hand leadership back (bounded: 10 tries), then write through every member.
+    let mut led = false;
+    for _ in 0..10 {
+        let leader = cluster.leader(asker).await.unwrap();
+        if leader == old {
+            led = true;
+            break;
+        }
+        let _ = cluster
+            .client(leader, Some(&admin))
+            .transfer_leader(old)
+            .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(led, "leadership did not come back to member {old}");
+    for id in 1..=3 {
+        cluster
+            .client(id, Some(&admin))
+            .with_timeout(Duration::from_secs(10))
+            .update_volume(&volumes[1], &label(2_000_000 + id), &Default::default())
+            .await
+            .unwrap_or_else(|e| {
+                panic!("a write through member {id} with {old} leading again: {e}")
+            });
+    }
+    assert!(
+        cluster.metric(old, "custos_proposals_abandoned_total") >= 1,
+        "member {old} never stopped waiting for an entry it lost"
+    );
+}

@@ -146,6 +146,7 @@ pub struct NodeValues {
     pub proposal_queued: u64,
     pub proposals_rejected: u64,
     pub proposals_expired: u64,
+    pub proposals_abandoned: u64,
     pub writes_in_flight: u64,
     pub writes_rejected: u64,
     pub read_waiters: u64,
@@ -183,6 +184,7 @@ impl NodeValues {
             proposal_queued: proposals.queued,
             proposals_rejected: proposals.rejected,
             proposals_expired: proposals.expired,
+            proposals_abandoned: proposals.abandoned,
             writes_in_flight: node.write_slots.in_use() as u64,
             writes_rejected: node.write_slots.refused(),
             read_waiters: node.read_slots.in_use() as u64,
@@ -448,6 +450,12 @@ impl Metrics {
             "custos_proposals_expired",
             "Writes dropped before they were proposed: their deadline passed or their caller left",
             v.proposals_expired,
+        );
+        counter(
+            &mut r,
+            "custos_proposals_abandoned",
+            "Entries this member proposed and stopped waiting for because it stopped leading first (their callers retry at the new leader)",
+            v.proposals_abandoned,
         );
         r.register(
             "custos_connections_refused",
@@ -789,6 +797,7 @@ mod tests {
             ("custos_read_waiters", "gauge"),
             ("custos_overload_rejections_total", "counter"),
             ("custos_proposals_expired_total", "counter"),
+            ("custos_proposals_abandoned_total", "counter"),
             ("custos_connections_refused_total", "counter"),
             ("custos_audit_last_seq", "gauge"),
             ("custos_audit_first_seq", "gauge"),

@@ -122,6 +122,9 @@ pub struct Counts {
     pub rejected: AtomicU64,
     /// Commands dropped unproposed: their deadline passed or their caller went away.
     pub expired: AtomicU64,
+    /// Entries no longer waited for because this node stopped leading before they were
+    /// answered (their callers retry at the new leader).
+    pub abandoned: AtomicU64,
 }
 
 /// The batcher's counters and queue depth at one moment.
@@ -131,6 +134,7 @@ pub struct Snapshot {
     pub commands: u64,
     pub rejected: u64,
     pub expired: u64,
+    pub abandoned: u64,
     /// Commands waiting for an entry slot now.
     pub queued: u64,
 }
@@ -169,6 +173,7 @@ impl ProposalBatcher {
             commands: c.commands.load(Ordering::Relaxed),
             rejected: c.rejected.load(Ordering::Relaxed),
             expired: c.expired.load(Ordering::Relaxed),
+            abandoned: c.abandoned.load(Ordering::Relaxed),
             queued,
         }
     }
@@ -280,9 +285,46 @@ impl Inner {
         }
     }
 
-    /// One entry through openraft.
+    /// One entry through openraft, waited for only while this node leads in the term it was
+    /// proposed in.
+    ///
+    /// openraft 0.9 answers a proposal when its entry is applied here or truncated here. An
+    /// entry this node proposed, lost leadership over, and then received inside an installed
+    /// snapshot is neither: its caller would wait forever, and with it one of the
+    /// [`MAX_IN_FLIGHT`] slots, so a member that led again later could never propose (the
+    /// overload run of issue #20 stalled so after leadership churn). Once the term or the
+    /// leader changes the outcome is unknown here: the callers are told to retry at the
+    /// leader, with the same request ids, so a command that was committed after all is
+    /// answered from its first outcome instead of being applied twice.
     async fn write(&self, cmd: Command) -> Answer {
-        match self.raft.client_write(cmd).await {
+        let mut metrics = self.raft.metrics();
+        let term = {
+            let m = metrics.borrow_and_update();
+            if m.current_leader != Some(self.node) {
+                return Ok(Attempt::NotLeader(m.current_leader));
+            }
+            m.current_term
+        };
+        let write = self.raft.client_write(cmd);
+        tokio::pin!(write);
+        let result = loop {
+            tokio::select! {
+                result = &mut write => break result,
+                changed = metrics.changed() => {
+                    if changed.is_err() {
+                        return Err(Status::unavailable("node is stopping"));
+                    }
+                    let m = metrics.borrow_and_update();
+                    if m.current_term != term || m.current_leader != Some(self.node) {
+                        self.counts.abandoned.fetch_add(1, Ordering::Relaxed);
+                        return Ok(Attempt::NotLeader(
+                            m.current_leader.filter(|l| *l != self.node),
+                        ));
+                    }
+                }
+            }
+        };
+        match result {
             Ok(resp) => Ok(Attempt::Done(resp.data)),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Ok(Attempt::NotLeader(f.leader_id))
