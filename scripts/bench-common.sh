@@ -101,3 +101,37 @@ etcd_enable_auth() {
   ETCDCTL_API=3 "${ctl[@]}" user grant-role bench benchrole >/dev/null
   ETCDCTL_API=3 "${ctl[@]}" auth enable >/dev/null
 }
+
+# start_etcd DIR BASE PASSWORD: a 3-member etcd cluster in DIR (client ports BASE..BASE+2, peer
+# ports BASE+100..), waited for (bounded: 30 s), with auth on (etcd_enable_auth: user `bench`,
+# readwrite under /bench/, with PASSWORD). Sets ETCD_ENDPOINTS (host:port,...) and ETCD_PIDS.
+start_etcd() {
+  local dir="$1" base="$2" password="$3" i cluster=""
+  ETCD_ENDPOINTS=""
+  ETCD_PIDS=""
+  mkdir -p "$dir"
+  for i in 0 1 2; do
+    cluster+="${cluster:+,}e$i=http://127.0.0.1:$((base + 100 + i))"
+    ETCD_ENDPOINTS+="${ETCD_ENDPOINTS:+,}127.0.0.1:$((base + i))"
+  done
+  log "etcd ($(etcd --version | head -1)): 3 members from base port $base"
+  for i in 0 1 2; do
+    etcd --name "e$i" --data-dir "$dir/e$i" \
+      --listen-client-urls "http://127.0.0.1:$((base + i))" \
+      --advertise-client-urls "http://127.0.0.1:$((base + i))" \
+      --listen-peer-urls "http://127.0.0.1:$((base + 100 + i))" \
+      --initial-advertise-peer-urls "http://127.0.0.1:$((base + 100 + i))" \
+      --initial-cluster "$cluster" --initial-cluster-token "bench-$base" \
+      --initial-cluster-state new --logger zap >"$dir/e$i.log" 2>&1 &
+    STARTED+=("$!")
+    ETCD_PIDS+="${ETCD_PIDS:+,}$!"
+  done
+  local ctl=(etcdctl --endpoints "$ETCD_ENDPOINTS" --command-timeout 5s)
+  for _ in $(seq 300); do
+    ETCDCTL_API=3 "${ctl[@]}" endpoint health >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  ETCDCTL_API=3 "${ctl[@]}" endpoint health >&2
+  log "etcd: root user, role benchrole (readwrite /bench/), user bench, auth enable"
+  etcd_enable_auth "$ETCD_ENDPOINTS" "$password" /bench/
+}

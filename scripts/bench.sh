@@ -30,9 +30,10 @@
 #                              3-member custos cluster (scripts/bench-reference.sh; not in `all`)
 #   scripts/bench.sh backup    backup and restore peak memory against the backup's size, at
 #                              10,000 and 100,000 volumes (10x as many audit records; not in `all`)
-#   scripts/bench.sh contention  issue #20: linearizable Inspect p50/p99 on a 3-member release
-#                              cluster, quiet and under 100 concurrent writers, for two binaries
-#                              (BENCH_A, BENCH_B; scripts/bench-contention.sh; not in `all`)
+#   scripts/bench.sh contention  issue #20: linearizable read p50/p99 on a 3-member release
+#                              cluster, quiet and under 100 concurrent writers, for this tree's
+#                              binary (BENCH_B; BENCH_A optional) and etcd in the same run
+#                              (scripts/bench-contention.sh; not in `all`)
 #   scripts/bench.sh ab        two custos binaries (BENCH_A, BENCH_B) on the read shapes of
 #                              `cluster`, fresh clusters alternating pair by pair
 #                              (scripts/bench-ab.sh; not in `all`)
@@ -226,35 +227,11 @@ custos_system() {
 
 # A fresh etcd cluster (auth on) for one run of every shape: etcd_system LABEL RUN.
 etcd_system() {
-  local label="$1" run="$2"
-  local dir="$OUT/$label-$run" base i cluster="" endpoints="" pids=""
+  local label="$1" run="$2" base endpoints pids
   base="$(free_base_port)"
-  mkdir -p "$dir"
-  for i in 0 1 2; do
-    cluster+="${cluster:+,}e$i=http://127.0.0.1:$((base + 100 + i))"
-    endpoints+="${endpoints:+,}127.0.0.1:$((base + i))"
-  done
-  log "etcd ($label, $(etcd --version | head -1)): 3 members from base port $base"
-  for i in 0 1 2; do
-    etcd --name "e$i" --data-dir "$dir/e$i" \
-      --listen-client-urls "http://127.0.0.1:$((base + i))" \
-      --advertise-client-urls "http://127.0.0.1:$((base + i))" \
-      --listen-peer-urls "http://127.0.0.1:$((base + 100 + i))" \
-      --initial-advertise-peer-urls "http://127.0.0.1:$((base + 100 + i))" \
-      --initial-cluster "$cluster" --initial-cluster-token "bench-$base" \
-      --initial-cluster-state new --logger zap >"$dir/e$i.log" 2>&1 &
-    STARTED+=("$!")
-    pids+="${pids:+,}$!"
-  done
-  local ctl=(etcdctl --endpoints "$endpoints" --command-timeout 5s)
-  for _ in $(seq 300); do
-    ETCDCTL_API=3 "${ctl[@]}" endpoint health >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-  ETCDCTL_API=3 "${ctl[@]}" endpoint health >&2
-  log "etcd ($label): root user, role benchrole (readwrite /bench/), user bench, auth enable"
-  export ETCDCTL_API=3
-  etcd_enable_auth "$endpoints" "$ETCD_PASSWORD" /bench/
+  start_etcd "$OUT/$label-$run" "$base" "$ETCD_PASSWORD"
+  endpoints="$ETCD_ENDPOINTS"
+  pids="$ETCD_PIDS"
   local auth=(--etcd-endpoint "$endpoints" --user bench --password "$ETCD_PASSWORD")
   log "etcd ($label): preloading $KEYS keys"
   "$BIN" bench etcd "${auth[@]}" -o json --workload preload --clients 100 --connections 10 \
@@ -474,7 +451,7 @@ case "$WHAT" in
   ab) bash scripts/bench-ab.sh ;;
   snapshot) snapshot_bench ;;
   backup) backup_bench ;;
-  contention) bash scripts/bench-contention.sh ;;
+  contention) release_bin; BENCH_B="${BENCH_B:-$BIN}" bash scripts/bench-contention.sh ;;
   overload) overload_bench ;;
   all) auth_bench; audit_bench; cluster_bench; bash scripts/bench-scale.sh; flood_bench; bash scripts/bench-failover.sh ;;
   *) echo "usage: $0 [auth|audit|cluster|scale|flood|failover|reference|snapshot|backup|contention|ab|overload|all]" >&2; exit 2 ;;

@@ -10,14 +10,23 @@
 //! for (bounded). A read counts in the phase it started and ended in; reads that straddle a
 //! switch are dropped. Interleaving makes load from elsewhere on the machine weigh on both
 //! samples alike.
+//!
+//! The same shape runs against etcd (`run_etcd`), the peer the target is judged against on
+//! the same machine: linearizable `KV.Range` of one preloaded key as the read, `KV.Put` of a
+//! new 256-byte key as the write (the shapes of `custos bench etcd`).
 
 use crate::custos::{leader_and_followers, setup};
+use crate::etcd::Credentials;
 use crate::{latency, proc, BenchError, Latency};
 use custos_client::{Client, CreateVolume};
+use custos_proto::etcd::etcdserverpb::kv_client::KvClient;
+use custos_proto::etcd::etcdserverpb::{PutRequest, RangeRequest};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::Channel;
 
 /// Which member the readers call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,12 +144,101 @@ fn keep_first(slot: &Mutex<Option<String>>, e: String) {
         .get_or_insert(e);
 }
 
-async fn read_loop(conn: Client, ids: Arc<Vec<String>>, shared: Arc<Shared>) {
+/// One connection of the loops, to either system.
+#[derive(Clone)]
+enum Conn {
+    /// Reads `Volume.Inspect` of one of these ids; writes `Volume.Create`.
+    Custos {
+        client: Client,
+        ids: Arc<Vec<String>>,
+    },
+    /// Reads a linearizable `KV.Range` of one of the first `keys` preloaded keys; writes a
+    /// `KV.Put` of a new key.
+    Etcd {
+        channel: Channel,
+        token: Option<MetadataValue<Ascii>>,
+        keys: u64,
+        timeout: Duration,
+    },
+}
+
+impl Conn {
+    async fn read(&self) -> Result<(), String> {
+        match self {
+            Conn::Custos { client, ids } => {
+                let id = &ids[rand::random_range(0..ids.len())];
+                client
+                    .inspect_volume(id)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+            Conn::Etcd {
+                channel,
+                token,
+                keys,
+                timeout,
+            } => {
+                let key = crate::etcd::key_name(rand::random_range(0..*keys));
+                let msg = RangeRequest {
+                    key: key.clone().into_bytes(),
+                    ..Default::default()
+                };
+                let reply = KvClient::new(channel.clone())
+                    .range(crate::etcd::request(msg, token, *timeout))
+                    .await
+                    .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+                    .into_inner();
+                if reply.kvs.is_empty() {
+                    return Err(format!("{key} not found: run the preload workload first"));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes the new object `name`.
+    async fn write(&self, name: String) -> Result<(), String> {
+        match self {
+            Conn::Custos { client, .. } => {
+                let opts = CreateVolume {
+                    name,
+                    size: 1 << 20,
+                    ha_level: 1,
+                    ..Default::default()
+                };
+                client
+                    .create_volume(&opts)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+            Conn::Etcd {
+                channel,
+                token,
+                timeout,
+                ..
+            } => {
+                let msg = PutRequest {
+                    key: format!("/bench/{name}").into_bytes(),
+                    value: vec![b'v'; crate::etcd::VALUE_SIZE],
+                    ..Default::default()
+                };
+                KvClient::new(channel.clone())
+                    .put(crate::etcd::request(msg, token, *timeout))
+                    .await
+                    .map(|_| ())
+                    .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+            }
+        }
+    }
+}
+
+async fn read_loop(conn: Conn, shared: Arc<Shared>) {
     while !shared.stop.load(Ordering::SeqCst) {
         let phase = shared.phase.load(Ordering::SeqCst);
-        let id = &ids[rand::random_range(0..ids.len())];
         let t0 = Instant::now();
-        let result = conn.inspect_volume(id).await;
+        let result = conn.read().await;
         let us = t0.elapsed().as_micros().max(1) as u64;
         if shared.phase.load(Ordering::SeqCst) != phase || phase.is_multiple_of(3) {
             continue; // straddled a switch, or not measured
@@ -150,13 +248,13 @@ async fn read_loop(conn: Client, ids: Arc<Vec<String>>, shared: Arc<Shared>) {
             Ok(_) => shared.samples.lock().unwrap_or_else(|p| p.into_inner())[busy].push(us),
             Err(e) => {
                 shared.read_errors[busy].fetch_add(1, Ordering::SeqCst);
-                keep_first(&shared.first_read_error, e.to_string());
+                keep_first(&shared.first_read_error, e);
             }
         }
     }
 }
 
-async fn write_loop(conn: Client, w: usize, tag: String, shared: Arc<Shared>) {
+async fn write_loop(conn: Conn, w: usize, tag: String, shared: Arc<Shared>) {
     let mut n = 0u64;
     while !shared.stop.load(Ordering::SeqCst) {
         // Counted in flight before looking at the phase, so a quiet phase that waited for no
@@ -167,20 +265,15 @@ async fn write_loop(conn: Client, w: usize, tag: String, shared: Arc<Shared>) {
             tokio::time::sleep(Duration::from_millis(5)).await;
             continue;
         }
-        let opts = CreateVolume {
-            name: format!("contend-{tag}-{w}-{n}"),
-            size: 1 << 20,
-            ha_level: 1,
-            ..Default::default()
-        };
+        let name = format!("contend-{tag}-{w}-{n}");
         n += 1;
-        match conn.create_volume(&opts).await {
+        match conn.write(name).await {
             Ok(_) => {
                 shared.writes.fetch_add(1, Ordering::SeqCst);
             }
             Err(e) => {
                 shared.write_errors.fetch_add(1, Ordering::SeqCst);
-                keep_first(&shared.first_write_error, e.to_string());
+                keep_first(&shared.first_write_error, e);
             }
         }
         shared.writes_in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -253,19 +346,87 @@ pub async fn run(
         return Err(setup("no volumes to read: run the preload workload first"));
     }
     let ids = Arc::new(ids);
+    let mut readers = Vec::with_capacity(opts.readers);
+    for _ in 0..opts.readers {
+        let client = connect(&read_member)?;
+        client.status().await.map_err(setup)?;
+        readers.push(Conn::Custos {
+            client,
+            ids: ids.clone(),
+        });
+    }
+    let mut writers = Vec::with_capacity(opts.writer_connections);
+    for _ in 0..opts.writer_connections {
+        let client = connect(&leader)?;
+        client.status().await.map_err(setup)?;
+        writers.push(Conn::Custos {
+            client,
+            ids: ids.clone(),
+        });
+    }
+    drive("custos", leader, read_member, readers, writers, opts).await
+}
 
+/// Runs the same contention benchmark against the etcd cluster at `endpoints` (client
+/// `host:port`s, keys preloaded by `custos bench etcd --workload preload`).
+pub async fn run_etcd(
+    endpoints: &[String],
+    creds: Option<&Credentials>,
+    opts: &ContentionOptions,
+) -> Result<ContentionReport, BenchError> {
+    opts.check()?;
+    let (leader, followers) = crate::etcd::leader_and_followers(endpoints, creds).await?;
+    let read_member = match opts.read_at {
+        ReadAt::Leader => leader.clone(),
+        ReadAt::Follower => followers
+            .first()
+            .cloned()
+            .ok_or_else(|| BenchError::Setup {
+                system: "etcd",
+                message: "no member besides the leader to read from".into(),
+            })?,
+    };
+    let connect = |addr: String| async move {
+        let channel = crate::etcd::connect(&addr).await?;
+        let token = crate::etcd::authenticate(&channel, creds).await?;
+        Ok::<Conn, BenchError>(Conn::Etcd {
+            channel,
+            token,
+            keys: opts.keys,
+            timeout: opts.op_timeout,
+        })
+    };
+    let mut readers = Vec::with_capacity(opts.readers);
+    for _ in 0..opts.readers {
+        let conn = connect(read_member.clone()).await?;
+        // The key space must be there: one read before the run.
+        conn.read().await.map_err(|e| BenchError::Setup {
+            system: "etcd",
+            message: e,
+        })?;
+        readers.push(conn);
+    }
+    let mut writers = Vec::with_capacity(opts.writer_connections);
+    for _ in 0..opts.writer_connections {
+        writers.push(connect(leader.clone()).await?);
+    }
+    drive("etcd", leader, read_member, readers, writers, opts).await
+}
+
+/// The phases of one run over connections already open: `readers` (one loop each) and
+/// `writers` (shared by the writer loops, round-robin).
+async fn drive(
+    system: &str,
+    leader: String,
+    read_member: String,
+    readers: Vec<Conn>,
+    write_conns: Vec<Conn>,
+    opts: &ContentionOptions,
+) -> Result<ContentionReport, BenchError> {
     let shared = Arc::new(Shared::default());
     let mut tasks = Vec::new();
-    for _ in 0..opts.readers {
-        let conn = connect(&read_member)?;
-        conn.status().await.map_err(setup)?;
-        tasks.push(tokio::spawn(read_loop(conn, ids.clone(), shared.clone())));
-    }
-    let mut write_conns = Vec::with_capacity(opts.writer_connections);
-    for _ in 0..opts.writer_connections {
-        let conn = connect(&leader)?;
-        conn.status().await.map_err(setup)?;
-        write_conns.push(conn);
+    for conn in readers {
+        tasks.push(tokio::spawn(read_loop(conn, shared.clone())));
     }
     let tag = format!("{:x}", rand::random::<u64>());
     for w in 0..opts.writers {
@@ -330,7 +491,7 @@ pub async fn run(
     let take =
         |slot: &Mutex<Option<String>>| slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
     Ok(ContentionReport {
-        system: "custos".to_string(),
+        system: system.to_string(),
         label: opts.label.clone(),
         workload: "contention".to_string(),
         leader,

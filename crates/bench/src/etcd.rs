@@ -84,6 +84,14 @@ pub(crate) fn request<T>(
 
 /// The client address of the member the others follow.
 async fn leader(endpoints: &[String], creds: Option<&Credentials>) -> Result<String, BenchError> {
+    Ok(leader_and_followers(endpoints, creds).await?.0)
+}
+
+/// The client address of the member the others follow, and those of the others.
+pub(crate) async fn leader_and_followers(
+    endpoints: &[String],
+    creds: Option<&Credentials>,
+) -> Result<(String, Vec<String>), BenchError> {
     let mut leader_id = None;
     let mut members = Vec::new();
     for addr in endpoints {
@@ -99,11 +107,14 @@ async fn leader(endpoints: &[String], creds: Option<&Credentials>) -> Result<Str
         leader_id = leader_id.or((status.leader != 0).then_some(status.leader));
     }
     let leader_id = leader_id.ok_or_else(|| setup("no member knows a leader"))?;
-    members
+    let (leaders, followers): (Vec<_>, Vec<_>) =
+        members.into_iter().partition(|(id, _)| *id == leader_id);
+    let leader = leaders
         .into_iter()
-        .find(|(id, _)| *id == leader_id)
+        .next()
         .map(|(_, addr)| addr)
-        .ok_or_else(|| setup(format!("leader {leader_id:x} is not among {endpoints:?}")))
+        .ok_or_else(|| setup(format!("leader {leader_id:x} is not among {endpoints:?}")))?;
+    Ok((leader, followers.into_iter().map(|(_, a)| a).collect()))
 }
 
 /// Runs `opts` against the etcd cluster at `endpoints` (client URLs' `host:port`).

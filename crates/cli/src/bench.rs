@@ -155,6 +155,19 @@ impl FloodArgs {
 
 #[derive(clap::Args)]
 pub struct ContentionArgs {
+    /// The system measured: custos at the global `--endpoint` list, or etcd at
+    /// `--etcd-endpoint` (its keys preloaded by `custos bench etcd --workload preload`).
+    #[arg(long, value_enum, default_value_t = SystemArg::Custos)]
+    system: SystemArg,
+    /// etcd client addresses (host:port), comma-separated (with `--system etcd`).
+    #[arg(long, value_delimiter = ',')]
+    etcd_endpoint: Vec<String>,
+    /// etcd user (auth on).
+    #[arg(long)]
+    user: Option<String>,
+    /// The etcd user's password.
+    #[arg(long, env = "CUSTOS_BENCH_ETCD_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
     /// Concurrent writers in busy phases.
     #[arg(long, default_value_t = 100)]
     writers: usize,
@@ -381,13 +394,23 @@ pub async fn run(command: BenchCommand, ctx: &output::Context) -> anyhow::Result
             return print_flood(&report, ctx.format);
         }
         BenchCommand::Contention(args) => {
-            let target = ctx.target()?;
-            let report = custos_bench::contention::run(
-                &target.endpoints,
-                target.token.as_deref(),
-                &args.options(),
-            )
-            .await?;
+            let opts = args.options();
+            let report = match args.system {
+                SystemArg::Custos => {
+                    let target = ctx.target()?;
+                    custos_bench::contention::run(&target.endpoints, target.token.as_deref(), &opts)
+                        .await?
+                }
+                SystemArg::Etcd => {
+                    anyhow::ensure!(
+                        !args.etcd_endpoint.is_empty(),
+                        "--system etcd needs --etcd-endpoint"
+                    );
+                    let creds = etcd_credentials(args.user, args.password)?;
+                    custos_bench::contention::run_etcd(&args.etcd_endpoint, creds.as_ref(), &opts)
+                        .await?
+                }
+            };
             return print_contention(&report, ctx.format);
         }
     };
