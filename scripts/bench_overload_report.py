@@ -19,8 +19,8 @@ rows = [
     f"Run {meta.get('date')} at {meta.get('commit')} ({meta.get('cpus')} cores): {r['writers']} writers over "
     f"{r['connections']} connections for {r['duration_s']:.0f} s against 3 members (release, auth on).",
     "",
-    "| member | RSS at 1 min | RSS at end | max ÷ min RSS after 1 min (target ≤ 1.20) | max proposal queue | health answered |",
-    "|---|---|---|---|---|---|",
+    "| member | RSS at 1 min | RSS at end | max ÷ min RSS after 1 min (target ≤ 1.20) | max proposal queue | Raft term first → last | health answered |",
+    "|---|---|---|---|---|---|---|",
 ]
 samples = r["samples"]
 after = [s for s in samples if s["at_s"] >= 60.0]
@@ -29,10 +29,11 @@ for i, spread in enumerate(r["rss_spread_after_first_minute"]):
     last = samples[-1]["members"][i]["rss_kib"] if samples else None
     answered = sum(1 for s in samples if s["members"][i]["health_answered"])
     q = r["max_queue_depth"][i]
+    terms = [s["members"][i].get("term") for s in samples if s["members"][i].get("term") is not None]
+    term = f"{terms[0]} → {terms[-1]}" if terms else "n/a"
     rows.append(
-        f"| {i + 1} | {mib(first)} | {mib(last)} | {spread:.3f} | {q if q is not None else 'n/a'} | {answered}/{len(samples)} |"
-        if spread is not None
-        else f"| {i + 1} | {mib(first)} | {mib(last)} | n/a | {q if q is not None else 'n/a'} | {answered}/{len(samples)} |"
+        f"| {i + 1} | {mib(first)} | {mib(last)} | {f'{spread:.3f}' if spread is not None else 'n/a'} | "
+        f"{q if q is not None else 'n/a'} | {term} | {answered}/{len(samples)} |"
     )
 rows += [
     "",
@@ -41,6 +42,7 @@ rows += [
     + (f" (first: {r['first_other_error']})" if r.get("first_other_error") else "")
     + f". Read back: {r['checked_volumes'] - r['lost']} of {r['checked_volumes']} volumes hold their last "
     f"acknowledged write (lost: {r['lost']}).",
+    f"Longest stretch with no write acknowledged: {r.get('longest_stall_s', 0):.0f} s.",
 ]
 disks = [meta.get(f"disk_node_{n}") for n in (1, 2, 3)]
 if all(disks):

@@ -66,6 +66,9 @@ pub struct MemberSample {
     pub rss_kib: Option<u64>,
     pub queue_depth: Option<u64>,
     pub writes_in_flight: Option<u64>,
+    /// The member's Raft term (`custos_raft_term`): how often leadership changed.
+    #[serde(default)]
+    pub term: Option<u64>,
     /// The gRPC health service answered (SERVING or not) within two seconds.
     pub health_answered: bool,
     pub serving: bool,
@@ -101,6 +104,10 @@ pub struct OverloadReport {
     pub rss_spread_after_first_minute: Vec<Option<f64>>,
     /// Per member: the largest proposal queue depth seen.
     pub max_queue_depth: Vec<Option<u64>>,
+    /// The longest time between two samples with no write acknowledged in between, in
+    /// seconds (a stall shows here).
+    #[serde(default)]
+    pub longest_stall_s: f64,
     /// Health checks that got an answer, of all made.
     pub health_answered: u64,
     pub health_checks: u64,
@@ -163,6 +170,20 @@ async fn write_loop(
             }
         }
     }
+}
+
+/// The longest run of samples over which the acknowledged count did not move, in seconds.
+fn longest_stall(samples: &[Sample]) -> f64 {
+    let (mut longest, mut since): (f64, Option<&Sample>) = (0.0, None);
+    for pair in samples.windows(2) {
+        if pair[1].acked == pair[0].acked {
+            let start = *since.get_or_insert(&pair[0]);
+            longest = longest.max(pair[1].at_s - start.at_s);
+        } else {
+            since = None;
+        }
+    }
+    longest
 }
 
 /// `GET /metrics` over plain HTTP/1.0 from `addr`, bounded by `timeout`.
@@ -286,6 +307,7 @@ pub async fn run(
                 if let Some(text) = scrape(metrics, Duration::from_secs(2)).await {
                     m.queue_depth = metric_value(&text, "custos_proposal_queue_depth");
                     m.writes_in_flight = metric_value(&text, "custos_writes_in_flight");
+                    m.term = metric_value(&text, "custos_raft_term");
                 }
             }
             let (answered, serving) = health(addr).await;
@@ -358,6 +380,7 @@ pub async fn run(
                 .max()
         })
         .collect();
+    let longest_stall_s = longest_stall(&samples);
     let acked = counters.acked.load(Ordering::Relaxed);
     let first_other_error = counters
         .first_other
@@ -378,6 +401,7 @@ pub async fn run(
         samples,
         rss_spread_after_first_minute: rss_spread,
         max_queue_depth,
+        longest_stall_s,
         health_answered,
         health_checks,
         lost,
@@ -387,7 +411,26 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::metric_value;
+    use super::{longest_stall, metric_value, Sample};
+
+    #[test]
+    fn a_stall_is_the_longest_stretch_without_an_acknowledged_write() {
+        let at = |at_s: f64, acked: u64| Sample {
+            at_s,
+            acked,
+            members: vec![],
+        };
+        let samples = [
+            at(0.0, 0),
+            at(5.0, 10),
+            at(10.0, 10),
+            at(15.0, 10),
+            at(20.0, 30),
+            at(25.0, 30),
+        ];
+        assert_eq!(longest_stall(&samples), 10.0);
+        assert_eq!(longest_stall(&samples[..2]), 0.0);
+    }
 
     #[test]
     fn reads_an_unlabelled_series() {

@@ -14,7 +14,7 @@
 //! needs a quorum whose leases have expired and whose logs are not ahead of the candidate's.
 //!
 //! Prompt elections replace a leader that is *gone*, not one that is quiet: before asking for
-//! votes the follower pings the leader (one heartbeat interval at most), and a leader that
+//! votes the follower pings the leader (`election_timeout_min` at most), and a leader that
 //! answers is left alone. That keeps a leadership transfer (the leader stops its heartbeats on
 //! purpose and names its successor) from being overtaken, and leaves a leader that is alive but
 //! slow to openraft's own timer (lease plus a random election timeout), which stays in force.
@@ -126,7 +126,10 @@ pub async fn watch(node: Arc<Node>) {
             continue;
         }
         last_trigger = Some(Instant::now());
-        let probe = Duration::from_millis(cfg.heartbeat_ms.max(20));
+        // A killed leader refuses the connection at once; a live one answers within the
+        // shortest election timeout even when loaded (one heartbeat interval was too short
+        // for a member busy with an overload: the others deposed it over and over).
+        let probe = Duration::from_millis(cfg.election_timeout_min_ms.max(20));
         if crate::liveness::ping(&node, leader, probe).await {
             tracing::debug!(
                 node = node.id,

@@ -143,7 +143,20 @@ impl RaftService for PeerService {
         self.check(&request, request.get_ref().from, request.get_ref().target)?;
         let req = request.into_inner();
         self.check_incarnations(&req)?;
-        let result = self.node.raft.append_entries(decode(&req.payload)?).await;
+        let append: openraft::raft::AppendEntriesRequest<custos_store::TypeConfig> =
+            decode(&req.payload)?;
+        // A leader of this term (or a newer one) is sending: contact, whether or not this
+        // call's answer still reaches it. openraft gives AppendEntries one heartbeat interval
+        // and then drops the call, which cancels this handler; under load an append (its
+        // flush) can take longer than that while the leader is perfectly alive, and counting
+        // contact only after the answer made followers call prompt elections against working
+        // leaders (hundreds of terms in the 10-minute overload run of issue #20).
+        if append.vote.committed
+            && append.vote.leader_id.term >= self.node.raft.metrics().borrow().current_term
+        {
+            self.node.leader_contact.heard(req.from);
+        }
+        let result = self.node.raft.append_entries(append).await;
         // Anything but a refusal means this node took `from` as its leader just now.
         if matches!(&result, Ok(r) if !matches!(r, openraft::raft::AppendEntriesResponse::HigherVote(_)))
         {
