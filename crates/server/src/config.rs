@@ -32,6 +32,11 @@ pub struct RaftTuning {
     /// openraft's default (200 ms) made a loaded member re-receive the same snapshot forever
     /// (the leader gave up on each install that succeeded a moment later).
     pub install_snapshot_timeout_ms: u64,
+    /// Log entries in one AppendEntries call, at most. openraft gives each call one heartbeat
+    /// interval; an entry can be a batch of up to 128 writes, and openraft's default (300
+    /// entries, megabytes under load) made calls to a lagging follower outlast that deadline
+    /// again and again, so it never caught up (issue #20's overload run).
+    pub max_payload_entries: u64,
 }
 
 impl Default for RaftTuning {
@@ -43,6 +48,7 @@ impl Default for RaftTuning {
             snapshot_every: 5000,
             keep_log_entries: 1000,
             install_snapshot_timeout_ms: 10_000,
+            max_payload_entries: 16,
         }
     }
 }

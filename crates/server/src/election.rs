@@ -14,8 +14,10 @@
 //! needs a quorum whose leases have expired and whose logs are not ahead of the candidate's.
 //!
 //! Prompt elections replace a leader that is *gone*, not one that is quiet: before asking for
-//! votes the follower pings the leader (`election_timeout_min` at most), and a leader that
-//! answers is left alone. That keeps a leadership transfer (the leader stops its heartbeats on
+//! votes the follower pings the leader (`election_timeout_min` at most), and only a leader
+//! that cannot be reached at all (connection refused or reset: a killed process) is replaced
+//! early; one that answers, or does not answer in time (paused, cut off, or slow on a loaded
+//! machine), is left alone. That keeps a leadership transfer (the leader stops its heartbeats on
 //! purpose and names its successor) from being overtaken, and leaves a leader that is alive but
 //! slow to openraft's own timer (lease plus a random election timeout), which stays in force.
 
@@ -126,17 +128,23 @@ pub async fn watch(node: Arc<Node>) {
             continue;
         }
         last_trigger = Some(Instant::now());
-        // A killed leader refuses the connection at once; a live one answers within the
-        // shortest election timeout even when loaded (one heartbeat interval was too short
-        // for a member busy with an overload: the others deposed it over and over).
+        // Only a leader that is *gone* is replaced early: a killed one refuses the connection
+        // at once. One that is paused, cut off or merely slow (a loaded machine) cannot be
+        // told apart from here, and is left to openraft's own timer (lease plus a random
+        // election timeout): asking for votes against a slow but working leader deposed it
+        // hundreds of times in the 10-minute overload run of issue #20.
         let probe = Duration::from_millis(cfg.election_timeout_min_ms.max(20));
-        if crate::liveness::ping(&node, leader, probe).await {
-            tracing::debug!(
-                node = node.id,
-                leader,
-                "leader silent but answering pings: leaving the election to openraft's timer"
-            );
-            continue;
+        match crate::liveness::ping_outcome(&node, leader, probe).await {
+            crate::liveness::Ping::Unreachable => {}
+            outcome => {
+                tracing::debug!(
+                    node = node.id,
+                    leader,
+                    ?outcome,
+                    "leader silent but not gone: leaving the election to openraft's timer"
+                );
+                continue;
+            }
         }
         tracing::info!(
             node = node.id,

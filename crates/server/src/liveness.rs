@@ -54,15 +54,44 @@ impl Liveness {
 
 /// Whether member `target` answers a ping (as itself) within `timeout`.
 pub async fn ping(node: &Node, target: u64, timeout: Duration) -> bool {
+    ping_outcome(node, target, timeout).await == Ping::Answered
+}
+
+/// How a ping ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ping {
+    /// `target` answered, as itself.
+    Answered,
+    /// Nobody is there: the connection was refused or reset, or another process answers at
+    /// its address. A killed member looks like this at once.
+    Unreachable,
+    /// No answer before the deadline: a member that is paused, cut off, or just slow (a
+    /// loaded machine), which cannot be told apart from here.
+    Silent,
+}
+
+/// Pings `target`, waiting at most `timeout`.
+pub async fn ping_outcome(node: &Node, target: u64, timeout: Duration) -> Ping {
     let Some(mut client) = node.peers.client(node, target) else {
-        return false;
+        return Ping::Unreachable;
     };
     let mut req = tonic::Request::new(PingRequest {
         from: node.id,
         target,
     });
     req.set_timeout(timeout);
-    matches!(client.ping(req).await, Ok(reply) if reply.get_ref().node_id == target)
+    let started = tokio::time::Instant::now();
+    match tokio::time::timeout(timeout, client.ping(req)).await {
+        Ok(Ok(reply)) if reply.get_ref().node_id == target => Ping::Answered,
+        Ok(Ok(_)) => Ping::Unreachable,
+        // A transport failure well before the deadline: refused or reset.
+        Ok(Err(s))
+            if s.code() == tonic::Code::Unavailable && started.elapsed() < timeout * 9 / 10 =>
+        {
+            Ping::Unreachable
+        }
+        Ok(Err(_)) | Err(_) => Ping::Silent,
+    }
 }
 
 /// Pings every other member forever (until the task is aborted).
