@@ -49,6 +49,7 @@ pub mod etcd {
 }
 
 pub mod convert;
+pub mod convert_policy;
 #[cfg(feature = "fuzz")]
 #[doc(hidden)]
 pub mod fuzz;
