@@ -3,7 +3,7 @@
 use crate::output::{invalid, table, Context};
 use crate::volume::parse_size;
 use custos_client::model::{
-    Acls, AccessType, Ownership, PolicyOp, ScheduleInterval, SchedulePeriod, SchedulePolicy,
+    AccessType, Acls, Ownership, PolicyOp, ScheduleInterval, SchedulePeriod, SchedulePolicy,
     SpecPolicy, StoragePolicy,
 };
 
@@ -69,7 +69,11 @@ fn parse_period(s: &str) -> anyhow::Result<SchedulePeriod> {
     })
 }
 
-fn schedule_policy(name: String, schedules: &[String], retain: i64) -> anyhow::Result<SchedulePolicy> {
+fn schedule_policy(
+    name: String,
+    schedules: &[String],
+    retain: i64,
+) -> anyhow::Result<SchedulePolicy> {
     Ok(SchedulePolicy {
         name,
         schedules: schedules
@@ -227,8 +231,17 @@ fn print_storage_policies(policies: &[StoragePolicy]) {
     let rows: Vec<Vec<String>> = policies
         .iter()
         .map(|p| {
-            let owner = p.ownership.as_ref().map(|o| o.owner.clone()).unwrap_or_default();
-            vec![p.name.clone(), p.spec.to_string(), p.force.to_string(), owner]
+            let owner = p
+                .ownership
+                .as_ref()
+                .map(|o| o.owner.clone())
+                .unwrap_or_default();
+            vec![
+                p.name.clone(),
+                p.spec.to_string(),
+                p.force.to_string(),
+                owner,
+            ]
         })
         .collect();
     table(&["NAME", "SPEC", "FORCE", "OWNER"], &rows);

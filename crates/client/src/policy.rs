@@ -183,7 +183,9 @@ impl Client {
         let reply = self
             .call(|ch, id| async move {
                 OpenStoragePolicyClient::new(ch)
-                    .default_inspect(self.request(SdkOpenStoragePolicyDefaultInspectRequest {}, &id))
+                    .default_inspect(
+                        self.request(SdkOpenStoragePolicyDefaultInspectRequest {}, &id),
+                    )
                     .await
                     .map(|r| r.into_inner().storage_policy)
             })

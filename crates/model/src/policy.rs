@@ -22,12 +22,25 @@ const SCHEDULE_NAME_FORBIDDEN: &[char] = &[',', ';', '='];
 /// When a schedule interval fires.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SchedulePeriod {
-    Daily { hour: i32, minute: i32 },
+    Daily {
+        hour: i32,
+        minute: i32,
+    },
     /// `day`: the SDK's `SdkTimeWeekday` (0 = Sunday .. 6 = Saturday).
-    Weekly { day: i32, hour: i32, minute: i32 },
+    Weekly {
+        day: i32,
+        hour: i32,
+        minute: i32,
+    },
     /// `day`: 1..=28.
-    Monthly { day: i32, hour: i32, minute: i32 },
-    Periodic { seconds: i64 },
+    Monthly {
+        day: i32,
+        hour: i32,
+        minute: i32,
+    },
+    Periodic {
+        seconds: i64,
+    },
 }
 
 /// One interval of a schedule policy: when, and how many snapshots to keep.
@@ -89,7 +102,9 @@ impl ScheduleInterval {
                 return Err(Rejection::invalid(format!("Invalid hour value: {hour}")));
             }
             if !(0..=MAX_MINUTE).contains(&minute) {
-                return Err(Rejection::invalid(format!("Invalid minute value: {minute}")));
+                return Err(Rejection::invalid(format!(
+                    "Invalid minute value: {minute}"
+                )));
             }
             Ok(())
         };
@@ -203,7 +218,10 @@ impl fmt::Display for SpecPolicy {
         eq("journal", self.journal.map(|v| v.to_string()));
         eq("encrypted", self.encrypted.map(|v| v.to_string()));
         eq("snapshot_schedule", self.snapshot_schedule.clone());
-        eq("replica_nodes", self.replica_nodes.as_ref().map(|n| n.join(",")));
+        eq(
+            "replica_nodes",
+            self.replica_nodes.as_ref().map(|n| n.join(",")),
+        );
         if parts.is_empty() {
             return write!(f, "(none)");
         }
@@ -262,7 +280,12 @@ impl StoragePolicy {
         set(self.force, &p.encrypted, &mut out.encrypted, &violation)?;
         set(self.force, &p.cos, &mut out.cos, &violation)?;
         set(self.force, &p.io_profile, &mut out.io_profile, &violation)?;
-        set(self.force, &p.replica_nodes, &mut out.replica_nodes, &violation)?;
+        set(
+            self.force,
+            &p.replica_nodes,
+            &mut out.replica_nodes,
+            &violation,
+        )?;
         set(
             self.force,
             &p.snapshot_schedule,

@@ -82,7 +82,9 @@ pub enum Record {
     /// A storage policy (`Op::CreateStoragePolicy`).
     StoragePolicy(StoragePolicy),
     /// The name of the default storage policy (`Op::SetDefaultStoragePolicy`).
-    DefaultStoragePolicy { name: String },
+    DefaultStoragePolicy {
+        name: String,
+    },
 }
 
 /// The key a record is stored under.
@@ -913,12 +915,8 @@ impl State {
             Op::CreateSchedulePolicy { policy } => self.create_schedule_policy(policy, changes),
             Op::UpdateSchedulePolicy { policy } => self.update_schedule_policy(policy, changes),
             Op::DeleteSchedulePolicy { name } => self.delete_schedule_policy(name, changes),
-            Op::CreateStoragePolicy { policy } => {
-                self.create_storage_policy(who, policy, changes)
-            }
-            Op::UpdateStoragePolicy { policy } => {
-                self.update_storage_policy(who, policy, changes)
-            }
+            Op::CreateStoragePolicy { policy } => self.create_storage_policy(who, policy, changes),
+            Op::UpdateStoragePolicy { policy } => self.update_storage_policy(who, policy, changes),
             Op::DeleteStoragePolicy { name } => self.delete_storage_policy(who, name, changes),
             Op::SetDefaultStoragePolicy { name } => {
                 self.set_default_storage_policy(who, name, changes)

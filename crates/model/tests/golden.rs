@@ -93,8 +93,8 @@ use custos_model::state::VolumeCheck;
 use custos_model::state::{Change, Record, RecordKey, State, VolumeFilter};
 use custos_model::{
     Code, Command, NodeId, Op, Outcome, PolicyOp, Rejection, Reply, RequestId, Revocation,
-    RevocationTarget, ScheduleInterval, SchedulePeriod, SchedulePolicy, SpecPolicy,
-    StoragePolicy, Volume, VolumeId, VolumeSpec, VolumeUpdate, VolumeUsage,
+    RevocationTarget, ScheduleInterval, SchedulePeriod, SchedulePolicy, SpecPolicy, StoragePolicy,
+    Volume, VolumeId, VolumeSpec, VolumeUpdate, VolumeUsage,
 };
 
 #[test]
@@ -995,7 +995,9 @@ fn parse_schedules(s: &str) -> Result<Vec<ScheduleInterval>, String> {
         let retain: i64 = retain.parse().map_err(|e| format!("{item}: {e}"))?;
         let num = |v: &str| v.parse::<i64>().map_err(|e| format!("{item}: {e}"));
         let hm = |v: &str| -> Result<(i32, i32), String> {
-            let (h, m) = v.split_once(':').ok_or_else(|| format!("{item}: want H:M"))?;
+            let (h, m) = v
+                .split_once(':')
+                .ok_or_else(|| format!("{item}: want H:M"))?;
             Ok((num(h)? as i32, num(m)? as i32))
         };
         let period = if period == "none" {
@@ -1004,13 +1006,25 @@ fn parse_schedules(s: &str) -> Result<Vec<ScheduleInterval>, String> {
             let (hour, minute) = hm(v)?;
             Some(SchedulePeriod::Daily { hour, minute })
         } else if let Some(v) = period.strip_prefix("weekly@") {
-            let (day, t) = v.split_once('/').ok_or_else(|| format!("{item}: want D/H:M"))?;
+            let (day, t) = v
+                .split_once('/')
+                .ok_or_else(|| format!("{item}: want D/H:M"))?;
             let (hour, minute) = hm(t)?;
-            Some(SchedulePeriod::Weekly { day: num(day)? as i32, hour, minute })
+            Some(SchedulePeriod::Weekly {
+                day: num(day)? as i32,
+                hour,
+                minute,
+            })
         } else if let Some(v) = period.strip_prefix("monthly@") {
-            let (day, t) = v.split_once('/').ok_or_else(|| format!("{item}: want D/H:M"))?;
+            let (day, t) = v
+                .split_once('/')
+                .ok_or_else(|| format!("{item}: want D/H:M"))?;
             let (hour, minute) = hm(t)?;
-            Some(SchedulePeriod::Monthly { day: num(day)? as i32, hour, minute })
+            Some(SchedulePeriod::Monthly {
+                day: num(day)? as i32,
+                hour,
+                minute,
+            })
         } else if let Some(v) = period.strip_prefix("periodic@") {
             Some(SchedulePeriod::Periodic { seconds: num(v)? })
         } else {
@@ -1038,11 +1052,17 @@ fn parse_storage_policy(args: &mut Args) -> Result<StoragePolicy, String> {
         args.take(key).map(|v| parse_value(key, &v)).transpose()
     };
     let spec = SpecPolicy {
-        size: args.take("size").map(|v| parse_value("size", &v)).transpose()?,
+        size: args
+            .take("size")
+            .map(|v| parse_value("size", &v))
+            .transpose()?,
         size_op: parse_policy_op(args, "size-op")?,
         ha_level: args.take("ha").map(|v| parse_value("ha", &v)).transpose()?,
         ha_level_op: parse_policy_op(args, "ha-op")?,
-        cos: args.take("cos").map(|v| parse_value("cos", &v)).transpose()?,
+        cos: args
+            .take("cos")
+            .map(|v| parse_value("cos", &v))
+            .transpose()?,
         io_profile: args
             .take("io_profile")
             .map(|v| parse_value("io_profile", &v))

@@ -115,7 +115,10 @@ fn unsupported_fields(p: &api::VolumeSpecPolicy) -> Vec<&'static str> {
         ("proxy_write", p.proxy_write_opt.is_some()),
         ("proxy_spec", p.proxy_spec_opt.is_some()),
         ("fastpath", p.fastpath_opt.is_some()),
-        ("sharedv4_service_spec", p.sharedv4_service_spec_opt.is_some()),
+        (
+            "sharedv4_service_spec",
+            p.sharedv4_service_spec_opt.is_some(),
+        ),
         ("sharedv4_spec", p.sharedv4_spec_opt.is_some()),
         ("auto_fstrim", p.auto_fstrim_opt.is_some()),
         ("io_throttle", p.io_throttle_opt.is_some()),
@@ -143,7 +146,10 @@ pub fn storage_policy_from_proto(p: &api::SdkStoragePolicy) -> Result<StoragePol
         spec: SpecPolicy {
             size: spec.size_opt.as_ref().map(|w::SizeOpt::Size(v)| *v),
             size_op: op_from_wire(spec.size_operator),
-            ha_level: spec.ha_level_opt.as_ref().map(|w::HaLevelOpt::HaLevel(v)| *v),
+            ha_level: spec
+                .ha_level_opt
+                .as_ref()
+                .map(|w::HaLevelOpt::HaLevel(v)| *v),
             ha_level_op: op_from_wire(spec.ha_level_operator),
             cos: spec.cos_opt.as_ref().map(|w::CosOpt::Cos(v)| *v),
             io_profile: spec
@@ -156,7 +162,10 @@ pub fn storage_policy_from_proto(p: &api::SdkStoragePolicy) -> Result<StoragePol
                 .as_ref()
                 .map(|w::Sharedv4Opt::Sharedv4(v)| *v),
             sticky: spec.sticky_opt.as_ref().map(|w::StickyOpt::Sticky(v)| *v),
-            journal: spec.journal_opt.as_ref().map(|w::JournalOpt::Journal(v)| *v),
+            journal: spec
+                .journal_opt
+                .as_ref()
+                .map(|w::JournalOpt::Journal(v)| *v),
             encrypted: spec
                 .encrypted_opt
                 .as_ref()

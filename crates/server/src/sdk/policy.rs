@@ -101,7 +101,9 @@ impl OpenStorageSchedulePolicy for SchedulePolicyService {
             },
         )
         .await?;
-        Ok(Response::new(SdkSchedulePolicyEnumerateResponse { policies }))
+        Ok(Response::new(SdkSchedulePolicyEnumerateResponse {
+            policies,
+        }))
     }
 
     async fn inspect(
