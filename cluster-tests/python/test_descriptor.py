@@ -3,7 +3,7 @@
 Everything our file defines (messages and enums at any depth, service methods) must match the
 OpenStorage SDK 0.101.39 descriptor the Python client was generated from: names, field numbers,
 types, type names, labels, oneof membership, map entries, enum values, method signatures and
-streaming flags. Our file must not define anything the wheel lacks, and the six services custos
+streaming flags. Our file must not define anything the wheel lacks, and the eight services custos
 serves must carry every method the wheel lists for them.
 
 Our descriptor set comes from $CUSTOS_DESCRIPTOR_SET, or, when that is unset, from
@@ -28,6 +28,8 @@ SERVICES = [
     "OpenStorageVolume",
     "OpenStorageMountAttach",
     "OpenStorageRole",
+    "OpenStorageSchedulePolicy",
+    "OpenStoragePolicy",
 ]
 
 FDP = descriptor_pb2.FieldDescriptorProto
@@ -197,7 +199,7 @@ def test_our_openstorage_api_matches_the_wheel(ours, wheel):
     assert not problems, _report(problems)
 
 
-def test_the_six_services_are_present_with_every_wheel_method(ours, wheel):
+def test_the_served_services_are_present_with_every_wheel_method(ours, wheel):
     our_services = {s.name: {m.name for m in s.method} for s in ours.service}
     assert sorted(our_services) == sorted(SERVICES), "our file must define exactly these services"
     their_services = {s.name: {m.name for m in s.method} for s in wheel.service}

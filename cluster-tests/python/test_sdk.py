@@ -148,4 +148,57 @@ def test_capabilities_list_the_served_services(cluster):
     r = stub.Capabilities(api_pb2.SdkIdentityCapabilitiesRequest(), metadata=md(cluster["tokens"]["view"]))
     kinds = {c.service.type for c in r.capabilities}
     T = api_pb2.SdkServiceCapability.OpenStorageService
-    assert kinds == {T.CLUSTER, T.NODE, T.VOLUME, T.MOUNT_ATTACH, T.ROLE}
+    assert kinds == {T.CLUSTER, T.NODE, T.VOLUME, T.MOUNT_ATTACH, T.ROLE, T.SCHEDULE_POLICY, T.STORAGE_POLICY}
+
+
+# ---- found by upstream's SDK sanity suite (libopenstorage/sdk-test) ----
+
+
+def test_volume_source_is_always_sent(cluster):
+    """Upstream always sends `Volume.source` (empty for a volume with no parent); its Go test
+    helpers dereference it."""
+    tok = cluster["tokens"]["user"]
+    vid = volumes(cluster, 0).Create(
+        api_pb2.SdkVolumeCreateRequest(name="src-" + uuid.uuid4().hex[:8], spec=spec()), metadata=md(tok)).volume_id
+    v = volumes(cluster, 1).Inspect(api_pb2.SdkVolumeInspectRequest(volume_id=vid), metadata=md(tok)).volume
+    assert v.HasField("source")
+    assert v.source.parent == ""
+    snap = volumes(cluster, 2).SnapshotCreate(
+        api_pb2.SdkVolumeSnapshotCreateRequest(volume_id=vid, name="s"), metadata=md(tok)).snapshot_id
+    s = volumes(cluster, 0).Inspect(api_pb2.SdkVolumeInspectRequest(volume_id=snap), metadata=md(tok)).volume
+    assert s.source.parent == vid
+
+
+def test_stats_and_capacity_usage_refuse_an_empty_id_as_upstream(cluster):
+    tok = cluster["tokens"]["user"]
+    for call, req in [(volumes(cluster, 0).Stats, api_pb2.SdkVolumeStatsRequest(volume_id="")),
+                      (volumes(cluster, 1).CapacityUsage, api_pb2.SdkVolumeCapacityUsageRequest(volume_id=""))]:
+        with pytest.raises(grpc.RpcError) as e:
+            call(req, metadata=md(tok))
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert e.value.details() == "Must supply volume id"
+
+
+def test_snapshot_create_makes_a_snapshot_per_call_names_repeating(cluster):
+    """Upstream's Enumerate spec takes three snapshots under one name and expects three."""
+    tok = cluster["tokens"]["admin"]
+    vid = volumes(cluster, 0).Create(
+        api_pb2.SdkVolumeCreateRequest(name="snaps-" + uuid.uuid4().hex[:8], spec=spec()), metadata=md(tok)).volume_id
+    name = "snap-of-" + vid
+    ids = [volumes(cluster, i).SnapshotCreate(
+        api_pb2.SdkVolumeSnapshotCreateRequest(volume_id=vid, name=name, labels={"Name": f"snapshot-{i}"}),
+        metadata=md(tok)).snapshot_id for i in range(3)]
+    assert len(set(ids)) == 3
+    listed = volumes(cluster, 1).SnapshotEnumerate(
+        api_pb2.SdkVolumeSnapshotEnumerateRequest(volume_id=vid), metadata=md(tok)).volume_snapshot_ids
+    assert sorted(listed) == sorted(ids)
+    # A retry with the same request id still applies once.
+    rid = [("x-request-id", "snap-retry-" + uuid.uuid4().hex)]
+    a = volumes(cluster, 0).SnapshotCreate(
+        api_pb2.SdkVolumeSnapshotCreateRequest(volume_id=vid, name=name), metadata=md(tok) + rid).snapshot_id
+    b = volumes(cluster, 2).SnapshotCreate(
+        api_pb2.SdkVolumeSnapshotCreateRequest(volume_id=vid, name=name), metadata=md(tok) + rid).snapshot_id
+    assert a == b
+    listed = volumes(cluster, 1).SnapshotEnumerate(
+        api_pb2.SdkVolumeSnapshotEnumerateRequest(volume_id=vid), metadata=md(tok)).volume_snapshot_ids
+    assert len(listed) == 4

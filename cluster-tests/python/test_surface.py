@@ -84,6 +84,14 @@ def test_filters_schedules_capacity_and_replicas(cluster):
     by_owner = vol3.InspectWithFilters(api_pb2.SdkVolumeInspectWithFiltersRequest(
         name=name, ownership=api_pb2.Ownership(owner="user")), metadata=md(user)).volumes
     assert [r.volume.id for r in by_owner] == [vid]
+    # SnapshotScheduleUpdate names existing schedule policies only (ABORTED otherwise).
+    sched = api_pb2_grpc.OpenStorageSchedulePolicyStub(grpc.insecure_channel(cluster["endpoints"][1]))
+    try:
+        sched.Create(api_pb2.SdkSchedulePolicyCreateRequest(schedule_policy=api_pb2.SdkSchedulePolicy(
+            name="daily", schedules=[api_pb2.SdkSchedulePolicyInterval(
+                retain=1, daily=api_pb2.SdkSchedulePolicyIntervalDaily(hour=1))])), metadata=md(user))
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.ALREADY_EXISTS, e.details()
     vol1.SnapshotScheduleUpdate(api_pb2.SdkVolumeSnapshotScheduleUpdateRequest(
         volume_id=vid, snapshot_schedule_names=["daily"]), metadata=md(user))
     assert "daily" in vol3.Inspect(api_pb2.SdkVolumeInspectRequest(volume_id=vid), metadata=md(user)).volume.spec.snapshot_schedule

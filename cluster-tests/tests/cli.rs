@@ -216,6 +216,50 @@ fn generated_tokens_global_flags_and_exit_codes() {
         &secret,
     ]);
     assert!(!url.status.success());
+
+    // Schedule and storage policies from the CLI: create, list, the default shaping a create,
+    // release.
+    let admin = cluster.token("admin");
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--endpoint", &endpoints, "--token", &admin]);
+        custos(&all)
+    };
+    let made = run(&[
+        "schedule-policy",
+        "create",
+        "cli-daily",
+        "--schedule",
+        "daily@2:30",
+        "--retain",
+        "3",
+    ]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let listed = run(&["schedule-policy", "list", "-o", "json"]);
+    assert!(stdout(&listed).contains("cli-daily"), "{}", stdout(&listed));
+    let made = run(&[
+        "policy",
+        "create",
+        "cli-min",
+        "--size",
+        "2Gi",
+        "--size-op",
+        "min",
+        "--public",
+    ]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let set = run(&["policy", "set-default", "cli-min"]);
+    assert!(set.status.success(), "{}", stderr(&set));
+    let created = run(&["volume", "create", "cli-shaped", "--size", "1Gi"]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let shown = run(&["volume", "inspect", "cli-shaped", "-o", "json"]);
+    assert!(stdout(&shown).contains("cli-min"), "{}", stdout(&shown));
+    let released = run(&["policy", "release"]);
+    assert!(released.status.success(), "{}", stderr(&released));
+    let default = run(&["policy", "default", "-o", "json"]);
+    assert_eq!(stdout(&default), "null");
+    let deleted = run(&["volume", "delete", "cli-shaped"]);
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
 }
 
 #[test]

@@ -24,6 +24,7 @@ fn grpc_code(code: Code) -> i32 {
         Code::ResourceExhausted => 8,
         Code::Unavailable => 14,
         Code::Unimplemented => 12,
+        Code::Aborted => 10,
     }
 }
 

@@ -45,6 +45,19 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/roles/inspect/{name}"),
     ("DELETE", "/v1/roles/{name}"),
     ("PUT", "/v1/roles"),
+    ("POST", "/v1/schedulepolicies"),
+    ("PUT", "/v1/schedulepolicies"),
+    ("GET", "/v1/schedulepolicies"),
+    ("GET", "/v1/schedulepolicies/inspect/{name}"),
+    ("DELETE", "/v1/schedulepolicies/{name}"),
+    ("POST", "/v1/storagepolicies"),
+    ("GET", "/v1/storagepolicies"),
+    ("GET", "/v1/storagepolicies/inspect/{name}"),
+    ("PUT", "/v1/storagepolicies"),
+    ("DELETE", "/v1/storagepolicies/{name}"),
+    ("POST", "/v1/storagepolicies/default/{name}"),
+    ("GET", "/v1/storagepolicies/default"),
+    ("POST", "/v1/storagepolicies/release"),
     // custos' own (docs/compatibility.md, "Explain").
     ("POST", "/v1/custos/access/explain"),
     // (docs/security.md, "Revoking a token").
@@ -243,6 +256,41 @@ fn rest_gateway_serves_the_sdk_with_the_grpc_rules() {
         .as_array()
         .unwrap()
         .contains(&json!(id)));
+
+    // A schedule policy over REST (upstream's JSON: the interval's oneof by its field name),
+    // then named by SnapshotScheduleUpdate; a name that is none is ABORTED (409).
+    let sched = rest(1).call(
+        "POST",
+        "/v1/schedulepolicies",
+        Some(&user),
+        json!({"schedule_policy": {"name": "rest-daily",
+            "schedules": [{"retain": 2, "daily": {"hour": 3, "minute": 15}}]}}),
+    );
+    assert_eq!(sched.status, 200, "{sched:?}");
+    let got = rest(3).call(
+        "GET",
+        "/v1/schedulepolicies/inspect/rest-daily",
+        Some(&user),
+        Value::Null,
+    );
+    assert_eq!(
+        got.body["policy"]["schedules"][0]["daily"]["hour"], 3,
+        "{got:?}"
+    );
+    let missing = rest(2).call(
+        "POST",
+        &format!("/v1/volumes/snapshot/schedules/{id}"),
+        Some(&user),
+        json!({"snapshot_schedule_names": ["rest-nope"]}),
+    );
+    assert_eq!(missing.status, 409, "{missing:?}");
+    let named = rest(2).call(
+        "POST",
+        &format!("/v1/volumes/snapshot/schedules/{id}"),
+        Some(&user),
+        json!({"snapshot_schedule_names": ["rest-daily"]}),
+    );
+    assert_eq!(named.status, 200, "{named:?}");
 
     // A snapshot over REST; SnapshotEnumerate (GET) takes volume_id from the query string, and a
     // bool in a query string (`options.deep=true`) is a bool.

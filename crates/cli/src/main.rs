@@ -10,6 +10,7 @@ mod context;
 mod dev;
 mod node;
 mod output;
+mod policy;
 mod quota;
 mod role;
 mod server;
@@ -88,6 +89,16 @@ enum Command {
     Role {
         #[command(subcommand)]
         command: role::RoleCommand,
+    },
+    /// Snapshot schedule policies (`Volume.SnapshotScheduleUpdate` names them).
+    SchedulePolicy {
+        #[command(subcommand)]
+        command: policy::SchedulePolicyCommand,
+    },
+    /// Storage policies: volume spec templates, and the default every create is shaped by.
+    Policy {
+        #[command(subcommand)]
+        command: policy::PolicyCommand,
     },
     /// Storage nodes registered with the cluster.
     Node {
@@ -176,6 +187,8 @@ fn main() -> ExitCode {
             Command::Context { command } => context::run(command, &ctx),
             Command::Certs { command } => certs::run(command),
             Command::Role { command } => role::run(command, &ctx).await,
+            Command::SchedulePolicy { command } => policy::run_schedule(command, &ctx).await,
+            Command::Policy { command } => policy::run(command, &ctx).await,
             Command::Node { command } => node::run(command, &ctx).await,
             Command::Completion { .. } => Ok(()),
         }

@@ -204,7 +204,12 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         Some(Code::NotFound) => 3,
         Some(Code::PermissionDenied | Code::Unauthenticated) => 4,
         Some(Code::Unavailable) => 5,
-        Some(Code::AlreadyExists | Code::FailedPrecondition | Code::ResourceExhausted) => 6,
+        Some(
+            Code::AlreadyExists
+            | Code::FailedPrecondition
+            | Code::ResourceExhausted
+            | Code::Aborted,
+        ) => 6,
         _ => 1,
     }
 }

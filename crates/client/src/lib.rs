@@ -3,6 +3,8 @@
 
 pub use custos_model as model;
 
+mod policy;
+
 use custos_model::audit::{AuditQuery, AuditRecord};
 use custos_model::{Code, Role, Volume, VolumeUpdate, VolumeUsage};
 use custos_proto::convert;
@@ -115,7 +117,8 @@ impl ClientError {
             tonic::Code::AlreadyExists => Code::AlreadyExists,
             tonic::Code::PermissionDenied => Code::PermissionDenied,
             tonic::Code::Unauthenticated => Code::Unauthenticated,
-            tonic::Code::FailedPrecondition | tonic::Code::Aborted => Code::FailedPrecondition,
+            tonic::Code::FailedPrecondition => Code::FailedPrecondition,
+            tonic::Code::Aborted => Code::Aborted,
             tonic::Code::ResourceExhausted => Code::ResourceExhausted,
             tonic::Code::Unimplemented => Code::Unimplemented,
             _ => Code::Unavailable,

@@ -401,6 +401,16 @@ fn op_objects(op: &Op) -> Vec<String> {
             _ => vec![format!("{}:{}", subject.kind(), subject.name())],
         },
         Op::ChangeMembership { change } => vec![change.node().to_string()],
+        Op::CreateSchedulePolicy { policy } | Op::UpdateSchedulePolicy { policy } => {
+            vec![policy.name.clone()]
+        }
+        Op::CreateStoragePolicy { policy } | Op::UpdateStoragePolicy { policy } => {
+            vec![policy.name.clone()]
+        }
+        Op::DeleteSchedulePolicy { name }
+        | Op::DeleteStoragePolicy { name }
+        | Op::SetDefaultStoragePolicy { name } => vec![name.clone()],
+        Op::ReleaseStoragePolicy => Vec::new(),
     }
 }
 
@@ -484,6 +494,16 @@ fn applied_message(op: &Op, reply: &Reply) -> (String, Vec<String>) {
             ),
             _ => format!("Quota of {subject} removed"),
         },
+        Op::CreateSchedulePolicy { policy } => format!("Schedule policy {} created", policy.name),
+        Op::UpdateSchedulePolicy { policy } => format!("Schedule policy {} updated", policy.name),
+        Op::DeleteSchedulePolicy { name } => format!("Schedule policy {name} deleted"),
+        Op::CreateStoragePolicy { policy } => format!("Storage policy {} created", policy.name),
+        Op::UpdateStoragePolicy { policy } => format!("Storage policy {} updated", policy.name),
+        Op::DeleteStoragePolicy { name } => format!("Storage policy {name} deleted"),
+        Op::SetDefaultStoragePolicy { name } => {
+            format!("Storage policy {name} set as the default")
+        }
+        Op::ReleaseStoragePolicy => "Default storage policy released".to_string(),
         Op::TruncateAudit { .. } => match reply {
             Reply::AuditTruncated { first, through } if through >= first => {
                 format!("Audit records {first} to {through} truncated")

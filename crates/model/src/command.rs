@@ -6,6 +6,7 @@ use crate::ids::{NodeId, RequestId, VolumeId};
 use crate::node::StorageNodeRecord;
 use crate::ownership::Acls;
 use crate::placement::{ReplicaMove, StuckReplica};
+use crate::policy::{SchedulePolicy, StoragePolicy};
 use crate::quota::{Quota, QuotaLimits, QuotaSubject};
 use crate::rejection::Rejection;
 use crate::revocation::{Revocation, RevocationTarget};
@@ -230,6 +231,39 @@ pub enum Op {
     RemoveQuota {
         subject: QuotaSubject,
     },
+    /// `SchedulePolicy.Create`: a new schedule policy (AlreadyExists if the name is taken).
+    CreateSchedulePolicy {
+        policy: SchedulePolicy,
+    },
+    /// `SchedulePolicy.Update`: replaces the schedules of an existing policy.
+    UpdateSchedulePolicy {
+        policy: SchedulePolicy,
+    },
+    /// `SchedulePolicy.Delete`. Idempotent.
+    DeleteSchedulePolicy {
+        name: String,
+    },
+    /// `OpenStoragePolicy.Create`: owned by the caller (a guest's is public); `policy.ownership`
+    /// carries only the requested ACLs (its owner is ignored, as for volumes).
+    CreateStoragePolicy {
+        policy: StoragePolicy,
+    },
+    /// `OpenStoragePolicy.Update`: Write on the policy; `policy.ownership`, when sent, is an
+    /// ownership edit with the volume rules (`openstorage-sdk.md` 3.5).
+    UpdateStoragePolicy {
+        policy: StoragePolicy,
+    },
+    /// `OpenStoragePolicy.Delete`: Admin on the policy; releases it if it is the default.
+    /// Idempotent.
+    DeleteStoragePolicy {
+        name: String,
+    },
+    /// `OpenStoragePolicy.SetDefault`: only an ownership administrator.
+    SetDefaultStoragePolicy {
+        name: String,
+    },
+    /// `OpenStoragePolicy.Release`: no default any more; only an ownership administrator.
+    ReleaseStoragePolicy,
 }
 
 /// A change to the Raft membership (`custos cluster ...`, `custos server --join`).
@@ -315,6 +349,14 @@ impl Op {
             Op::RevokeToken { .. } => REVOKE_TOKEN_METHOD,
             Op::SetQuota { .. } => SET_QUOTA_METHOD,
             Op::RemoveQuota { .. } => REMOVE_QUOTA_METHOD,
+            Op::CreateSchedulePolicy { .. } => "/openstorage.api.OpenStorageSchedulePolicy/Create",
+            Op::UpdateSchedulePolicy { .. } => "/openstorage.api.OpenStorageSchedulePolicy/Update",
+            Op::DeleteSchedulePolicy { .. } => "/openstorage.api.OpenStorageSchedulePolicy/Delete",
+            Op::CreateStoragePolicy { .. } => "/openstorage.api.OpenStoragePolicy/Create",
+            Op::UpdateStoragePolicy { .. } => "/openstorage.api.OpenStoragePolicy/Update",
+            Op::DeleteStoragePolicy { .. } => "/openstorage.api.OpenStoragePolicy/Delete",
+            Op::SetDefaultStoragePolicy { .. } => "/openstorage.api.OpenStoragePolicy/SetDefault",
+            Op::ReleaseStoragePolicy => "/openstorage.api.OpenStoragePolicy/Release",
         };
         MethodName::from_full(full)
     }

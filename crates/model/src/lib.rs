@@ -15,6 +15,7 @@ pub mod ids;
 pub mod node;
 pub mod ownership;
 pub mod placement;
+pub mod policy;
 pub mod quota;
 pub mod rejection;
 pub mod revocation;
@@ -31,6 +32,9 @@ pub use ids::{NodeId, RequestId, VolumeId};
 pub use node::StorageNodeRecord;
 pub use ownership::{AccessType, Acls, Ownership};
 pub use placement::{ReplicaMove, StuckReplica};
+pub use policy::{
+    PolicyOp, ScheduleInterval, SchedulePeriod, SchedulePolicy, SpecPolicy, StoragePolicy,
+};
 pub use quota::{Quota, QuotaLimits, QuotaSubject, QuotaUsage};
 pub use rejection::{Code, Rejection};
 pub use revocation::{Revocation, RevocationTarget};

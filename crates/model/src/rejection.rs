@@ -15,6 +15,8 @@ pub enum Code {
     ResourceExhausted,
     Unavailable,
     Unimplemented,
+    /// New variants go last (encoded by position in remembered outcomes).
+    Aborted,
 }
 
 impl Code {
@@ -30,6 +32,7 @@ impl Code {
             Code::ResourceExhausted => "ResourceExhausted",
             Code::Unavailable => "Unavailable",
             Code::Unimplemented => "Unimplemented",
+            Code::Aborted => "Aborted",
         }
     }
 }

@@ -6,6 +6,7 @@ use crate::identity::Identity;
 use crate::ids::{NodeId, RequestId, VolumeId};
 use crate::node::StorageNodeRecord;
 use crate::ownership::{permitted, AccessType, Ownership};
+use crate::policy::{SchedulePolicy, StoragePolicy};
 use crate::quota::{self, Quota, QuotaBook, QuotaLimits, QuotaSubject, QuotaUsage};
 use crate::rejection::Rejection;
 use crate::revocation::{self, Revocation, RevocationTarget};
@@ -17,11 +18,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 mod access;
 mod nodes;
+mod policies;
 mod quotas;
 mod usage;
 mod volumes;
 
 pub use access::{LevelTrace, Traced, VolumeCheck, VolumeCheckTrace};
+pub use policies::MUST_SUPPLY_STORAGE_POLICY_NAME;
 
 /// The refusal text of an operation or read given an empty volume id (the server's edge
 /// check uses the same words).
@@ -74,6 +77,14 @@ pub enum Record {
     Revocation(Revocation),
     /// A quota an administrator set (`Op::SetQuota`).
     Quota(Quota),
+    /// A schedule policy (`Op::CreateSchedulePolicy`).
+    SchedulePolicy(SchedulePolicy),
+    /// A storage policy (`Op::CreateStoragePolicy`).
+    StoragePolicy(StoragePolicy),
+    /// The name of the default storage policy (`Op::SetDefaultStoragePolicy`).
+    DefaultStoragePolicy {
+        name: String,
+    },
 }
 
 /// The key a record is stored under.
@@ -93,6 +104,12 @@ pub enum RecordKey {
     Revocation(String),
     /// A quota, by its subject.
     Quota(QuotaSubject),
+    /// A schedule policy, by name.
+    SchedulePolicy(String),
+    /// A storage policy, by name.
+    StoragePolicy(String),
+    /// The default storage policy's name.
+    DefaultStoragePolicy,
 }
 
 impl RecordKey {
@@ -137,6 +154,9 @@ impl RecordKey {
                 quota_id = subject.key();
                 ("l", quota_id.as_str())
             }
+            RecordKey::SchedulePolicy(name) => ("s", name.as_str()),
+            RecordKey::StoragePolicy(name) => ("p", name.as_str()),
+            RecordKey::DefaultStoragePolicy => ("d", ""),
         };
         let mut out = Vec::with_capacity(2 + id.len());
         out.extend_from_slice(kind.as_bytes());
@@ -162,6 +182,9 @@ impl Record {
             Record::Retired { id, .. } => RecordKey::Retired(*id),
             Record::Revocation(r) => RecordKey::Revocation(r.target.key()),
             Record::Quota(q) => RecordKey::Quota(q.subject.clone()),
+            Record::SchedulePolicy(p) => RecordKey::SchedulePolicy(p.name.clone()),
+            Record::StoragePolicy(p) => RecordKey::StoragePolicy(p.name.clone()),
+            Record::DefaultStoragePolicy { .. } => RecordKey::DefaultStoragePolicy,
         }
     }
 }
@@ -212,6 +235,12 @@ pub struct State {
     /// Derived index: the volumes and bytes charged to each subject
     /// ([`Volume::charged_to`]); no zero entries.
     charges: BTreeMap<QuotaSubject, QuotaUsage>,
+    /// Schedule policies by name.
+    schedule_policies: BTreeMap<String, SchedulePolicy>,
+    /// Storage policies by name.
+    storage_policies: BTreeMap<String, StoragePolicy>,
+    /// The default storage policy's name (always one of `storage_policies`).
+    default_storage_policy: Option<String>,
 }
 
 impl Default for State {
@@ -242,6 +271,9 @@ impl State {
             revocation_expiry: BTreeSet::new(),
             quotas: BTreeMap::new(),
             charges: BTreeMap::new(),
+            schedule_policies: BTreeMap::new(),
+            storage_policies: BTreeMap::new(),
+            default_storage_policy: None,
         }
     }
 
@@ -281,11 +313,28 @@ impl State {
         });
         let revocations = self.revocations.values().cloned().map(Record::Revocation);
         let quotas = self.quotas.values().cloned().map(Record::Quota);
+        let schedule_policies = self
+            .schedule_policies
+            .values()
+            .cloned()
+            .map(Record::SchedulePolicy);
+        let storage_policies = self
+            .storage_policies
+            .values()
+            .cloned()
+            .map(Record::StoragePolicy);
+        let default_policy = self
+            .default_storage_policy
+            .clone()
+            .map(|name| Record::DefaultStoragePolicy { name });
         roles
             .chain(nodes)
             .chain(retired)
             .chain(revocations)
             .chain(quotas)
+            .chain(schedule_policies)
+            .chain(storage_policies)
+            .chain(default_policy)
             .chain(volumes)
             .chain(usage)
             .chain(requests)
@@ -301,7 +350,11 @@ impl State {
     fn put(&mut self, record: Record) {
         match record {
             Record::Volume(v) => {
-                self.names.insert(v.name.clone(), v.id.clone());
+                // Snapshot names are not unique (upstream creates a snapshot per call, names
+                // repeating), so only volumes and clones are found by name.
+                if !v.snapshot {
+                    self.names.insert(v.name.clone(), v.id.clone());
+                }
                 if let Some(old) = self.volumes.remove(&v.id) {
                     self.add_load(&old, false);
                     self.add_charge(&old, false);
@@ -345,6 +398,13 @@ impl State {
             Record::Quota(q) => {
                 self.quotas.insert(q.subject.clone(), q);
             }
+            Record::SchedulePolicy(p) => {
+                self.schedule_policies.insert(p.name.clone(), p);
+            }
+            Record::StoragePolicy(p) => {
+                self.storage_policies.insert(p.name.clone(), p);
+            }
+            Record::DefaultStoragePolicy { name } => self.default_storage_policy = Some(name),
         }
     }
 
@@ -389,7 +449,9 @@ impl State {
         match key {
             RecordKey::Volume(id) => {
                 if let Some(v) = self.volumes.remove(id) {
-                    self.names.remove(&v.name);
+                    if self.names.get(&v.name) == Some(id) {
+                        self.names.remove(&v.name);
+                    }
                     self.add_load(&v, false);
                     self.add_charge(&v, false);
                 }
@@ -425,6 +487,13 @@ impl State {
             RecordKey::Quota(subject) => {
                 self.quotas.remove(subject);
             }
+            RecordKey::SchedulePolicy(name) => {
+                self.schedule_policies.remove(name);
+            }
+            RecordKey::StoragePolicy(name) => {
+                self.storage_policies.remove(name);
+            }
+            RecordKey::DefaultStoragePolicy => self.default_storage_policy = None,
         }
     }
 
@@ -447,6 +516,7 @@ impl State {
         self.volumes.get(id)
     }
 
+    /// The volume or clone of that name (snapshots are not found by name: theirs repeat).
     pub fn volume_by_name(&self, name: &str) -> Option<&Volume> {
         self.names.get(name).and_then(|id| self.volumes.get(id))
     }
@@ -842,6 +912,16 @@ impl State {
             } => self.revoke_token(cmd, target, *issued_before, *expires_at, changes),
             Op::SetQuota { subject, limits } => self.set_quota(cmd, subject, limits, changes),
             Op::RemoveQuota { subject } => self.remove_quota(subject, changes),
+            Op::CreateSchedulePolicy { policy } => self.create_schedule_policy(policy, changes),
+            Op::UpdateSchedulePolicy { policy } => self.update_schedule_policy(policy, changes),
+            Op::DeleteSchedulePolicy { name } => self.delete_schedule_policy(name, changes),
+            Op::CreateStoragePolicy { policy } => self.create_storage_policy(who, policy, changes),
+            Op::UpdateStoragePolicy { policy } => self.update_storage_policy(who, policy, changes),
+            Op::DeleteStoragePolicy { name } => self.delete_storage_policy(who, name, changes),
+            Op::SetDefaultStoragePolicy { name } => {
+                self.set_default_storage_policy(who, name, changes)
+            }
+            Op::ReleaseStoragePolicy => self.release_storage_policy(who, changes),
             Op::TruncateAudit { through } => {
                 let head = self.audit;
                 let through = (*through)

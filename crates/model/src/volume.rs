@@ -36,6 +36,10 @@ pub struct VolumeSpec {
     pub volume_labels: BTreeMap<String, String>,
     /// Nodes the caller asked the replicas to be placed on (`replica_set.nodes`).
     pub replica_nodes: Vec<String>,
+    /// The storage policy a create names, or, once created, the one that shaped the volume
+    /// (`crate::policy::StoragePolicy::shape`); empty for none.
+    #[serde(default)]
+    pub storage_policy: String,
 }
 
 impl VolumeSpec {

@@ -92,7 +92,8 @@ use custos_model::role::{self, MethodName, Role, Rule};
 use custos_model::state::VolumeCheck;
 use custos_model::state::{Change, Record, RecordKey, State, VolumeFilter};
 use custos_model::{
-    Code, Command, NodeId, Op, Outcome, Rejection, Reply, RequestId, Revocation, RevocationTarget,
+    Code, Command, NodeId, Op, Outcome, PolicyOp, Rejection, Reply, RequestId, Revocation,
+    RevocationTarget, ScheduleInterval, SchedulePeriod, SchedulePolicy, SpecPolicy, StoragePolicy,
     Volume, VolumeId, VolumeSpec, VolumeUpdate, VolumeUsage,
 };
 
@@ -134,6 +135,11 @@ fn volumes() {
 #[test]
 fn placement() {
     run_script("placement.txt");
+}
+
+#[test]
+fn policies() {
+    run_script("policies.txt");
 }
 
 #[test]
@@ -756,6 +762,9 @@ fn fmt_volume(v: &Volume) -> String {
     if !v.spec.snapshot_schedule.is_empty() {
         let _ = write!(s, " schedule={:?}", v.spec.snapshot_schedule);
     }
+    if !v.spec.storage_policy.is_empty() {
+        let _ = write!(s, " policy={}", v.spec.storage_policy);
+    }
     if !v.labels.is_empty() {
         let labels: Vec<String> = v.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let _ = write!(s, " labels={{{}}}", labels.join(","));
@@ -964,7 +973,125 @@ fn fmt_record(r: &Record) -> String {
         Record::Retired { retired_ms, .. } => format!("{key}: retired={retired_ms}"),
         Record::Revocation(r) => format!("{key}: {}", fmt_revocation(r)),
         Record::Quota(q) => format!("{key}: {}", fmt_quota(q)),
+        Record::SchedulePolicy(p) => format!("{key}: {}", fmt_schedule_policy(p)),
+        Record::StoragePolicy(p) => format!("{key}: {p}"),
+        Record::DefaultStoragePolicy { name } => format!("{key}: default={name}"),
     }
+}
+
+fn fmt_schedule_policy(p: &SchedulePolicy) -> String {
+    let s: Vec<String> = p.schedules.iter().map(|i| i.to_string()).collect();
+    s.join(" ")
+}
+
+/// `schedules=daily@12:30:2,weekly@0/12:30:1,monthly@1/0:0:3,periodic@60:5,none:1,...`: each
+/// interval's period then `:RETAIN` (hours and minutes as `H:M`).
+fn parse_schedules(s: &str) -> Result<Vec<ScheduleInterval>, String> {
+    let mut out = Vec::new();
+    for item in s.split(',').filter(|i| !i.is_empty()) {
+        let (period, retain) = item
+            .rsplit_once(':')
+            .ok_or_else(|| format!("schedule {item:?}: want PERIOD:RETAIN"))?;
+        let retain: i64 = retain.parse().map_err(|e| format!("{item}: {e}"))?;
+        let num = |v: &str| v.parse::<i64>().map_err(|e| format!("{item}: {e}"));
+        let hm = |v: &str| -> Result<(i32, i32), String> {
+            let (h, m) = v
+                .split_once(':')
+                .ok_or_else(|| format!("{item}: want H:M"))?;
+            Ok((num(h)? as i32, num(m)? as i32))
+        };
+        let period = if period == "none" {
+            None
+        } else if let Some(v) = period.strip_prefix("daily@") {
+            let (hour, minute) = hm(v)?;
+            Some(SchedulePeriod::Daily { hour, minute })
+        } else if let Some(v) = period.strip_prefix("weekly@") {
+            let (day, t) = v
+                .split_once('/')
+                .ok_or_else(|| format!("{item}: want D/H:M"))?;
+            let (hour, minute) = hm(t)?;
+            Some(SchedulePeriod::Weekly {
+                day: num(day)? as i32,
+                hour,
+                minute,
+            })
+        } else if let Some(v) = period.strip_prefix("monthly@") {
+            let (day, t) = v
+                .split_once('/')
+                .ok_or_else(|| format!("{item}: want D/H:M"))?;
+            let (hour, minute) = hm(t)?;
+            Some(SchedulePeriod::Monthly {
+                day: num(day)? as i32,
+                hour,
+                minute,
+            })
+        } else if let Some(v) = period.strip_prefix("periodic@") {
+            Some(SchedulePeriod::Periodic { seconds: num(v)? })
+        } else {
+            return Err(format!("schedule {item:?}: unknown period"));
+        };
+        out.push(ScheduleInterval { retain, period });
+    }
+    Ok(out)
+}
+
+fn parse_policy_op(args: &mut Args, key: &str) -> Result<PolicyOp, String> {
+    match args.take(key).as_deref() {
+        None | Some("eq") => Ok(PolicyOp::Equal),
+        Some("min") => Ok(PolicyOp::Minimum),
+        Some("max") => Ok(PolicyOp::Maximum),
+        Some(other) => Err(format!("{key}={other}: want eq, min or max")),
+    }
+}
+
+/// `name= [size=N size-op=eq|min|max] [ha=N ha-op=..] [cos=N] [io_profile=N]
+/// [shared=true|false] [sharedv4=..] [encrypted=..] [schedule=S] [force] [allow-update]`, and
+/// the bare word `ownership` to send one (`owner=`, `acl.*=`).
+fn parse_storage_policy(args: &mut Args) -> Result<StoragePolicy, String> {
+    let bool_opt = |args: &mut Args, key: &str| -> Result<Option<bool>, String> {
+        args.take(key).map(|v| parse_value(key, &v)).transpose()
+    };
+    let spec = SpecPolicy {
+        size: args
+            .take("size")
+            .map(|v| parse_value("size", &v))
+            .transpose()?,
+        size_op: parse_policy_op(args, "size-op")?,
+        ha_level: args.take("ha").map(|v| parse_value("ha", &v)).transpose()?,
+        ha_level_op: parse_policy_op(args, "ha-op")?,
+        cos: args
+            .take("cos")
+            .map(|v| parse_value("cos", &v))
+            .transpose()?,
+        io_profile: args
+            .take("io_profile")
+            .map(|v| parse_value("io_profile", &v))
+            .transpose()?,
+        shared: bool_opt(args, "shared")?,
+        sharedv4: bool_opt(args, "sharedv4")?,
+        encrypted: bool_opt(args, "encrypted")?,
+        snapshot_schedule: args.take("schedule"),
+        ..SpecPolicy::default()
+    };
+    let ownership = if args.flag("ownership") {
+        Some(Ownership {
+            owner: args.take("owner").unwrap_or_default(),
+            acls: parse_acls(args)?,
+        })
+    } else {
+        let acls = parse_acls(args)?;
+        (acls != Acls::default()).then(|| Ownership {
+            owner: String::new(),
+            acls,
+        })
+    };
+    Ok(StoragePolicy {
+        name: args.take("name").unwrap_or_default(),
+        spec,
+        force: args.flag("force"),
+        allow_update: args.flag("allow-update"),
+        ownership,
+    })
 }
 
 /// `record-denials`'s `denial=MESSAGE;METHOD;CODE;USER;ROLES;COUNT` (ROLES comma-separated).
@@ -1070,7 +1197,7 @@ struct Session {
 }
 
 /// The verbs that build a command and apply it (also the lines a `batch` block holds).
-const APPLY_VERBS: [&str; 26] = [
+const APPLY_VERBS: [&str; 34] = [
     "create-volume",
     "delete-volume",
     "update-volume",
@@ -1097,6 +1224,14 @@ const APPLY_VERBS: [&str; 26] = [
     "revoke",
     "set-quota",
     "remove-quota",
+    "create-schedule-policy",
+    "update-schedule-policy",
+    "delete-schedule-policy",
+    "create-storage-policy",
+    "update-storage-policy",
+    "delete-storage-policy",
+    "set-default-policy",
+    "release-policy",
 ];
 
 impl Session {
@@ -1221,7 +1356,65 @@ impl Session {
                 .into()
             }
             "seed-volume" => self.seed_volume_cmd(&mut args)?,
+            "seed-schedule-policies" => {
+                // Schedule policies as records, without apply (no audit, no request, no
+                // clock tick): for scripts that need policies to exist but test other things.
+                let names = list(&args.required("names")?);
+                let added: Vec<Record> = names
+                    .iter()
+                    .map(|n| {
+                        Record::SchedulePolicy(SchedulePolicy {
+                            name: n.clone(),
+                            schedules: vec![ScheduleInterval {
+                                retain: 1,
+                                period: Some(SchedulePeriod::Periodic { seconds: 3600 }),
+                            }],
+                        })
+                    })
+                    .collect();
+                let out: Vec<String> = added.iter().map(fmt_record).collect();
+                let records: Vec<Record> = self.state.records().chain(added).collect();
+                self.state = State::from_records(records);
+                out.join("\n")
+            }
             "quotas" => self.quotas_cmd(),
+            "schedule-policies" => {
+                let lines: Vec<String> = self
+                    .state
+                    .schedule_policies()
+                    .map(|p| format!("{}: {}", p.name, fmt_schedule_policy(p)))
+                    .collect();
+                if lines.is_empty() {
+                    "(none)".into()
+                } else {
+                    lines.join("\n")
+                }
+            }
+            "storage-policies" => {
+                let who = parse_identity(&mut args)?;
+                let lines: Vec<String> = self
+                    .state
+                    .readable_storage_policies(&who)
+                    .map(|p| format!("{}: {p}", p.name))
+                    .collect();
+                if lines.is_empty() {
+                    "(none)".into()
+                } else {
+                    lines.join("\n")
+                }
+            }
+            "storage-policy" => {
+                let who = parse_identity(&mut args)?;
+                let name = args.take("name").unwrap_or_default();
+                match self.state.storage_policy(&who, &name) {
+                    Ok(p) => format!("{}: {p}", p.name),
+                    Err(r) => format!("refused: {r}"),
+                }
+            }
+            "default-policy" => match self.state.default_storage_policy() {
+                Some(p) => format!("{}: {p}", p.name),
+                None => "(none)".into(),
+            },
             "quota-for" => {
                 let who = parse_identity(&mut args)?;
                 let e = self.state.effective_quota(&who);
@@ -1536,6 +1729,8 @@ impl Session {
                     sharedv4: args.flag("sharedv4"),
                     encrypted: args.flag("encrypted"),
                     replica_nodes: list(&args.take("replicas").unwrap_or_default()),
+                    cos: args.parsed("cos", 0i32)?,
+                    storage_policy: args.take("policy").unwrap_or_default(),
                     ..VolumeSpec::default()
                 };
                 let labels = parse_labels(args)?;
@@ -1725,6 +1920,35 @@ impl Session {
             "remove-quota" => Op::RemoveQuota {
                 subject: parse_quota_subject(args)?,
             },
+            "create-schedule-policy" | "update-schedule-policy" => {
+                let policy = SchedulePolicy {
+                    name: args.take("name").unwrap_or_default(),
+                    schedules: parse_schedules(&args.take("schedules").unwrap_or_default())?,
+                };
+                if args.verb == "create-schedule-policy" {
+                    Op::CreateSchedulePolicy { policy }
+                } else {
+                    Op::UpdateSchedulePolicy { policy }
+                }
+            }
+            "delete-schedule-policy" => Op::DeleteSchedulePolicy {
+                name: args.take("name").unwrap_or_default(),
+            },
+            "create-storage-policy" | "update-storage-policy" => {
+                let policy = parse_storage_policy(args)?;
+                if args.verb == "create-storage-policy" {
+                    Op::CreateStoragePolicy { policy }
+                } else {
+                    Op::UpdateStoragePolicy { policy }
+                }
+            }
+            "delete-storage-policy" => Op::DeleteStoragePolicy {
+                name: args.take("name").unwrap_or_default(),
+            },
+            "set-default-policy" => Op::SetDefaultStoragePolicy {
+                name: args.take("name").unwrap_or_default(),
+            },
+            "release-policy" => Op::ReleaseStoragePolicy,
             _ => unreachable!("dispatched above"),
         };
         Ok(Command {
@@ -2339,6 +2563,18 @@ fn access_cell(method: &str, who: &Identity, vol: &VolumeId) -> Result<&'static 
             run_op(&mut state, who, "cell", op).map(drop)
         }
         "Volume.SnapshotScheduleUpdate" => {
+            prep(
+                &mut state,
+                vec![Op::CreateSchedulePolicy {
+                    policy: SchedulePolicy {
+                        name: "daily".into(),
+                        schedules: vec![ScheduleInterval {
+                            retain: 1,
+                            period: Some(SchedulePeriod::Daily { hour: 1, minute: 0 }),
+                        }],
+                    },
+                }],
+            )?;
             let op = Op::UpdateSnapshotSchedule {
                 id: vol.clone(),
                 names: vec!["daily".into()],

@@ -658,7 +658,7 @@ proptest! {
 
 /// The volume invariants apply keeps, whatever the commands: lineage never dangles, a snapshot
 /// is a detached child of a non-snapshot, mounts imply an attachment, the device path is set
-/// exactly while attached, names are unique and every volume has a size and an HA level; usage
+/// exactly while attached, names of volumes and clones are unique and every volume has a size and an HA level; usage
 /// records name existing volumes and registered nodes.
 fn check_invariants(state: &State) -> Result<(), TestCaseError> {
     let volumes: Vec<_> = state
@@ -670,7 +670,12 @@ fn check_invariants(state: &State) -> Result<(), TestCaseError> {
         .collect();
     let mut names = std::collections::BTreeSet::new();
     for v in &volumes {
-        prop_assert!(names.insert(v.name.clone()), "duplicate name {}", v.name);
+        // Names of volumes and clones are unique; snapshot names may repeat (as upstream).
+        prop_assert!(
+            v.snapshot || names.insert(v.name.clone()),
+            "duplicate name {}",
+            v.name
+        );
         prop_assert!(v.spec.size >= 1 && v.spec.ha_level >= 1, "{:?}", v);
         if let Some(p) = &v.parent {
             let parent = state.volume(p);
@@ -710,7 +715,12 @@ fn check_invariants(state: &State) -> Result<(), TestCaseError> {
             "restored snapshot: {:?}",
             v
         );
-        prop_assert_eq!(state.volume_by_name(&v.name).map(|x| &x.id), Some(&v.id));
+        // Volumes and clones are found by name; snapshot names repeat and are not indexed.
+        if v.snapshot {
+            prop_assert!(state.volume_by_name(&v.name).is_none_or(|x| !x.snapshot));
+        } else {
+            prop_assert_eq!(state.volume_by_name(&v.name).map(|x| &x.id), Some(&v.id));
+        }
     }
     for r in state.records() {
         if let Record::Usage { volume, node, .. } = r {

@@ -91,6 +91,7 @@ pub fn spec_from_proto(s: &api::VolumeSpec) -> VolumeSpec {
             .as_ref()
             .map(|r| r.nodes.clone())
             .unwrap_or_default(),
+        storage_policy: s.storage_policy.clone(),
     }
 }
 
@@ -114,6 +115,7 @@ pub fn spec_to_proto(s: &VolumeSpec, ownership: Option<&Ownership>) -> api::Volu
             ..Default::default()
         }),
         ownership: ownership.map(ownership_to_proto),
+        storage_policy: s.storage_policy.clone(),
         ..Default::default()
     }
 }
@@ -129,8 +131,10 @@ fn timestamp(ms: u64) -> pbjson_types::Timestamp {
 pub fn volume_to_proto(v: &Volume) -> api::Volume {
     api::Volume {
         id: v.id.0.clone(),
-        source: v.parent.as_ref().map(|p| api::Source {
-            parent: p.0.clone(),
+        // Always sent, empty for a volume with no parent: upstream always sends one, and
+        // clients (upstream's Go test helpers among them) dereference it.
+        source: Some(api::Source {
+            parent: v.parent.as_ref().map(|p| p.0.clone()).unwrap_or_default(),
             ..Default::default()
         }),
         locator: Some(api::VolumeLocator {

@@ -49,6 +49,7 @@ pub mod etcd {
 }
 
 pub mod convert;
+pub mod convert_policy;
 #[cfg(feature = "fuzz")]
 #[doc(hidden)]
 pub mod fuzz;
@@ -108,7 +109,7 @@ mod tests {
     }
 
     #[test]
-    fn openstorage_file_defines_exactly_the_six_services() {
+    fn openstorage_file_defines_exactly_the_served_services() {
         let set = descriptor_set();
         let api = set
             .file
@@ -126,6 +127,8 @@ mod tests {
             ("OpenStorageMountAttach", 4),
             ("OpenStorageNode", 8),
             ("OpenStorageRole", 5),
+            ("OpenStorageSchedulePolicy", 5),
+            ("OpenStoragePolicy", 8),
             ("OpenStorageVolume", 16),
         ]
         .into();

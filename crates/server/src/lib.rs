@@ -45,7 +45,9 @@ use custos_proto::openstorage::api::open_storage_cluster_server::OpenStorageClus
 use custos_proto::openstorage::api::open_storage_identity_server::OpenStorageIdentityServer;
 use custos_proto::openstorage::api::open_storage_mount_attach_server::OpenStorageMountAttachServer;
 use custos_proto::openstorage::api::open_storage_node_server::OpenStorageNodeServer;
+use custos_proto::openstorage::api::open_storage_policy_server::OpenStoragePolicyServer;
 use custos_proto::openstorage::api::open_storage_role_server::OpenStorageRoleServer;
+use custos_proto::openstorage::api::open_storage_schedule_policy_server::OpenStorageSchedulePolicyServer;
 use custos_proto::openstorage::api::open_storage_volume_server::OpenStorageVolumeServer;
 use custos_store::Member;
 use std::collections::BTreeMap;
@@ -361,6 +363,12 @@ pub async fn run(
                 .max_decoding_message_size(MAX_SDK_MESSAGE),
         )
         .add_service(OpenStorageRoleServer::new(sdk::RoleService {
+            node: node.clone(),
+        }))
+        .add_service(OpenStorageSchedulePolicyServer::new(
+            sdk::SchedulePolicyService { node: node.clone() },
+        ))
+        .add_service(OpenStoragePolicyServer::new(sdk::StoragePolicyService {
             node: node.clone(),
         }))
         .add_service(OpenStorageIdentityServer::new(sdk::IdentityService {

@@ -10,7 +10,8 @@
 
 use crate::node::Node;
 use crate::sdk::{
-    ClusterService, IdentityService, MountAttachService, NodeService, RoleService, VolumeService,
+    ClusterService, IdentityService, MountAttachService, NodeService, RoleService,
+    SchedulePolicyService, StoragePolicyService, VolumeService,
 };
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, RawPathParams, RawQuery, State};
@@ -22,7 +23,9 @@ use custos_proto::openstorage::api::open_storage_cluster_server::OpenStorageClus
 use custos_proto::openstorage::api::open_storage_identity_server::OpenStorageIdentity;
 use custos_proto::openstorage::api::open_storage_mount_attach_server::OpenStorageMountAttach;
 use custos_proto::openstorage::api::open_storage_node_server::OpenStorageNode;
+use custos_proto::openstorage::api::open_storage_policy_server::OpenStoragePolicy;
 use custos_proto::openstorage::api::open_storage_role_server::OpenStorageRole;
+use custos_proto::openstorage::api::open_storage_schedule_policy_server::OpenStorageSchedulePolicy;
 use custos_proto::openstorage::api::open_storage_volume_server::OpenStorageVolume;
 use custos_proto::openstorage::api::*;
 use serde_json::{json, Map, Value};
@@ -56,6 +59,8 @@ const FORWARDED_HEADERS: &[&str] = &[
 pub struct Services {
     volume: VolumeService,
     role: RoleService,
+    schedule_policy: SchedulePolicyService,
+    storage_policy: StoragePolicyService,
     identity: IdentityService,
     cluster: ClusterService,
     node: NodeService,
@@ -70,6 +75,8 @@ impl Services {
         Services {
             volume: VolumeService { node: node.clone() },
             role: RoleService { node: node.clone() },
+            schedule_policy: SchedulePolicyService { node: node.clone() },
+            storage_policy: StoragePolicyService { node: node.clone() },
             identity: IdentityService { node: node.clone() },
             cluster: ClusterService { node: node.clone() },
             node: NodeService { node: node.clone() },
@@ -224,6 +231,32 @@ pub static ROUTES: &[Route] = &[
         SdkRoleDeleteRequest -> SdkRoleDeleteResponse),
     route!("PUT" "/v1/roles", role: RoleService as OpenStorageRole::update "Update",
         SdkRoleUpdateRequest -> SdkRoleUpdateResponse),
+    route!("POST" "/v1/schedulepolicies", schedule_policy: SchedulePolicyService as OpenStorageSchedulePolicy::create "Create",
+        SdkSchedulePolicyCreateRequest -> SdkSchedulePolicyCreateResponse),
+    route!("PUT" "/v1/schedulepolicies", schedule_policy: SchedulePolicyService as OpenStorageSchedulePolicy::update "Update",
+        SdkSchedulePolicyUpdateRequest -> SdkSchedulePolicyUpdateResponse),
+    route!("GET" "/v1/schedulepolicies", schedule_policy: SchedulePolicyService as OpenStorageSchedulePolicy::enumerate "Enumerate",
+        SdkSchedulePolicyEnumerateRequest -> SdkSchedulePolicyEnumerateResponse),
+    route!("GET" "/v1/schedulepolicies/inspect/{name}", schedule_policy: SchedulePolicyService as OpenStorageSchedulePolicy::inspect "Inspect",
+        SdkSchedulePolicyInspectRequest -> SdkSchedulePolicyInspectResponse),
+    route!("DELETE" "/v1/schedulepolicies/{name}", schedule_policy: SchedulePolicyService as OpenStorageSchedulePolicy::delete "Delete",
+        SdkSchedulePolicyDeleteRequest -> SdkSchedulePolicyDeleteResponse),
+    route!("POST" "/v1/storagepolicies", storage_policy: StoragePolicyService as OpenStoragePolicy::create "Create",
+        SdkOpenStoragePolicyCreateRequest -> SdkOpenStoragePolicyCreateResponse),
+    route!("GET" "/v1/storagepolicies", storage_policy: StoragePolicyService as OpenStoragePolicy::enumerate "Enumerate",
+        SdkOpenStoragePolicyEnumerateRequest -> SdkOpenStoragePolicyEnumerateResponse),
+    route!("GET" "/v1/storagepolicies/inspect/{name}", storage_policy: StoragePolicyService as OpenStoragePolicy::inspect "Inspect",
+        SdkOpenStoragePolicyInspectRequest -> SdkOpenStoragePolicyInspectResponse),
+    route!("PUT" "/v1/storagepolicies", storage_policy: StoragePolicyService as OpenStoragePolicy::update "Update",
+        SdkOpenStoragePolicyUpdateRequest -> SdkOpenStoragePolicyUpdateResponse),
+    route!("DELETE" "/v1/storagepolicies/{name}", storage_policy: StoragePolicyService as OpenStoragePolicy::delete "Delete",
+        SdkOpenStoragePolicyDeleteRequest -> SdkOpenStoragePolicyDeleteResponse),
+    route!("POST" "/v1/storagepolicies/default/{name}", storage_policy: StoragePolicyService as OpenStoragePolicy::set_default "SetDefault",
+        SdkOpenStoragePolicySetDefaultRequest -> SdkOpenStoragePolicySetDefaultResponse),
+    route!("GET" "/v1/storagepolicies/default", storage_policy: StoragePolicyService as OpenStoragePolicy::default_inspect "DefaultInspect",
+        SdkOpenStoragePolicyDefaultInspectRequest -> SdkOpenStoragePolicyDefaultInspectResponse),
+    route!("POST" "/v1/storagepolicies/release", storage_policy: StoragePolicyService as OpenStoragePolicy::release "Release",
+        SdkOpenStoragePolicyReleaseRequest -> SdkOpenStoragePolicyReleaseResponse),
 ];
 
 /// custos' own routes (not upstream's): `Access.Explain`, `Auth.Revoke`,
@@ -767,8 +800,8 @@ mod tests {
             );
             assert!(r.path.starts_with("/v1/"), "{}", r.path);
         }
-        // Every served SDK method has its route: 36 methods of six services.
-        assert_eq!(ROUTES.len(), 36);
+        // Every served SDK method has its route: 49 methods of eight services.
+        assert_eq!(ROUTES.len(), 49);
         // The schemas exist for every message named (openapi_document panics otherwise).
         let doc = openapi_document();
         for r in ROUTES {

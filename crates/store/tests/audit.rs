@@ -258,7 +258,7 @@ async fn a_tampered_record_fails_verification() {
         let db = raw_sled(dir.path());
         let tree = db.open_tree("sm").unwrap();
         // The store's value format byte (`codec::VALUE_FORMAT`), then the bincode record.
-        let mut bytes = vec![5u8];
+        let mut bytes = vec![6u8];
         bytes.extend(
             bincode::serde::encode_to_vec(
                 custos_model::Record::Audit(r),
@@ -438,7 +438,7 @@ async fn a_rewritten_suffix_or_a_shortened_trail_contradicts_the_checkpoint() {
         let tree = db.open_tree("sm").unwrap();
         tree.remove(custos_model::RecordKey::Audit(20).encode())
             .unwrap();
-        let mut bytes = vec![5u8];
+        let mut bytes = vec![6u8];
         bytes.extend(
             bincode::serde::encode_to_vec(
                 custos_model::Record::AuditHead(head),

@@ -226,10 +226,10 @@ async fn a_layout_2_dir_is_migrated_at_open() {
         db.insert(b"_format", &2u32.to_be_bytes()[..]).unwrap();
         let tree = db.open_tree("snapshot").unwrap();
         tree.remove("current_file").unwrap();
-        let mut value = vec![5u8]; // `codec::VALUE_FORMAT`, then bincode
+        let mut value = vec![6u8]; // `codec::VALUE_FORMAT`, then bincode
         value.extend(bincode::serde::encode_to_vec(&legacy, bincode::config::standard()).unwrap());
         tree.insert("current_data", value).unwrap();
-        let mut marker = vec![5u8];
+        let mut marker = vec![6u8];
         marker.extend(
             bincode::serde::encode_to_vec(&snap.meta.snapshot_id, bincode::config::standard())
                 .unwrap(),

@@ -14,7 +14,7 @@ use crate::identity::Identity;
 use crate::ids::{NodeId, VolumeId};
 use crate::ownership::{permitted, AccessType, Acls, Ownership};
 use crate::placement;
-use crate::rejection::Rejection;
+use crate::rejection::{Code, Rejection};
 use crate::volume::{device_path_for, Volume, VolumeSpec, VolumeUpdate};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -35,13 +35,6 @@ fn require_mount_path(path: &str) -> Result<(), Rejection> {
         return Err(Rejection::invalid("Invalid Mount Path"));
     }
     Ok(())
-}
-
-/// Upstream names policies with `[A-Za-z0-9_]+`. Its regex is unanchored (any name holding one
-/// such character passes); custos anchors it, because a `,`, `;` or `=` inside a name would
-/// corrupt the schedule string the names are stored in.
-fn valid_policy_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// The schedule string with its policy segment replaced by `names` (removed when empty). The
@@ -252,11 +245,6 @@ impl State {
         if name.is_empty() {
             return Err(Rejection::invalid("Must supply a unique name"));
         }
-        if spec.size == 0 {
-            return Err(Rejection::invalid(
-                "Must supply a volume size greater than zero",
-            ));
-        }
         if spec.ha_level < 0 {
             return Err(Rejection::invalid("HA level cannot be negative"));
         }
@@ -265,6 +253,14 @@ impl State {
         let mut spec = spec.clone();
         if spec.ha_level == 0 {
             spec.ha_level = 1;
+        }
+        // The storage policy the spec names, or the default one, shapes the spec (upstream
+        // `GetDefaultVolSpecs`), before any other check sees it.
+        let spec = self.shape_by_policy(who, &spec)?;
+        if spec.size == 0 {
+            return Err(Rejection::invalid(
+                "Must supply a volume size greater than zero",
+            ));
         }
         if let Some(existing) = self.existing_by_name(
             who,
@@ -454,7 +450,7 @@ impl State {
     }
 
     /// `Volume.SnapshotCreate`: Read on the source. The snapshot keeps the source's spec and
-    /// ownership (section 3.4) and carries the request's labels.
+    /// ownership (section 3.4) and carries the request's labels. Its name need not be unique.
     ///
     /// Decision: a snapshot of a snapshot is refused (FailedPrecondition). A snapshot can only
     /// be restored onto its parent, and a snapshot (read-only) is never restored onto, so such
@@ -479,14 +475,9 @@ impl State {
                 "Volume {volume} is a snapshot: a snapshot cannot be snapshotted (clone it first)"
             )));
         }
-        if let Some(existing) = self.existing_by_name(
-            who,
-            name,
-            |v| v.snapshot && v.parent.as_ref() == Some(volume),
-            || format!("Volume {name} already exists and is not a snapshot of {volume}"),
-        )? {
-            return Ok(Reply::SnapshotCreated { id: existing });
-        }
+        // Every call makes a new snapshot, names repeating, as upstream's driver does (its
+        // sanity suite takes three snapshots under one name and enumerates three); a retried
+        // call is answered once by its request id.
         self.require_free_id(id)?;
         self.check_new_volume(who, source.spec.size)?;
         let mut snapshot = Volume::new(
@@ -553,9 +544,10 @@ impl State {
         Ok(Reply::Empty)
     }
 
-    /// `Volume.SnapshotScheduleUpdate`: Write. The names replace the `policy=` segment of
-    /// `spec.snapshot_schedule` (as upstream stores them); an empty list removes it. custos
-    /// has no schedule policies yet, so names are checked for syntax, not existence.
+    /// `Volume.SnapshotScheduleUpdate`: Write. Every name must be a schedule policy (upstream:
+    /// Aborted "Error accessing schedule policy X: ..."; a policy's name was checked when it
+    /// was created, so it cannot corrupt the schedule string). The names replace the `policy=`
+    /// segment of `spec.snapshot_schedule` (as upstream stores them); an empty list removes it.
     pub(super) fn update_snapshot_schedule(
         &self,
         cmd: &Command,
@@ -568,8 +560,14 @@ impl State {
         let old = self
             .check_volume(who, VolumeCheck::Schedule, id.as_str(), None)?
             .ok_or_else(|| Rejection::not_found(format!("Volume id {id} not found")))?;
-        if let Some(bad) = names.iter().find(|n| !valid_policy_name(n)) {
-            return Err(Rejection::invalid(format!("Invalid policy name '{bad}'")));
+        if let Some(missing) = names
+            .iter()
+            .find(|n| !self.schedule_policies.contains_key(*n))
+        {
+            return Err(Rejection::new(
+                Code::Aborted,
+                format!("Error accessing schedule policy {missing}: Key not found"),
+            ));
         }
         let mut new = old.clone();
         new.spec.snapshot_schedule = schedule_with_policies(&old.spec.snapshot_schedule, names);
@@ -734,7 +732,7 @@ fn snapshot_spec_is_fixed(id: &VolumeId) -> Rejection {
 ///
 /// On an owner-less volume any caller with Write passes the Admin check, so they may attach
 /// ACLs but not claim it: the owner stays empty and the volume stays public.
-fn updated_ownership(
+pub(super) fn updated_ownership(
     who: &Identity,
     current: Option<&Ownership>,
     requested: &Ownership,

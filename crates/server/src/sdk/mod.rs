@@ -1,10 +1,12 @@
 //! The OpenStorage SDK services custos serves, on top of [`Node`](crate::node::Node).
 
 mod cluster;
+mod policy;
 mod role;
 mod volume;
 
 pub use cluster::{ClusterService, IdentityService, MountAttachService, NodeService, SDK_VERSION};
+pub use policy::{SchedulePolicyService, StoragePolicyService};
 pub use role::RoleService;
 pub use volume::VolumeService;
 

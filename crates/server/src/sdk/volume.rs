@@ -20,6 +20,15 @@ fn method(name: &str) -> String {
     format!("{SERVICE}{name}")
 }
 
+/// `Stats` and `CapacityUsage` refuse an empty id with upstream's own text (`volume_ops.go`),
+/// after the role check, as upstream's handlers run after its interceptors.
+fn require_stats_id(id: &VolumeId) -> Result<(), Status> {
+    if id.as_str().is_empty() {
+        return Err(Status::invalid_argument("Must supply volume id"));
+    }
+    Ok(())
+}
+
 impl VolumeService {
     /// The SDK view of a volume; `status` is DEGRADED while a replica is on a node this member
     /// hears nothing from (until the leader re-places it).
@@ -351,6 +360,7 @@ impl OpenStorageVolume for VolumeService {
         let id = VolumeId(request.get_ref().volume_id.clone());
         let usage = self
             .read(request.metadata(), "Stats", |state, who| {
+                require_stats_id(&id)?;
                 state
                     .inspect_volume(who, &id)
                     .map_err(status::from_rejection)?;
@@ -375,6 +385,7 @@ impl OpenStorageVolume for VolumeService {
         let id = VolumeId(request.get_ref().volume_id.clone());
         let usage = self
             .read(request.metadata(), "CapacityUsage", |state, who| {
+                require_stats_id(&id)?;
                 state
                     .inspect_volume(who, &id)
                     .map_err(status::from_rejection)?;
