@@ -1,7 +1,9 @@
 //! The replicated state and its deterministic `apply`: authorization happens here, at the log index.
 
+use crate::alert::{self, Alert};
 use crate::audit::{self, AuditEvent, AuditHead, AuditRecord};
 use crate::command::{Command, Op, Outcome, Reply};
+use crate::credential::{Credential, CredentialId};
 use crate::identity::Identity;
 use crate::ids::{NodeId, RequestId, VolumeId};
 use crate::node::StorageNodeRecord;
@@ -16,12 +18,15 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 mod access;
+mod alerts;
+mod credentials;
 mod nodes;
 mod quotas;
 mod usage;
 mod volumes;
 
 pub use access::{LevelTrace, Traced, VolumeCheck, VolumeCheckTrace};
+pub use credentials::MUST_PROVIDE_CREDENTIAL_ID;
 
 /// The refusal text of an operation or read given an empty volume id (the server's edge
 /// check uses the same words).
@@ -74,6 +79,12 @@ pub enum Record {
     Revocation(Revocation),
     /// A quota an administrator set (`Op::SetQuota`).
     Quota(Quota),
+    /// A credential, its secrets sealed (`Op::CreateCredential`).
+    Credential(Credential),
+    /// An alert (`Op::RaiseAlerts`).
+    Alert(Alert),
+    /// The id the next new alert gets.
+    AlertNextId(u64),
 }
 
 /// The key a record is stored under.
@@ -93,6 +104,10 @@ pub enum RecordKey {
     Revocation(String),
     /// A quota, by its subject.
     Quota(QuotaSubject),
+    Credential(CredentialId),
+    /// An alert by id.
+    Alert(u64),
+    AlertNextId,
 }
 
 impl RecordKey {
@@ -104,6 +119,12 @@ impl RecordKey {
     /// is `h/`. A quota's key is `l/` then [`QuotaSubject::key`] (`l/u:alice`, `l/g:ops`,
     /// `l/guest`). Keys never start with `_`, which the store reserves for its own metadata.
     pub fn encode(&self) -> Vec<u8> {
+        if let RecordKey::Alert(id) = self {
+            // Big-endian, so alerts sort by id (oldest first).
+            let mut out = b"e/".to_vec();
+            out.extend_from_slice(&id.to_be_bytes());
+            return out;
+        }
         if let RecordKey::Audit(seq) = self {
             let mut out = Vec::with_capacity(AUDIT_KEY_PREFIX.len() + 8);
             out.extend_from_slice(AUDIT_KEY_PREFIX);
@@ -137,6 +158,9 @@ impl RecordKey {
                 quota_id = subject.key();
                 ("l", quota_id.as_str())
             }
+            RecordKey::Credential(id) => ("c", id.as_str()),
+            RecordKey::Alert(_) => unreachable!("encoded above"),
+            RecordKey::AlertNextId => ("f", ""),
         };
         let mut out = Vec::with_capacity(2 + id.len());
         out.extend_from_slice(kind.as_bytes());
@@ -162,6 +186,9 @@ impl Record {
             Record::Retired { id, .. } => RecordKey::Retired(*id),
             Record::Revocation(r) => RecordKey::Revocation(r.target.key()),
             Record::Quota(q) => RecordKey::Quota(q.subject.clone()),
+            Record::Credential(c) => RecordKey::Credential(c.id.clone()),
+            Record::Alert(a) => RecordKey::Alert(a.id),
+            Record::AlertNextId(_) => RecordKey::AlertNextId,
         }
     }
 }
@@ -212,6 +239,10 @@ pub struct State {
     /// Derived index: the volumes and bytes charged to each subject
     /// ([`Volume::charged_to`]); no zero entries.
     charges: BTreeMap<QuotaSubject, QuotaUsage>,
+    /// Cloud credentials, their secrets sealed.
+    credentials: credentials::CredentialBook,
+    /// The alerts custos raised about itself.
+    alerts: alerts::AlertBook,
 }
 
 impl Default for State {
@@ -242,6 +273,8 @@ impl State {
             revocation_expiry: BTreeSet::new(),
             quotas: BTreeMap::new(),
             charges: BTreeMap::new(),
+            credentials: Default::default(),
+            alerts: Default::default(),
         }
     }
 
@@ -281,11 +314,23 @@ impl State {
         });
         let revocations = self.revocations.values().cloned().map(Record::Revocation);
         let quotas = self.quotas.values().cloned().map(Record::Quota);
+        let credentials = self
+            .credentials
+            .by_id
+            .values()
+            .cloned()
+            .map(Record::Credential);
+        let alerts = self.alerts.by_id.values().cloned().map(Record::Alert);
+        let alert_next =
+            (self.alerts.next_id != 1).then_some(Record::AlertNextId(self.alerts.next_id));
         roles
             .chain(nodes)
             .chain(retired)
             .chain(revocations)
             .chain(quotas)
+            .chain(credentials)
+            .chain(alerts)
+            .chain(alert_next)
             .chain(volumes)
             .chain(usage)
             .chain(requests)
@@ -345,6 +390,12 @@ impl State {
             Record::Quota(q) => {
                 self.quotas.insert(q.subject.clone(), q);
             }
+            Record::Credential(c) => self.credentials.put(c),
+            Record::Alert(a) => {
+                self.alerts.next_id = self.alerts.next_id.max(a.id + 1);
+                self.alerts.by_id.insert(a.id, a);
+            }
+            Record::AlertNextId(n) => self.alerts.next_id = self.alerts.next_id.max(n),
         }
     }
 
@@ -425,6 +476,11 @@ impl State {
             RecordKey::Quota(subject) => {
                 self.quotas.remove(subject);
             }
+            RecordKey::Credential(id) => self.credentials.delete(id),
+            RecordKey::Alert(id) => {
+                self.alerts.by_id.remove(id);
+            }
+            RecordKey::AlertNextId => {}
         }
     }
 
@@ -820,7 +876,16 @@ impl State {
             Op::CordonNode { id } => self.set_cordoned(*id, true, changes),
             Op::UncordonNode { id } => self.set_cordoned(*id, false, changes),
             Op::DrainNode { id } => self.drain_node(cmd, *id, changes),
-            Op::ReplaceReplicas { node, down } => self.replace_replicas(cmd, *node, down, changes),
+            Op::ReplaceReplicas { node, down } => {
+                let reply = self.replace_replicas(cmd, *node, down, changes)?;
+                if let Reply::ReplicasReplaced { moved, stuck } = &reply {
+                    let raises = alert::replacement_alerts(*node, moved, stuck);
+                    if !raises.is_empty() {
+                        self.raise_alerts(cmd, &raises, changes)?;
+                    }
+                }
+                Ok(reply)
+            }
             Op::ReportUsage { node, volumes } => self.report_usage(cmd, *node, volumes, changes),
             Op::RecordDenials { denials } => {
                 if denials.is_empty() || denials.iter().any(|d| d.count == 0) {
@@ -842,6 +907,19 @@ impl State {
             } => self.revoke_token(cmd, target, *issued_before, *expires_at, changes),
             Op::SetQuota { subject, limits } => self.set_quota(cmd, subject, limits, changes),
             Op::RemoveQuota { subject } => self.remove_quota(subject, changes),
+            Op::CreateCredential {
+                id,
+                spec,
+                acls,
+                secrets,
+            } => self.create_credential(cmd, id, spec, acls, secrets, changes),
+            Op::UpdateCredential { id, spec, secrets } => {
+                self.update_credential(cmd, id, spec, secrets, changes)
+            }
+            Op::DeleteCredential { id } => self.delete_credential(cmd, id, changes),
+            Op::DeleteCredentialReferences { id } => self.delete_credential_references(cmd, id),
+            Op::RaiseAlerts { alerts } => self.raise_alerts(cmd, alerts, changes),
+            Op::DeleteAlerts { queries } => self.delete_alerts(queries, changes),
             Op::TruncateAudit { through } => {
                 let head = self.audit;
                 let through = (*through)

@@ -96,6 +96,19 @@ use custos_model::{
     Volume, VolumeId, VolumeSpec, VolumeUpdate, VolumeUsage,
 };
 
+#[path = "golden_support/credentials.rs"]
+mod credentials;
+
+#[test]
+fn credentials() {
+    run_script("credentials.txt");
+}
+
+#[test]
+fn alerts() {
+    run_script("alerts.txt");
+}
+
 #[test]
 fn revocation() {
     run_script("revocation.txt");
@@ -873,6 +886,8 @@ fn fmt_outcome(o: &Outcome) -> String {
         Outcome::Applied(Reply::QuotaSet { quota }) => {
             format!("applied: quota {}", fmt_quota(quota))
         }
+        Outcome::Applied(reply) => credentials::fmt_reply(reply)
+            .unwrap_or_else(|| panic!("no golden format for the reply {reply:?}")),
         Outcome::Refused(r) => format!("refused: {r}"),
     }
 }
@@ -917,6 +932,7 @@ fn fmt_revocation(r: &Revocation) -> String {
 fn fmt_key(k: &RecordKey) -> String {
     match k {
         RecordKey::Audit(seq) => format!("a/{seq}"),
+        RecordKey::Alert(id) => format!("e/{id}"),
         _ => String::from_utf8(k.encode()).expect("keys of the scripts are UTF-8"),
     }
 }
@@ -964,6 +980,8 @@ fn fmt_record(r: &Record) -> String {
         Record::Retired { retired_ms, .. } => format!("{key}: retired={retired_ms}"),
         Record::Revocation(r) => format!("{key}: {}", fmt_revocation(r)),
         Record::Quota(q) => format!("{key}: {}", fmt_quota(q)),
+        other => credentials::fmt_record(&key, other)
+            .unwrap_or_else(|| panic!("no golden format for the record {other:?}")),
     }
 }
 
@@ -1130,7 +1148,9 @@ impl Session {
             "matrix" => self.matrix_cmd(&block.input)?,
             "ownership" => self.ownership_cmd(&mut args)?,
             "check" => self.check_cmd(&mut args)?,
-            verb if APPLY_VERBS.contains(&verb) => self.apply_cmd(&mut args)?,
+            verb if APPLY_VERBS.contains(&verb) || credentials::VERBS.contains(&verb) => {
+                self.apply_cmd(&mut args)?
+            }
             "batch" => self.batch_cmd(&mut args, &block.input)?,
             "audit" => self.audit_cmd(),
             "usage" => self.usage_cmd(&mut args)?,
@@ -1221,6 +1241,9 @@ impl Session {
                 .into()
             }
             "seed-volume" => self.seed_volume_cmd(&mut args)?,
+            verb @ ("credentials" | "inspect-credential" | "alerts") => {
+                credentials::read(verb, &self.state, &mut args).expect("a read of the module")?
+            }
             "quotas" => self.quotas_cmd(),
             "quota-for" => {
                 let who = parse_identity(&mut args)?;
@@ -1495,7 +1518,9 @@ impl Session {
         let mut commands = Vec::new();
         for line in lines {
             let mut inner = Args::parse(line)?;
-            if !APPLY_VERBS.contains(&inner.verb.as_str()) {
+            if !APPLY_VERBS.contains(&inner.verb.as_str())
+                && !credentials::VERBS.contains(&inner.verb.as_str())
+            {
                 return Err(format!(
                     "a batch holds apply commands, not {:?}",
                     inner.verb
@@ -1725,6 +1750,10 @@ impl Session {
             "remove-quota" => Op::RemoveQuota {
                 subject: parse_quota_subject(args)?,
             },
+            verb if credentials::VERBS.contains(&verb) => {
+                let verb = verb.to_string();
+                credentials::op(&verb, args)?
+            }
             _ => unreachable!("dispatched above"),
         };
         Ok(Command {

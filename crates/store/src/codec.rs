@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// Version byte in front of every persisted value.
-pub(crate) const VALUE_FORMAT: u8 = 5;
+pub(crate) const VALUE_FORMAT: u8 = 6;
 
 /// A persisted value could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]
