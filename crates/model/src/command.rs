@@ -249,6 +249,9 @@ pub enum Op {
         id: String,
         spec: CredentialSpec,
         secrets: BTreeMap<SecretField, SealedSecret>,
+        /// The credential id the edge sealed `secrets` for (their associated data); apply
+        /// refuses the update when `id` names another credential by then.
+        sealed_for: CredentialId,
     },
     /// `Credentials.Delete` (by id or name).
     DeleteCredential {

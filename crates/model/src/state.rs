@@ -913,9 +913,12 @@ impl State {
                 acls,
                 secrets,
             } => self.create_credential(cmd, id, spec, acls, secrets, changes),
-            Op::UpdateCredential { id, spec, secrets } => {
-                self.update_credential(cmd, id, spec, secrets, changes)
-            }
+            Op::UpdateCredential {
+                id,
+                spec,
+                secrets,
+                sealed_for,
+            } => self.update_credential(cmd, id, spec, secrets, sealed_for, changes),
             Op::DeleteCredential { id } => self.delete_credential(cmd, id, changes),
             Op::DeleteCredentialReferences { id } => self.delete_credential_references(cmd, id),
             Op::RaiseAlerts { alerts } => self.raise_alerts(cmd, alerts, changes),

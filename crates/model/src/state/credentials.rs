@@ -155,6 +155,7 @@ impl State {
         id_or_name: &str,
         spec: &CredentialSpec,
         secrets: &BTreeMap<SecretField, SealedSecret>,
+        sealed_for: &CredentialId,
         changes: &mut Vec<Change>,
     ) -> Result<Reply, Rejection> {
         if id_or_name.is_empty() {
@@ -166,6 +167,13 @@ impl State {
         }
         let c = self.credential_for_admin(&cmd.identity, id_or_name, "update")?;
         check_secret_fields(spec, secrets)?;
+        if !secrets.is_empty() && *sealed_for != c.id {
+            return Err(Rejection::precondition(format!(
+                "Credential {id_or_name} is now credential {}, not {sealed_for} as when the \
+                 update was sent: retry",
+                c.id
+            )));
+        }
         let updated = c.updated(spec, secrets, cmd.time_ms)?;
         if updated.spec.name != c.spec.name {
             if let Some(other) = self.credentials.names.get(&updated.spec.name) {

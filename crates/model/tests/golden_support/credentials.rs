@@ -190,11 +190,15 @@ pub fn op(verb: &str, args: &mut Args) -> Result<Op, String> {
             secrets: secrets(args)?,
             spec: spec(args)?,
         },
-        "update-credential" => Op::UpdateCredential {
-            id: args.take("id").unwrap_or_default(),
-            secrets: secrets(args)?,
-            spec: spec(args)?,
-        },
+        "update-credential" => {
+            let id = args.take("id").unwrap_or_default();
+            Op::UpdateCredential {
+                sealed_for: CredentialId(args.take("sealed_for").unwrap_or_else(|| id.clone())),
+                id,
+                secrets: secrets(args)?,
+                spec: spec(args)?,
+            }
+        }
         "delete-credential" => Op::DeleteCredential {
             id: args.take("id").unwrap_or_default(),
         },

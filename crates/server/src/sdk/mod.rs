@@ -1,10 +1,14 @@
 //! The OpenStorage SDK services custos serves, on top of [`Node`](crate::node::Node).
 
+mod alerts;
 mod cluster;
+mod credentials;
 mod role;
 mod volume;
 
 pub use cluster::{ClusterService, IdentityService, MountAttachService, NodeService, SDK_VERSION};
+pub use alerts::AlertsService;
+pub use credentials::CredentialsService;
 pub use role::RoleService;
 pub use volume::VolumeService;
 
