@@ -7,6 +7,7 @@ mod audit_file;
 mod bench;
 mod certs;
 mod context;
+mod credentials;
 mod dev;
 mod node;
 mod output;
@@ -88,6 +89,16 @@ enum Command {
     Role {
         #[command(subcommand)]
         command: role::RoleCommand,
+    },
+    /// Cloud credentials (OpenStorageCredentials); secrets are read from files.
+    Credentials {
+        #[command(subcommand)]
+        command: credentials::CredentialsCommand,
+    },
+    /// Alerts custos raised about itself (OpenStorageAlerts).
+    Alerts {
+        #[command(subcommand)]
+        command: credentials::AlertsCommand,
     },
     /// Storage nodes registered with the cluster.
     Node {
@@ -177,6 +188,8 @@ fn main() -> ExitCode {
             Command::Certs { command } => certs::run(command),
             Command::Role { command } => role::run(command, &ctx).await,
             Command::Node { command } => node::run(command, &ctx).await,
+            Command::Credentials { command } => credentials::run(command, &ctx).await,
+            Command::Alerts { command } => credentials::run_alerts(command, &ctx).await,
             Command::Completion { .. } => Ok(()),
         }
     });

@@ -3,6 +3,8 @@
 
 pub use custos_model as model;
 
+pub mod credentials;
+
 use custos_model::audit::{AuditQuery, AuditRecord};
 use custos_model::{Code, Role, Volume, VolumeUpdate, VolumeUsage};
 use custos_proto::convert;
