@@ -148,4 +148,4 @@ def test_capabilities_list_the_served_services(cluster):
     r = stub.Capabilities(api_pb2.SdkIdentityCapabilitiesRequest(), metadata=md(cluster["tokens"]["view"]))
     kinds = {c.service.type for c in r.capabilities}
     T = api_pb2.SdkServiceCapability.OpenStorageService
-    assert kinds == {T.CLUSTER, T.NODE, T.VOLUME, T.MOUNT_ATTACH, T.ROLE}
+    assert kinds == {T.CLUSTER, T.NODE, T.VOLUME, T.MOUNT_ATTACH, T.ROLE, T.CREDENTIALS, T.ALERTS}

@@ -16,48 +16,51 @@ pub enum CredentialsCommand {
     /// Show a credential (by id or name); secrets are never shown.
     Inspect { credential: String },
     /// Create a credential. Secrets are read from files (an argument would show in `ps`).
-    Create {
-        #[arg(long)]
-        name: String,
-        /// s3, azure, google or nfs.
-        #[arg(long = "type")]
-        kind: String,
-        #[arg(long, default_value = "")]
-        bucket: String,
-        /// A file holding the backup encryption passphrase.
-        #[arg(long)]
-        encryption_key_file: Option<PathBuf>,
-        /// s3: access key, endpoint, region; a file holding the secret key.
-        #[arg(long, default_value = "")]
-        access_key: String,
-        #[arg(long, default_value = "")]
-        endpoint: String,
-        #[arg(long, default_value = "")]
-        region: String,
-        #[arg(long)]
-        secret_key_file: Option<PathBuf>,
-        /// azure: account name; a file holding the account key.
-        #[arg(long, default_value = "")]
-        account_name: String,
-        #[arg(long)]
-        account_key_file: Option<PathBuf>,
-        /// google: project id; the JSON key file.
-        #[arg(long, default_value = "")]
-        project_id: String,
-        #[arg(long)]
-        json_key_file: Option<PathBuf>,
-        /// nfs: server and sub path.
-        #[arg(long, default_value = "")]
-        server: String,
-        #[arg(long, default_value = "")]
-        sub_path: String,
-    },
+    Create(Box<CreateArgs>),
     /// Delete a credential (Admin access to it).
     Delete { credential: String },
     /// Check a credential's shape and that its secrets open with the member's data key.
     Validate { credential: String },
     /// Remove references to a credential (custos holds none; see docs/compatibility.md).
     DeleteReferences { credential: String },
+}
+
+#[derive(clap::Args)]
+pub struct CreateArgs {
+    #[arg(long)]
+    name: String,
+    /// s3, azure, google or nfs.
+    #[arg(long = "type")]
+    kind: String,
+    #[arg(long, default_value = "")]
+    bucket: String,
+    /// A file holding the backup encryption passphrase.
+    #[arg(long)]
+    encryption_key_file: Option<PathBuf>,
+    /// s3: access key, endpoint, region; a file holding the secret key.
+    #[arg(long, default_value = "")]
+    access_key: String,
+    #[arg(long, default_value = "")]
+    endpoint: String,
+    #[arg(long, default_value = "")]
+    region: String,
+    #[arg(long)]
+    secret_key_file: Option<PathBuf>,
+    /// azure: account name; a file holding the account key.
+    #[arg(long, default_value = "")]
+    account_name: String,
+    #[arg(long)]
+    account_key_file: Option<PathBuf>,
+    /// google: project id; the JSON key file.
+    #[arg(long, default_value = "")]
+    project_id: String,
+    #[arg(long)]
+    json_key_file: Option<PathBuf>,
+    /// nfs: server and sub path.
+    #[arg(long, default_value = "")]
+    server: String,
+    #[arg(long, default_value = "")]
+    sub_path: String,
 }
 
 #[derive(clap::Subcommand)]
@@ -108,7 +111,12 @@ fn position(list: &[&str], value: &str, what: &str) -> anyhow::Result<i32> {
     list.iter()
         .position(|v| v.eq_ignore_ascii_case(value))
         .map(|p| p as i32)
-        .ok_or_else(|| invalid(format!("unknown {what} {value}: one of {}", list.join(", "))))
+        .ok_or_else(|| {
+            invalid(format!(
+                "unknown {what} {value}: one of {}",
+                list.join(", ")
+            ))
+        })
 }
 
 impl AlertFilter {
@@ -214,7 +222,14 @@ fn print_alerts(alerts: &[Alert], ctx: &Context) -> anyhow::Result<()> {
             .collect();
         table(
             &[
-                "id", "severity", "resource", "resource id", "type", "count", "cleared", "message",
+                "id",
+                "severity",
+                "resource",
+                "resource id",
+                "type",
+                "count",
+                "cleared",
+                "message",
             ],
             &rows,
         );
@@ -235,22 +250,23 @@ pub async fn run(cmd: CredentialsCommand, ctx: &Context) -> anyhow::Result<()> {
         CredentialsCommand::Inspect { credential } => {
             print_credential(&client.inspect_credential(&credential).await?, ctx)
         }
-        CredentialsCommand::Create {
-            name,
-            kind,
-            bucket,
-            encryption_key_file,
-            access_key,
-            endpoint,
-            region,
-            secret_key_file,
-            account_name,
-            account_key_file,
-            project_id,
-            json_key_file,
-            server,
-            sub_path,
-        } => {
+        CredentialsCommand::Create(args) => {
+            let CreateArgs {
+                name,
+                kind,
+                bucket,
+                encryption_key_file,
+                access_key,
+                endpoint,
+                region,
+                secret_key_file,
+                account_name,
+                account_key_file,
+                project_id,
+                json_key_file,
+                server,
+                sub_path,
+            } = *args;
             let credential_type = match kind.as_str() {
                 "s3" => CredentialType::AwsCredential(SdkAwsCredentialRequest {
                     access_key,

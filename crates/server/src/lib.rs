@@ -43,12 +43,12 @@ use custos_proto::custos::admin::v1::auth_server::AuthServer;
 use custos_proto::custos::admin::v1::cluster_admin_server::ClusterAdminServer;
 use custos_proto::custos::admin::v1::quotas_server::QuotasServer;
 use custos_proto::custos::raft::v1::raft_service_server::RaftServiceServer;
+use custos_proto::openstorage::api::open_storage_alerts_server::OpenStorageAlertsServer;
 use custos_proto::openstorage::api::open_storage_cluster_server::OpenStorageClusterServer;
+use custos_proto::openstorage::api::open_storage_credentials_server::OpenStorageCredentialsServer;
 use custos_proto::openstorage::api::open_storage_identity_server::OpenStorageIdentityServer;
 use custos_proto::openstorage::api::open_storage_mount_attach_server::OpenStorageMountAttachServer;
 use custos_proto::openstorage::api::open_storage_node_server::OpenStorageNodeServer;
-use custos_proto::openstorage::api::open_storage_alerts_server::OpenStorageAlertsServer;
-use custos_proto::openstorage::api::open_storage_credentials_server::OpenStorageCredentialsServer;
 use custos_proto::openstorage::api::open_storage_role_server::OpenStorageRoleServer;
 use custos_proto::openstorage::api::open_storage_volume_server::OpenStorageVolumeServer;
 use custos_store::Member;
@@ -187,7 +187,10 @@ pub async fn run(
         .context("loading the data key ([secrets])")?
         .map(Arc::new);
     match &data_keys {
-        Some(k) => tracing::info!(key = k.primary_id(), "credential secrets are sealed with data key"),
+        Some(k) => tracing::info!(
+            key = k.primary_id(),
+            "credential secrets are sealed with data key"
+        ),
         None => tracing::warn!(
             "no [secrets] data_key_file: credentials with secrets cannot be created on this member"
         ),

@@ -9,6 +9,7 @@
 //! the HTTP status grpc-gateway gives its code, with grpc-gateway v1's JSON error body.
 
 use crate::node::Node;
+use crate::sdk::{AlertsService, CredentialsService};
 use crate::sdk::{
     ClusterService, IdentityService, MountAttachService, NodeService, RoleService, VolumeService,
 };
@@ -18,7 +19,6 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
 use axum::Router;
-use crate::sdk::{AlertsService, CredentialsService};
 use custos_proto::openstorage::api::open_storage_alerts_server::OpenStorageAlerts;
 use custos_proto::openstorage::api::open_storage_cluster_server::OpenStorageCluster;
 use custos_proto::openstorage::api::open_storage_credentials_server::OpenStorageCredentials;

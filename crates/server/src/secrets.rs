@@ -217,14 +217,19 @@ mod tests {
             .windows(7)
             .any(|w| w == b"hunter2".as_slice()));
         assert_eq!(
-            keys.open("cl", &id, SecretField::SecretKey, &sealed).unwrap(),
+            keys.open("cl", &id, SecretField::SecretKey, &sealed)
+                .unwrap(),
             b"hunter2"
         );
         // Another credential, field or cluster: does not open.
         let other = CredentialId("c2".into());
-        assert!(keys.open("cl", &other, SecretField::SecretKey, &sealed).is_err());
+        assert!(keys
+            .open("cl", &other, SecretField::SecretKey, &sealed)
+            .is_err());
         assert!(keys.open("cl", &id, SecretField::JsonKey, &sealed).is_err());
-        assert!(keys.open("c2", &id, SecretField::SecretKey, &sealed).is_err());
+        assert!(keys
+            .open("c2", &id, SecretField::SecretKey, &sealed)
+            .is_err());
         // Nonces differ per sealing.
         let again = keys.seal("cl", &id, SecretField::SecretKey, b"hunter2");
         assert_ne!(again.nonce, sealed.nonce);
@@ -238,7 +243,9 @@ mod tests {
         let rotated = DataKeys::from_keys(&[[2; 32], [1; 32]]);
         assert_ne!(rotated.primary_id(), old.primary_id());
         assert_eq!(
-            rotated.open("cl", &id, SecretField::AccountKey, &sealed).unwrap(),
+            rotated
+                .open("cl", &id, SecretField::AccountKey, &sealed)
+                .unwrap(),
             b"k"
         );
         let fresh = DataKeys::from_keys(&[[2; 32]]);

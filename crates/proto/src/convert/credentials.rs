@@ -9,7 +9,9 @@ use crate::openstorage::api;
 use crate::openstorage::api::sdk_credential_create_request::CredentialType as ReqType;
 use crate::openstorage::api::sdk_credential_inspect_response::CredentialType as RespType;
 use custos_model::alert::{AlertOption, AlertQuery, AlertSelector, ResourceKind, Severity};
-use custos_model::{Acls, Alert, Credential, CredentialKind, CredentialSpec, Rejection, SecretField};
+use custos_model::{
+    Acls, Alert, Credential, CredentialKind, CredentialSpec, Rejection, SecretField,
+};
 
 /// A create (or update) request taken apart: the non-secret spec, the requested ACLs, and the
 /// non-empty secret fields in clear (to be sealed at once).

@@ -68,6 +68,8 @@ impl OpenStorageIdentity for IdentityService {
             Type::Volume,
             Type::MountAttach,
             Type::Role,
+            Type::Credentials,
+            Type::Alerts,
         ];
         let capabilities = served
             .into_iter()

@@ -51,11 +51,7 @@ impl CredentialsService {
             .collect())
     }
 
-    async fn write(
-        &self,
-        caller: crate::edge::Caller,
-        op: Op,
-    ) -> Result<Reply, Status> {
+    async fn write(&self, caller: crate::edge::Caller, op: Op) -> Result<Reply, Status> {
         self.node
             .write(caller.identity, caller.request_id, op, caller.deadline)
             .await
@@ -111,7 +107,10 @@ impl OpenStorageCredentials for CredentialsService {
         let sealed_for = {
             let state = self.node.state.read().unwrap_or_else(|p| p.into_inner());
             state
-                .inspect_credential(&custos_model::Identity::internal_admin(""), &req.credential_id)
+                .inspect_credential(
+                    &custos_model::Identity::internal_admin(""),
+                    &req.credential_id,
+                )
                 .map(|c| c.id.clone())
                 .unwrap_or_else(|_| CredentialId(req.credential_id.clone()))
         };
@@ -207,7 +206,11 @@ impl OpenStorageCredentials for CredentialsService {
             .validate_create(&c.secrets)
             .map_err(|r| failed(&r.message))?;
         if !c.secrets.is_empty() {
-            let keys = self.node.data_keys.as_ref().ok_or_else(|| failed(&NO_DATA_KEY))?;
+            let keys = self
+                .node
+                .data_keys
+                .as_ref()
+                .ok_or_else(|| failed(&NO_DATA_KEY))?;
             for (field, sealed) in &c.secrets {
                 keys.open(&self.node.config.cluster_id, &c.id, *field, sealed)
                     .map_err(|e| failed(&format!("{}: {e}", field.name())))?;
@@ -221,10 +224,7 @@ impl OpenStorageCredentials for CredentialsService {
         request: Request<SdkCredentialDeleteReferencesRequest>,
     ) -> Result<Response<SdkCredentialDeleteReferencesResponse>, Status> {
         let (meta, _, req) = request.into_parts();
-        let caller = self
-            .node
-            .writer(&meta, &method("DeleteReferences"))
-            .await?;
+        let caller = self.node.writer(&meta, &method("DeleteReferences")).await?;
         if req.credential_id.is_empty() {
             return Err(Status::invalid_argument(
                 "Must provide credentials name/uuid",

@@ -6,8 +6,8 @@ mod credentials;
 mod role;
 mod volume;
 
-pub use cluster::{ClusterService, IdentityService, MountAttachService, NodeService, SDK_VERSION};
 pub use alerts::AlertsService;
+pub use cluster::{ClusterService, IdentityService, MountAttachService, NodeService, SDK_VERSION};
 pub use credentials::CredentialsService;
 pub use role::RoleService;
 pub use volume::VolumeService;
