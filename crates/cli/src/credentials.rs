@@ -40,8 +40,9 @@ pub struct CreateArgs {
     /// s3: access key, endpoint, region; a file holding the secret key.
     #[arg(long, default_value = "")]
     access_key: String,
-    #[arg(long, default_value = "")]
-    endpoint: String,
+    /// The object store's endpoint (`--endpoint` names custos' own).
+    #[arg(long = "s3-endpoint", default_value = "")]
+    s3_endpoint: String,
     #[arg(long, default_value = "")]
     region: String,
     #[arg(long)]
@@ -257,7 +258,7 @@ pub async fn run(cmd: CredentialsCommand, ctx: &Context) -> anyhow::Result<()> {
                 bucket,
                 encryption_key_file,
                 access_key,
-                endpoint,
+                s3_endpoint,
                 region,
                 secret_key_file,
                 account_name,
@@ -271,7 +272,7 @@ pub async fn run(cmd: CredentialsCommand, ctx: &Context) -> anyhow::Result<()> {
                 "s3" => CredentialType::AwsCredential(SdkAwsCredentialRequest {
                     access_key,
                     secret_key: secret(&secret_key_file)?,
-                    endpoint,
+                    endpoint: s3_endpoint,
                     region,
                     ..Default::default()
                 }),
