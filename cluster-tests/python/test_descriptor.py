@@ -3,7 +3,7 @@
 Everything our file defines (messages and enums at any depth, service methods) must match the
 OpenStorage SDK 0.101.39 descriptor the Python client was generated from: names, field numbers,
 types, type names, labels, oneof membership, map entries, enum values, method signatures and
-streaming flags. Our file must not define anything the wheel lacks, and the eight services custos
+streaming flags. Our file must not define anything the wheel lacks, and the services custos
 serves must carry every method the wheel lists for them.
 
 Our descriptor set comes from $CUSTOS_DESCRIPTOR_SET, or, when that is unset, from
@@ -30,6 +30,8 @@ SERVICES = [
     "OpenStorageRole",
     "OpenStorageSchedulePolicy",
     "OpenStoragePolicy",
+    "OpenStorageCredentials",
+    "OpenStorageAlerts",
 ]
 
 FDP = descriptor_pb2.FieldDescriptorProto

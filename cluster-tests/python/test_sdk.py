@@ -148,7 +148,8 @@ def test_capabilities_list_the_served_services(cluster):
     r = stub.Capabilities(api_pb2.SdkIdentityCapabilitiesRequest(), metadata=md(cluster["tokens"]["view"]))
     kinds = {c.service.type for c in r.capabilities}
     T = api_pb2.SdkServiceCapability.OpenStorageService
-    assert kinds == {T.CLUSTER, T.NODE, T.VOLUME, T.MOUNT_ATTACH, T.ROLE, T.SCHEDULE_POLICY, T.STORAGE_POLICY}
+    assert kinds == {T.CLUSTER, T.NODE, T.VOLUME, T.MOUNT_ATTACH, T.ROLE, T.SCHEDULE_POLICY, T.STORAGE_POLICY,
+                     T.CREDENTIALS, T.ALERTS}
 
 
 # ---- found by upstream's SDK sanity suite (libopenstorage/sdk-test) ----

@@ -406,6 +406,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let secret_file = dir.join("shared-secret");
     let secret = read_or_create(&secret_file, || random_hex(32))?;
     let cluster_id = read_or_create(&dir.join("cluster-id"), || uuid::Uuid::new_v4().to_string())?;
+    // The data key sealing credential secrets: one for the cluster, the same on every member.
+    let data_key_file = dir.join("data-key");
+    if !data_key_file.exists() {
+        custos_server::secrets::generate_key_file(&data_key_file)
+            .with_context(|| format!("writing {}", data_key_file.display()))?;
+    }
     let members: Vec<(u64, String, String)> = (1..=nodes)
         .map(|i| {
             let sdk = format!("127.0.0.1:{}", u64::from(base_port) + i - 1);
@@ -447,7 +453,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         let config = node_dir.join("config.toml");
         std::fs::write(
             &config,
-            node_config(*id, &cluster_id, &node_dir, &members, &secret_file, &extras),
+            node_config(*id, &cluster_id, &node_dir, &members, &secret_file, &extras)
+                + &format!("\n[secrets]\ndata_key_file = {data_key_file:?}\n"),
         )?;
         let log = node_dir.join("server.log");
         let logfile = std::fs::OpenOptions::new()

@@ -7,6 +7,7 @@ mod audit_file;
 mod bench;
 mod certs;
 mod context;
+mod credentials;
 mod dev;
 mod node;
 mod output;
@@ -100,6 +101,16 @@ enum Command {
         #[command(subcommand)]
         command: policy::PolicyCommand,
     },
+    /// Cloud credentials (OpenStorageCredentials); secrets are read from files.
+    Credentials {
+        #[command(subcommand)]
+        command: credentials::CredentialsCommand,
+    },
+    /// Alerts custos raised about itself (OpenStorageAlerts).
+    Alerts {
+        #[command(subcommand)]
+        command: credentials::AlertsCommand,
+    },
     /// Storage nodes registered with the cluster.
     Node {
         #[command(subcommand)]
@@ -190,6 +201,8 @@ fn main() -> ExitCode {
             Command::SchedulePolicy { command } => policy::run_schedule(command, &ctx).await,
             Command::Policy { command } => policy::run(command, &ctx).await,
             Command::Node { command } => node::run(command, &ctx).await,
+            Command::Credentials { command } => credentials::run(command, &ctx).await,
+            Command::Alerts { command } => credentials::run_alerts(command, &ctx).await,
             Command::Completion { .. } => Ok(()),
         }
     });

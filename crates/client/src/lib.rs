@@ -4,6 +4,7 @@
 pub use custos_model as model;
 
 mod policy;
+pub mod credentials;
 
 use custos_model::audit::{AuditQuery, AuditRecord};
 use custos_model::{Code, Role, Volume, VolumeUpdate, VolumeUsage};

@@ -411,6 +411,15 @@ fn op_objects(op: &Op) -> Vec<String> {
         | Op::DeleteStoragePolicy { name }
         | Op::SetDefaultStoragePolicy { name } => vec![name.clone()],
         Op::ReleaseStoragePolicy => Vec::new(),
+        Op::CreateCredential { id, .. } => vec![id.to_string()],
+        Op::UpdateCredential { id, .. }
+        | Op::DeleteCredential { id }
+        | Op::DeleteCredentialReferences { id } => vec![id.clone()],
+        Op::RaiseAlerts { alerts } => alerts
+            .iter()
+            .map(|a| format!("{:?}:{}", a.resource, a.resource_id).to_lowercase())
+            .collect(),
+        Op::DeleteAlerts { .. } => Vec::new(),
     }
 }
 
@@ -504,6 +513,40 @@ fn applied_message(op: &Op, reply: &Reply) -> (String, Vec<String>) {
             format!("Storage policy {name} set as the default")
         }
         Op::ReleaseStoragePolicy => "Default storage policy released".to_string(),
+        // Secrets never appear here: the op carries them sealed, and only ids are named.
+        Op::CreateCredential { spec, .. } => {
+            format!("Credential {} ({}) created", objects[0], spec.kind.name())
+        }
+        Op::UpdateCredential { .. } => match reply {
+            Reply::CredentialUpdated { id } => {
+                objects = vec![id.to_string()];
+                format!("Credential {id} updated")
+            }
+            _ => "Credential updated".to_string(),
+        },
+        Op::DeleteCredential { .. } => match reply {
+            Reply::CredentialDeleted { id } => {
+                objects = vec![id.to_string()];
+                format!("Credential {id} deleted")
+            }
+            _ => "Credential deleted".to_string(),
+        },
+        Op::DeleteCredentialReferences { id } => {
+            format!("References to credential {id} deleted (custos holds none)")
+        }
+        Op::RaiseAlerts { alerts } => {
+            let cleared = alerts.iter().filter(|a| a.clear).count();
+            let raised = alerts.len() - cleared;
+            let first = alerts.first().map(|a| a.message.as_str()).unwrap_or("");
+            format!("Alerts raised: {raised}, cleared: {cleared} ({first})")
+        }
+        Op::DeleteAlerts { .. } => match reply {
+            Reply::AlertsDeleted { ids } => {
+                objects = ids.iter().map(u64::to_string).collect();
+                format!("{} alert(s) deleted", ids.len())
+            }
+            _ => "Alerts deleted".to_string(),
+        },
         Op::TruncateAudit { .. } => match reply {
             Reply::AuditTruncated { first, through } if through >= first => {
                 format!("Audit records {first} to {through} truncated")

@@ -1,11 +1,13 @@
-//! custos domain core: roles, ownership, volumes, nodes, placement, usage, quotas, the audit trail, commands and the deterministic apply.
+//! custos domain core: roles, ownership, volumes, nodes, placement, usage, quotas, credentials, alerts, the audit trail, commands and the deterministic apply.
 //!
 //! This crate is pure: no I/O, no async, no clock and no randomness. Everything that varies
 //! (ids, times, the caller's verified identity) arrives inside a [`Command`], so applying the
 //! same log gives the same state and the same outcomes on every node.
 
+pub mod alert;
 pub mod audit;
 pub mod command;
+pub mod credential;
 pub mod explain;
 #[cfg(feature = "fuzz")]
 #[doc(hidden)]
@@ -24,8 +26,14 @@ pub mod state;
 pub mod usage;
 pub mod volume;
 
+pub use alert::{
+    Alert, AlertOption, AlertQuery, AlertRaise, AlertSelector, ResourceKind, Severity,
+};
 pub use audit::{AuditActor, AuditHash, AuditHead, AuditLevel, AuditQuery, AuditRecord, Denial};
 pub use command::{Command, MembershipChange, Op, Outcome, Reply};
+pub use credential::{
+    Credential, CredentialId, CredentialKind, CredentialSpec, SealedSecret, SecretField,
+};
 pub use explain::Explanation;
 pub use identity::Identity;
 pub use ids::{NodeId, RequestId, VolumeId};

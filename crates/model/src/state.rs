@@ -1,7 +1,9 @@
 //! The replicated state and its deterministic `apply`: authorization happens here, at the log index.
 
+use crate::alert::{self, Alert};
 use crate::audit::{self, AuditEvent, AuditHead, AuditRecord};
 use crate::command::{Command, Op, Outcome, Reply};
+use crate::credential::{Credential, CredentialId};
 use crate::identity::Identity;
 use crate::ids::{NodeId, RequestId, VolumeId};
 use crate::node::StorageNodeRecord;
@@ -17,6 +19,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 mod access;
+mod alerts;
+mod credentials;
 mod nodes;
 mod policies;
 mod quotas;
@@ -25,6 +29,7 @@ mod volumes;
 
 pub use access::{LevelTrace, Traced, VolumeCheck, VolumeCheckTrace};
 pub use policies::MUST_SUPPLY_STORAGE_POLICY_NAME;
+pub use credentials::MUST_PROVIDE_CREDENTIAL_ID;
 
 /// The refusal text of an operation or read given an empty volume id (the server's edge
 /// check uses the same words).
@@ -85,6 +90,12 @@ pub enum Record {
     DefaultStoragePolicy {
         name: String,
     },
+    /// A credential, its secrets sealed (`Op::CreateCredential`).
+    Credential(Credential),
+    /// An alert (`Op::RaiseAlerts`).
+    Alert(Alert),
+    /// The id the next new alert gets.
+    AlertNextId(u64),
 }
 
 /// The key a record is stored under.
@@ -110,6 +121,10 @@ pub enum RecordKey {
     StoragePolicy(String),
     /// The default storage policy's name.
     DefaultStoragePolicy,
+    Credential(CredentialId),
+    /// An alert by id.
+    Alert(u64),
+    AlertNextId,
 }
 
 impl RecordKey {
@@ -121,6 +136,12 @@ impl RecordKey {
     /// is `h/`. A quota's key is `l/` then [`QuotaSubject::key`] (`l/u:alice`, `l/g:ops`,
     /// `l/guest`). Keys never start with `_`, which the store reserves for its own metadata.
     pub fn encode(&self) -> Vec<u8> {
+        if let RecordKey::Alert(id) = self {
+            // Big-endian, so alerts sort by id (oldest first).
+            let mut out = b"e/".to_vec();
+            out.extend_from_slice(&id.to_be_bytes());
+            return out;
+        }
         if let RecordKey::Audit(seq) = self {
             let mut out = Vec::with_capacity(AUDIT_KEY_PREFIX.len() + 8);
             out.extend_from_slice(AUDIT_KEY_PREFIX);
@@ -157,6 +178,9 @@ impl RecordKey {
             RecordKey::SchedulePolicy(name) => ("s", name.as_str()),
             RecordKey::StoragePolicy(name) => ("p", name.as_str()),
             RecordKey::DefaultStoragePolicy => ("d", ""),
+            RecordKey::Credential(id) => ("c", id.as_str()),
+            RecordKey::Alert(_) => unreachable!("encoded above"),
+            RecordKey::AlertNextId => ("f", ""),
         };
         let mut out = Vec::with_capacity(2 + id.len());
         out.extend_from_slice(kind.as_bytes());
@@ -185,6 +209,9 @@ impl Record {
             Record::SchedulePolicy(p) => RecordKey::SchedulePolicy(p.name.clone()),
             Record::StoragePolicy(p) => RecordKey::StoragePolicy(p.name.clone()),
             Record::DefaultStoragePolicy { .. } => RecordKey::DefaultStoragePolicy,
+            Record::Credential(c) => RecordKey::Credential(c.id.clone()),
+            Record::Alert(a) => RecordKey::Alert(a.id),
+            Record::AlertNextId(_) => RecordKey::AlertNextId,
         }
     }
 }
@@ -241,6 +268,10 @@ pub struct State {
     storage_policies: BTreeMap<String, StoragePolicy>,
     /// The default storage policy's name (always one of `storage_policies`).
     default_storage_policy: Option<String>,
+    /// Cloud credentials, their secrets sealed.
+    credentials: credentials::CredentialBook,
+    /// The alerts custos raised about itself.
+    alerts: alerts::AlertBook,
 }
 
 impl Default for State {
@@ -274,6 +305,8 @@ impl State {
             schedule_policies: BTreeMap::new(),
             storage_policies: BTreeMap::new(),
             default_storage_policy: None,
+            credentials: Default::default(),
+            alerts: Default::default(),
         }
     }
 
@@ -327,6 +360,15 @@ impl State {
             .default_storage_policy
             .clone()
             .map(|name| Record::DefaultStoragePolicy { name });
+        let credentials = self
+            .credentials
+            .by_id
+            .values()
+            .cloned()
+            .map(Record::Credential);
+        let alerts = self.alerts.by_id.values().cloned().map(Record::Alert);
+        let alert_next =
+            (self.alerts.next_id != 1).then_some(Record::AlertNextId(self.alerts.next_id));
         roles
             .chain(nodes)
             .chain(retired)
@@ -335,6 +377,9 @@ impl State {
             .chain(schedule_policies)
             .chain(storage_policies)
             .chain(default_policy)
+            .chain(credentials)
+            .chain(alerts)
+            .chain(alert_next)
             .chain(volumes)
             .chain(usage)
             .chain(requests)
@@ -405,6 +450,12 @@ impl State {
                 self.storage_policies.insert(p.name.clone(), p);
             }
             Record::DefaultStoragePolicy { name } => self.default_storage_policy = Some(name),
+            Record::Credential(c) => self.credentials.put(c),
+            Record::Alert(a) => {
+                self.alerts.next_id = self.alerts.next_id.max(a.id + 1);
+                self.alerts.by_id.insert(a.id, a);
+            }
+            Record::AlertNextId(n) => self.alerts.next_id = self.alerts.next_id.max(n),
         }
     }
 
@@ -494,6 +545,11 @@ impl State {
                 self.storage_policies.remove(name);
             }
             RecordKey::DefaultStoragePolicy => self.default_storage_policy = None,
+            RecordKey::Credential(id) => self.credentials.delete(id),
+            RecordKey::Alert(id) => {
+                self.alerts.by_id.remove(id);
+            }
+            RecordKey::AlertNextId => {}
         }
     }
 
@@ -890,7 +946,16 @@ impl State {
             Op::CordonNode { id } => self.set_cordoned(*id, true, changes),
             Op::UncordonNode { id } => self.set_cordoned(*id, false, changes),
             Op::DrainNode { id } => self.drain_node(cmd, *id, changes),
-            Op::ReplaceReplicas { node, down } => self.replace_replicas(cmd, *node, down, changes),
+            Op::ReplaceReplicas { node, down } => {
+                let reply = self.replace_replicas(cmd, *node, down, changes)?;
+                if let Reply::ReplicasReplaced { moved, stuck } = &reply {
+                    let raises = alert::replacement_alerts(*node, moved, stuck);
+                    if !raises.is_empty() {
+                        self.raise_alerts(cmd, &raises, changes)?;
+                    }
+                }
+                Ok(reply)
+            }
             Op::ReportUsage { node, volumes } => self.report_usage(cmd, *node, volumes, changes),
             Op::RecordDenials { denials } => {
                 if denials.is_empty() || denials.iter().any(|d| d.count == 0) {
@@ -922,6 +987,22 @@ impl State {
                 self.set_default_storage_policy(who, name, changes)
             }
             Op::ReleaseStoragePolicy => self.release_storage_policy(who, changes),
+            Op::CreateCredential {
+                id,
+                spec,
+                acls,
+                secrets,
+            } => self.create_credential(cmd, id, spec, acls, secrets, changes),
+            Op::UpdateCredential {
+                id,
+                spec,
+                secrets,
+                sealed_for,
+            } => self.update_credential(cmd, id, spec, secrets, sealed_for, changes),
+            Op::DeleteCredential { id } => self.delete_credential(cmd, id, changes),
+            Op::DeleteCredentialReferences { id } => self.delete_credential_references(cmd, id),
+            Op::RaiseAlerts { alerts } => self.raise_alerts(cmd, alerts, changes),
+            Op::DeleteAlerts { queries } => self.delete_alerts(queries, changes),
             Op::TruncateAudit { through } => {
                 let head = self.audit;
                 let through = (*through)

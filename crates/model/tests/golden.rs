@@ -97,6 +97,19 @@ use custos_model::{
     Volume, VolumeId, VolumeSpec, VolumeUpdate, VolumeUsage,
 };
 
+#[path = "golden_support/credentials.rs"]
+mod credentials;
+
+#[test]
+fn credentials() {
+    run_script("credentials.txt");
+}
+
+#[test]
+fn alerts() {
+    run_script("alerts.txt");
+}
+
 #[test]
 fn revocation() {
     run_script("revocation.txt");
@@ -882,6 +895,8 @@ fn fmt_outcome(o: &Outcome) -> String {
         Outcome::Applied(Reply::QuotaSet { quota }) => {
             format!("applied: quota {}", fmt_quota(quota))
         }
+        Outcome::Applied(reply) => credentials::fmt_reply(reply)
+            .unwrap_or_else(|| panic!("no golden format for the reply {reply:?}")),
         Outcome::Refused(r) => format!("refused: {r}"),
     }
 }
@@ -926,6 +941,7 @@ fn fmt_revocation(r: &Revocation) -> String {
 fn fmt_key(k: &RecordKey) -> String {
     match k {
         RecordKey::Audit(seq) => format!("a/{seq}"),
+        RecordKey::Alert(id) => format!("e/{id}"),
         _ => String::from_utf8(k.encode()).expect("keys of the scripts are UTF-8"),
     }
 }
@@ -976,6 +992,8 @@ fn fmt_record(r: &Record) -> String {
         Record::SchedulePolicy(p) => format!("{key}: {}", fmt_schedule_policy(p)),
         Record::StoragePolicy(p) => format!("{key}: {p}"),
         Record::DefaultStoragePolicy { name } => format!("{key}: default={name}"),
+        other => credentials::fmt_record(&key, other)
+            .unwrap_or_else(|| panic!("no golden format for the record {other:?}")),
     }
 }
 
@@ -1265,7 +1283,9 @@ impl Session {
             "matrix" => self.matrix_cmd(&block.input)?,
             "ownership" => self.ownership_cmd(&mut args)?,
             "check" => self.check_cmd(&mut args)?,
-            verb if APPLY_VERBS.contains(&verb) => self.apply_cmd(&mut args)?,
+            verb if APPLY_VERBS.contains(&verb) || credentials::VERBS.contains(&verb) => {
+                self.apply_cmd(&mut args)?
+            }
             "batch" => self.batch_cmd(&mut args, &block.input)?,
             "audit" => self.audit_cmd(),
             "usage" => self.usage_cmd(&mut args)?,
@@ -1376,6 +1396,9 @@ impl Session {
                 let records: Vec<Record> = self.state.records().chain(added).collect();
                 self.state = State::from_records(records);
                 out.join("\n")
+            }
+            verb @ ("credentials" | "inspect-credential" | "alerts") => {
+                credentials::read(verb, &self.state, &mut args).expect("a read of the module")?
             }
             "quotas" => self.quotas_cmd(),
             "schedule-policies" => {
@@ -1688,7 +1711,9 @@ impl Session {
         let mut commands = Vec::new();
         for line in lines {
             let mut inner = Args::parse(line)?;
-            if !APPLY_VERBS.contains(&inner.verb.as_str()) {
+            if !APPLY_VERBS.contains(&inner.verb.as_str())
+                && !credentials::VERBS.contains(&inner.verb.as_str())
+            {
                 return Err(format!(
                     "a batch holds apply commands, not {:?}",
                     inner.verb
@@ -1949,6 +1974,10 @@ impl Session {
                 name: args.take("name").unwrap_or_default(),
             },
             "release-policy" => Op::ReleaseStoragePolicy,
+            verb if credentials::VERBS.contains(&verb) => {
+                let verb = verb.to_string();
+                credentials::op(&verb, args)?
+            }
             _ => unreachable!("dispatched above"),
         };
         Ok(Command {

@@ -8,6 +8,8 @@ use custos_model::{
 };
 use std::collections::{BTreeMap, HashMap};
 
+pub mod credentials;
+
 fn access_from_wire(v: i32) -> AccessType {
     match api::ownership::AccessType::try_from(v) {
         Ok(api::ownership::AccessType::Admin) => AccessType::Admin,
@@ -120,7 +122,7 @@ pub fn spec_to_proto(s: &VolumeSpec, ownership: Option<&Ownership>) -> api::Volu
     }
 }
 
-fn timestamp(ms: u64) -> pbjson_types::Timestamp {
+pub(crate) fn timestamp(ms: u64) -> pbjson_types::Timestamp {
     pbjson_types::Timestamp {
         seconds: (ms / 1000) as i64,
         nanos: ((ms % 1000) * 1_000_000) as i32,

@@ -243,6 +243,9 @@ pub struct ServerConfig {
     pub audit: AuditSettings,
     #[serde(default)]
     pub limits: LimitSettings,
+    /// The cluster data key that seals credential secrets (`[secrets]`).
+    #[serde(default)]
+    pub secrets: crate::secrets::SecretsSettings,
     /// Transport security; required unless `insecure = true`.
     #[serde(default)]
     pub tls: Option<TlsSettings>,

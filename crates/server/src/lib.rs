@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod alerting;
 pub mod audit;
 pub mod bounds;
 pub mod codec;
@@ -23,6 +24,7 @@ pub mod peer;
 pub mod proposals;
 pub mod rest;
 pub mod sdk;
+pub mod secrets;
 pub mod status;
 pub mod tls;
 
@@ -41,7 +43,9 @@ use custos_proto::custos::admin::v1::auth_server::AuthServer;
 use custos_proto::custos::admin::v1::cluster_admin_server::ClusterAdminServer;
 use custos_proto::custos::admin::v1::quotas_server::QuotasServer;
 use custos_proto::custos::raft::v1::raft_service_server::RaftServiceServer;
+use custos_proto::openstorage::api::open_storage_alerts_server::OpenStorageAlertsServer;
 use custos_proto::openstorage::api::open_storage_cluster_server::OpenStorageClusterServer;
+use custos_proto::openstorage::api::open_storage_credentials_server::OpenStorageCredentialsServer;
 use custos_proto::openstorage::api::open_storage_identity_server::OpenStorageIdentityServer;
 use custos_proto::openstorage::api::open_storage_mount_attach_server::OpenStorageMountAttachServer;
 use custos_proto::openstorage::api::open_storage_node_server::OpenStorageNodeServer;
@@ -182,6 +186,18 @@ pub async fn run(
         .context("reading the data directory's incarnation")?;
     let state = sm_store.state();
     let backup = sm_store.backup_source();
+    let data_keys = secrets::DataKeys::load(&config.secrets)
+        .context("loading the data key ([secrets])")?
+        .map(Arc::new);
+    match &data_keys {
+        Some(k) => tracing::info!(
+            key = k.primary_id(),
+            "credential secrets are sealed with data key"
+        ),
+        None => tracing::warn!(
+            "no [secrets] data_key_file: credentials with secrets cannot be created on this member"
+        ),
+    }
     let audit = audit::Audit::open(
         config.node_id,
         config.audit.clone(),
@@ -241,6 +257,7 @@ pub async fn run(
         transferring: Default::default(),
         incarnation,
         backup,
+        data_keys,
     });
 
     // Bootstrap: the lowest id of the static initial membership initializes the cluster once
@@ -286,6 +303,8 @@ pub async fn run(
     let denials = tokio::spawn(duties::record_denials(node.clone()));
     let local_lines = tokio::spawn(duties::write_local_records(node.clone()));
     let retention = tokio::spawn(duties::audit_retention(node.clone()));
+    let member_alerts = tokio::spawn(alerting::member_alerts(node.clone()));
+    let self_checks = tokio::spawn(alerting::self_checks(node.clone()));
     let reloader = {
         let node = node.clone();
         tokio::spawn(async move {
@@ -362,6 +381,12 @@ pub async fn run(
             OpenStorageVolumeServer::new(sdk::VolumeService { node: node.clone() })
                 .max_decoding_message_size(MAX_SDK_MESSAGE),
         )
+        .add_service(OpenStorageCredentialsServer::new(sdk::CredentialsService {
+            node: node.clone(),
+        }))
+        .add_service(OpenStorageAlertsServer::new(sdk::AlertsService {
+            node: node.clone(),
+        }))
         .add_service(OpenStorageRoleServer::new(sdk::RoleService {
             node: node.clone(),
         }))
@@ -510,6 +535,8 @@ pub async fn run(
         health_task,
         denials,
         retention,
+        member_alerts,
+        self_checks,
     ] {
         task.abort();
     }

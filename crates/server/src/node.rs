@@ -57,6 +57,8 @@ pub struct Node {
     pub incarnation: u64,
     /// Writes backup files of the replicated state (`ClusterAdmin.Backup`).
     pub backup: custos_store::BackupSource,
+    /// The cluster data key(s) sealing credential secrets; `None` when none is configured.
+    pub data_keys: Option<Arc<crate::secrets::DataKeys>>,
 }
 
 /// The TLS configurations of one node, each replaceable on SIGHUP.

@@ -9,6 +9,7 @@
 //! the HTTP status grpc-gateway gives its code, with grpc-gateway v1's JSON error body.
 
 use crate::node::Node;
+use crate::sdk::{AlertsService, CredentialsService};
 use crate::sdk::{
     ClusterService, IdentityService, MountAttachService, NodeService, RoleService,
     SchedulePolicyService, StoragePolicyService, VolumeService,
@@ -19,7 +20,9 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
 use axum::Router;
+use custos_proto::openstorage::api::open_storage_alerts_server::OpenStorageAlerts;
 use custos_proto::openstorage::api::open_storage_cluster_server::OpenStorageCluster;
+use custos_proto::openstorage::api::open_storage_credentials_server::OpenStorageCredentials;
 use custos_proto::openstorage::api::open_storage_identity_server::OpenStorageIdentity;
 use custos_proto::openstorage::api::open_storage_mount_attach_server::OpenStorageMountAttach;
 use custos_proto::openstorage::api::open_storage_node_server::OpenStorageNode;
@@ -68,6 +71,8 @@ pub struct Services {
     access: crate::admin::AccessService,
     auth: crate::admin::AuthService,
     quotas: crate::admin::QuotasService,
+    credentials: crate::sdk::CredentialsService,
+    alerts: crate::sdk::AlertsService,
 }
 
 impl Services {
@@ -83,6 +88,8 @@ impl Services {
             mount: MountAttachService { node: node.clone() },
             access: crate::admin::AccessService { node: node.clone() },
             auth: crate::admin::AuthService { node: node.clone() },
+            credentials: crate::sdk::CredentialsService { node: node.clone() },
+            alerts: crate::sdk::AlertsService { node: node.clone() },
             quotas: crate::admin::QuotasService { node },
         }
     }
@@ -257,6 +264,41 @@ pub static ROUTES: &[Route] = &[
         SdkOpenStoragePolicyDefaultInspectRequest -> SdkOpenStoragePolicyDefaultInspectResponse),
     route!("POST" "/v1/storagepolicies/release", storage_policy: StoragePolicyService as OpenStoragePolicy::release "Release",
         SdkOpenStoragePolicyReleaseRequest -> SdkOpenStoragePolicyReleaseResponse),
+    route!("POST" "/v1/credentials", credentials: CredentialsService as OpenStorageCredentials::create "Create",
+        SdkCredentialCreateRequest -> SdkCredentialCreateResponse),
+    route!("PUT" "/v1/credentials/{credential_id}", credentials: CredentialsService as OpenStorageCredentials::update "Update",
+        SdkCredentialUpdateRequest -> SdkCredentialUpdateResponse),
+    route!("GET" "/v1/credentials", credentials: CredentialsService as OpenStorageCredentials::enumerate "Enumerate",
+        SdkCredentialEnumerateRequest -> SdkCredentialEnumerateResponse),
+    route!("GET" "/v1/credentials/inspect/{credential_id}", credentials: CredentialsService as OpenStorageCredentials::inspect "Inspect",
+        SdkCredentialInspectRequest -> SdkCredentialInspectResponse),
+    route!("DELETE" "/v1/credentials/{credential_id}", credentials: CredentialsService as OpenStorageCredentials::delete "Delete",
+        SdkCredentialDeleteRequest -> SdkCredentialDeleteResponse),
+    route!("GET" "/v1/credentials/validate/{credential_id}", credentials: CredentialsService as OpenStorageCredentials::validate "Validate",
+        SdkCredentialValidateRequest -> SdkCredentialValidateResponse),
+    route!("DELETE" "/v1/credentials/references/{credential_id}", credentials: CredentialsService as OpenStorageCredentials::delete_references "DeleteReferences",
+        SdkCredentialDeleteReferencesRequest -> SdkCredentialDeleteReferencesResponse),
+    // A server stream: grpc-gateway writes one `{"result": ...}` line per message; custos
+    // answers the alerts of every message in one `{"result": ...}` (docs/compatibility.md).
+    Route {
+        method: "POST",
+        path: "/v1/alerts/filters",
+        rpc: "/openstorage.api.OpenStorageAlerts/EnumerateWithFilters",
+        request: "SdkAlertsEnumerateWithFiltersRequest",
+        response: "SdkAlertsEnumerateWithFiltersResponse",
+        call: |services, meta, body| {
+            Box::pin(async move {
+                let message: SdkAlertsEnumerateWithFiltersRequest = decode(body)?;
+                let chunks = services.alerts.enumerate_chunks(&meta, &message).await?;
+                let all = SdkAlertsEnumerateWithFiltersResponse {
+                    alerts: chunks.into_iter().flat_map(|c| c.alerts).collect(),
+                };
+                Ok(serde_json::json!({ "result": encode(&all)? }))
+            })
+        },
+    },
+    route!("POST" "/v1/alerts", alerts: AlertsService as OpenStorageAlerts::delete "Delete",
+        SdkAlertsDeleteRequest -> SdkAlertsDeleteResponse),
 ];
 
 /// custos' own routes (not upstream's): `Access.Explain`, `Auth.Revoke`,
@@ -800,8 +842,8 @@ mod tests {
             );
             assert!(r.path.starts_with("/v1/"), "{}", r.path);
         }
-        // Every served SDK method has its route: 49 methods of eight services.
-        assert_eq!(ROUTES.len(), 49);
+        // Every served SDK method has its route: 58 methods of ten services.
+        assert_eq!(ROUTES.len(), 58);
         // The schemas exist for every message named (openapi_document panics otherwise).
         let doc = openapi_document();
         for r in ROUTES {

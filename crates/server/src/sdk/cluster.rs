@@ -70,6 +70,8 @@ impl OpenStorageIdentity for IdentityService {
             Type::Role,
             Type::SchedulePolicy,
             Type::StoragePolicy,
+            Type::Credentials,
+            Type::Alerts,
         ];
         let capabilities = served
             .into_iter()

@@ -1,12 +1,16 @@
 //! The OpenStorage SDK services custos serves, on top of [`Node`](crate::node::Node).
 
+mod alerts;
 mod cluster;
 mod policy;
+mod credentials;
 mod role;
 mod volume;
 
+pub use alerts::AlertsService;
 pub use cluster::{ClusterService, IdentityService, MountAttachService, NodeService, SDK_VERSION};
 pub use policy::{SchedulePolicyService, StoragePolicyService};
+pub use credentials::CredentialsService;
 pub use role::RoleService;
 pub use volume::VolumeService;
 
