@@ -130,6 +130,8 @@ mod tests {
             ("OpenStorageSchedulePolicy", 5),
             ("OpenStoragePolicy", 8),
             ("OpenStorageVolume", 16),
+            ("OpenStorageCredentials", 7),
+            ("OpenStorageAlerts", 2),
         ]
         .into();
         assert_eq!(services, expected);
