@@ -17,7 +17,8 @@ def mib(kib):
 
 rows = [
     f"Run {meta.get('date')} at {meta.get('commit')} ({meta.get('cpus')} cores): {r['writers']} writers over "
-    f"{r['connections']} connections for {r['duration_s']:.0f} s against 3 members (release, auth on).",
+    f"{r['connections']} connections for {r['duration_s']:.0f} s against 3 members (release, auth on, "
+    f"audit retention {meta.get('audit_max_records', 'default')} records).",
     "",
     "| member | RSS at 1 min | RSS at end | max ÷ min RSS after 1 min (target ≤ 1.20) | max proposal queue | Raft term first → last | health answered |",
     "|---|---|---|---|---|---|---|",

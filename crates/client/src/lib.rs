@@ -3,8 +3,8 @@
 
 pub use custos_model as model;
 
-mod policy;
 pub mod credentials;
+mod policy;
 
 use custos_model::audit::{AuditQuery, AuditRecord};
 use custos_model::{Code, Role, Volume, VolumeUpdate, VolumeUsage};

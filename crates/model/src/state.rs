@@ -28,8 +28,8 @@ mod usage;
 mod volumes;
 
 pub use access::{LevelTrace, Traced, VolumeCheck, VolumeCheckTrace};
-pub use policies::MUST_SUPPLY_STORAGE_POLICY_NAME;
 pub use credentials::MUST_PROVIDE_CREDENTIAL_ID;
+pub use policies::MUST_SUPPLY_STORAGE_POLICY_NAME;
 
 /// The refusal text of an operation or read given an empty volume id (the server's edge
 /// check uses the same words).

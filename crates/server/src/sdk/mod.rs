@@ -2,15 +2,15 @@
 
 mod alerts;
 mod cluster;
-mod policy;
 mod credentials;
+mod policy;
 mod role;
 mod volume;
 
 pub use alerts::AlertsService;
 pub use cluster::{ClusterService, IdentityService, MountAttachService, NodeService, SDK_VERSION};
-pub use policy::{SchedulePolicyService, StoragePolicyService};
 pub use credentials::CredentialsService;
+pub use policy::{SchedulePolicyService, StoragePolicyService};
 pub use role::RoleService;
 pub use volume::VolumeService;
 
