@@ -450,13 +450,10 @@ fn rest_gateway_serves_the_sdk_with_the_grpc_rules() {
     );
 
     // Unserved: 501 for SDK paths of other services and for VolumeCatalog.
-    let credentials = rest(1).call("GET", "/v1/credentials", Some(&admin), Value::Null);
-    assert_eq!(credentials.status, 501, "{credentials:?}");
-    assert_eq!(credentials.code(), 12);
-    assert!(
-        credentials.message().contains(NOT_SERVED),
-        "{credentials:?}"
-    );
+    let pairs = rest(1).call("GET", "/v1/clusterpairs", Some(&admin), Value::Null);
+    assert_eq!(pairs.status, 501, "{pairs:?}");
+    assert_eq!(pairs.code(), 12);
+    assert!(pairs.message().contains(NOT_SERVED), "{pairs:?}");
     let catalog = rest(1).call(
         "POST",
         "/v1/volume/catalog",

@@ -739,7 +739,7 @@ pub fn next_input(rng: &mut Rng, ctx: &ClientCtx, prefix: &str, counter: u64) ->
         67..=76 => {
             let by = writer(rng);
             let attach = rng.below(2) == 0;
-            let slot = *rng.pick(&[Slot::A, Slot::B, Slot::Clone, Slot::A, Slot::Snap]);
+            let slot = *rng.pick(&[Slot::A, Slot::B, Slot::Clone, Slot::A]);
             with_id(rng, slot, &|id| {
                 if attach {
                     Input::Attach { by, slot, id }
@@ -748,27 +748,17 @@ pub fn next_input(rng: &mut Rng, ctx: &ClientCtx, prefix: &str, counter: u64) ->
                 }
             })
         }
+        // No snapshots: since #22 every `SnapshotCreate` makes a new snapshot, as upstream's
+        // does, even under a name already taken, and the specification's one snapshot slot
+        // per tenant cannot follow several (docs/chaos.md, "Not covered"). The model keeps the
+        // snapshot operation for when it can.
         77..=85 => {
             let by = writer(rng);
-            let snapshot = rng.below(2) == 0;
-            with_id(rng, Slot::A, &|parent| {
-                if snapshot {
-                    Input::Snapshot { by, parent }
-                } else {
-                    Input::Clone { by, parent }
-                }
-            })
+            with_id(rng, Slot::A, &|parent| Input::Clone { by, parent })
         }
         _ => {
             let by = writer(rng);
-            let slot = *rng.pick(&[
-                Slot::Clone,
-                Slot::Snap,
-                Slot::Clone,
-                Slot::Snap,
-                Slot::A,
-                Slot::B,
-            ]);
+            let slot = *rng.pick(&[Slot::Clone, Slot::Clone, Slot::A, Slot::B]);
             with_id(rng, slot, &|id| Input::Delete { by, slot, id })
         }
     }
