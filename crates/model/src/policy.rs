@@ -11,6 +11,12 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Upstream's bounds for schedule intervals (`api/server/sdk/utils.go`).
+/// Schedule policies the cluster keeps, at most (a create past it: RESOURCE_EXHAUSTED).
+pub const MAX_SCHEDULE_POLICIES: usize = 10_000;
+/// Storage policies the cluster keeps, at most.
+pub const MAX_STORAGE_POLICIES: usize = 10_000;
+/// Schedules in one schedule policy, at most (INVALID_ARGUMENT past it).
+pub const MAX_SCHEDULES: usize = 64;
 const MAX_MONTH_DAY: i32 = 28;
 const MAX_HOUR: i32 = 23;
 const MAX_MINUTE: i32 = 59;
@@ -72,6 +78,12 @@ impl SchedulePolicy {
             } else {
                 "Must a supply Schedule"
             }));
+        }
+        if self.schedules.len() > MAX_SCHEDULES {
+            return Err(Rejection::invalid(format!(
+                "A schedule policy holds at most {MAX_SCHEDULES} schedules ({} given)",
+                self.schedules.len()
+            )));
         }
         if self.schedules.iter().any(|s| s.retain < 1) {
             return Err(Rejection::invalid("Must retain more than 0"));

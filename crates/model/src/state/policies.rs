@@ -11,7 +11,7 @@ use super::{Change, Record, RecordKey, State};
 use crate::command::Reply;
 use crate::identity::Identity;
 use crate::ownership::{permitted, AccessType, Ownership};
-use crate::policy::{SchedulePolicy, StoragePolicy};
+use crate::policy::{SchedulePolicy, StoragePolicy, MAX_SCHEDULE_POLICIES, MAX_STORAGE_POLICIES};
 use crate::rejection::Rejection;
 use crate::volume::VolumeSpec;
 
@@ -40,6 +40,11 @@ impl State {
             return Err(Rejection::exists(format!(
                 "Schedule policy {} already exists",
                 policy.name
+            )));
+        }
+        if self.schedule_policies.len() >= MAX_SCHEDULE_POLICIES {
+            return Err(Rejection::exhausted(format!(
+                "{MAX_SCHEDULE_POLICIES} schedule policies are stored, the most custos keeps"
             )));
         }
         changes.push(Change::Put(Record::SchedulePolicy(policy.clone())));
@@ -171,6 +176,11 @@ impl State {
                 policy.name
             )));
         }
+        if self.storage_policies.len() >= MAX_STORAGE_POLICIES {
+            return Err(Rejection::exhausted(format!(
+                "{MAX_STORAGE_POLICIES} storage policies are stored, the most custos keeps"
+            )));
+        }
         let mut stored = policy.clone();
         stored.ownership = (!who.guest).then(|| Ownership {
             owner: who.username.clone(),
@@ -274,5 +284,99 @@ impl State {
             changes.push(Change::Delete(RecordKey::DefaultStoragePolicy));
         }
         Ok(Reply::Empty)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::command::{Command, Op, Outcome};
+    use crate::identity::Identity;
+    use crate::ids::{NodeId, RequestId};
+    use crate::policy::{
+        ScheduleInterval, SchedulePeriod, SchedulePolicy, StoragePolicy, MAX_SCHEDULES,
+        MAX_SCHEDULE_POLICIES, MAX_STORAGE_POLICIES,
+    };
+    use crate::rejection::Code;
+    use crate::state::{Record, State};
+
+    fn schedule_policy(name: String, schedules: usize) -> SchedulePolicy {
+        SchedulePolicy {
+            name,
+            schedules: vec![
+                ScheduleInterval {
+                    retain: 1,
+                    period: Some(SchedulePeriod::Periodic { seconds: 3600 }),
+                };
+                schedules
+            ],
+        }
+    }
+
+    fn apply(state: &mut State, op: Op) -> Outcome {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        state
+            .apply(&Command {
+                request_id: RequestId(format!("r-{n}")),
+                identity: Identity::internal_admin("test"),
+                time_ms: 1000,
+                origin: NodeId(1),
+                op,
+            })
+            .outcome
+    }
+
+    fn refused_with(outcome: Outcome) -> Code {
+        match outcome {
+            Outcome::Refused(r) => r.code,
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn policies_are_bounded_in_number_and_size() {
+        let records = (0..MAX_SCHEDULE_POLICIES)
+            .map(|i| Record::SchedulePolicy(schedule_policy(format!("s{i}"), 1)))
+            .chain((0..MAX_STORAGE_POLICIES).map(|i| {
+                Record::StoragePolicy(StoragePolicy {
+                    name: format!("p{i}"),
+                    spec: Default::default(),
+                    force: false,
+                    allow_update: false,
+                    ownership: None,
+                })
+            }));
+        let mut state = State::from_records(records.collect::<Vec<_>>());
+        let policy = schedule_policy("one-more".into(), 1);
+        assert_eq!(
+            refused_with(apply(&mut state, Op::CreateSchedulePolicy { policy })),
+            Code::ResourceExhausted
+        );
+        let policy = StoragePolicy {
+            name: "one-more".into(),
+            spec: Default::default(),
+            force: false,
+            allow_update: false,
+            ownership: None,
+        };
+        assert_eq!(
+            refused_with(apply(&mut state, Op::CreateStoragePolicy { policy })),
+            Code::ResourceExhausted
+        );
+        // A deletion makes room again.
+        assert!(matches!(
+            apply(&mut state, Op::DeleteSchedulePolicy { name: "s0".into() }),
+            Outcome::Applied(_)
+        ));
+        let policy = schedule_policy("one-more".into(), MAX_SCHEDULES + 1);
+        assert_eq!(
+            refused_with(apply(&mut state, Op::CreateSchedulePolicy { policy })),
+            Code::InvalidArgument
+        );
+        let policy = schedule_policy("one-more".into(), MAX_SCHEDULES);
+        assert!(matches!(
+            apply(&mut state, Op::CreateSchedulePolicy { policy }),
+            Outcome::Applied(_)
+        ));
     }
 }
