@@ -58,6 +58,15 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/storagepolicies/default/{name}"),
     ("GET", "/v1/storagepolicies/default"),
     ("POST", "/v1/storagepolicies/release"),
+    ("POST", "/v1/credentials"),
+    ("PUT", "/v1/credentials/{credential_id}"),
+    ("GET", "/v1/credentials"),
+    ("GET", "/v1/credentials/inspect/{credential_id}"),
+    ("DELETE", "/v1/credentials/{credential_id}"),
+    ("GET", "/v1/credentials/validate/{credential_id}"),
+    ("DELETE", "/v1/credentials/references/{credential_id}"),
+    ("POST", "/v1/alerts/filters"),
+    ("POST", "/v1/alerts"),
     // custos' own (docs/compatibility.md, "Explain").
     ("POST", "/v1/custos/access/explain"),
     // (docs/security.md, "Revoking a token").
