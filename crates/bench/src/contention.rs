@@ -19,8 +19,6 @@ use crate::custos::{leader_and_followers, setup};
 use crate::etcd::Credentials;
 use crate::{latency, proc, BenchError, Latency};
 use custos_client::{Client, CreateVolume};
-use custos_proto::etcd::etcdserverpb::kv_client::KvClient;
-use custos_proto::etcd::etcdserverpb::{PutRequest, RangeRequest};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -180,19 +178,7 @@ impl Conn {
                 timeout,
             } => {
                 let key = crate::etcd::key_name(rand::random_range(0..*keys));
-                let msg = RangeRequest {
-                    key: key.clone().into_bytes(),
-                    ..Default::default()
-                };
-                let reply = KvClient::new(channel.clone())
-                    .range(crate::etcd::request(msg, token, *timeout))
-                    .await
-                    .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
-                    .into_inner();
-                if reply.kvs.is_empty() {
-                    return Err(format!("{key} not found: run the preload workload first"));
-                }
-                Ok(())
+                crate::etcd::get(channel, token, key, false, *timeout).await
             }
         }
     }
@@ -219,16 +205,8 @@ impl Conn {
                 timeout,
                 ..
             } => {
-                let msg = PutRequest {
-                    key: format!("/bench/{name}").into_bytes(),
-                    value: vec![b'v'; crate::etcd::VALUE_SIZE],
-                    ..Default::default()
-                };
-                KvClient::new(channel.clone())
-                    .put(crate::etcd::request(msg, token, *timeout))
-                    .await
-                    .map(|_| ())
-                    .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+                let value = vec![b'v'; crate::etcd::VALUE_SIZE];
+                crate::etcd::put(channel, token, format!("/bench/{name}"), value, *timeout).await
             }
         }
     }

@@ -82,6 +82,50 @@ pub(crate) fn request<T>(
     req
 }
 
+/// `KV.Put` of `key`.
+pub(crate) async fn put(
+    channel: &Channel,
+    token: &Option<MetadataValue<Ascii>>,
+    key: String,
+    value: Vec<u8>,
+    timeout: Duration,
+) -> Result<(), String> {
+    let msg = PutRequest {
+        key: key.into_bytes(),
+        value,
+        ..Default::default()
+    };
+    KvClient::new(channel.clone())
+        .put(request(msg, token, timeout))
+        .await
+        .map(|_| ())
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+}
+
+/// `KV.Range` of the one preloaded `key` (an error when it is missing).
+pub(crate) async fn get(
+    channel: &Channel,
+    token: &Option<MetadataValue<Ascii>>,
+    key: String,
+    serializable: bool,
+    timeout: Duration,
+) -> Result<(), String> {
+    let msg = RangeRequest {
+        key: key.clone().into_bytes(),
+        serializable,
+        ..Default::default()
+    };
+    let reply = KvClient::new(channel.clone())
+        .range(request(msg, token, timeout))
+        .await
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+        .into_inner();
+    if reply.kvs.is_empty() {
+        return Err(format!("{key} not found: run the preload workload first"));
+    }
+    Ok(())
+}
+
 /// The client address of the member the others follow.
 async fn leader(endpoints: &[String], creds: Option<&Credentials>) -> Result<String, BenchError> {
     Ok(leader_and_followers(endpoints, creds).await?.0)
@@ -152,16 +196,7 @@ pub async fn run(
                 };
                 async move {
                     let (ch, token) = &conns[client % p];
-                    let msg = PutRequest {
-                        key: key.into_bytes(),
-                        value: value.to_vec(),
-                        ..Default::default()
-                    };
-                    KvClient::new(ch.clone())
-                        .put(request(msg, token, timeout))
-                        .await
-                        .map(|_| ())
-                        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+                    put(ch, token, key, value.to_vec(), timeout).await
                 }
             })
             .await
@@ -174,20 +209,7 @@ pub async fn run(
                 let key = key_name(rand::random_range(0..keys));
                 async move {
                     let (ch, token) = &conns[client % p];
-                    let msg = RangeRequest {
-                        key: key.clone().into_bytes(),
-                        serializable,
-                        ..Default::default()
-                    };
-                    let reply = KvClient::new(ch.clone())
-                        .range(request(msg, token, timeout))
-                        .await
-                        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
-                        .into_inner();
-                    if reply.kvs.is_empty() {
-                        return Err(format!("{key} not found: run the preload workload first"));
-                    }
-                    Ok(())
+                    get(ch, token, key, serializable, timeout).await
                 }
             })
             .await

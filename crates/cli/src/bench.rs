@@ -87,10 +87,9 @@ enum SystemArg {
     Etcd,
 }
 
+/// Where the etcd peer is, with `--system etcd`.
 #[derive(clap::Args)]
-pub struct TimelineArgs {
-    #[arg(long, value_enum)]
-    system: SystemArg,
+pub struct EtcdArgs {
     /// etcd client addresses (host:port), comma-separated (with `--system etcd`).
     #[arg(long, value_delimiter = ',')]
     etcd_endpoint: Vec<String>,
@@ -100,6 +99,26 @@ pub struct TimelineArgs {
     /// The etcd user's password.
     #[arg(long, env = "CUSTOS_BENCH_ETCD_PASSWORD", hide_env_values = true)]
     password: Option<String>,
+}
+
+impl EtcdArgs {
+    /// The endpoints (required) and credentials (none without a user).
+    fn target(self) -> anyhow::Result<(Vec<String>, Option<Credentials>)> {
+        anyhow::ensure!(
+            !self.etcd_endpoint.is_empty(),
+            "--system etcd needs --etcd-endpoint"
+        );
+        let creds = etcd_credentials(self.user, self.password)?;
+        Ok((self.etcd_endpoint, creds))
+    }
+}
+
+#[derive(clap::Args)]
+pub struct TimelineArgs {
+    #[arg(long, value_enum)]
+    system: SystemArg,
+    #[command(flatten)]
+    etcd: EtcdArgs,
     /// How long to write, in seconds.
     #[arg(long, default_value_t = 8)]
     duration_secs: u64,
@@ -159,15 +178,8 @@ pub struct ContentionArgs {
     /// `--etcd-endpoint` (its keys preloaded by `custos bench etcd --workload preload`).
     #[arg(long, value_enum, default_value_t = SystemArg::Custos)]
     system: SystemArg,
-    /// etcd client addresses (host:port), comma-separated (with `--system etcd`).
-    #[arg(long, value_delimiter = ',')]
-    etcd_endpoint: Vec<String>,
-    /// etcd user (auth on).
-    #[arg(long)]
-    user: Option<String>,
-    /// The etcd user's password.
-    #[arg(long, env = "CUSTOS_BENCH_ETCD_PASSWORD", hide_env_values = true)]
-    password: Option<String>,
+    #[command(flatten)]
+    etcd: EtcdArgs,
     /// Concurrent writers in busy phases.
     #[arg(long, default_value_t = 100)]
     writers: usize,
@@ -402,13 +414,8 @@ pub async fn run(command: BenchCommand, ctx: &output::Context) -> anyhow::Result
                         .await?
                 }
                 SystemArg::Etcd => {
-                    anyhow::ensure!(
-                        !args.etcd_endpoint.is_empty(),
-                        "--system etcd needs --etcd-endpoint"
-                    );
-                    let creds = etcd_credentials(args.user, args.password)?;
-                    custos_bench::contention::run_etcd(&args.etcd_endpoint, creds.as_ref(), &opts)
-                        .await?
+                    let (endpoints, creds) = args.etcd.target()?;
+                    custos_bench::contention::run_etcd(&endpoints, creds.as_ref(), &opts).await?
                 }
             };
             return print_contention(&report, ctx.format);
@@ -444,12 +451,8 @@ async fn timeline(args: TimelineArgs, ctx: &output::Context) -> anyhow::Result<(
                 .await?
         }
         SystemArg::Etcd => {
-            anyhow::ensure!(
-                !args.etcd_endpoint.is_empty(),
-                "--system etcd needs --etcd-endpoint"
-            );
-            let creds = etcd_credentials(args.user, args.password)?;
-            custos_bench::failover::etcd(&args.etcd_endpoint, creds.as_ref(), &opts).await?
+            let (endpoints, creds) = args.etcd.target()?;
+            custos_bench::failover::etcd(&endpoints, creds.as_ref(), &opts).await?
         }
     };
     if ctx.format == Format::Json {
