@@ -11,9 +11,19 @@ import tempfile
 import time
 from pathlib import Path
 
+import jwt
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def token(cluster, sub, roles=("system.user",), groups=()):
+    """An HS256 token for `sub` signed with the dev cluster's shared secret, valid 10 minutes."""
+    secret = open(cluster["shared_secret_file"]).read().strip()
+    now = int(time.time())
+    claims = {"iss": cluster["issuer"], "sub": sub, "name": sub, "email": f"{sub}@example.com",
+              "iat": now - 5, "exp": now + 600, "roles": list(roles), "groups": list(groups)}
+    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 def _custos_bin() -> str:

@@ -2,24 +2,16 @@
 upstream's codes and texts, the storage policies' ownership matrix, the default policy on
 Volume.Create, and SnapshotScheduleUpdate naming only existing schedule policies."""
 
-import time
 import uuid
 
 import grpc
-import jwt
 import pytest
 from openstorage import api_pb2, api_pb2_grpc
 
+from conftest import token
+
 Access = api_pb2.Ownership
 Op = api_pb2.VolumeSpecPolicy
-
-
-def token(cluster, sub, roles=("system.user",), groups=()):
-    secret = open(cluster["shared_secret_file"]).read().strip()
-    now = int(time.time())
-    claims = {"iss": cluster["issuer"], "sub": sub, "name": sub, "email": f"{sub}@example.com",
-              "iat": now - 5, "exp": now + 600, "roles": list(roles), "groups": list(groups)}
-    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 class As:
