@@ -102,6 +102,20 @@ etcd_enable_auth() {
   ETCDCTL_API=3 "${ctl[@]}" auth enable >/dev/null
 }
 
+# etcd_member DIR BASE I CLUSTER TOKEN: member eI of a 3-member etcd cluster on 127.0.0.1 (client
+# port BASE+I, peer port BASE+100+I, data in DIR/eI, log appended to DIR/eI.log), started in the
+# background ($! is its pid).
+etcd_member() {
+  local dir="$1" base="$2" i="$3" cluster="$4" token="$5"
+  etcd --name "e$i" --data-dir "$dir/e$i" \
+    --listen-client-urls "http://127.0.0.1:$((base + i))" \
+    --advertise-client-urls "http://127.0.0.1:$((base + i))" \
+    --listen-peer-urls "http://127.0.0.1:$((base + 100 + i))" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$((base + 100 + i))" \
+    --initial-cluster "$cluster" --initial-cluster-token "$token" \
+    --initial-cluster-state new --logger zap >>"$dir/e$i.log" 2>&1 &
+}
+
 # start_etcd DIR BASE PASSWORD: a 3-member etcd cluster in DIR (client ports BASE..BASE+2, peer
 # ports BASE+100..), waited for (bounded: 30 s), with auth on (etcd_enable_auth: user `bench`,
 # readwrite under /bench/, with PASSWORD). Sets ETCD_ENDPOINTS (host:port,...) and ETCD_PIDS.
@@ -116,13 +130,7 @@ start_etcd() {
   done
   log "etcd ($(etcd --version | head -1)): 3 members from base port $base"
   for i in 0 1 2; do
-    etcd --name "e$i" --data-dir "$dir/e$i" \
-      --listen-client-urls "http://127.0.0.1:$((base + i))" \
-      --advertise-client-urls "http://127.0.0.1:$((base + i))" \
-      --listen-peer-urls "http://127.0.0.1:$((base + 100 + i))" \
-      --initial-advertise-peer-urls "http://127.0.0.1:$((base + 100 + i))" \
-      --initial-cluster "$cluster" --initial-cluster-token "bench-$base" \
-      --initial-cluster-state new --logger zap >"$dir/e$i.log" 2>&1 &
+    etcd_member "$dir" "$base" "$i" "$cluster" "bench-$base"
     STARTED+=("$!")
     ETCD_PIDS+="${ETCD_PIDS:+,}$!"
   done

@@ -93,13 +93,7 @@ done
 log "etcd ($(etcd --version | head -1)): 3 members from base port $BASE"
 etcd_start() {
   local i="$1"
-  etcd --name "e$i" --data-dir "$OUT/etcd/e$i" \
-    --listen-client-urls "http://127.0.0.1:$((BASE + i))" \
-    --advertise-client-urls "http://127.0.0.1:$((BASE + i))" \
-    --listen-peer-urls "http://127.0.0.1:$((BASE + 100 + i))" \
-    --initial-advertise-peer-urls "http://127.0.0.1:$((BASE + 100 + i))" \
-    --initial-cluster "$CLUSTER" --initial-cluster-token "failover-$BASE" \
-    --initial-cluster-state new --logger zap >>"$OUT/etcd/e$i.log" 2>&1 &
+  etcd_member "$OUT/etcd" "$BASE" "$i" "$CLUSTER" "failover-$BASE"
   echo $! >"$OUT/etcd/e$i.pid"
   disown $!
 }
