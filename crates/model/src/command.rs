@@ -31,6 +31,14 @@ pub struct Command {
     pub op: Op,
 }
 
+/// Names the command for openraft's logs: its request id and origin, never its operation's
+/// fields (an operation may carry a sealed secret or a user's label values).
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "command {} from node {:?}", self.request_id, self.origin)
+    }
+}
+
 /// The method `Op::RegisterNode` is authorized as. It is no RPC of any served API: its service,
 /// `custos.admin.v1.clusteradmin`, is matched only by a `*` service pattern, so of the built-in
 /// roles only `system.admin` passes.

@@ -10,7 +10,8 @@
 use custos_model::{Acls, Command, Identity, NodeId, Op, RequestId, VolumeId};
 use custos_store::TypeConfig;
 use openraft::storage::RaftStateMachine;
-use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+use custos_store::Entry;
+use openraft::EntryPayload;
 use std::time::Instant;
 
 fn knob(name: &str, default: u64) -> u64 {
@@ -20,9 +21,9 @@ fn knob(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn create(index: u64, n: u64) -> Entry<TypeConfig> {
+fn create(index: u64, n: u64) -> Entry {
     Entry {
-        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        log_id: custos_store::log_id(1, 1, index),
         payload: EntryPayload::Normal(Command {
             request_id: RequestId(format!("create-{n}")),
             identity: Identity::internal_admin("bench"),
@@ -69,7 +70,7 @@ fn main() {
                     create(index, n)
                 })
                 .collect();
-            sm.apply(entries).await.unwrap();
+            sm.apply_entries(entries).unwrap();
         }
         // The same commands on a copy of the state, in memory only.
         let mut state = sm.state().read().unwrap().clone();
@@ -85,7 +86,7 @@ fn main() {
             in_memory.push(t0.elapsed().as_secs_f64() * 1e6);
             std::hint::black_box(applied);
             let t0 = Instant::now();
-            sm.apply([entry]).await.unwrap();
+            sm.apply_entries([entry]).unwrap();
             whole.push(t0.elapsed().as_secs_f64() * 1e6);
         }
         assert_eq!(&state, &*sm.state().read().unwrap());

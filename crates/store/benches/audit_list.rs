@@ -11,14 +11,15 @@ use custos_model::audit::{AuditActor, AuditQuery, Denial};
 use custos_model::{Command, Identity, NodeId, Op, RequestId};
 use custos_store::TypeConfig;
 use openraft::storage::RaftStateMachine;
-use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+use custos_store::Entry;
+use openraft::EntryPayload;
 use std::time::Instant;
 
 const BATCHES: u64 = 1_000;
 const PER_BATCH: u64 = 1_000;
 const USERS: u64 = 1_000;
 
-fn batch(b: u64) -> Entry<TypeConfig> {
+fn batch(b: u64) -> Entry {
     let denials = (0..PER_BATCH)
         .map(|i| {
             let n = b * PER_BATCH + i;
@@ -43,7 +44,7 @@ fn batch(b: u64) -> Entry<TypeConfig> {
         })
         .collect();
     Entry {
-        log_id: LogId::new(CommittedLeaderId::new(1, 1), b + 1),
+        log_id: custos_store::log_id(1, 1, b + 1),
         payload: EntryPayload::Normal(Command {
             request_id: RequestId(format!("batch-{b}")),
             identity: Identity::internal_admin("bench"),
@@ -60,7 +61,7 @@ fn bench(c: &mut Criterion) {
     let (_log, mut sm) = rt.block_on(custos_store::open(dir.path())).unwrap();
     let start = Instant::now();
     for b in 0..BATCHES {
-        rt.block_on(sm.apply([batch(b)])).unwrap();
+        sm.apply_entries([batch(b)]).unwrap();
     }
     let audit = sm.audit_log();
     assert_eq!(audit.head().last_seq(), BATCHES * PER_BATCH);

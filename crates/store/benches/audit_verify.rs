@@ -22,15 +22,16 @@ use custos_model::state::AUDIT_TRUNCATE_MAX;
 use custos_model::{Command, Identity, NodeId, Op, RequestId};
 use custos_store::{AuditLog, StateMachineStore, TypeConfig};
 use openraft::storage::RaftStateMachine;
-use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+use custos_store::Entry;
+use openraft::EntryPayload;
 use std::time::{Duration, Instant};
 
 const PER_BATCH: u64 = 1_000;
 const NEW: u64 = 1_000;
 
-fn entry(index: u64, op: Op) -> Entry<TypeConfig> {
+fn entry(index: u64, op: Op) -> Entry {
     Entry {
-        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        log_id: custos_store::log_id(1, 1, index),
         payload: EntryPayload::Normal(Command {
             request_id: RequestId(format!("cmd-{index}")),
             identity: Identity::internal_admin("bench"),
@@ -82,13 +83,13 @@ fn build(rt: &tokio::runtime::Runtime, batches: u64, max_records: u64) -> Trail 
         (0, 0u32, Duration::ZERO, Duration::ZERO);
     for b in 0..batches {
         index += 1;
-        rt.block_on(sm.apply([entry(index, denials(b))])).unwrap();
+        sm.apply_entries([entry(index, denials(b))]).unwrap();
         while let Some(through) = retention_through(&audit.head(), max_records) {
             index += 1;
             let op = Op::TruncateAudit {
                 through: through.min(audit.head().first_seq + AUDIT_TRUNCATE_MAX - 1),
             };
-            rt.block_on(sm.apply([entry(index, op)])).unwrap();
+            sm.apply_entries([entry(index, op)]).unwrap();
         }
         let kept = audit.head().len();
         max_kept = max_kept.max(kept);

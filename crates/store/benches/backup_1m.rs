@@ -19,7 +19,8 @@ use custos_model::audit::{AuditActor, Denial};
 use custos_model::{Acls, Command, Identity, NodeId, Op, RequestId, VolumeId};
 use custos_store::{Member, TypeConfig};
 use openraft::storage::RaftStateMachine;
-use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+use custos_store::Entry;
+use openraft::EntryPayload;
 use std::io::Write;
 use std::path::Path;
 use std::process::Command as Process;
@@ -37,9 +38,9 @@ fn knob(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn command(index: u64, op: Op, request: String) -> Entry<TypeConfig> {
+fn command(index: u64, op: Op, request: String) -> Entry {
     Entry {
-        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        log_id: custos_store::log_id(1, 1, index),
         payload: EntryPayload::Normal(Command {
             request_id: RequestId(request),
             identity: Identity::internal_admin("bench"),
@@ -50,7 +51,7 @@ fn command(index: u64, op: Op, request: String) -> Entry<TypeConfig> {
     }
 }
 
-fn create_volume(index: u64, n: u64) -> Entry<TypeConfig> {
+fn create_volume(index: u64, n: u64) -> Entry {
     let op = Op::CreateVolume {
         id: VolumeId(format!("vol-{n:06}")),
         name: format!("name-{n}"),
@@ -64,7 +65,7 @@ fn create_volume(index: u64, n: u64) -> Entry<TypeConfig> {
     command(index, op, format!("create-{n}"))
 }
 
-fn denials(index: u64, b: u64) -> Entry<TypeConfig> {
+fn denials(index: u64, b: u64) -> Entry {
     let denials = (0..PER_BATCH)
         .map(|i| {
             let n = b * PER_BATCH + i;
@@ -121,11 +122,11 @@ async fn populate(store: &Path) -> String {
             })
             .collect();
         n += entries.len() as u64;
-        sm.apply(entries).await.unwrap();
+        sm.apply_entries(entries).unwrap();
     }
     for b in 0..batches {
         index += 1;
-        sm.apply([denials(index, b)]).await.unwrap();
+        sm.apply_entries([denials(index, b)]).unwrap();
     }
     format!(
         "\"populate_s\":{:.3},\"volumes\":{volumes},\"audit_records\":{}",

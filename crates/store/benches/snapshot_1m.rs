@@ -20,7 +20,8 @@ use custos_model::audit::{AuditActor, Denial};
 use custos_model::{Acls, Command, Identity, NodeId, Op, RequestId, VolumeId};
 use custos_store::{Member, TypeConfig};
 use openraft::storage::RaftStateMachine;
-use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta};
+use custos_store::{Entry, SnapshotMeta};
+use openraft::{EntryPayload, RaftSnapshotBuilder};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
@@ -39,9 +40,9 @@ fn knob(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn entry(index: u64, op: Op, request: String) -> Entry<TypeConfig> {
+fn entry(index: u64, op: Op, request: String) -> Entry {
     Entry {
-        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        log_id: custos_store::log_id(1, 1, index),
         payload: EntryPayload::Normal(Command {
             request_id: RequestId(request),
             identity: Identity::internal_admin("bench"),
@@ -52,7 +53,7 @@ fn entry(index: u64, op: Op, request: String) -> Entry<TypeConfig> {
     }
 }
 
-fn create_volume(index: u64, n: u64) -> Entry<TypeConfig> {
+fn create_volume(index: u64, n: u64) -> Entry {
     entry(
         index,
         Op::CreateVolume {
@@ -69,7 +70,7 @@ fn create_volume(index: u64, n: u64) -> Entry<TypeConfig> {
     )
 }
 
-fn denials(index: u64, b: u64) -> Entry<TypeConfig> {
+fn denials(index: u64, b: u64) -> Entry {
     let denials = (0..PER_BATCH)
         .map(|i| {
             let n = b * PER_BATCH + i;
@@ -135,11 +136,11 @@ async fn populate(store: &Path) -> String {
             })
             .collect();
         n += entries.len() as u64;
-        sm.apply(entries).await.unwrap();
+        sm.apply_entries(entries).unwrap();
     }
     for b in 0..batches {
         index += 1;
-        sm.apply([denials(index, b)]).await.unwrap();
+        sm.apply_entries([denials(index, b)]).unwrap();
     }
     let head = sm.audit_log().head();
     format!(
@@ -174,7 +175,7 @@ async fn build(store: &Path, transfer: &Path) -> String {
     let mut out = std::fs::File::create(data_path(transfer)).unwrap();
     let mut buf = vec![0; CHUNK];
     loop {
-        let n = AsyncReadExt::read(&mut *snap.snapshot, &mut buf)
+        let n = AsyncReadExt::read(&mut snap.snapshot, &mut buf)
             .await
             .unwrap();
         if n == 0 {
@@ -194,7 +195,7 @@ async fn build(store: &Path, transfer: &Path) -> String {
 /// Child `install <empty store> <transfer dir>`: receives the snapshot in chunks and installs it.
 async fn install(store: &Path, transfer: &Path) -> String {
     let (_log, mut sm) = custos_store::open(store).await.unwrap();
-    let meta: SnapshotMeta<u64, Member> = bincode::serde::decode_from_slice(
+    let meta: SnapshotMeta = bincode::serde::decode_from_slice(
         &std::fs::read(meta_path(transfer)).unwrap(),
         bincode::config::standard(),
     )
@@ -203,7 +204,7 @@ async fn install(store: &Path, transfer: &Path) -> String {
     let mut input = std::fs::File::open(data_path(transfer)).unwrap();
     let before = reset_peak();
     let start = Instant::now();
-    let mut receiving = sm.begin_receiving_snapshot().await.unwrap();
+    let mut receiving = sm.receiving_file().await.unwrap();
     let mut buf = vec![0; CHUNK];
     loop {
         let n = input.read(&mut buf).unwrap();
@@ -212,11 +213,11 @@ async fn install(store: &Path, transfer: &Path) -> String {
         }
         // A chunk arrives as its own message: a fresh buffer each time, as the network gives.
         let chunk = buf[..n].to_vec();
-        AsyncWriteExt::write_all(&mut *receiving, &chunk)
+        AsyncWriteExt::write_all(&mut receiving, &chunk)
             .await
             .unwrap();
     }
-    AsyncWriteExt::shutdown(&mut *receiving).await.unwrap();
+    AsyncWriteExt::shutdown(&mut receiving).await.unwrap();
     sm.install_snapshot(&meta, receiving).await.unwrap();
     let secs = start.elapsed().as_secs_f64();
     let (_, peak) = memory();

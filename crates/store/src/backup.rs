@@ -18,10 +18,10 @@
 use crate::codec::{decode, encode, VALUE_FORMAT};
 use crate::snapfile::{self, SnapshotFileError};
 use crate::state_machine::StateMachineStore;
-use crate::{Member, StoreError, TypeConfig};
+use crate::{LogId, Member, SnapshotMeta, StoreError, StoredMembership, TypeConfig, Vote};
 use custos_model::Record;
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
-use openraft::{LogId, Membership, SnapshotMeta, StoredMembership, Vote};
+use openraft::{Membership, RaftLogReader};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,9 +46,9 @@ pub struct BackupHeader {
     /// The store's value format the records are encoded in.
     pub value_format: u8,
     /// The last log entry the state reflects.
-    pub last_log_id: LogId<u64>,
+    pub last_log_id: LogId,
     /// The membership of the cluster the backup was taken from.
-    pub membership: StoredMembership<u64, Member>,
+    pub membership: StoredMembership,
     /// Milliseconds since the Unix epoch when the backup was taken (the caller's clock).
     pub taken_ms: u64,
     /// How many records (state and audit) the data holds.
@@ -337,15 +337,15 @@ pub async fn restore(
             dir.display()
         )));
     }
-    let last = backup.header.last_log_id;
+    let last = backup.header.last_log_id.clone();
     let membership = Membership::new(
         vec![BTreeSet::from([node])],
         BTreeMap::from([(node, member)]),
-    );
+    )
+    .map_err(|e| bad(format!("the restored membership: {e}")))?;
     let meta = SnapshotMeta {
-        last_log_id: Some(last),
-        last_membership: StoredMembership::new(Some(last), membership),
-        snapshot_id: format!("restore-{}-{}", last.leader_id.term, last.index),
+        last_log_id: Some(last.clone()),
+        last_membership: StoredMembership::new(Some(last.clone()), membership),
     };
     // The records go through a snapshot file, as an install from a leader does, copied one by
     // one from the backup (checked again on the way: the file may have changed since `open`).
@@ -353,7 +353,7 @@ pub async fn restore(
     // directories mean nothing to it.
     let path = sm
         .snapshot_dir()
-        .join(format!("{}.restore", meta.snapshot_id));
+        .join(format!("{}.restore", crate::state_machine::snapshot_label(&meta)));
     let source = backup.path.clone();
     let expected = backup.header.clone();
     let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File, StoreError> {
@@ -386,7 +386,7 @@ pub async fn restore(
     })
     .await
     .map_err(|e| StoreError::Task(e.to_string()))??;
-    sm.install_snapshot(&meta, Box::new(tokio::fs::File::from_std(file)))
+    sm.install_snapshot(&meta, tokio::fs::File::from_std(file))
         .await
         .map_err(|e| bad(format!("installing the backup: {e}")))?;
     log.purge(last)
@@ -402,13 +402,14 @@ pub async fn restore(
 mod tests {
     use super::*;
     use custos_model::{Acls, Command, Identity, NodeId as ModelNodeId, Op, RequestId, VolumeId};
-    use openraft::{CommittedLeaderId, Entry, EntryPayload};
+    use crate::Entry;
+    use openraft::EntryPayload;
 
-    fn create(n: u64) -> Entry<TypeConfig> {
+    fn create(n: u64) -> Entry {
         let mut identity = Identity::internal_admin("bob");
         identity.username = "bob".into();
         Entry {
-            log_id: LogId::new(CommittedLeaderId::new(3, 1), n),
+            log_id: crate::log_id(3, 1, n),
             payload: EntryPayload::Normal(Command {
                 request_id: RequestId(format!("r{n}")),
                 identity,
@@ -455,7 +456,7 @@ mod tests {
     async fn a_backup_restores_into_an_empty_dir_only_and_damage_is_detected() {
         let dir = tempfile::tempdir().unwrap();
         let (_log, mut sm) = crate::open(&dir.path().join("a")).await.unwrap();
-        sm.apply((1..=4).map(create)).await.unwrap();
+        sm.apply_entries((1..=4).map(create)).unwrap();
         let expected: Vec<Record> = sm.state().read().unwrap().records().collect();
         let file = dir.path().join("backup");
         let stream = sm.backup_source().backup(42).await.unwrap();

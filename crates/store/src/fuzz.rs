@@ -6,14 +6,14 @@
 //! input holds must be errors, never allocations that abort the process.
 
 use crate::codec::{decode, encode, VALUE_FORMAT};
-use crate::{Member, TypeConfig};
+use crate::{Entry, LogId, StoredMembership, Vote};
 use custos_model::audit::{AuditActor, Denial};
 use custos_model::fuzz::Input;
 use custos_model::{
     AccessType, Acls, Command, Identity, NodeId, Op, Outcome, Record, Rejection, Reply, RequestId,
     Volume, VolumeId, VolumeSpec,
 };
-use openraft::{Entry, EntryPayload, LogId, StoredMembership, Vote};
+use openraft::EntryPayload;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Debug;
@@ -49,15 +49,15 @@ pub fn codec(data: &[u8]) -> u64 {
         [&[VALUE_FORMAT][..], body].concat()
     };
     let ok = match kind {
-        0 => round_trip::<Entry<TypeConfig>>("log entry", &bytes),
+        0 => round_trip::<Entry>("log entry", &bytes),
         1 => round_trip::<Command>("command", &bytes),
         2 => round_trip::<Outcome>("outcome", &bytes),
         3 => round_trip::<Vec<Record>>("snapshot data", &bytes),
-        4 => round_trip::<Vote<u64>>("vote", &bytes),
-        5 => round_trip::<Option<LogId<u64>>>("log id", &bytes),
-        6 => round_trip::<StoredMembership<u64, Member>>("membership", &bytes),
+        4 => round_trip::<Vote>("vote", &bytes),
+        5 => round_trip::<Option<LogId>>("log id", &bytes),
+        6 => round_trip::<StoredMembership>("membership", &bytes),
         7 => round_trip::<Record>("record", &bytes),
-        _ => round_trip::<Entry<TypeConfig>>("log entry", &bytes),
+        _ => round_trip::<Entry>("log entry", &bytes),
     };
     u64::from(kind) << 1 | u64::from(ok)
 }
@@ -135,15 +135,18 @@ pub fn codec_seeds() -> Vec<Vec<u8>> {
     let tagged = |kind: u8, bytes: Vec<u8>| [vec![kind], bytes[1..].to_vec()].concat();
     let mut seeds = Vec::new();
     for (i, c) in sample_commands().into_iter().enumerate() {
-        let log_id = LogId::new(openraft::CommittedLeaderId::new(3, 1), 10 + i as u64);
-        let entry: Entry<TypeConfig> = Entry {
+        let log_id = crate::log_id(3, 1, 10 + i as u64);
+        let entry: Entry = Entry {
             log_id,
             payload: EntryPayload::Normal(c.clone()),
         };
         seeds.push(tagged(0, encode("s", &entry).unwrap()));
         seeds.push(tagged(1, encode("s", &c).unwrap()));
     }
-    let blank: Entry<TypeConfig> = Entry::default();
+    let blank: Entry = Entry {
+        log_id: crate::log_id(0, 0, 0),
+        payload: EntryPayload::Blank,
+    };
     seeds.push(tagged(0, encode("s", &blank).unwrap()));
     seeds.push(tagged(
         2,
@@ -171,13 +174,13 @@ pub fn codec_seeds() -> Vec<Vec<u8>> {
         5,
         encode(
             "s",
-            &Some(LogId::new(openraft::CommittedLeaderId::new(4, 2), 77)),
+            &Some(crate::log_id(4, 2, 77)),
         )
         .unwrap(),
     ));
     seeds.push(tagged(
         6,
-        encode("s", &StoredMembership::<u64, Member>::default()).unwrap(),
+        encode("s", &StoredMembership::default()).unwrap(),
     ));
     seeds.push(tagged(7, encode("s", &volume).unwrap()));
     seeds

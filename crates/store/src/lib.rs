@@ -1,4 +1,4 @@
-//! custos storage: the openraft (0.9, storage-v2) log store and state machine on sled 0.34.
+//! custos storage: the openraft (0.10) log store and state machine on sled 0.34.
 //!
 //! One `sled::Db` per node holds the Raft log, the vote and log pointers, the state machine's
 //! records with its applied log id and membership, and the current snapshot's meta; the snapshot
@@ -8,10 +8,6 @@
 //!
 //! The server opens the store with [`open`], hands both halves to [`Raft::new`](openraft::Raft)
 //! and reads the applied state through [`StateMachineStore::state`].
-
-// openraft's `StorageError` is the error type of every storage trait method (224 bytes); the
-// helpers that build it return it as is.
-#![allow(clippy::result_large_err)]
 
 pub mod audit;
 pub mod backup;
@@ -25,7 +21,6 @@ mod sm_writes;
 mod snapfile;
 pub mod state_machine;
 
-use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageError, StorageIOError};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -44,13 +39,34 @@ openraft::declare_raft_types!(
         R = custos_model::Outcome,
         NodeId = u64,
         Node = Member,
-        Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
 );
 
+/// A Raft log id under custos' type configuration.
+pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
+/// A Raft vote.
+pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
+/// The leader id inside votes and log ids (openraft's default: term and node).
+pub type LeaderId = openraft::type_config::alias::LeaderIdOf<TypeConfig>;
+/// A Raft log entry.
+pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
+/// A membership config with the log id that installed it.
+pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
+/// Snapshot metadata: last log id and membership.
+pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
+/// A snapshot: its meta and its file.
+pub type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, tokio::fs::File>;
+/// Raft metrics under custos' type configuration.
+pub type RaftMetrics = openraft::RaftMetrics<TypeConfig>;
+
+/// The log id of `index` written by the leader of `term` (`node`).
+pub fn log_id(term: u64, node: u64, index: u64) -> LogId {
+    use openraft::vote::RaftLeaderIdExt;
+    openraft::LogId::new(LeaderId::new_committed(term, node), index)
+}
+
 /// A cluster member as openraft stores it in membership configs.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Member {
     /// Address of the Raft peer service, `host:port`.
     pub raft_addr: String,
@@ -65,9 +81,10 @@ impl fmt::Display for Member {
 }
 
 /// The Raft node type of custos.
-pub type Raft = openraft::Raft<TypeConfig>;
+pub type Raft = openraft::Raft<TypeConfig, StateMachineStore>;
 
-/// Errors of [`open`]. Errors during operation are openraft [`StorageError`]s.
+/// Errors of [`open`]. Errors during operation are `std::io::Error`s, as openraft's storage
+/// traits take them.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("opening sled database at {path}: {source}")]
@@ -130,10 +147,7 @@ pub async fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), StoreErro
     .map_err(|e| StoreError::Task(e.to_string()))?
 }
 
-/// Builds an openraft storage error with the given subject and verb.
-pub(crate) fn sto_err<E>(subject: ErrorSubject<u64>, verb: ErrorVerb, e: &E) -> StorageError<u64>
-where
-    E: std::error::Error + 'static,
-{
-    StorageIOError::new(subject, verb, AnyError::new(e)).into()
+/// A storage fault as openraft's storage traits report it: what was being done, and why.
+pub(crate) fn io_err(what: &str, e: impl fmt::Display) -> std::io::Error {
+    std::io::Error::other(format!("{what}: {e}"))
 }

@@ -1,4 +1,4 @@
-//! The Raft log and vote on sled: openraft's `RaftLogStorage` (storage-v2).
+//! The Raft log and vote on sled: openraft's `RaftLogStorage`.
 //!
 //! Durability: openraft is told a vote or log entry is saved only after `sled::Db::flush`
 //! has returned for it. sled 0.34 keeps writes in in-process buffers until a flush, so even a
@@ -7,13 +7,18 @@
 //!
 //! - `save_vote`: insert, flush, return.
 //! - `append`: the entries of the call are inserted one by one in index order (each readable at
-//!   once), then one flush covers the whole call, then the `LogFlushed` callback fires, then
-//!   `append` returns. Not a `sled::Batch`: a batch costs two extra buffer writes with a waited
-//!   `sync_file_range` each (`src/sm_writes.rs` has the measurement), and the call need not be
-//!   atomic: sled recovers a prefix of its write log, so a crash before the flush leaves a
-//!   prefix of the entries, which is a valid (shorter) log, and nothing unflushed was
-//!   acknowledged.
-//! - `truncate`: one batch removing `[index, ∞)`, then a flush.
+//!   once), `append` returns, and the flusher task fires the `IOFlushed` callback once a
+//!   `sled::Db::flush` that began after the inserts has returned. The flusher takes every
+//!   callback queued while the previous flush ran and covers them all with one flush (group
+//!   commit): a sled flush makes durable every write inserted before it began, so one flush
+//!   answers for all of them. openraft 0.10 submits the leader's own append and replicates at
+//!   the same time; counting the leader's copy only when its callback fires is what lets the
+//!   flush overlap the followers' (issue #23). Not a `sled::Batch`: a batch costs two extra
+//!   buffer writes with a waited `sync_file_range` each (`src/sm_writes.rs` has the
+//!   measurement), and the call need not be atomic: sled recovers a prefix of its write log,
+//!   so a crash before the flush leaves a prefix of the entries, which is a valid (shorter)
+//!   log, and nothing unflushed was acknowledged.
+//! - `truncate_after`: one batch removing `(last_log_id, ∞)`, then a flush.
 //! - `purge`: one sled transaction over `log` and `raft_meta` removes `[0, index]` and records
 //!   the purge pointer together, so the pointer never claims more or less than was removed;
 //!   then a flush.
@@ -21,23 +26,27 @@
 //!   means less is re-applied at start until the leader re-sends its commit index; nothing is
 //!   acknowledged on the strength of it.
 //!
-//! All writes are serialized by an async mutex held across the write *and* its flush, so no
-//! later vote/append/truncate/purge can land before an earlier one has completed, even through
-//! clones of the store.
+//! All writes are serialized by an async mutex, so no later vote/append/truncate/purge lands
+//! before an earlier one, even through clones of the store. The vote, truncate and purge hold
+//! it across their flush as well.
+//!
+//! **`save_vote` flushes every earlier append.** Its flush begins after the inserts of every
+//! append submitted before it, so when `save_vote` returns, the whole log tail this node holds
+//! is durable, whatever the flusher has answered yet. openraft 0.10 (upstream issue #2118)
+//! marks log IO still in flight as flushed when a node becomes leader; a node becomes leader
+//! only after saving its own vote (candidate) and its committed vote (leader), each of which
+//! flushes first, so no node leads on an unflushed tail. ARCHITECTURE.md, invariant "No leader
+//! on an unflushed tail"; `cluster-tests/tests/chaos.rs` kills leaders right after elections.
 
 use crate::codec::{decode, encode};
 use crate::db::{Trees, COMMITTED_KEY, INCARNATION_KEY, LAST_PURGED_KEY, VOTE_KEY};
-use crate::{sto_err, StoreError, TypeConfig};
-use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{
-    Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError, Vote,
-};
+use crate::{io_err, Entry, LogId, StoreError, TypeConfig, Vote};
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
-
-type NodeId = u64;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// The Raft log store of one node. Cheap to clone; clones share the database and the write
 /// lock, and serve as log readers for replication.
@@ -48,20 +57,55 @@ pub struct LogStore {
 
 struct Inner {
     trees: Trees,
-    /// Serializes every write (and its flush).
+    /// Serializes every write (and the vote's, truncate's and purge's flush).
     write: tokio::sync::Mutex<()>,
+    /// Callbacks of appends whose entries are inserted and not yet known flushed, in order,
+    /// and whether a flusher task is running. Lock order: `write`, then `owed`.
+    owed: Arc<Mutex<Owed>>,
+}
+
+#[derive(Default)]
+struct Owed {
+    callbacks: Vec<IOFlushed<TypeConfig>>,
+    flushing: bool,
+}
+
+/// The flusher: while callbacks are owed, one `sled` flush for every callback queued while the
+/// previous flush ran; then it ends (it holds the database only while there is work, so a
+/// dropped store closes it).
+async fn flusher(db: sled::Db, owed: Arc<Mutex<Owed>>) {
+    loop {
+        let group = {
+            let mut owed = owed.lock().unwrap_or_else(PoisonError::into_inner);
+            if owed.callbacks.is_empty() {
+                owed.flushing = false;
+                return;
+            }
+            std::mem::take(&mut owed.callbacks)
+        };
+        let result = db.flush_async().await;
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "flushing the Raft log failed: the node stops");
+        }
+        for callback in group {
+            callback.io_completed(match &result {
+                Ok(_) => Ok(()),
+                Err(e) => Err(logs_err("flush log", e)),
+            });
+        }
+    }
 }
 
 fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
 
-fn logs_err(verb: ErrorVerb, e: &(impl std::error::Error + 'static)) -> StorageError<NodeId> {
-    sto_err(ErrorSubject::Logs, verb, e)
+fn logs_err(what: &str, e: impl std::fmt::Display) -> std::io::Error {
+    io_err(what, e)
 }
 
-fn vote_err(verb: ErrorVerb, e: &(impl std::error::Error + 'static)) -> StorageError<NodeId> {
-    sto_err(ErrorSubject::Vote, verb, e)
+fn vote_err(what: &str, e: impl std::fmt::Display) -> std::io::Error {
+    io_err(what, e)
 }
 
 impl LogStore {
@@ -70,17 +114,18 @@ impl LogStore {
             inner: Arc::new(Inner {
                 trees,
                 write: tokio::sync::Mutex::new(()),
+                owed: Arc::default(),
             }),
         }
     }
 
-    fn read_last_purged(&self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+    fn read_last_purged(&self) -> Result<Option<LogId>, std::io::Error> {
         match self.inner.trees.raft_meta.get(LAST_PURGED_KEY) {
             Ok(Some(v)) => decode("last purged log id", &v)
                 .map(Some)
-                .map_err(|e| logs_err(ErrorVerb::Read, &e)),
+                .map_err(|e| logs_err("read log", &e)),
             Ok(None) => Ok(None),
-            Err(e) => Err(logs_err(ErrorVerb::Read, &e)),
+            Err(e) => Err(logs_err("read log", &e)),
         }
     }
 
@@ -102,19 +147,18 @@ impl LogStore {
         }
     }
 
-    pub(crate) fn last_purged_blocking(&self) -> Result<Option<LogId<NodeId>>, StoreError> {
+    pub(crate) fn last_purged_blocking(&self) -> Result<Option<LogId>, StoreError> {
         match self.inner.trees.raft_meta.get(LAST_PURGED_KEY)? {
             Some(v) => Ok(Some(decode("last purged log id", &v)?)),
             None => Ok(None),
         }
     }
 
-    fn decode_entry(index: u64, bytes: &[u8]) -> Result<Entry<TypeConfig>, StorageError<NodeId>> {
-        decode("log entry", bytes)
-            .map_err(|e| sto_err(ErrorSubject::LogIndex(index), ErrorVerb::Read, &e))
+    fn decode_entry(index: u64, bytes: &[u8]) -> Result<Entry, std::io::Error> {
+        decode("log entry", bytes).map_err(|e| io_err(&format!("read log entry {index}"), e))
     }
 
-    fn key_index(key: &[u8]) -> Result<u64, StorageError<NodeId>> {
+    fn key_index(key: &[u8]) -> Result<u64, std::io::Error> {
         <[u8; 8]>::try_from(key)
             .map(u64::from_be_bytes)
             .map_err(|_| {
@@ -122,7 +166,7 @@ impl LogStore {
                     std::io::ErrorKind::InvalidData,
                     format!("log key of {} bytes, expected 8", key.len()),
                 );
-                logs_err(ErrorVerb::Read, &e)
+                logs_err("read log", &e)
             })
     }
 
@@ -136,7 +180,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+    ) -> Result<Vec<Entry>, std::io::Error> {
         let start = match range.start_bound() {
             Bound::Included(&s) => s,
             Bound::Excluded(&s) => match s.checked_add(1) {
@@ -158,25 +202,35 @@ impl RaftLogReader<TypeConfig> for LogStore {
         };
         let mut entries = Vec::new();
         for kv in iter {
-            let (key, value) = kv.map_err(|e| logs_err(ErrorVerb::Read, &e))?;
+            let (key, value) = kv.map_err(|e| logs_err("read log", &e))?;
             let index = Self::key_index(&key)?;
             entries.push(Self::decode_entry(index, &value)?);
         }
         Ok(entries)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, std::io::Error> {
+        match self.inner.trees.raft_meta.get(VOTE_KEY) {
+            Ok(Some(v)) => decode("vote", &v)
+                .map(Some)
+                .map_err(|e| vote_err("read vote", &e)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(vote_err("read vote", &e)),
+        }
     }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
-    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, std::io::Error> {
         let last_purged_log_id = self.read_last_purged()?;
         let last = self
             .inner
             .trees
             .log
             .last()
-            .map_err(|e| logs_err(ErrorVerb::Read, &e))?;
+            .map_err(|e| logs_err("read log", &e))?;
         let last_log_id = match last {
             Some((key, value)) => {
                 let index = Self::key_index(&key)?;
@@ -194,110 +248,94 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.clone()
     }
 
-    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), std::io::Error> {
         let _w = self.inner.write.lock().await;
-        let bytes = encode("vote", vote).map_err(|e| vote_err(ErrorVerb::Write, &e))?;
+        let bytes = encode("vote", vote).map_err(|e| vote_err("write vote", &e))?;
         self.inner
             .trees
             .raft_meta
             .insert(VOTE_KEY, bytes)
-            .map_err(|e| vote_err(ErrorVerb::Write, &e))?;
+            .map_err(|e| vote_err("write vote", &e))?;
         self.flush()
             .await
-            .map_err(|e| vote_err(ErrorVerb::Write, &e))?;
+            .map_err(|e| vote_err("write vote", &e))?;
         Ok(())
-    }
-
-    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
-        match self.inner.trees.raft_meta.get(VOTE_KEY) {
-            Ok(Some(v)) => decode("vote", &v)
-                .map(Some)
-                .map_err(|e| vote_err(ErrorVerb::Read, &e)),
-            Ok(None) => Ok(None),
-            Err(e) => Err(vote_err(ErrorVerb::Read, &e)),
-        }
     }
 
     async fn save_committed(
         &mut self,
-        committed: Option<LogId<NodeId>>,
-    ) -> Result<(), StorageError<NodeId>> {
+        committed: Option<LogId>,
+    ) -> Result<(), std::io::Error> {
         let _w = self.inner.write.lock().await;
         let bytes =
-            encode("committed log id", &committed).map_err(|e| logs_err(ErrorVerb::Write, &e))?;
+            encode("committed log id", &committed).map_err(|e| logs_err("write log", &e))?;
         // No flush: see the module docs.
         self.inner
             .trees
             .raft_meta
             .insert(COMMITTED_KEY, bytes)
-            .map_err(|e| logs_err(ErrorVerb::Write, &e))?;
+            .map_err(|e| logs_err("write log", &e))?;
         Ok(())
     }
 
-    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+    async fn read_committed(&mut self) -> Result<Option<LogId>, std::io::Error> {
         match self.inner.trees.raft_meta.get(COMMITTED_KEY) {
             Ok(Some(v)) => {
-                decode("committed log id", &v).map_err(|e| logs_err(ErrorVerb::Read, &e))
+                decode("committed log id", &v).map_err(|e| logs_err("read log", &e))
             }
             Ok(None) => Ok(None),
-            Err(e) => Err(logs_err(ErrorVerb::Read, &e)),
+            Err(e) => Err(logs_err("read log", &e)),
         }
     }
 
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError<NodeId>>
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> std::io::Result<()>
     where
-        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         let _w = self.inner.write.lock().await;
         let mut count = 0usize;
         for entry in entries {
             let bytes = encode("log entry", &entry)
-                .map_err(|e| sto_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, &e))?;
+                .map_err(|e| io_err(&format!("encode log entry {}", entry.log_id), e))?;
             self.inner
                 .trees
                 .log
                 .insert(&index_key(entry.log_id.index)[..], bytes)
-                .map_err(|e| logs_err(ErrorVerb::Write, &e))?;
+                .map_err(|e| logs_err("write log", &e))?;
             count += 1;
         }
-        tracing::trace!(count, "log entries appended, flushing");
-        // One flush for the whole call; the callback fires only once it has succeeded.
-        match self.flush().await {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(logs_err(ErrorVerb::Write, &e))
-            }
+        tracing::trace!(count, "log entries appended; their flush is owed");
+        // Queued while the write lock is held, so callbacks reach the flusher in log order.
+        let mut owed = self.inner.owed.lock().unwrap_or_else(PoisonError::into_inner);
+        owed.callbacks.push(callback);
+        if !owed.flushing {
+            owed.flushing = true;
+            tokio::spawn(flusher(self.inner.trees.db.clone(), self.inner.owed.clone()));
         }
+        Ok(())
     }
 
-    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> std::io::Result<()> {
         let _w = self.inner.write.lock().await;
-        tracing::debug!(%log_id, "truncate log");
+        let from = last_log_id.as_ref().map_or(0, |l| l.index + 1);
+        tracing::debug!(from, "truncate log");
         let mut batch = sled::Batch::default();
-        for key in self.inner.trees.log.range(index_key(log_id.index)..).keys() {
-            batch.remove(key.map_err(|e| logs_err(ErrorVerb::Read, &e))?);
+        for key in self.inner.trees.log.range(index_key(from)..).keys() {
+            batch.remove(key.map_err(|e| logs_err("read log", &e))?);
         }
         self.inner
             .trees
             .log
             .apply_batch(batch)
-            .map_err(|e| logs_err(ErrorVerb::Delete, &e))?;
+            .map_err(|e| logs_err("delete log", &e))?;
         self.flush()
             .await
-            .map_err(|e| logs_err(ErrorVerb::Delete, &e))?;
+            .map_err(|e| logs_err("delete log", &e))?;
         Ok(())
     }
 
-    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+    async fn purge(&mut self, log_id: LogId) -> Result<(), std::io::Error> {
         let _w = self.inner.write.lock().await;
         tracing::debug!(%log_id, "purge log");
         let mut batch = sled::Batch::default();
@@ -308,10 +346,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .range(..=index_key(log_id.index))
             .keys()
         {
-            batch.remove(key.map_err(|e| logs_err(ErrorVerb::Read, &e))?);
+            batch.remove(key.map_err(|e| logs_err("read log", &e))?);
         }
         let pointer =
-            encode("last purged log id", &log_id).map_err(|e| logs_err(ErrorVerb::Write, &e))?;
+            encode("last purged log id", &log_id).map_err(|e| logs_err("write log", &e))?;
         let trees = &self.inner.trees;
         // The removals and the pointer commit together: a crash leaves either both or neither.
         (&trees.log, &trees.raft_meta)
@@ -322,12 +360,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             })
             .map_err(|e| match e {
                 TransactionError::Abort(e) | TransactionError::Storage(e) => {
-                    logs_err(ErrorVerb::Delete, &e)
+                    logs_err("delete log", &e)
                 }
             })?;
         self.flush()
             .await
-            .map_err(|e| logs_err(ErrorVerb::Delete, &e))?;
+            .map_err(|e| logs_err("delete log", &e))?;
         Ok(())
     }
 }

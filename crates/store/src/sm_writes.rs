@@ -21,10 +21,8 @@
 use crate::codec::{decode, encode};
 use crate::db::{APPLIED_KEY, REDO_KEY};
 use crate::StoreError;
-use openraft::LogId;
+use crate::LogId;
 use serde::{Deserialize, Serialize};
-
-type NodeId = u64;
 
 /// Above this many bytes of keys and values, an apply uses a `sled::Batch`: far below sled's
 /// limit for values kept inline in its log (a quarter of its 512 KiB segment), so a redo
@@ -37,7 +35,7 @@ type Write = (Vec<u8>, Option<Vec<u8>>);
 /// The redo record: the applied id the writes bring the tree to, and the writes.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Redo {
-    applied: Option<LogId<NodeId>>,
+    applied: Option<LogId>,
     writes: Vec<Write>,
 }
 
@@ -66,7 +64,7 @@ impl SmWrites {
     pub(crate) fn commit(
         self,
         sm: &sled::Tree,
-        applied: Option<LogId<NodeId>>,
+        applied: Option<LogId>,
     ) -> Result<(), StoreError> {
         if self.bytes > REDO_MAX_BYTES {
             let mut batch = sled::Batch::default();
@@ -105,7 +103,7 @@ pub(crate) fn replay(sm: &sled::Tree) -> Result<bool, StoreError> {
         return Ok(false);
     };
     let redo: Redo = decode("redo record", &bytes)?;
-    let stored: Option<LogId<NodeId>> = match sm.get(APPLIED_KEY)? {
+    let stored: Option<LogId> = match sm.get(APPLIED_KEY)? {
         Some(v) => decode("applied log id", &v)?,
         None => None,
     };
@@ -126,10 +124,9 @@ pub(crate) fn replay(sm: &sled::Tree) -> Result<bool, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use openraft::CommittedLeaderId;
 
-    fn log_id(index: u64) -> Option<LogId<NodeId>> {
-        Some(LogId::new(CommittedLeaderId::new(1, 1), index))
+    fn log_id(index: u64) -> Option<LogId> {
+        Some(crate::log_id(1, 1, index))
     }
 
     fn tree() -> (sled::Db, sled::Tree) {
@@ -138,7 +135,7 @@ mod tests {
         (db, sm)
     }
 
-    fn writes(applied: Option<LogId<NodeId>>, n: usize, value_len: usize) -> SmWrites {
+    fn writes(applied: Option<LogId>, n: usize, value_len: usize) -> SmWrites {
         let mut w = SmWrites::default();
         for i in 0..n {
             w.insert(format!("k{i}"), vec![i as u8; value_len]);
@@ -148,7 +145,7 @@ mod tests {
         w
     }
 
-    fn applied(sm: &sled::Tree) -> Option<LogId<NodeId>> {
+    fn applied(sm: &sled::Tree) -> Option<LogId> {
         decode("applied log id", &sm.get(APPLIED_KEY).unwrap().unwrap()).unwrap()
     }
 

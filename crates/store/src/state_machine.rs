@@ -1,4 +1,4 @@
-//! The replicated state machine on sled: openraft's `RaftStateMachine` (storage-v2) around
+//! The replicated state machine on sled: openraft's `RaftStateMachine` around
 //! `custos_model::State`, plus snapshots.
 //!
 //! The `State` lives in memory behind [`SharedState`] for the server to read; the `sm` tree
@@ -36,8 +36,9 @@
 //! name (`current_meta` + `current_file`, written in one batch and flushed after the file is
 //! fsynced and renamed into place). Neither building, sending nor installing a snapshot holds
 //! the audit trail in memory: a build streams the records from a consistent view into the
-//! file, openraft sends the file in chunks (`snapshot_max_chunk_size`) and the receiver writes
-//! them to an unlinked file of its own, and an install reads the frames back.
+//! file, the server's peer network sends the file in chunks and the receiver writes them to an
+//! unlinked file of its own ([`StateMachineStore::receiving_file`]), and an install reads the
+//! frames back.
 //!
 //! Installing one is crash-safe: (0) the received data is checked whole (every frame decodes,
 //! the count and checksum match) while it is copied into a snapshot file of this node, so bad
@@ -59,19 +60,15 @@ use crate::db::{
 };
 use crate::sm_writes::{self, SmWrites};
 use crate::snapfile::{self, SnapshotFileError};
-use crate::{sto_err, Member, StoreError, TypeConfig};
+use crate::{io_err, LogId, Snapshot, SnapshotMeta, StoreError, StoredMembership, TypeConfig};
 use custos_model::{Applied, Change, Outcome, Record, RecordKey, Reply, State};
-use openraft::storage::{RaftStateMachine, Snapshot};
-use openraft::{
-    Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder,
-    SnapshotMeta, StorageError, StoredMembership,
-};
+use futures::{Stream, StreamExt};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-
-type NodeId = u64;
 
 /// The applied state, shared with the server for reads. Writers: this crate only.
 pub type SharedState = Arc<RwLock<State>>;
@@ -112,20 +109,28 @@ struct Inner {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct SmMeta {
-    applied: Option<LogId<NodeId>>,
-    membership: StoredMembership<NodeId, Member>,
+    applied: Option<LogId>,
+    membership: StoredMembership,
 }
 
-fn sm_err(verb: ErrorVerb, e: &(impl std::error::Error + 'static)) -> StorageError<NodeId> {
-    sto_err(ErrorSubject::StateMachine, verb, e)
+fn sm_err(verb: &str, e: impl std::fmt::Display) -> std::io::Error {
+    io_err(&format!("{verb} state machine"), e)
 }
 
-fn snap_err(
-    meta: Option<&SnapshotMeta<NodeId, Member>>,
-    verb: ErrorVerb,
-    e: &(impl std::error::Error + 'static),
-) -> StorageError<NodeId> {
-    sto_err(ErrorSubject::Snapshot(meta.map(|m| m.signature())), verb, e)
+fn snap_err(meta: Option<&SnapshotMeta>, verb: &str, e: impl std::fmt::Display) -> std::io::Error {
+    match meta {
+        Some(meta) => io_err(&format!("{verb} snapshot {}", snapshot_label(meta)), e),
+        None => io_err(&format!("{verb} snapshot"), e),
+    }
+}
+
+/// A snapshot's name in logs and in the install marker: the log id it covers (two snapshots
+/// at one log id hold the same state).
+pub(crate) fn snapshot_label(meta: &SnapshotMeta) -> String {
+    match &meta.last_log_id {
+        Some(id) => format!("{}-{}-{}", id.leader_id.term, id.leader_id.node_id, id.index),
+        None => "empty".to_string(),
+    }
 }
 
 /// How many records an install writes to the `sm` tree per batch. sled's memory grows with the
@@ -185,7 +190,7 @@ fn rewrite_sm_tree(sm: &sled::Tree, path: &Path, meta: &SmMeta) -> Result<Vec<Re
 }
 
 /// A stored snapshot: its meta and the path of its file.
-type StoredSnapshot = (SnapshotMeta<NodeId, Member>, PathBuf);
+type StoredSnapshot = (SnapshotMeta, PathBuf);
 
 /// The current snapshot's meta and file, if any.
 fn read_current_snapshot(trees: &Trees) -> Result<Option<StoredSnapshot>, StoreError> {
@@ -278,10 +283,10 @@ impl StateMachineStore {
                     "snapshot {id} was being installed but no snapshot is stored"
                 )));
             };
-            if meta.snapshot_id != id {
+            if snapshot_label(&meta) != id {
                 return Err(StoreError::Inconsistent(format!(
                     "snapshot {id} was being installed but the stored snapshot is {}",
-                    meta.snapshot_id
+                    snapshot_label(&meta)
                 )));
             }
             tracing::warn!(snapshot_id = %id, "finishing a snapshot install interrupted by a crash");
@@ -345,7 +350,7 @@ impl StateMachineStore {
     /// Rewrites the `sm` tree from a snapshot file, clears the marker and flushes (at open).
     fn install_blocking(
         trees: &Trees,
-        meta: &SnapshotMeta<NodeId, Member>,
+        meta: &SnapshotMeta,
         path: &Path,
     ) -> Result<(), StoreError> {
         let sm_meta = SmMeta {
@@ -405,7 +410,7 @@ impl StateMachineStore {
         self.inner.state.clone()
     }
 
-    pub(crate) fn applied_blocking(&self) -> Option<LogId<NodeId>> {
+    pub(crate) fn applied_blocking(&self) -> Option<LogId> {
         self.inner
             .meta
             .lock()
@@ -427,17 +432,17 @@ impl StateMachineStore {
     /// `snapshot_lock`.
     async fn stage_snapshot(
         &self,
-        meta: &SnapshotMeta<NodeId, Member>,
+        meta: &SnapshotMeta,
         name: &str,
-    ) -> Result<(), StorageError<NodeId>> {
+    ) -> Result<(), std::io::Error> {
         let previous = read_current_snapshot(&self.inner.trees)
-            .map_err(|e| snap_err(Some(meta), ErrorVerb::Read, &e))?;
+            .map_err(|e| snap_err(Some(meta), "read", &e))?;
         let meta_bytes = encode("snapshot meta", meta)
-            .map_err(|e| snap_err(Some(meta), ErrorVerb::Write, &e))?;
-        let marker = encode("install marker", &meta.snapshot_id)
-            .map_err(|e| snap_err(Some(meta), ErrorVerb::Write, &e))?;
+            .map_err(|e| snap_err(Some(meta), "write", &e))?;
+        let marker = encode("install marker", &snapshot_label(meta))
+            .map_err(|e| snap_err(Some(meta), "write", &e))?;
         let file = encode("snapshot file", &name.to_string())
-            .map_err(|e| snap_err(Some(meta), ErrorVerb::Write, &e))?;
+            .map_err(|e| snap_err(Some(meta), "write", &e))?;
         let mut batch = sled::Batch::default();
         batch.insert(CURRENT_META_KEY, meta_bytes);
         batch.insert(CURRENT_FILE_KEY, file);
@@ -446,14 +451,14 @@ impl StateMachineStore {
             .trees
             .snapshot
             .apply_batch(batch)
-            .map_err(|e| snap_err(Some(meta), ErrorVerb::Write, &e))?;
+            .map_err(|e| snap_err(Some(meta), "write", &e))?;
         self.flush()
             .await
-            .map_err(|e| snap_err(Some(meta), ErrorVerb::Write, &e))?;
+            .map_err(|e| snap_err(Some(meta), "write", &e))?;
         if let Some((_, old)) = previous {
             if old != self.snapshot_dir().join(name) {
                 remove_snapshot_file(&old)
-                    .map_err(|e| snap_err(Some(meta), ErrorVerb::Delete, &e))?;
+                    .map_err(|e| snap_err(Some(meta), "delete", &e))?;
             }
         }
         Ok(())
@@ -463,7 +468,7 @@ impl StateMachineStore {
     /// under the `installing` marker) and in memory, holding `apply_lock` and the state write
     /// lock throughout (an install is rare; readers wait for it, so no reader sees the tree
     /// half rewritten under a head it started from before).
-    async fn replace_state(&self, path: PathBuf, meta: SmMeta) -> Result<(), StorageError<NodeId>> {
+    async fn replace_state(&self, path: PathBuf, meta: SmMeta) -> Result<(), std::io::Error> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let _apply = inner
@@ -478,9 +483,9 @@ impl StateMachineStore {
                 .trees
                 .audit
                 .remove(crate::audit::CHECKPOINT_KEY)
-                .map_err(|e| sm_err(ErrorVerb::Write, &e))?;
+                .map_err(|e| sm_err("write", &e))?;
             let records = rewrite_sm_tree(&inner.trees.sm, &path, &meta)
-                .map_err(|e| sm_err(ErrorVerb::Write, &e))?;
+                .map_err(|e| sm_err("write", &e))?;
             *state = State::from_records(records);
             *current = meta;
             let head = state.audit_head();
@@ -492,22 +497,157 @@ impl StateMachineStore {
             Ok(())
         })
         .await
-        .map_err(|e| sm_err(ErrorVerb::Write, &e))?
+        .map_err(|e| sm_err("write", &e))?
     }
+
+    /// Applies a batch of committed entries: in memory under the state write lock, then their
+    /// changes and the new applied id written to the `sm` tree as one batch. Returns each
+    /// entry's outcome, in order. openraft's `apply` calls it; tests and benchmarks call it
+    /// directly (blocking: sled writes).
+    pub fn apply_entries(
+        &self,
+        entries: impl IntoIterator<Item = crate::Entry>,
+    ) -> Result<Vec<Outcome>, std::io::Error> {
+        let inner = &self.inner;
+        let _apply = inner
+            .apply_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let stored = inner
+            .meta
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut next = stored.clone();
+        let mut membership_changed = false;
+        let mut outcomes = Vec::new();
+        // Step 1, in memory under the state write lock: the commands' outcomes and changes.
+        // Nothing but `State::apply` runs under it, so readers wait for no storage.
+        let mut changed: Vec<(LogId, Vec<Change>)> = Vec::new();
+        let head = {
+            let mut state = inner.state.write().unwrap_or_else(PoisonError::into_inner);
+            for entry in entries {
+                let log_id = entry.log_id;
+                next.applied = Some(log_id);
+                match entry.payload {
+                    EntryPayload::Blank => outcomes.push(Outcome::Applied(Reply::Empty)),
+                    EntryPayload::Normal(cmd) => {
+                        tracing::debug!(index = log_id.index, request_id = %cmd.request_id, "apply");
+                        let Applied { outcome, changes } = state.apply(&cmd);
+                        changed.push((log_id, changes));
+                        outcomes.push(outcome);
+                    }
+                    EntryPayload::Membership(membership) => {
+                        next.membership = StoredMembership::new(Some(log_id), membership);
+                        membership_changed = true;
+                        outcomes.push(Outcome::Applied(Reply::Empty));
+                    }
+                }
+            }
+            state.audit_head()
+        };
+        if next.applied == stored.applied {
+            return Ok(outcomes); // nothing to apply
+        }
+
+        // Step 2, with the state unlocked (still under `apply_lock`): the changes and the new
+        // applied id written to the `sm` tree, atomically across a crash.
+        let mut batch = SmWrites::default();
+        // Audit records put earlier in this batch (not yet readable from the tree): their
+        // usernames, to remove their index entries if a truncation in the same batch drops them.
+        let mut pending_audit: HashMap<u64, String> = HashMap::new();
+        for (log_id, changes) in changed {
+            for change in changes {
+                match change {
+                    Change::Put(record) => {
+                        let bytes = encode("record", &record).map_err(|e| {
+                            io_err(&format!("encode a record of entry {log_id}"), &e)
+                        })?;
+                        if let Record::Audit(r) = &record {
+                            if let Some(key) = index_key(&r.actor.username, r.seq) {
+                                batch.insert(key, &[][..]);
+                            }
+                            pending_audit.insert(r.seq, r.actor.username.clone());
+                        }
+                        batch.insert(record.key().encode(), bytes);
+                    }
+                    Change::Delete(key) => {
+                        if let RecordKey::Audit(seq) = key {
+                            let username = match pending_audit.remove(&seq) {
+                                Some(u) => Some(u),
+                                None => inner
+                                    .audit_username(seq)
+                                    .map_err(|e| sm_err("read", &e))?,
+                            };
+                            if let Some(index) = username.and_then(|u| index_key(&u, seq)) {
+                                batch.remove(index);
+                            }
+                        }
+                        batch.remove(key.encode())
+                    }
+                }
+            }
+        }
+        let applied_bytes =
+            encode("applied log id", &next.applied).map_err(|e| sm_err("write", &e))?;
+        batch.insert(APPLIED_KEY, applied_bytes);
+        if membership_changed {
+            let bytes =
+                encode("membership", &next.membership).map_err(|e| sm_err("write", &e))?;
+            batch.insert(MEMBERSHIP_KEY, bytes);
+        }
+        // The changes and the applied id land together or not at all (`src/sm_writes.rs`). A
+        // failure here stops Raft (a storage error): the in-memory state then stays ahead of
+        // the tree, with committed entries only, which the log replays at the next start.
+        batch
+            .commit(&inner.trees.sm, next.applied)
+            .map_err(|e| sm_err("write", &e))?;
+        *inner.meta.lock().unwrap_or_else(PoisonError::into_inner) = next;
+        *inner
+            .stored_head
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = head;
+        inner.audit_appended.send_replace(head.last_seq());
+        Ok(outcomes)
+    }
+
+    /// An unlinked file in the snapshot directory for a snapshot being received: the peer
+    /// service writes the chunks it receives into it, and it disappears with its last handle.
+    pub async fn receiving_file(&self) -> Result<tokio::fs::File, std::io::Error> {
+        let counter = self
+            .inner
+            .trees
+            .db
+            .generate_id()
+            .map_err(|e| snap_err(None, "write", &e))?;
+        let path = self.snapshot_dir().join(format!("{counter}.recv"));
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(|e| snap_err(None, "write", &e))?;
+        tokio::fs::remove_file(&path)
+            .await
+            .map_err(|e| snap_err(None, "write", &e))?;
+        Ok(file)
+    }
+
 
     /// Install step 3: the state is replaced; drop the marker.
     async fn finish_install(
         &self,
-        meta: &SnapshotMeta<NodeId, Member>,
-    ) -> Result<(), StorageError<NodeId>> {
+        meta: &SnapshotMeta,
+    ) -> Result<(), std::io::Error> {
         self.inner
             .trees
             .snapshot
             .remove(INSTALLING_KEY)
-            .map_err(|e| snap_err(Some(meta), ErrorVerb::Delete, &e))?;
+            .map_err(|e| snap_err(Some(meta), "delete", &e))?;
         self.flush()
             .await
-            .map_err(|e| snap_err(Some(meta), ErrorVerb::Write, &e))
+            .map_err(|e| snap_err(Some(meta), "write", &e))
     }
 }
 
@@ -602,8 +742,8 @@ pub(crate) struct SnapshotView {
 /// membership it reflects, its record count and its size.
 pub(crate) type UnlinkedSnapshot = (
     std::fs::File,
-    Option<LogId<NodeId>>,
-    StoredMembership<NodeId, Member>,
+    Option<LogId>,
+    StoredMembership,
     u64,
     u64,
 );
@@ -633,7 +773,9 @@ impl SnapshotView {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+    type SnapshotData = tokio::fs::File;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, std::io::Error> {
         let inner = self.inner.clone();
         let (sm_meta, counter, path, size) = tokio::task::spawn_blocking(move || {
             let counter = inner.trees.db.generate_id()?;
@@ -657,37 +799,33 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             }
         })
         .await
-        .map_err(|e| snap_err(None, ErrorVerb::Write, &e))?
-        .map_err(|e| snap_err(None, ErrorVerb::Write, &e))?;
+        .map_err(|e| snap_err(None, "write", &e))?
+        .map_err(|e| snap_err(None, "write", &e))?;
 
-        let (term, index) = sm_meta
-            .applied
-            .map_or((0, 0), |id| (id.leader_id.term, id.index));
         let meta = SnapshotMeta {
             last_log_id: sm_meta.applied,
             last_membership: sm_meta.membership,
-            snapshot_id: format!("{term}-{index}-{counter}"),
         };
-        tracing::debug!(snapshot_id = %meta.snapshot_id, bytes = size, "snapshot built");
+        tracing::debug!(snapshot = %snapshot_label(&meta), bytes = size, "snapshot built");
 
         let meta_bytes = encode("snapshot meta", &meta)
-            .map_err(|e| snap_err(Some(&meta), ErrorVerb::Write, &e))?;
+            .map_err(|e| snap_err(Some(&meta), "write", &e))?;
         let name = format!("{counter}.snap");
         let file_bytes = encode("snapshot file", &name)
-            .map_err(|e| snap_err(Some(&meta), ErrorVerb::Write, &e))?;
+            .map_err(|e| snap_err(Some(&meta), "write", &e))?;
         let trees = &self.inner.trees;
         let _s = self.inner.snapshot_lock.lock().await;
         let file = tokio::fs::File::open(&path)
             .await
-            .map_err(|e| snap_err(Some(&meta), ErrorVerb::Read, &e))?;
+            .map_err(|e| snap_err(Some(&meta), "read", &e))?;
         // An install that ran meanwhile may have stored a newer snapshot: keep that one.
         let current =
-            read_current_snapshot(trees).map_err(|e| snap_err(Some(&meta), ErrorVerb::Read, &e))?;
+            read_current_snapshot(trees).map_err(|e| snap_err(Some(&meta), "read", &e))?;
         match current {
             Some((cur, _)) if cur.last_log_id > meta.last_log_id => {
                 // Only the handle keeps the file now.
                 remove_snapshot_file(&path)
-                    .map_err(|e| snap_err(Some(&meta), ErrorVerb::Delete, &e))?;
+                    .map_err(|e| snap_err(Some(&meta), "delete", &e))?;
             }
             current => {
                 let mut batch = sled::Batch::default();
@@ -696,31 +834,32 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 trees
                     .snapshot
                     .apply_batch(batch)
-                    .map_err(|e| snap_err(Some(&meta), ErrorVerb::Write, &e))?;
+                    .map_err(|e| snap_err(Some(&meta), "write", &e))?;
                 trees
                     .db
                     .flush_async()
                     .await
-                    .map_err(|e| snap_err(Some(&meta), ErrorVerb::Write, &e))?;
+                    .map_err(|e| snap_err(Some(&meta), "write", &e))?;
                 if let Some((_, old)) = current {
                     remove_snapshot_file(&old)
-                        .map_err(|e| snap_err(Some(&meta), ErrorVerb::Delete, &e))?;
+                        .map_err(|e| snap_err(Some(&meta), "delete", &e))?;
                 }
             }
         }
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(file),
+            snapshot: file,
         })
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotData = tokio::fs::File;
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(
         &mut self,
-    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Member>), StorageError<NodeId>>
+    ) -> Result<(Option<LogId>, StoredMembership), std::io::Error>
     {
         let meta = self
             .inner
@@ -731,112 +870,27 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok((meta.applied, meta.membership))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Outcome>, StorageError<NodeId>>
+    async fn apply<S>(&mut self, mut entries: S) -> Result<(), std::io::Error>
     where
-        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
-        I::IntoIter: OptionalSend,
+        S: Stream<Item = Result<EntryResponder<TypeConfig>, std::io::Error>> + Unpin + OptionalSend,
     {
-        let inner = &self.inner;
-        let _apply = inner
-            .apply_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let stored = inner
-            .meta
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let mut next = stored.clone();
-        let mut membership_changed = false;
-        let mut outcomes = Vec::new();
-        // Step 1, in memory under the state write lock: the commands' outcomes and changes.
-        // Nothing but `State::apply` runs under it, so readers wait for no storage.
-        let mut changed: Vec<(LogId<NodeId>, Vec<Change>)> = Vec::new();
-        let head = {
-            let mut state = inner.state.write().unwrap_or_else(PoisonError::into_inner);
-            for entry in entries {
-                let log_id = entry.log_id;
-                next.applied = Some(log_id);
-                match entry.payload {
-                    EntryPayload::Blank => outcomes.push(Outcome::Applied(Reply::Empty)),
-                    EntryPayload::Normal(cmd) => {
-                        tracing::debug!(index = log_id.index, request_id = %cmd.request_id, "apply");
-                        let Applied { outcome, changes } = state.apply(&cmd);
-                        changed.push((log_id, changes));
-                        outcomes.push(outcome);
-                    }
-                    EntryPayload::Membership(membership) => {
-                        next.membership = StoredMembership::new(Some(log_id), membership);
-                        membership_changed = true;
-                        outcomes.push(Outcome::Applied(Reply::Empty));
-                    }
-                }
-            }
-            state.audit_head()
-        };
-        if next.applied == stored.applied {
-            return Ok(outcomes); // nothing to apply
+        // The whole call is applied and written as one batch, as before: take every entry
+        // openraft hands over, then answer each once the batch is in the tree.
+        let mut batch_entries = Vec::new();
+        while let Some(item) = entries.next().await {
+            batch_entries.push(item?);
         }
-
-        // Step 2, with the state unlocked (still under `apply_lock`): the changes and the new
-        // applied id written to the `sm` tree, atomically across a crash.
-        let mut batch = SmWrites::default();
-        // Audit records put earlier in this batch (not yet readable from the tree): their
-        // usernames, to remove their index entries if a truncation in the same batch drops them.
-        let mut pending_audit: HashMap<u64, String> = HashMap::new();
-        for (log_id, changes) in changed {
-            for change in changes {
-                match change {
-                    Change::Put(record) => {
-                        let bytes = encode("record", &record).map_err(|e| {
-                            sto_err(ErrorSubject::Apply(log_id), ErrorVerb::Write, &e)
-                        })?;
-                        if let Record::Audit(r) = &record {
-                            if let Some(key) = index_key(&r.actor.username, r.seq) {
-                                batch.insert(key, &[][..]);
-                            }
-                            pending_audit.insert(r.seq, r.actor.username.clone());
-                        }
-                        batch.insert(record.key().encode(), bytes);
-                    }
-                    Change::Delete(key) => {
-                        if let RecordKey::Audit(seq) = key {
-                            let username = match pending_audit.remove(&seq) {
-                                Some(u) => Some(u),
-                                None => inner
-                                    .audit_username(seq)
-                                    .map_err(|e| sm_err(ErrorVerb::Read, &e))?,
-                            };
-                            if let Some(index) = username.and_then(|u| index_key(&u, seq)) {
-                                batch.remove(index);
-                            }
-                        }
-                        batch.remove(key.encode())
-                    }
-                }
+        let mut responders = Vec::with_capacity(batch_entries.len());
+        let outcomes = self.apply_entries(batch_entries.into_iter().map(|(entry, responder)| {
+            responders.push(responder);
+            entry
+        }))?;
+        for (responder, outcome) in responders.into_iter().zip(outcomes) {
+            if let Some(responder) = responder {
+                responder.send(outcome);
             }
         }
-        let applied_bytes =
-            encode("applied log id", &next.applied).map_err(|e| sm_err(ErrorVerb::Write, &e))?;
-        batch.insert(APPLIED_KEY, applied_bytes);
-        if membership_changed {
-            let bytes =
-                encode("membership", &next.membership).map_err(|e| sm_err(ErrorVerb::Write, &e))?;
-            batch.insert(MEMBERSHIP_KEY, bytes);
-        }
-        // The changes and the applied id land together or not at all (`src/sm_writes.rs`). A
-        // failure here stops Raft (a storage error): the in-memory state then stays ahead of
-        // the tree, with committed entries only, which the log replays at the next start.
-        batch
-            .commit(&inner.trees.sm, next.applied)
-            .map_err(|e| sm_err(ErrorVerb::Write, &e))?;
-        *inner.meta.lock().unwrap_or_else(PoisonError::into_inner) = next;
-        *inner
-            .stored_head
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = head;
-        inner.audit_appended.send_replace(head.last_seq());
-        Ok(outcomes)
+        Ok(())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -845,44 +899,19 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
     }
 
-    /// An unlinked file in the snapshot directory: openraft writes the chunks it receives
-    /// into it, and it disappears with its last handle.
-    async fn begin_receiving_snapshot(
-        &mut self,
-    ) -> Result<Box<tokio::fs::File>, StorageError<NodeId>> {
-        let counter = self
-            .inner
-            .trees
-            .db
-            .generate_id()
-            .map_err(|e| snap_err(None, ErrorVerb::Write, &e))?;
-        let path = self.snapshot_dir().join(format!("{counter}.recv"));
-        let file = tokio::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .await
-            .map_err(|e| snap_err(None, ErrorVerb::Write, &e))?;
-        tokio::fs::remove_file(&path)
-            .await
-            .map_err(|e| snap_err(None, ErrorVerb::Write, &e))?;
-        Ok(Box::new(file))
-    }
-
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<NodeId, Member>,
-        snapshot: Box<tokio::fs::File>,
-    ) -> Result<(), StorageError<NodeId>> {
-        tracing::info!(snapshot_id = %meta.snapshot_id, last = ?meta.last_log_id, "install snapshot");
+        meta: &SnapshotMeta,
+        snapshot: tokio::fs::File,
+    ) -> Result<(), std::io::Error> {
+        tracing::info!(snapshot = %snapshot_label(meta), "install snapshot");
         let input = snapshot.into_std().await;
         // Step 0: refuse bad data before anything is written (the copy is this node's own).
         let inner = self.inner.clone();
         let name = tokio::task::spawn_blocking(move || adopt_snapshot(&inner.trees, input))
             .await
-            .map_err(|e| snap_err(Some(meta), ErrorVerb::Read, &e))?
-            .map_err(|e| snap_err(Some(meta), ErrorVerb::Read, &e))?;
+            .map_err(|e| snap_err(Some(meta), "read", &e))?
+            .map_err(|e| snap_err(Some(meta), "read", &e))?;
         let sm_meta = SmMeta {
             applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
@@ -896,19 +925,19 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_current_snapshot(
         &mut self,
-    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+    ) -> Result<Option<Snapshot>, std::io::Error> {
         let _s = self.inner.snapshot_lock.lock().await;
         let Some((meta, path)) = read_current_snapshot(&self.inner.trees)
-            .map_err(|e| snap_err(None, ErrorVerb::Read, &e))?
+            .map_err(|e| snap_err(None, "read", &e))?
         else {
             return Ok(None);
         };
         let file = tokio::fs::File::open(&path)
             .await
-            .map_err(|e| snap_err(Some(&meta), ErrorVerb::Read, &e))?;
+            .map_err(|e| snap_err(Some(&meta), "read", &e))?;
         Ok(Some(Snapshot {
             meta,
-            snapshot: Box::new(file),
+            snapshot: file,
         }))
     }
 }
@@ -917,9 +946,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 mod tests {
     use super::*;
     use custos_model::{Acls, Command, Identity, NodeId as ModelNodeId, Op, RequestId, VolumeId};
-    use openraft::CommittedLeaderId;
+    use crate::Entry;
 
-    fn create(n: u64) -> Entry<TypeConfig> {
+    fn create(n: u64) -> Entry {
         let mut identity = Identity::guest();
         identity.username = "bob".into();
         identity.guest = false;
@@ -941,7 +970,7 @@ mod tests {
             },
         };
         Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), n),
+            log_id: crate::log_id(1, 1, n),
             payload: EntryPayload::Normal(cmd),
         }
     }
@@ -951,10 +980,10 @@ mod tests {
     }
 
     /// A snapshot of volumes 1..=5 at log id (1, 5), from a store of its own.
-    async fn snapshot_of_five() -> (SnapshotMeta<NodeId, Member>, Vec<u8>, Vec<Record>) {
+    async fn snapshot_of_five() -> (SnapshotMeta, Vec<u8>, Vec<Record>) {
         let dir = tempfile::tempdir().unwrap();
         let (_log, mut sm) = crate::open(dir.path()).await.unwrap();
-        sm.apply((1..=5).map(create)).await.unwrap();
+        sm.apply_entries((1..=5).map(create)).unwrap();
         let mut snap = sm
             .get_snapshot_builder()
             .await
@@ -962,14 +991,14 @@ mod tests {
             .await
             .unwrap();
         let mut data = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut *snap.snapshot, &mut data)
+        tokio::io::AsyncReadExt::read_to_end(&mut snap.snapshot, &mut data)
             .await
             .unwrap();
         (snap.meta, data, records(&sm))
     }
 
     /// Stores `data` as a snapshot file of `sm` and stages it (install step 1).
-    async fn stage(sm: &StateMachineStore, meta: &SnapshotMeta<NodeId, Member>, data: &[u8]) {
+    async fn stage(sm: &StateMachineStore, meta: &SnapshotMeta, data: &[u8]) {
         std::fs::write(sm.snapshot_dir().join("77.snap"), data).unwrap();
         sm.stage_snapshot(meta, "77.snap").await.unwrap();
     }
@@ -981,7 +1010,7 @@ mod tests {
         for (i, e) in entries.iter_mut().enumerate() {
             e.log_id.index = i as u64 + 1;
         }
-        sm.apply(entries).await.unwrap();
+        sm.apply_entries(entries).unwrap();
         (log, sm)
     }
 
@@ -1021,7 +1050,7 @@ mod tests {
             })
         };
         for n in 1..=300 {
-            sm.apply([create(n)]).await.unwrap();
+            sm.apply_entries([create(n)]).unwrap();
         }
         done.store(true, std::sync::atomic::Ordering::SeqCst);
         let (reads, _ahead) = reader.join().unwrap();

@@ -39,7 +39,7 @@ async fn apply_all(sm: &mut StateMachineStore, cmds: Vec<Command>, first_index: 
         .enumerate()
         .map(|(i, c)| normal(1, first_index + i as u64, c))
         .collect();
-    sm.apply(entries).await.unwrap();
+    sm.apply_entries(entries).unwrap();
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use custos_model::State;
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
-use openraft::{EntryPayload, StorageHelper, Vote};
+use openraft::{EntryPayload, RaftLogReader, StorageHelper, Vote};
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -25,7 +25,7 @@ fn crash_child_writer() {
         let (mut log, mut sm) = open(std::path::Path::new(&dir)).await;
         log.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
         append(&mut log, vec![membership(0, 0, &[1])]).await;
-        sm.apply([membership(0, 0, &[1])]).await.unwrap();
+        sm.apply_entries([membership(0, 0, &[1])]).unwrap();
         let mut next = 1;
         for round in 0..30 {
             let entries: Vec<_> = (next..next + BATCH)
@@ -39,7 +39,7 @@ fn crash_child_writer() {
             drop(out);
             // Commit and apply without any flush; the last round is killed right after.
             log.save_committed(Some(log_id(1, last))).await.unwrap();
-            sm.apply(entries).await.unwrap();
+            sm.apply_entries(entries).unwrap();
             next = last + 1;
             if round == 29 {
                 // SIGKILL: no destructor runs, so nothing unflushed reaches the disk.

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use custos_model::Record;
 use custos_store::TypeConfig;
-use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::storage::RaftStateMachine;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 async fn populated(
@@ -19,7 +19,7 @@ async fn populated(
     entries.push(normal(1, 41, delete_volume(41, 7)));
     entries.push(normal(1, 42, create_role(42)));
     append(&mut log, entries.clone()).await;
-    sm.apply(entries).await.unwrap();
+    sm.apply_entries(entries).unwrap();
     (log, sm)
 }
 
@@ -27,7 +27,7 @@ fn records(sm: &custos_store::StateMachineStore) -> Vec<Record> {
     sm.state().read().unwrap().records().collect()
 }
 
-async fn bytes(s: &mut Snapshot<TypeConfig>) -> Vec<u8> {
+async fn bytes(s: &mut custos_store::Snapshot) -> Vec<u8> {
     let mut out = Vec::new();
     s.snapshot.seek(std::io::SeekFrom::Start(0)).await.unwrap();
     s.snapshot.read_to_end(&mut out).await.unwrap();
@@ -41,16 +41,10 @@ async fn built_snapshot_installs_into_a_fresh_store() {
     let mut snap = build_snapshot(&mut leader).await;
     assert_eq!(snap.meta.last_log_id, Some(log_id(1, 42)));
     assert_eq!(snap.meta.last_membership.log_id(), &Some(log_id(1, 2)));
-    assert!(
-        snap.meta.snapshot_id.starts_with("1-42-"),
-        "{}",
-        snap.meta.snapshot_id
-    );
 
     // Applying after the build does not change the built snapshot.
     leader
-        .apply([normal(2, 43, create_volume(43))])
-        .await
+        .apply_entries([normal(2, 43, create_volume(43))])
         .unwrap();
     let mut current = leader.get_current_snapshot().await.unwrap().unwrap();
     assert_eq!(current.meta, snap.meta);
@@ -60,13 +54,10 @@ async fn built_snapshot_installs_into_a_fresh_store() {
     let (_flog, mut follower) = open(follower_dir.path()).await;
     // The follower has some state of its own that the snapshot must replace.
     follower
-        .apply([normal(1, 1, create_volume(999))])
-        .await
+        .apply_entries([normal(1, 1, create_volume(999))])
         .unwrap();
-    let mut receiving = follower.begin_receiving_snapshot().await.unwrap();
-    *receiving = *snap.snapshot;
     follower
-        .install_snapshot(&snap.meta, receiving)
+        .install_snapshot(&snap.meta, snap.snapshot)
         .await
         .unwrap();
 
@@ -103,9 +94,7 @@ async fn current_snapshot_and_installed_state_survive_restart() {
 
     let dir = tempfile::tempdir().unwrap();
     let (log, mut sm) = open(dir.path()).await;
-    let mut receiving = sm.begin_receiving_snapshot().await.unwrap();
-    *receiving = *snap.snapshot;
-    sm.install_snapshot(&snap.meta, receiving).await.unwrap();
+    sm.install_snapshot(&snap.meta, snap.snapshot).await.unwrap();
     close(log, sm);
 
     let (_log, mut sm) = open(dir.path()).await;
@@ -135,12 +124,11 @@ async fn corrupt_snapshot_data_is_refused_before_anything_changes() {
     let snap = build_snapshot(&mut sm).await;
     let before = records(&sm);
     let mut meta = snap.meta.clone();
-    meta.snapshot_id = "9-99-1".into();
     meta.last_log_id = Some(log_id(9, 99));
-    let mut receiving = sm.begin_receiving_snapshot().await.unwrap();
+    let mut receiving = sm.receiving_file().await.unwrap();
     receiving.write_all(&[1, 0xff, 0xff, 0xff]).await.unwrap();
     let err = sm.install_snapshot(&meta, receiving).await.unwrap_err();
-    assert!(err.to_string().contains("Snapshot"), "{err}");
+    assert!(err.to_string().contains("snapshot"), "{err}");
     assert_eq!(records(&sm), before);
     assert_eq!(
         sm.get_current_snapshot().await.unwrap().unwrap().meta,
@@ -175,7 +163,7 @@ async fn with_a_trail(
 ) -> (custos_store::LogStore, custos_store::StateMachineStore) {
     let (log, mut sm) = populated(dir).await;
     for n in 43..=47 {
-        sm.apply([normal(1, n, denials(n, 5_000))]).await.unwrap();
+        sm.apply_entries([normal(1, n, denials(n, 5_000))]).unwrap();
     }
     (log, sm)
 }
@@ -201,12 +189,11 @@ async fn a_snapshot_received_in_many_small_chunks_installs() {
     let dir = tempfile::tempdir().unwrap();
     let (_flog, mut follower) = open(dir.path()).await;
     follower
-        .apply([normal(1, 1, create_volume(999))])
-        .await
+        .apply_entries([normal(1, 1, create_volume(999))])
         .unwrap();
     // As openraft's chunked transport writes them: each chunk at its offset; every tenth one
     // is sent twice (a retry after a lost reply seeks back and writes it again).
-    let mut receiving = follower.begin_receiving_snapshot().await.unwrap();
+    let mut receiving = follower.receiving_file().await.unwrap();
     let chunk = 4093;
     for (i, part) in data.chunks(chunk).enumerate() {
         let sends = if i % 10 == 0 { 2 } else { 1 };
@@ -253,7 +240,7 @@ async fn a_truncated_or_corrupted_snapshot_is_refused_and_nothing_changes() {
 
     let dir = tempfile::tempdir().unwrap();
     let (log, mut sm) = populated(dir.path()).await;
-    sm.apply([normal(1, 43, create_volume(43))]).await.unwrap();
+    sm.apply_entries([normal(1, 43, create_volume(43))]).unwrap();
     let mut own = build_snapshot(&mut sm).await;
     let own_bytes = bytes(&mut own).await;
     let before = records(&sm);
@@ -261,7 +248,6 @@ async fn a_truncated_or_corrupted_snapshot_is_refused_and_nothing_changes() {
     let files = snapshot_files(dir.path());
 
     let mut meta = snap.meta.clone();
-    meta.snapshot_id = "9-99-1".into();
     meta.last_log_id = Some(log_id(9, 99));
     let mid = data.len() / 2;
     let mut flipped = data.clone();
@@ -277,11 +263,11 @@ async fn a_truncated_or_corrupted_snapshot_is_refused_and_nothing_changes() {
         ("a layout-2 value", &[4, 0]),
     ];
     for (what, damaged) in cases {
-        let mut receiving = sm.begin_receiving_snapshot().await.unwrap();
+        let mut receiving = sm.receiving_file().await.unwrap();
         receiving.write_all(damaged).await.unwrap();
         receiving.shutdown().await.unwrap();
         let err = sm.install_snapshot(&meta, receiving).await.unwrap_err();
-        assert!(err.to_string().contains("Snapshot"), "{what}: {err}");
+        assert!(err.to_string().contains("snapshot"), "{what}: {err}");
         assert_eq!(records(&sm), before, "{what}");
         assert_eq!(sm.audit_log().head(), head, "{what}");
         assert_eq!(sm.applied_state().await.unwrap().0, Some(log_id(1, 43)));

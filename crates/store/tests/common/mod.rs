@@ -3,9 +3,9 @@
 
 use custos_model::role::{Role, Rule};
 use custos_model::{Acls, Command, Identity, NodeId, Op, RequestId, VolumeId, VolumeSpec};
-use custos_store::{LogStore, Member, StateMachineStore, TypeConfig};
+use custos_store::{Entry, LogId, LogStore, Member, StateMachineStore, TypeConfig};
 use openraft::storage::RaftLogStorageExt;
-use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Membership, RaftLogReader};
+use openraft::{EntryPayload, Membership, RaftLogReader};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -78,25 +78,25 @@ pub fn create_role(n: u64) -> Command {
     )
 }
 
-pub fn log_id(term: u64, index: u64) -> LogId<u64> {
-    LogId::new(CommittedLeaderId::new(term, 1), index)
+pub fn log_id(term: u64, index: u64) -> LogId {
+    custos_store::log_id(term, 1, index)
 }
 
-pub fn normal(term: u64, index: u64, cmd: Command) -> Entry<TypeConfig> {
+pub fn normal(term: u64, index: u64, cmd: Command) -> Entry {
     Entry {
         log_id: log_id(term, index),
         payload: EntryPayload::Normal(cmd),
     }
 }
 
-pub fn blank(term: u64, index: u64) -> Entry<TypeConfig> {
+pub fn blank(term: u64, index: u64) -> Entry {
     Entry {
         log_id: log_id(term, index),
         payload: EntryPayload::Blank,
     }
 }
 
-pub fn membership(term: u64, index: u64, voters: &[u64]) -> Entry<TypeConfig> {
+pub fn membership(term: u64, index: u64, voters: &[u64]) -> Entry {
     let ids: BTreeSet<u64> = voters.iter().copied().collect();
     let nodes: BTreeMap<u64, Member> = voters
         .iter()
@@ -110,7 +110,7 @@ pub fn membership(term: u64, index: u64, voters: &[u64]) -> Entry<TypeConfig> {
         .collect();
     Entry {
         log_id: log_id(term, index),
-        payload: EntryPayload::Membership(Membership::new(vec![ids], nodes)),
+        payload: EntryPayload::Membership(Membership::new(vec![ids], nodes).expect("membership")),
     }
 }
 
@@ -119,7 +119,7 @@ pub async fn open(dir: &Path) -> (LogStore, StateMachineStore) {
 }
 
 /// Builds a snapshot of `sm` now.
-pub async fn build_snapshot(sm: &mut StateMachineStore) -> openraft::Snapshot<TypeConfig> {
+pub async fn build_snapshot(sm: &mut StateMachineStore) -> custos_store::Snapshot {
     use openraft::storage::RaftStateMachine;
     use openraft::RaftSnapshotBuilder;
     sm.get_snapshot_builder()
@@ -129,15 +129,17 @@ pub async fn build_snapshot(sm: &mut StateMachineStore) -> openraft::Snapshot<Ty
         .unwrap()
 }
 
-pub async fn append(log: &mut LogStore, entries: Vec<Entry<TypeConfig>>) {
-    log.blocking_append(entries).await.expect("append");
+pub async fn append(log: &mut LogStore, entries: Vec<Entry>) {
+    RaftLogStorageExt::<TypeConfig>::blocking_append(log, entries)
+        .await
+        .expect("append");
 }
 
-pub async fn all_entries(log: &mut LogStore) -> Vec<Entry<TypeConfig>> {
+pub async fn all_entries(log: &mut LogStore) -> Vec<Entry> {
     log.try_get_log_entries(..).await.expect("read log")
 }
 
-pub async fn log_ids(log: &mut LogStore) -> Vec<LogId<u64>> {
+pub async fn log_ids(log: &mut LogStore) -> Vec<LogId> {
     all_entries(log)
         .await
         .into_iter()
