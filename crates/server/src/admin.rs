@@ -22,6 +22,7 @@ use custos_proto::custos::admin::v1::{
     ListQuotasReply, ListQuotasRequest, QuotaUsageReply, QuotaUsageRequest, QuotaUse,
     RemoveQuotaReply, RemoveQuotaRequest, SetQuotaReply, SetQuotaRequest,
 };
+use openraft::async_runtime::WatchReceiver;
 use openraft::ServerState;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -186,7 +187,7 @@ impl ClusterAdmin for AdminService {
             request.metadata(),
             "/openstorage.api.OpenStorageCluster/InspectCurrent",
         )?;
-        let m = self.node.raft.metrics().borrow().clone();
+        let m = self.node.raft.metrics().borrow_watched().clone();
         let state = match m.state {
             ServerState::Leader => "Leader",
             ServerState::Follower => "Follower",

@@ -22,6 +22,7 @@
 //! slow to openraft's own timer (lease plus a random election timeout), which stays in force.
 
 use crate::node::Node;
+use openraft::async_runtime::WatchReceiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -107,7 +108,7 @@ pub async fn watch(node: Arc<Node>) {
             continue;
         }
         let (is_leader, voters) = {
-            let m = node.raft.metrics().borrow().clone();
+            let m = node.raft.metrics().borrow_watched().clone();
             let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
             (m.current_leader == Some(node.id), voters)
         };
@@ -154,7 +155,7 @@ pub async fn watch(node: Arc<Node>) {
             "no AppendEntries from the leader past its lease and no answer: asking for votes"
         );
         node.metrics.prompt_elections.inc();
-        if let Err(e) = node.raft.trigger().elect().await {
+        if let Err(e) = node.raft.trigger().elect(false).await {
             tracing::warn!(node = node.id, "could not start an election: {e}");
             return;
         }

@@ -54,6 +54,7 @@ use custos_proto::openstorage::api::open_storage_role_server::OpenStorageRoleSer
 use custos_proto::openstorage::api::open_storage_schedule_policy_server::OpenStorageSchedulePolicyServer;
 use custos_proto::openstorage::api::open_storage_volume_server::OpenStorageVolumeServer;
 use custos_store::Member;
+use openraft::async_runtime::WatchReceiver;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -210,6 +211,7 @@ pub async fn run(
             config.audit_log_dir().display()
         )
     })?;
+    let snapshot_inbox = sm_store.inbox();
     let raft = custos_store::Raft::new(
         config.node_id,
         Arc::new(raft_config(&config)?),
@@ -346,7 +348,7 @@ pub async fn run(
 
     let peer = serve_grpc!(
         tonic::transport::Server::builder().add_service(
-            RaftServiceServer::new(peer::PeerService { node: node.clone() })
+            RaftServiceServer::new(peer::PeerService::new(node.clone(), snapshot_inbox))
                 .max_decoding_message_size(64 * 1024 * 1024),
         ),
         peer_listener,
@@ -623,7 +625,7 @@ async fn report_health(node: Arc<Node>, health: tonic_health::server::HealthRepo
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tick.tick().await;
-        let m = node.raft.metrics().borrow().clone();
+        let m = node.raft.metrics().borrow_watched().clone();
         let caught_up = m.last_applied.map(|l| l.index) >= m.last_log_index;
         let registered = node
             .state

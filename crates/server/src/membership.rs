@@ -13,6 +13,7 @@ use crate::status;
 use custos_model::{Command, MembershipChange, NodeId, Op, RequestId};
 use custos_proto::custos::raft::v1::{ChangeMembershipReply, JoinRequest, TimeoutNowRequest};
 use custos_store::Member;
+use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 use serde::{Deserialize, Serialize};
@@ -231,10 +232,14 @@ impl Node {
                 }
                 Attempt::Done(ChangeResult::Done(self.membership_view()))
             }
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Attempt::NotLeader(f.leader_id)
-            }
+            // Discarded: leadership changed before it committed; the leader decides again.
+            Err(RaftError::APIError(
+                ClientWriteError::ForwardToLeader(f) | ClientWriteError::LogEntryDiscarded(f),
+            )) => Attempt::NotLeader(f.leader_id),
             Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => Attempt::Done(
+                ChangeResult::from_status(Status::failed_precondition(e.to_string())),
+            ),
+            Err(RaftError::APIError(ClientWriteError::PreconditionFailed(e))) => Attempt::Done(
                 ChangeResult::from_status(Status::failed_precondition(e.to_string())),
             ),
             Err(RaftError::Fatal(f)) => Attempt::Done(ChangeResult::from_status(
@@ -345,7 +350,7 @@ impl Node {
 
     /// The voter (other than this node) whose replication has reached furthest.
     pub fn best_successor_id(&self) -> Option<u64> {
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.raft.metrics().borrow_watched().clone();
         let voters: Vec<u64> = m
             .membership_config
             .membership()
@@ -407,7 +412,7 @@ impl Node {
         let deadline = Instant::now() + TRANSFER_TIMEOUT;
         // Writes are held back, so the log stops growing: wait for the successor to hold it.
         let last = loop {
-            let m = self.raft.metrics().borrow().clone();
+            let m = self.raft.metrics().borrow_watched().clone();
             let last = m.last_log_index.unwrap_or(0);
             let matched = matched(&m, to).unwrap_or(0);
             if matched >= last {
@@ -466,7 +471,7 @@ impl Node {
 
     /// On the successor: campaigns at once if it holds the leader's whole log.
     pub async fn timeout_now(&self, leader_last: u64) -> Result<(), String> {
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.raft.metrics().borrow_watched().clone();
         let mine = m.last_log_index.unwrap_or(0);
         if mine < leader_last {
             return Err(format!(
@@ -483,7 +488,7 @@ impl Node {
         }
         self.raft
             .trigger()
-            .elect()
+            .elect(false)
             .await
             .map_err(|e| format!("it is stopping: {e}"))
     }
@@ -559,7 +564,7 @@ impl Node {
 }
 
 /// The log index replication to `id` has reached, as the leader's metrics tell.
-fn matched(m: &openraft::RaftMetrics<u64, Member>, id: u64) -> Option<u64> {
+fn matched(m: &custos_store::RaftMetrics, id: u64) -> Option<u64> {
     m.replication
         .as_ref()
         .and_then(|r| r.get(&id).cloned().flatten())

@@ -14,6 +14,7 @@
 //! the authenticator's fixed labels.
 
 use crate::node::Node;
+use openraft::async_runtime::WatchReceiver;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::family::Family;
@@ -162,7 +163,7 @@ pub struct NodeValues {
 impl NodeValues {
     /// The values of `node` now.
     pub fn of(node: &Node) -> NodeValues {
-        let m = node.raft.metrics().borrow().clone();
+        let m = node.raft.metrics().borrow_watched().clone();
         let (leader_reads, leader_rounds) = node.read_batcher.counts();
         let (follower_reads, follower_rounds) = node.remote_reads.counts();
         let proposals = node.proposals.snapshot();

@@ -6,17 +6,21 @@ use crate::node::Node;
 use crate::tls::PeerClientTls;
 use custos_proto::custos::raft::v1::raft_service_client::RaftServiceClient;
 use custos_proto::custos::raft::v1::{RaftReply, RaftRequest};
-use custos_store::{Member, SharedState, TypeConfig};
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+use custos_store::{Member, SharedState, SnapshotMeta, TypeConfig, Vote};
+use openraft::error::{
+    NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable,
 };
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::OptionalSend;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tonic::transport::Channel;
 
 /// Cached peer clients by node id, for forwarding. Rebuilt when a member's address changes or
@@ -131,17 +135,45 @@ enum Rpc {
     Snapshot,
 }
 
+/// How many snapshot bytes one `InstallSnapshot` call carries.
+pub const SNAPSHOT_CHUNK: usize = 2 << 20;
+
+/// One piece of a snapshot on its way to a follower: openraft 0.10 hands the network the
+/// whole snapshot file, and custos sends it in chunks over the peer service's
+/// `InstallSnapshot` call; the receiver (`peer.rs`) writes them to a file of its own and gives
+/// the complete file to openraft (`Raft::install_full_snapshot`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SnapshotChunk {
+    /// Names one transfer: a chunk of another transfer, or out of order, is refused and the
+    /// leader starts over.
+    pub transfer: u64,
+    /// The sending leader's vote.
+    pub vote: Vote,
+    pub meta: SnapshotMeta,
+    /// Where `data` starts in the snapshot file.
+    pub offset: u64,
+    pub data: Vec<u8>,
+    /// The last chunk: the receiver installs the snapshot.
+    pub done: bool,
+}
+
+/// A fresh transfer id: unique enough per process and per sender.
+fn next_transfer_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let base = rand::random::<u64>() & !0xffff;
+    base | (NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0xffff)
+}
+
 impl PeerConnection {
-    async fn call<Req, Resp, E>(
+    async fn call<Req, Resp>(
         &mut self,
         rpc: Rpc,
         req: &Req,
         option: &RPCOption,
-    ) -> Result<Resp, RPCError<u64, Member, RaftError<u64, E>>>
+    ) -> Result<Resp, RPCError<TypeConfig>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
-        E: std::error::Error + DeserializeOwned,
     {
         let Some(client) = self.client.as_mut() else {
             return Err(RPCError::Unreachable(Unreachable::new(
@@ -174,38 +206,82 @@ impl PeerConnection {
                 &std::io::Error::other(reply.error),
             )));
         }
-        let decoded: Result<Resp, RaftError<u64, E>> =
+        let decoded: Result<Resp, RaftError<TypeConfig>> =
             codec::decode(&reply.payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        decoded
-            .map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e)))
+        // The peer's Raft has stopped (a fatal error there): as good as unreachable.
+        decoded.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))
     }
 }
 
-impl RaftNetwork<TypeConfig> for PeerConnection {
+impl RaftNetworkV2<TypeConfig> for PeerConnection {
+    type SnapshotData = tokio::fs::File;
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, Member, RaftError<u64>>> {
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.call(Rpc::Append, &rpc, &option).await
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
-        option: RPCOption,
-    ) -> Result<
-        InstallSnapshotResponse<u64>,
-        RPCError<u64, Member, RaftError<u64, InstallSnapshotError>>,
-    > {
-        self.call(Rpc::Snapshot, &rpc, &option).await
     }
 
     async fn vote(
         &mut self,
-        rpc: VoteRequest<u64>,
+        rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<VoteResponse<u64>, RPCError<u64, Member, RaftError<u64>>> {
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.call(Rpc::Vote, &rpc, &option).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: custos_store::Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let transfer = next_transfer_id();
+        let custos_store::Snapshot {
+            meta,
+            snapshot: mut file,
+        } = snapshot;
+        let unreadable = |e: std::io::Error| {
+            StreamingError::StorageError(openraft::StorageError::from_io_error(
+                openraft::ErrorSubject::Snapshot(None),
+                openraft::ErrorVerb::Read,
+                e,
+            ))
+        };
+        file.seek(std::io::SeekFrom::Start(0))
+            .await
+            .map_err(unreadable)?;
+        tokio::pin!(cancel);
+        let mut offset = 0u64;
+        loop {
+            let mut data = Vec::with_capacity(SNAPSHOT_CHUNK);
+            (&mut file)
+                .take(SNAPSHOT_CHUNK as u64)
+                .read_to_end(&mut data)
+                .await
+                .map_err(unreadable)?;
+            let done = data.len() < SNAPSHOT_CHUNK;
+            let len = data.len() as u64;
+            let chunk = SnapshotChunk {
+                transfer,
+                vote,
+                meta: meta.clone(),
+                offset,
+                data,
+                done,
+            };
+            let reply: SnapshotResponse<TypeConfig> = tokio::select! {
+                closed = &mut cancel => return Err(StreamingError::Closed(closed)),
+                reply = self.call(Rpc::Snapshot, &chunk, &option) => reply?,
+            };
+            // The receiver has seen a newer leader: stop; openraft steps down on its vote.
+            if done || reply.vote > vote {
+                return Ok(reply);
+            }
+            offset += len;
+        }
     }
 }

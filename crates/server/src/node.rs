@@ -7,7 +7,8 @@ use custos_auth::Authenticator;
 use custos_model::{Command, Identity, NodeId, Op, Outcome, Reply, RequestId};
 use custos_proto::custos::raft::v1::{ProposeRequest, ReadIndexRequest};
 use custos_store::{Member, Raft, SharedState};
-use openraft::error::{CheckIsLeaderError, RaftError};
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::{LinearizableReadError, RaftError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -154,13 +155,13 @@ impl Node {
     }
 
     /// Whether this node can serve: it knows a leader and, if it is that leader, a quorum has
-    /// acknowledged it recently. (openraft 0.9 restores a restarted leader whose vote was
+    /// acknowledged it recently. (openraft restores a restarted leader whose vote was
     /// committed as leader at once, before any quorum confirms it.)
-    pub fn has_live_leader(&self, m: &openraft::RaftMetrics<u64, Member>) -> bool {
+    pub fn has_live_leader(&self, m: &custos_store::RaftMetrics) -> bool {
         match m.current_leader {
-            Some(leader) if leader == self.id => m
-                .millis_since_quorum_ack
-                .is_some_and(|ms| ms < QUORUM_ACK_FRESH_MS),
+            Some(leader) if leader == self.id => m.last_quorum_acked.as_ref().is_some_and(|at| {
+                openraft::Instant::elapsed(&**at) < Duration::from_millis(QUORUM_ACK_FRESH_MS)
+            }),
             Some(_) => m.running_state.is_ok(),
             None => false,
         }
@@ -190,13 +191,13 @@ impl Node {
 
     /// The leader this node currently knows of.
     pub fn current_leader(&self) -> Option<u64> {
-        self.raft.metrics().borrow().current_leader
+        self.raft.metrics().borrow_watched().current_leader
     }
 
     pub fn member(&self, id: u64) -> Option<Member> {
         self.raft
             .metrics()
-            .borrow()
+            .borrow_watched()
             .membership_config
             .membership()
             .get_node(&id)
@@ -205,7 +206,7 @@ impl Node {
 
     /// All members of the current configuration, voters and learners.
     pub fn members(&self) -> BTreeMap<u64, (Member, bool)> {
-        let metrics = self.raft.metrics().borrow().clone();
+        let metrics = self.raft.metrics().borrow_watched().clone();
         let membership = metrics.membership_config.membership();
         let voters: Vec<u64> = membership.voter_ids().collect();
         membership
@@ -467,12 +468,12 @@ impl ReadIndexBatcher {
 
 /// One leadership confirmation with a quorum; the read index on success.
 async fn confirm_leadership(raft: &Raft) -> Result<Attempt<u64>, Status> {
-    match raft.get_read_log_id().await {
-        Ok((read, _applied)) => Ok(Attempt::Done(read.map(|l| l.index).unwrap_or(0))),
-        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+    match raft.get_read_log_id(openraft::ReadPolicy::ReadIndex).await {
+        Ok((read, _applied)) => Ok(Attempt::Done(read.index())),
+        Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
             Ok(Attempt::NotLeader(f.leader_id))
         }
-        Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
+        Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(_))) => {
             Ok(Attempt::NotLeader(None))
         }
         Err(RaftError::Fatal(f)) => Err(Status::unavailable(format!("node is stopping: {f}"))),
@@ -525,7 +526,7 @@ impl Node {
         let applied = self
             .raft
             .metrics()
-            .borrow()
+            .borrow_watched()
             .last_applied
             .map(|l| l.index)
             .unwrap_or(0);

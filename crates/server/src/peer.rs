@@ -2,6 +2,7 @@
 //! answering forwarded writes and read-index requests when this node leads.
 
 use crate::codec;
+use crate::network::SnapshotChunk;
 use crate::node::{Node, ProposeAttempt};
 use custos_model::{Command, Op};
 use custos_proto::custos::raft::v1::raft_service_server::RaftService;
@@ -10,12 +11,106 @@ use custos_proto::custos::raft::v1::{
     ProposeReply, ProposeRequest, RaftReply, RaftRequest, ReadIndexReply, ReadIndexRequest,
     TimeoutNowReply, TimeoutNowRequest,
 };
+use custos_store::TypeConfig;
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::RaftError;
+use openraft::raft::SnapshotResponse;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::sync::Arc;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tonic::{Request, Response, Status};
 
 pub struct PeerService {
     pub node: Arc<Node>,
+    /// Where received snapshots are written.
+    pub inbox: custos_store::SnapshotInbox,
+    /// The snapshot transfer under way from each sender: at most one per sender, replaced
+    /// when it starts another.
+    pub inbound: tokio::sync::Mutex<HashMap<u64, Inbound>>,
+}
+
+/// A snapshot being received: its transfer id, the file so far and how many bytes it holds.
+pub struct Inbound {
+    transfer: u64,
+    file: tokio::fs::File,
+    received: u64,
+}
+
+impl PeerService {
+    pub fn new(node: Arc<Node>, inbox: custos_store::SnapshotInbox) -> PeerService {
+        PeerService {
+            node,
+            inbox,
+            inbound: Default::default(),
+        }
+    }
+
+    /// Takes one chunk of a snapshot transfer (`network::SnapshotChunk`); installs the
+    /// snapshot through openraft when the last one has arrived. A chunk that does not continue
+    /// the transfer under way is refused: the leader starts over.
+    async fn receive_chunk(
+        &self,
+        from: u64,
+        chunk: SnapshotChunk,
+    ) -> Result<Result<SnapshotResponse<TypeConfig>, RaftError<TypeConfig>>, Status> {
+        let mut inbound = self.inbound.lock().await;
+        if chunk.offset == 0 {
+            let file = self
+                .inbox
+                .receiving_file()
+                .await
+                .map_err(crate::status::internal)?;
+            inbound.insert(
+                from,
+                Inbound {
+                    transfer: chunk.transfer,
+                    file,
+                    received: 0,
+                },
+            );
+        }
+        let Some(current) = inbound.get_mut(&from) else {
+            return Err(Status::failed_precondition(format!(
+                "snapshot chunk at offset {} without a transfer under way: start over",
+                chunk.offset
+            )));
+        };
+        if current.transfer != chunk.transfer || current.received != chunk.offset {
+            inbound.remove(&from);
+            return Err(Status::failed_precondition(
+                "snapshot chunk out of order or of another transfer: start over",
+            ));
+        }
+        current
+            .file
+            .write_all(&chunk.data)
+            .await
+            .map_err(crate::status::internal)?;
+        current.received += chunk.data.len() as u64;
+        if !chunk.done {
+            let vote = self.node.raft.metrics().borrow_watched().vote;
+            return Ok(Ok(SnapshotResponse::new(vote)));
+        }
+        let Some(Inbound { mut file, .. }) = inbound.remove(&from) else {
+            return Err(crate::status::internal("the transfer vanished"));
+        };
+        drop(inbound);
+        file.flush().await.map_err(crate::status::internal)?;
+        file.seek(std::io::SeekFrom::Start(0))
+            .await
+            .map_err(crate::status::internal)?;
+        let snapshot = custos_store::Snapshot {
+            meta: chunk.meta,
+            snapshot: file,
+        };
+        Ok(self
+            .node
+            .raft
+            .install_full_snapshot(chunk.vote, snapshot)
+            .await
+            .map_err(RaftError::Fatal))
+    }
 }
 
 impl PeerService {
@@ -143,8 +238,7 @@ impl RaftService for PeerService {
         self.check(&request, request.get_ref().from, request.get_ref().target)?;
         let req = request.into_inner();
         self.check_incarnations(&req)?;
-        let append: openraft::raft::AppendEntriesRequest<custos_store::TypeConfig> =
-            decode(&req.payload)?;
+        let append: openraft::raft::AppendEntriesRequest<TypeConfig> = decode(&req.payload)?;
         // A leader of this term (or a newer one) is sending: contact, whether or not this
         // call's answer still reaches it. openraft gives AppendEntries one heartbeat interval
         // and then drops the call, which cancels this handler; under load an append (its
@@ -152,7 +246,7 @@ impl RaftService for PeerService {
         // contact only after the answer made followers call prompt elections against working
         // leaders (hundreds of terms in the 10-minute overload run of issue #20).
         if append.vote.committed
-            && append.vote.leader_id.term >= self.node.raft.metrics().borrow().current_term
+            && append.vote.leader_id.term >= self.node.raft.metrics().borrow_watched().current_term
         {
             self.node.leader_contact.heard(req.from);
         }
@@ -180,7 +274,8 @@ impl RaftService for PeerService {
         self.check(&request, request.get_ref().from, request.get_ref().target)?;
         let req = request.into_inner();
         self.check_incarnations(&req)?;
-        let result = self.node.raft.install_snapshot(decode(&req.payload)?).await;
+        let chunk: SnapshotChunk = decode(&req.payload)?;
+        let result = self.receive_chunk(req.from, chunk).await?;
         Self::reply(&result)
     }
 

@@ -22,6 +22,7 @@ use crate::node::{now_ms, Attempt};
 use crate::status;
 use custos_model::{Command, NodeId, Op, Outcome, Reply, RequestId};
 use custos_store::Raft;
+use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -326,10 +327,21 @@ impl Inner {
         };
         match result {
             Ok(resp) => Ok(Attempt::Done(resp.data)),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+            // Discarded: this node lost leadership before the entry committed; whether it
+            // commits under the next leader is unknown, so the callers retry there with the
+            // same request ids (applied once either way).
+            Err(RaftError::APIError(
+                ClientWriteError::ForwardToLeader(f) | ClientWriteError::LogEntryDiscarded(f),
+            )) => {
+                if matches!(f.leader_id, Some(l) if l == self.node) {
+                    return Ok(Attempt::NotLeader(None));
+                }
                 Ok(Attempt::NotLeader(f.leader_id))
             }
             Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                Err(status::internal(e))
+            }
+            Err(RaftError::APIError(ClientWriteError::PreconditionFailed(e))) => {
                 Err(status::internal(e))
             }
             Err(RaftError::Fatal(f)) => Err(Status::unavailable(format!("node is stopping: {f}"))),

@@ -8,8 +8,6 @@
 //! `APPLY_BENCH {json}`, with p50/p99/max of each in microseconds.
 
 use custos_model::{Acls, Command, Identity, NodeId, Op, RequestId, VolumeId};
-use custos_store::TypeConfig;
-use openraft::storage::RaftStateMachine;
 use custos_store::Entry;
 use openraft::EntryPayload;
 use std::time::Instant;
@@ -58,7 +56,7 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let (_log, mut sm) = custos_store::open(dir.path()).await.unwrap();
+        let (_log, sm) = custos_store::open(dir.path()).await.unwrap();
         let volumes = knob("APPLY_BENCH_VOLUMES", 10_000);
         let ops = knob("APPLY_BENCH_OPS", 5_000);
         let mut index = 0;

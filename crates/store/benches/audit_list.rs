@@ -9,8 +9,6 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use custos_model::audit::{AuditActor, AuditQuery, Denial};
 use custos_model::{Command, Identity, NodeId, Op, RequestId};
-use custos_store::TypeConfig;
-use openraft::storage::RaftStateMachine;
 use custos_store::Entry;
 use openraft::EntryPayload;
 use std::time::Instant;
@@ -58,7 +56,7 @@ fn batch(b: u64) -> Entry {
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (_log, mut sm) = rt.block_on(custos_store::open(dir.path())).unwrap();
+    let (_log, sm) = rt.block_on(custos_store::open(dir.path())).unwrap();
     let start = Instant::now();
     for b in 0..BATCHES {
         sm.apply_entries([batch(b)]).unwrap();

@@ -20,9 +20,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use custos_model::audit::{retention_through, AuditActor, Denial};
 use custos_model::state::AUDIT_TRUNCATE_MAX;
 use custos_model::{Command, Identity, NodeId, Op, RequestId};
-use custos_store::{AuditLog, StateMachineStore, TypeConfig};
-use openraft::storage::RaftStateMachine;
 use custos_store::Entry;
+use custos_store::{AuditLog, StateMachineStore};
 use openraft::EntryPayload;
 use std::time::{Duration, Instant};
 
@@ -74,7 +73,7 @@ struct Trail {
 
 fn build(rt: &tokio::runtime::Runtime, batches: u64, max_records: u64) -> Trail {
     let dir = tempfile::tempdir().unwrap();
-    let (_log, mut sm) = rt.block_on(custos_store::open(dir.path())).unwrap();
+    let (_log, sm) = rt.block_on(custos_store::open(dir.path())).unwrap();
     let audit = sm.audit_log();
     let start = Instant::now();
     let mut index = 0;

@@ -17,9 +17,8 @@
 
 use custos_model::audit::{AuditActor, Denial};
 use custos_model::{Acls, Command, Identity, NodeId, Op, RequestId, VolumeId};
-use custos_store::{Member, TypeConfig};
-use openraft::storage::RaftStateMachine;
 use custos_store::Entry;
+use custos_store::Member;
 use openraft::EntryPayload;
 use std::io::Write;
 use std::path::Path;
@@ -109,7 +108,7 @@ fn reset_peak() -> u64 {
 
 /// Child `populate <store>`: builds the state.
 async fn populate(store: &Path) -> String {
-    let (_log, mut sm) = custos_store::open(store).await.unwrap();
+    let (_log, sm) = custos_store::open(store).await.unwrap();
     let volumes = knob("BACKUP_BENCH_VOLUMES", 100_000);
     let batches = knob("BACKUP_BENCH_DENIALS", 1_000_000) / PER_BATCH;
     let start = Instant::now();

@@ -18,9 +18,8 @@
 
 use custos_model::audit::{AuditActor, Denial};
 use custos_model::{Acls, Command, Identity, NodeId, Op, RequestId, VolumeId};
-use custos_store::{Member, TypeConfig};
-use openraft::storage::RaftStateMachine;
 use custos_store::{Entry, SnapshotMeta};
+use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -122,7 +121,7 @@ fn data_path(dir: &Path) -> PathBuf {
 
 /// Child `populate <store>`: builds the state.
 async fn populate(store: &Path) -> String {
-    let (_log, mut sm) = custos_store::open(store).await.unwrap();
+    let (_log, sm) = custos_store::open(store).await.unwrap();
     let volumes = knob("SNAPSHOT_BENCH_VOLUMES", 100_000);
     let batches = knob("SNAPSHOT_BENCH_DENIALS", 1_000_000) / PER_BATCH;
     let start = Instant::now();

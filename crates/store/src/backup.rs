@@ -337,23 +337,24 @@ pub async fn restore(
             dir.display()
         )));
     }
-    let last = backup.header.last_log_id.clone();
+    let last = backup.header.last_log_id;
     let membership = Membership::new(
         vec![BTreeSet::from([node])],
         BTreeMap::from([(node, member)]),
     )
     .map_err(|e| bad(format!("the restored membership: {e}")))?;
     let meta = SnapshotMeta {
-        last_log_id: Some(last.clone()),
-        last_membership: StoredMembership::new(Some(last.clone()), membership),
+        last_log_id: Some(last),
+        last_membership: StoredMembership::new(Some(last), membership),
     };
     // The records go through a snapshot file, as an install from a leader does, copied one by
     // one from the backup (checked again on the way: the file may have changed since `open`).
     // The new cluster's nodes register afresh: the incarnations of the old cluster's data
     // directories mean nothing to it.
-    let path = sm
-        .snapshot_dir()
-        .join(format!("{}.restore", crate::state_machine::snapshot_label(&meta)));
+    let path = sm.snapshot_dir().join(format!(
+        "{}.restore",
+        crate::state_machine::snapshot_label(&meta)
+    ));
     let source = backup.path.clone();
     let expected = backup.header.clone();
     let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File, StoreError> {
@@ -401,8 +402,8 @@ pub async fn restore(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use custos_model::{Acls, Command, Identity, NodeId as ModelNodeId, Op, RequestId, VolumeId};
     use crate::Entry;
+    use custos_model::{Acls, Command, Identity, NodeId as ModelNodeId, Op, RequestId, VolumeId};
     use openraft::EntryPayload;
 
     fn create(n: u64) -> Entry {
@@ -455,7 +456,7 @@ mod tests {
     #[tokio::test]
     async fn a_backup_restores_into_an_empty_dir_only_and_damage_is_detected() {
         let dir = tempfile::tempdir().unwrap();
-        let (_log, mut sm) = crate::open(&dir.path().join("a")).await.unwrap();
+        let (_log, sm) = crate::open(&dir.path().join("a")).await.unwrap();
         sm.apply_entries((1..=4).map(create)).unwrap();
         let expected: Vec<Record> = sm.state().read().unwrap().records().collect();
         let file = dir.path().join("backup");

@@ -172,11 +172,7 @@ pub fn codec_seeds() -> Vec<Vec<u8>> {
     seeds.push(tagged(4, encode("s", &Vote::new_committed(4, 2)).unwrap()));
     seeds.push(tagged(
         5,
-        encode(
-            "s",
-            &Some(crate::log_id(4, 2, 77)),
-        )
-        .unwrap(),
+        encode("s", &Some(crate::log_id(4, 2, 77))).unwrap(),
     ));
     seeds.push(tagged(
         6,

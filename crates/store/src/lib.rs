@@ -30,7 +30,7 @@ pub use backup::{restore, Backup, BackupHeader, BackupSource, BACKUP_FORMAT};
 pub use codec::CodecError;
 pub use log_store::LogStore;
 pub use snapfile::SnapshotFileError;
-pub use state_machine::{SharedState, SnapshotBuilder, StateMachineStore};
+pub use state_machine::{SharedState, SnapshotBuilder, SnapshotInbox, StateMachineStore};
 
 openraft::declare_raft_types!(
     /// custos's openraft type configuration.

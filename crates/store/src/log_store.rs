@@ -256,16 +256,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .raft_meta
             .insert(VOTE_KEY, bytes)
             .map_err(|e| vote_err("write vote", &e))?;
-        self.flush()
-            .await
-            .map_err(|e| vote_err("write vote", &e))?;
+        self.flush().await.map_err(|e| vote_err("write vote", &e))?;
         Ok(())
     }
 
-    async fn save_committed(
-        &mut self,
-        committed: Option<LogId>,
-    ) -> Result<(), std::io::Error> {
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), std::io::Error> {
         let _w = self.inner.write.lock().await;
         let bytes =
             encode("committed log id", &committed).map_err(|e| logs_err("write log", &e))?;
@@ -280,15 +275,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, std::io::Error> {
         match self.inner.trees.raft_meta.get(COMMITTED_KEY) {
-            Ok(Some(v)) => {
-                decode("committed log id", &v).map_err(|e| logs_err("read log", &e))
-            }
+            Ok(Some(v)) => decode("committed log id", &v).map_err(|e| logs_err("read log", &e)),
             Ok(None) => Ok(None),
             Err(e) => Err(logs_err("read log", &e)),
         }
     }
 
-    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> std::io::Result<()>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> std::io::Result<()>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -307,11 +304,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         tracing::trace!(count, "log entries appended; their flush is owed");
         // Queued while the write lock is held, so callbacks reach the flusher in log order.
-        let mut owed = self.inner.owed.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut owed = self
+            .inner
+            .owed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         owed.callbacks.push(callback);
         if !owed.flushing {
             owed.flushing = true;
-            tokio::spawn(flusher(self.inner.trees.db.clone(), self.inner.owed.clone()));
+            tokio::spawn(flusher(
+                self.inner.trees.db.clone(),
+                self.inner.owed.clone(),
+            ));
         }
         Ok(())
     }
@@ -329,9 +333,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .log
             .apply_batch(batch)
             .map_err(|e| logs_err("delete log", &e))?;
-        self.flush()
-            .await
-            .map_err(|e| logs_err("delete log", &e))?;
+        self.flush().await.map_err(|e| logs_err("delete log", &e))?;
         Ok(())
     }
 
@@ -363,9 +365,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     logs_err("delete log", &e)
                 }
             })?;
-        self.flush()
-            .await
-            .map_err(|e| logs_err("delete log", &e))?;
+        self.flush().await.map_err(|e| logs_err("delete log", &e))?;
         Ok(())
     }
 }

@@ -20,8 +20,8 @@
 
 use crate::codec::{decode, encode};
 use crate::db::{APPLIED_KEY, REDO_KEY};
-use crate::StoreError;
 use crate::LogId;
+use crate::StoreError;
 use serde::{Deserialize, Serialize};
 
 /// Above this many bytes of keys and values, an apply uses a `sled::Batch`: far below sled's
@@ -61,11 +61,7 @@ impl SmWrites {
 
     /// Writes everything to `sm` so that a crash keeps all of it or (after [`replay`]) none of
     /// it. `applied` is the applied id the writes store under [`APPLIED_KEY`].
-    pub(crate) fn commit(
-        self,
-        sm: &sled::Tree,
-        applied: Option<LogId>,
-    ) -> Result<(), StoreError> {
+    pub(crate) fn commit(self, sm: &sled::Tree, applied: Option<LogId>) -> Result<(), StoreError> {
         if self.bytes > REDO_MAX_BYTES {
             let mut batch = sled::Batch::default();
             for (key, value) in self.writes {

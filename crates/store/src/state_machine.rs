@@ -128,7 +128,10 @@ fn snap_err(meta: Option<&SnapshotMeta>, verb: &str, e: impl std::fmt::Display) 
 /// at one log id hold the same state).
 pub(crate) fn snapshot_label(meta: &SnapshotMeta) -> String {
     match &meta.last_log_id {
-        Some(id) => format!("{}-{}-{}", id.leader_id.term, id.leader_id.node_id, id.index),
+        Some(id) => format!(
+            "{}-{}-{}",
+            id.leader_id.term, id.leader_id.node_id, id.index
+        ),
         None => "empty".to_string(),
     }
 }
@@ -348,11 +351,7 @@ impl StateMachineStore {
     }
 
     /// Rewrites the `sm` tree from a snapshot file, clears the marker and flushes (at open).
-    fn install_blocking(
-        trees: &Trees,
-        meta: &SnapshotMeta,
-        path: &Path,
-    ) -> Result<(), StoreError> {
+    fn install_blocking(trees: &Trees, meta: &SnapshotMeta, path: &Path) -> Result<(), StoreError> {
         let sm_meta = SmMeta {
             applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
@@ -430,15 +429,11 @@ impl StateMachineStore {
     /// Install step 1: make the snapshot file `name` (in the snapshot directory) current, with
     /// an `installing` marker, durably; then remove the file it replaces. The caller holds
     /// `snapshot_lock`.
-    async fn stage_snapshot(
-        &self,
-        meta: &SnapshotMeta,
-        name: &str,
-    ) -> Result<(), std::io::Error> {
+    async fn stage_snapshot(&self, meta: &SnapshotMeta, name: &str) -> Result<(), std::io::Error> {
         let previous = read_current_snapshot(&self.inner.trees)
             .map_err(|e| snap_err(Some(meta), "read", &e))?;
-        let meta_bytes = encode("snapshot meta", meta)
-            .map_err(|e| snap_err(Some(meta), "write", &e))?;
+        let meta_bytes =
+            encode("snapshot meta", meta).map_err(|e| snap_err(Some(meta), "write", &e))?;
         let marker = encode("install marker", &snapshot_label(meta))
             .map_err(|e| snap_err(Some(meta), "write", &e))?;
         let file = encode("snapshot file", &name.to_string())
@@ -457,8 +452,7 @@ impl StateMachineStore {
             .map_err(|e| snap_err(Some(meta), "write", &e))?;
         if let Some((_, old)) = previous {
             if old != self.snapshot_dir().join(name) {
-                remove_snapshot_file(&old)
-                    .map_err(|e| snap_err(Some(meta), "delete", &e))?;
+                remove_snapshot_file(&old).map_err(|e| snap_err(Some(meta), "delete", &e))?;
             }
         }
         Ok(())
@@ -484,8 +478,8 @@ impl StateMachineStore {
                 .audit
                 .remove(crate::audit::CHECKPOINT_KEY)
                 .map_err(|e| sm_err("write", &e))?;
-            let records = rewrite_sm_tree(&inner.trees.sm, &path, &meta)
-                .map_err(|e| sm_err("write", &e))?;
+            let records =
+                rewrite_sm_tree(&inner.trees.sm, &path, &meta).map_err(|e| sm_err("write", &e))?;
             *state = State::from_records(records);
             *current = meta;
             let head = state.audit_head();
@@ -575,9 +569,9 @@ impl StateMachineStore {
                         if let RecordKey::Audit(seq) = key {
                             let username = match pending_audit.remove(&seq) {
                                 Some(u) => Some(u),
-                                None => inner
-                                    .audit_username(seq)
-                                    .map_err(|e| sm_err("read", &e))?,
+                                None => {
+                                    inner.audit_username(seq).map_err(|e| sm_err("read", &e))?
+                                }
                             };
                             if let Some(index) = username.and_then(|u| index_key(&u, seq)) {
                                 batch.remove(index);
@@ -592,8 +586,7 @@ impl StateMachineStore {
             encode("applied log id", &next.applied).map_err(|e| sm_err("write", &e))?;
         batch.insert(APPLIED_KEY, applied_bytes);
         if membership_changed {
-            let bytes =
-                encode("membership", &next.membership).map_err(|e| sm_err("write", &e))?;
+            let bytes = encode("membership", &next.membership).map_err(|e| sm_err("write", &e))?;
             batch.insert(MEMBERSHIP_KEY, bytes);
         }
         // The changes and the applied id land together or not at all (`src/sm_writes.rs`). A
@@ -611,35 +604,21 @@ impl StateMachineStore {
         Ok(outcomes)
     }
 
-    /// An unlinked file in the snapshot directory for a snapshot being received: the peer
-    /// service writes the chunks it receives into it, and it disappears with its last handle.
+    /// An unlinked file in the snapshot directory for a snapshot being received (see
+    /// [`SnapshotInbox::receiving_file`]).
     pub async fn receiving_file(&self) -> Result<tokio::fs::File, std::io::Error> {
-        let counter = self
-            .inner
-            .trees
-            .db
-            .generate_id()
-            .map_err(|e| snap_err(None, "write", &e))?;
-        let path = self.snapshot_dir().join(format!("{counter}.recv"));
-        let file = tokio::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .await
-            .map_err(|e| snap_err(None, "write", &e))?;
-        tokio::fs::remove_file(&path)
-            .await
-            .map_err(|e| snap_err(None, "write", &e))?;
-        Ok(file)
+        self.inbox().receiving_file().await
     }
 
+    /// Where the peer service puts snapshots it receives, usable while Raft owns the store.
+    pub fn inbox(&self) -> SnapshotInbox {
+        SnapshotInbox {
+            inner: self.inner.clone(),
+        }
+    }
 
     /// Install step 3: the state is replaced; drop the marker.
-    async fn finish_install(
-        &self,
-        meta: &SnapshotMeta,
-    ) -> Result<(), std::io::Error> {
+    async fn finish_install(&self, meta: &SnapshotMeta) -> Result<(), std::io::Error> {
         self.inner
             .trees
             .snapshot
@@ -732,6 +711,37 @@ impl Inner {
     }
 }
 
+/// Receives snapshot files for this store while Raft owns it.
+#[derive(Clone)]
+pub struct SnapshotInbox {
+    inner: Arc<Inner>,
+}
+
+impl SnapshotInbox {
+    /// An unlinked file in the snapshot directory for a snapshot being received: the peer
+    /// service writes the chunks it receives into it, and it disappears with its last handle.
+    pub async fn receiving_file(&self) -> Result<tokio::fs::File, std::io::Error> {
+        let counter = self
+            .inner
+            .trees
+            .db
+            .generate_id()
+            .map_err(|e| snap_err(None, "write", &e))?;
+        let path = snapfile::dir_of(&self.inner.trees.dir).join(format!("{counter}.recv"));
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(|e| snap_err(None, "write", &e))?;
+        tokio::fs::remove_file(&path)
+            .await
+            .map_err(|e| snap_err(None, "write", &e))?;
+        Ok(file)
+    }
+}
+
 /// Reads the state machine's content while Raft runs it (backups).
 #[derive(Clone)]
 pub(crate) struct SnapshotView {
@@ -740,13 +750,7 @@ pub(crate) struct SnapshotView {
 
 /// A snapshot file of a consistent view, open and unlinked: the file, the applied id and
 /// membership it reflects, its record count and its size.
-pub(crate) type UnlinkedSnapshot = (
-    std::fs::File,
-    Option<LogId>,
-    StoredMembership,
-    u64,
-    u64,
-);
+pub(crate) type UnlinkedSnapshot = (std::fs::File, Option<LogId>, StoredMembership, u64, u64);
 
 impl SnapshotView {
     /// Writes a snapshot file of a consistent view (blocking; the audit trail streamed from
@@ -808,11 +812,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
         tracing::debug!(snapshot = %snapshot_label(&meta), bytes = size, "snapshot built");
 
-        let meta_bytes = encode("snapshot meta", &meta)
-            .map_err(|e| snap_err(Some(&meta), "write", &e))?;
+        let meta_bytes =
+            encode("snapshot meta", &meta).map_err(|e| snap_err(Some(&meta), "write", &e))?;
         let name = format!("{counter}.snap");
-        let file_bytes = encode("snapshot file", &name)
-            .map_err(|e| snap_err(Some(&meta), "write", &e))?;
+        let file_bytes =
+            encode("snapshot file", &name).map_err(|e| snap_err(Some(&meta), "write", &e))?;
         let trees = &self.inner.trees;
         let _s = self.inner.snapshot_lock.lock().await;
         let file = tokio::fs::File::open(&path)
@@ -824,8 +828,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         match current {
             Some((cur, _)) if cur.last_log_id > meta.last_log_id => {
                 // Only the handle keeps the file now.
-                remove_snapshot_file(&path)
-                    .map_err(|e| snap_err(Some(&meta), "delete", &e))?;
+                remove_snapshot_file(&path).map_err(|e| snap_err(Some(&meta), "delete", &e))?;
             }
             current => {
                 let mut batch = sled::Batch::default();
@@ -841,8 +844,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                     .await
                     .map_err(|e| snap_err(Some(&meta), "write", &e))?;
                 if let Some((_, old)) = current {
-                    remove_snapshot_file(&old)
-                        .map_err(|e| snap_err(Some(&meta), "delete", &e))?;
+                    remove_snapshot_file(&old).map_err(|e| snap_err(Some(&meta), "delete", &e))?;
                 }
             }
         }
@@ -857,10 +859,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     type SnapshotData = tokio::fs::File;
     type SnapshotBuilder = SnapshotBuilder;
 
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogId>, StoredMembership), std::io::Error>
-    {
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), std::io::Error> {
         let meta = self
             .inner
             .meta
@@ -881,10 +880,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             batch_entries.push(item?);
         }
         let mut responders = Vec::with_capacity(batch_entries.len());
-        let outcomes = self.apply_entries(batch_entries.into_iter().map(|(entry, responder)| {
-            responders.push(responder);
-            entry
-        }))?;
+        let outcomes =
+            self.apply_entries(batch_entries.into_iter().map(|(entry, responder)| {
+                responders.push(responder);
+                entry
+            }))?;
         for (responder, outcome) in responders.into_iter().zip(outcomes) {
             if let Some(responder) = responder {
                 responder.send(outcome);
@@ -923,12 +923,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.finish_install(meta).await
     }
 
-    async fn get_current_snapshot(
-        &mut self,
-    ) -> Result<Option<Snapshot>, std::io::Error> {
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, std::io::Error> {
         let _s = self.inner.snapshot_lock.lock().await;
-        let Some((meta, path)) = read_current_snapshot(&self.inner.trees)
-            .map_err(|e| snap_err(None, "read", &e))?
+        let Some((meta, path)) =
+            read_current_snapshot(&self.inner.trees).map_err(|e| snap_err(None, "read", &e))?
         else {
             return Ok(None);
         };
@@ -945,8 +943,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use custos_model::{Acls, Command, Identity, NodeId as ModelNodeId, Op, RequestId, VolumeId};
     use crate::Entry;
+    use custos_model::{Acls, Command, Identity, NodeId as ModelNodeId, Op, RequestId, VolumeId};
 
     fn create(n: u64) -> Entry {
         let mut identity = Identity::guest();
@@ -1005,7 +1003,7 @@ mod tests {
 
     /// A store with volumes 100..=102 applied up to (1, 3).
     async fn other_store(dir: &std::path::Path) -> (crate::LogStore, StateMachineStore) {
-        let (log, mut sm) = crate::open(dir).await.unwrap();
+        let (log, sm) = crate::open(dir).await.unwrap();
         let mut entries: Vec<_> = (100..=102).map(create).collect();
         for (i, e) in entries.iter_mut().enumerate() {
             e.log_id.index = i as u64 + 1;
@@ -1021,7 +1019,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn audit_readers_never_see_a_head_ahead_of_the_tree() {
         let dir = tempfile::tempdir().unwrap();
-        let (_log, mut sm) = crate::open(dir.path()).await.unwrap();
+        let (_log, sm) = crate::open(dir.path()).await.unwrap();
         let log = sm.audit_log();
         let state = sm.state();
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));

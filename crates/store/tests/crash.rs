@@ -22,7 +22,7 @@ fn crash_child_writer() {
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
-        let (mut log, mut sm) = open(std::path::Path::new(&dir)).await;
+        let (mut log, sm) = open(std::path::Path::new(&dir)).await;
         log.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
         append(&mut log, vec![membership(0, 0, &[1])]).await;
         sm.apply_entries([membership(0, 0, &[1])]).unwrap();

@@ -80,7 +80,7 @@ async fn log_vote_applied_and_state_survive_restart() {
 #[tokio::test]
 async fn committed_but_unapplied_entries_are_reapplied_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut log, mut sm) = open(dir.path()).await;
+    let (mut log, sm) = open(dir.path()).await;
     // Index 0 is the membership entry `Raft::initialize` writes.
     let mut entries = vec![membership(0, 0, &[1])];
     entries.extend((1..=6).map(|n| normal(1, n, create_volume(n))));
@@ -105,7 +105,7 @@ async fn committed_but_unapplied_entries_are_reapplied_at_start() {
 #[tokio::test]
 async fn purge_pointer_and_truncation_survive_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut log, mut sm) = open(dir.path()).await;
+    let (mut log, sm) = open(dir.path()).await;
     let entries: Vec<_> = (1..=20)
         .map(|n| normal(1 + n / 10, n, create_volume(n)))
         .collect();
@@ -127,7 +127,7 @@ async fn purge_pointer_and_truncation_survive_restart() {
     assert_eq!(ids.len(), 8);
 
     // Purging everything leaves the pointer as the last log id, also after a restart.
-    let mut sm = sm;
+    let sm = sm;
     sm.apply_entries(entries[12..16].to_vec()).unwrap();
     log.purge(log_id(2, 16)).await.unwrap();
     close(log, sm);
@@ -229,13 +229,16 @@ async fn a_layout_2_dir_is_migrated_at_open() {
         value.extend(bincode::serde::encode_to_vec(&legacy, bincode::config::standard()).unwrap());
         tree.insert("current_data", value).unwrap();
         // The install marker names the snapshot by the log id it covers.
-        let last = snap.meta.last_log_id.clone().expect("a built snapshot covers entries");
-        let label = format!("{}-{}-{}", last.leader_id.term, last.leader_id.node_id, last.index);
-        let mut marker = vec![6u8];
-        marker.extend(
-            bincode::serde::encode_to_vec(&label, bincode::config::standard())
-                .unwrap(),
+        let last = snap
+            .meta
+            .last_log_id
+            .expect("a built snapshot covers entries");
+        let label = format!(
+            "{}-{}-{}",
+            last.leader_id.term, last.leader_id.node_id, last.index
         );
+        let mut marker = vec![6u8];
+        marker.extend(bincode::serde::encode_to_vec(&label, bincode::config::standard()).unwrap());
         tree.insert("installing", marker).unwrap();
         db.flush().unwrap();
     }
@@ -273,7 +276,8 @@ async fn a_layout_2_dir_is_migrated_at_open() {
 /// memberships alike under the default leader id; this test fails if that ever changes.)
 #[tokio::test]
 async fn a_data_dir_written_under_openraft_0_9_opens() {
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openraft-0.9-data");
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openraft-0.9-data");
     let dir = tempfile::tempdir().unwrap();
     for name in ["conf", "db"] {
         std::fs::copy(fixture.join(name), dir.path().join(name)).unwrap();
@@ -284,7 +288,7 @@ async fn a_data_dir_written_under_openraft_0_9_opens() {
     assert_eq!(vote.leader_id.node_id, 1);
     let entries = all_entries(&mut log).await;
     assert!(entries.len() >= 4, "{} entries", entries.len());
-    let last = entries.last().unwrap().log_id.clone();
+    let last = entries.last().unwrap().log_id;
     let (applied, membership) = sm.applied_state().await.unwrap();
     assert_eq!(applied, Some(last));
     assert_eq!(

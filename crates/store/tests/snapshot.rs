@@ -4,14 +4,13 @@ mod common;
 
 use common::*;
 use custos_model::Record;
-use custos_store::TypeConfig;
 use openraft::storage::RaftStateMachine;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 async fn populated(
     dir: &std::path::Path,
 ) -> (custos_store::LogStore, custos_store::StateMachineStore) {
-    let (mut log, mut sm) = open(dir).await;
+    let (mut log, sm) = open(dir).await;
     let mut entries = vec![blank(1, 1), membership(1, 2, &[1, 2])];
     for n in 3..=40 {
         entries.push(normal(1, n, create_volume(n)));
@@ -94,7 +93,9 @@ async fn current_snapshot_and_installed_state_survive_restart() {
 
     let dir = tempfile::tempdir().unwrap();
     let (log, mut sm) = open(dir.path()).await;
-    sm.install_snapshot(&snap.meta, snap.snapshot).await.unwrap();
+    sm.install_snapshot(&snap.meta, snap.snapshot)
+        .await
+        .unwrap();
     close(log, sm);
 
     let (_log, mut sm) = open(dir.path()).await;
@@ -161,7 +162,7 @@ fn denials(n: u64, count: u64) -> custos_model::Command {
 async fn with_a_trail(
     dir: &std::path::Path,
 ) -> (custos_store::LogStore, custos_store::StateMachineStore) {
-    let (log, mut sm) = populated(dir).await;
+    let (log, sm) = populated(dir).await;
     for n in 43..=47 {
         sm.apply_entries([normal(1, n, denials(n, 5_000))]).unwrap();
     }
@@ -240,7 +241,8 @@ async fn a_truncated_or_corrupted_snapshot_is_refused_and_nothing_changes() {
 
     let dir = tempfile::tempdir().unwrap();
     let (log, mut sm) = populated(dir.path()).await;
-    sm.apply_entries([normal(1, 43, create_volume(43))]).unwrap();
+    sm.apply_entries([normal(1, 43, create_volume(43))])
+        .unwrap();
     let mut own = build_snapshot(&mut sm).await;
     let own_bytes = bytes(&mut own).await;
     let before = records(&sm);

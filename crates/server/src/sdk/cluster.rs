@@ -6,6 +6,7 @@ use custos_proto::openstorage::api::open_storage_identity_server::OpenStorageIde
 use custos_proto::openstorage::api::open_storage_mount_attach_server::OpenStorageMountAttach;
 use custos_proto::openstorage::api::open_storage_node_server::OpenStorageNode;
 use custos_proto::openstorage::api::{self, *};
+use openraft::async_runtime::WatchReceiver;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -108,7 +109,7 @@ impl OpenStorageCluster for ClusterService {
             .map(drop)?;
         let live = self
             .node
-            .has_live_leader(&self.node.raft.metrics().borrow());
+            .has_live_leader(&self.node.raft.metrics().borrow_watched());
         let status = if live {
             api::Status::Ok
         } else {
