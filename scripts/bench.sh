@@ -43,6 +43,10 @@
 #                              retention bound): each member's RSS after the first minute, its
 #                              proposal queue, health answers, and every acknowledged write read
 #                              back (scripts/bench_overload_report.py; not in `all`)
+#   scripts/bench.sh stages    issue #23: where a write's time goes, stage by stage (custos' own
+#                              and openraft's per-entry stages, `/debug/write-stages`), for
+#                              sequential writes sent to the leader and to a follower
+#                              (scripts/bench-stages.sh; not in `all`)
 #   scripts/bench.sh [all]     all of the above but snapshot, reference, backup, contention, ab and
 #                              overload
 #
@@ -462,6 +466,7 @@ case "$WHAT" in
   backup) backup_bench ;;
   contention) release_bin; BENCH_B="${BENCH_B:-$BIN}" bash scripts/bench-contention.sh ;;
   overload) overload_bench ;;
+  stages) bash scripts/bench-stages.sh ;;
   all) auth_bench; audit_bench; cluster_bench; bash scripts/bench-scale.sh; flood_bench; bash scripts/bench-failover.sh ;;
-  *) echo "usage: $0 [auth|audit|cluster|scale|flood|failover|reference|snapshot|backup|contention|ab|overload|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [auth|audit|cluster|scale|flood|failover|reference|snapshot|backup|contention|ab|overload|stages|all]" >&2; exit 2 ;;
 esac

@@ -48,11 +48,15 @@ pub enum FaultKind {
     /// Wipe a follower's data dir and restart it under its old id: it must be refused without
     /// harming the cluster; then replace it as `WipeRejoin` does.
     WipeStaleRejoin,
+    /// SIGKILL the leader, then SIGKILL the member elected after it the moment it leads (its
+    /// first entries, appended while their flush is still owed, in flight); restart both after
+    /// the fault's duration. The check of issue #23: no member may lead on an unflushed tail.
+    KillNewLeader,
 }
 
 impl FaultKind {
     /// Every kind the nemesis injects.
-    pub const AVAILABLE: [FaultKind; 12] = [
+    pub const AVAILABLE: [FaultKind; 13] = [
         FaultKind::KillLeader,
         FaultKind::KillFollower,
         FaultKind::PauseLeader,
@@ -65,6 +69,7 @@ impl FaultKind {
         FaultKind::MembershipChange,
         FaultKind::WipeRejoin,
         FaultKind::WipeStaleRejoin,
+        FaultKind::KillNewLeader,
     ];
 
     pub fn name(self) -> &'static str {
@@ -81,6 +86,7 @@ impl FaultKind {
             FaultKind::MembershipChange => "membership_change",
             FaultKind::WipeRejoin => "wipe_rejoin",
             FaultKind::WipeStaleRejoin => "wipe_stale_rejoin",
+            FaultKind::KillNewLeader => "kill_new_leader",
         }
     }
 
@@ -257,6 +263,55 @@ pub async fn run(
                         .map(|e| format!(": RESTART FAILED {e}"))
                         .unwrap_or_default()
                 );
+            }
+            FaultKind::KillNewLeader => {
+                let first = leader_or_any(&mut rng);
+                cluster.lock().await.kill9(first);
+                // Poll for the next leader (bounded), and kill it as soon as it is known.
+                let deadline = Instant::now() + Duration::from_secs(5);
+                let mut second = None;
+                while Instant::now() < deadline {
+                    match current_leader(&cluster, &admin).await {
+                        Some(l) if l != first => {
+                            second = Some(l);
+                            break;
+                        }
+                        _ => tokio::time::sleep(Duration::from_millis(5)).await,
+                    }
+                }
+                let elected_after = started.elapsed().as_millis();
+                if let Some(l) = second {
+                    cluster.lock().await.kill9(l);
+                }
+                tokio::time::sleep(hold).await;
+                let mut failed = Vec::new();
+                for id in [Some(first), second].into_iter().flatten() {
+                    if let Err(e) = cluster.lock().await.spawn(id) {
+                        failed.push(format!("node {id}: RESTART FAILED {e}"));
+                    }
+                }
+                detail = match second {
+                    Some(l) => format!(
+                        "kill -9 node {first} (leader), then node {l} as soon as it led \
+                         ({elected_after} ms later); both restarted after {} ms{}",
+                        hold.as_millis(),
+                        if failed.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", failed.join("; "))
+                        }
+                    ),
+                    None => format!(
+                        "kill -9 node {first} (leader); no new leader within 5 s; restarted \
+                         after {} ms{}",
+                        hold.as_millis(),
+                        if failed.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", failed.join("; "))
+                        }
+                    ),
+                };
             }
             FaultKind::PauseLeader | FaultKind::PauseFollower => {
                 let id = if ev.kind == FaultKind::PauseLeader {

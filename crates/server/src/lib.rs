@@ -25,6 +25,7 @@ pub mod proposals;
 pub mod rest;
 pub mod sdk;
 pub mod secrets;
+pub mod stages;
 pub mod status;
 pub mod tls;
 
@@ -212,6 +213,7 @@ pub async fn run(
         )
     })?;
     let snapshot_inbox = sm_store.inbox();
+    let stages = Arc::new(stages::Stages::default());
     let raft = custos_store::Raft::new(
         config.node_id,
         Arc::new(raft_config(&config)?),
@@ -249,7 +251,9 @@ pub async fn run(
             raft.clone(),
             config.node_id,
             config.limits.max_queued_proposals,
+            stages.clone(),
         ),
+        stages,
         write_slots: bounds::Gate::new(config.limits.max_writes_in_flight),
         read_slots: bounds::Gate::new(config.limits.max_read_waiters),
         read_batcher: Default::default(),

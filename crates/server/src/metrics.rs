@@ -564,8 +564,28 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` on `listener` (over TLS when `tls` is set) until `shutdown` resolves.
-/// With a token configured, a scrape without it is answered 401.
+/// 401 for a scrape without the configured token, if one is configured.
+fn refuse_scrape(node: &Node, headers: &axum::http::HeaderMap) -> Option<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let authorization = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    if node.metrics.scrape_allowed(authorization) {
+        return None;
+    }
+    Some(
+        (
+            axum::http::StatusCode::UNAUTHORIZED,
+            [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+            "custos: /metrics needs the bearer token of metrics_token_file\n",
+        )
+            .into_response(),
+    )
+}
+
+/// Serves `GET /metrics` and `GET /debug/write-stages` (JSON: `src/stages.rs`) on `listener`
+/// (over TLS when `tls` is set) until `shutdown` resolves. With a token configured, a scrape
+/// without it is answered 401.
 pub async fn serve(
     node: Arc<Node>,
     listener: tokio::net::TcpListener,
@@ -578,34 +598,54 @@ pub async fn serve(
         &node.config.limits,
         node.metrics.connections_refused.clone(),
     );
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move |headers: axum::http::HeaderMap| {
-            let node = node.clone();
-            async move {
-                use axum::response::IntoResponse;
-                let authorization = headers
-                    .get(axum::http::header::AUTHORIZATION)
-                    .map(|v| v.as_bytes());
-                if !node.metrics.scrape_allowed(authorization) {
-                    return (
-                        axum::http::StatusCode::UNAUTHORIZED,
-                        [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
-                        "custos: /metrics needs the bearer token of metrics_token_file\n",
+    let stages_node = node.clone();
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move |headers: axum::http::HeaderMap| {
+                let node = node.clone();
+                async move {
+                    use axum::response::IntoResponse;
+                    if let Some(refused) = refuse_scrape(&node, &headers) {
+                        return refused;
+                    }
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+                        )],
+                        node.metrics.render(&node),
                     )
-                        .into_response();
+                        .into_response()
                 }
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
-                    )],
-                    node.metrics.render(&node),
-                )
-                    .into_response()
-            }
-        }),
-    );
+            }),
+        )
+        .route(
+            "/debug/write-stages",
+            axum::routing::get(
+                move |headers: axum::http::HeaderMap, uri: axum::http::Uri| {
+                    let node = stages_node.clone();
+                    async move {
+                        use axum::response::IntoResponse;
+                        if let Some(refused) = refuse_scrape(&node, &headers) {
+                            return refused;
+                        }
+                        let report = node.stages.report(&node).await;
+                        if uri
+                            .query()
+                            .is_some_and(|q| q.split('&').any(|kv| kv == "reset=true"))
+                        {
+                            node.stages.reset();
+                        }
+                        (
+                            [(axum::http::header::CONTENT_TYPE, "application/json")],
+                            serde_json::to_string(&report).unwrap_or_default(),
+                        )
+                            .into_response()
+                    }
+                },
+            ),
+        );
     let served = match tls {
         Some(tls) => {
             let incoming = crate::tls::AxumIncoming {

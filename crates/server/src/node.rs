@@ -39,6 +39,8 @@ pub struct Node {
     pub leader_contact: crate::election::LeaderContact,
     /// Puts the writes that arrive while earlier entries commit into one entry (group commit).
     pub proposals: crate::proposals::ProposalBatcher,
+    /// Where writes' time goes (`/debug/write-stages`).
+    pub stages: Arc<crate::stages::Stages>,
     /// Writes this member handles at once (`[limits] max_writes_in_flight`).
     pub write_slots: Arc<crate::bounds::Gate>,
     /// Linearizable reads and refusal confirmations waiting for a read index at once
@@ -245,6 +247,14 @@ impl Node {
     }
 
     async fn propose(&self, cmd: Command, deadline: Instant) -> Result<Outcome, Status> {
+        let started = Instant::now();
+        let result = self.propose_until(cmd, deadline).await;
+        self.stages
+            .record(crate::stages::Stage::Propose, started.elapsed());
+        result
+    }
+
+    async fn propose_until(&self, cmd: Command, deadline: Instant) -> Result<Outcome, Status> {
         let mut hint = self.current_leader();
         loop {
             let attempt = match hint {
@@ -325,7 +335,11 @@ impl Node {
         let Some(req) = self.forward_request(leader, cmd, deadline) else {
             return Ok(Attempt::NotLeader(None));
         };
-        Ok(match client.propose(req).await {
+        let started = Instant::now();
+        let forwarded = client.propose(req).await;
+        self.stages
+            .record(crate::stages::Stage::Forward, started.elapsed());
+        Ok(match forwarded {
             Ok(reply) => {
                 let reply = reply.into_inner();
                 if reply.not_leader {

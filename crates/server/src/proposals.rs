@@ -42,6 +42,8 @@ type Answer = Result<Attempt<Outcome>, Status>;
 
 struct Waiting {
     cmd: Command,
+    /// When it joined the queue.
+    queued_at: Instant,
     answer: oneshot::Sender<Answer>,
     /// When the caller stops waiting (none: internal work that waits as long as it takes).
     deadline: Option<Instant>,
@@ -108,6 +110,7 @@ impl Queue {
 struct Inner {
     raft: Raft,
     node: u64,
+    stages: Arc<crate::stages::Stages>,
     queue: Mutex<Queue>,
     counts: Counts,
 }
@@ -148,11 +151,17 @@ pub struct ProposalBatcher {
 
 impl ProposalBatcher {
     /// A batcher whose queue holds at most `max_queued` commands.
-    pub fn new(raft: Raft, node: u64, max_queued: usize) -> ProposalBatcher {
+    pub fn new(
+        raft: Raft,
+        node: u64,
+        max_queued: usize,
+        stages: Arc<crate::stages::Stages>,
+    ) -> ProposalBatcher {
         ProposalBatcher {
             inner: Arc::new(Inner {
                 raft,
                 node,
+                stages,
                 queue: Mutex::new(Queue::new(max_queued)),
                 counts: Counts::default(),
             }),
@@ -194,6 +203,7 @@ impl ProposalBatcher {
             let limit = q.limit;
             q.admit(Waiting {
                 cmd,
+                queued_at: Instant::now(),
                 answer,
                 deadline,
             })
@@ -240,6 +250,13 @@ impl Inner {
     }
 
     async fn submit(&self, mut batch: Vec<Waiting>) {
+        let now = Instant::now();
+        for w in &batch {
+            self.stages.record(
+                crate::stages::Stage::Queue,
+                now.saturating_duration_since(w.queued_at),
+            );
+        }
         self.counts.entries.fetch_add(1, Ordering::Relaxed);
         self.counts
             .commands
@@ -306,11 +323,15 @@ impl Inner {
             }
             m.current_term
         };
+        let started = Instant::now();
         let write = self.raft.client_write(cmd);
         tokio::pin!(write);
         let result = loop {
             tokio::select! {
-                result = &mut write => break result,
+                result = &mut write => {
+                    self.stages.record(crate::stages::Stage::Raft, started.elapsed());
+                    break result;
+                }
                 changed = metrics.changed() => {
                     if changed.is_err() {
                         return Err(Status::unavailable("node is stopping"));
@@ -366,6 +387,7 @@ mod tests {
         (
             Waiting {
                 cmd,
+                queued_at: Instant::now(),
                 answer,
                 deadline,
             },
