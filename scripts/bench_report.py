@@ -156,6 +156,20 @@ for shape, title in SHAPES:
     rows.append(f"| auth costs ≤ 5% of throughput: {title} | {fx(None if c is None else 100 * c, 1)}% of custos' auth-off throughput | {verdict} |")
 target_table = "\n".join(rows)
 
+# Issue #23 (openraft 0.10, writes at the floor); reads must not regress.
+targets_23 = [
+    ("sequential write: p50 ≤ 1.0× etcd's (compass 0.7×)", ratio("seq-write", p50), lambda v: at_most(v, 1.0)),
+    ("10 writers: throughput ≥ 1.0× etcd", ratio("write-10", ops), lambda v: at_least(v, 1.0)),
+    ("100 writers: throughput ≥ 1.2× etcd", ratio("write-100", ops), lambda v: at_least(v, 1.2)),
+    ("100 writers: p99 ≤ 1.0× etcd's", ratio("write-100", p99), lambda v: at_most(v, 1.0)),
+    ("server CPU per write (sequential) ≤ 1.0× etcd's", ratio("seq-write", cpu), lambda v: at_most(v, 1.0)),
+    ("server CPU per write (100 writers) ≤ 1.0× etcd's", ratio("write-100", cpu), lambda v: at_most(v, 1.0)),
+]
+rows = ["| target | measured (custos/etcd) | verdict |", "|---|---|---|"]
+for name, value, verdict in targets_23:
+    rows.append(f"| {name} | {fx(value)}× | {verdict(value)} |")
+target_table_23 = "\n".join(rows)
+
 # --- run conditions -----------------------------------------------------------------------------
 rows = [
     "| system | runs | idle gate passed | foreign CPU s per run (median [max]) | load generator CPU share of the machine (median) |",
@@ -262,6 +276,10 @@ for latency and CPU lower is better):
 
 {ratios}
 
+Targets of issue #23 (same run; the failover and chaos targets are in their own sections):
+
+{target_table_23}
+
 Targets of issue #7:
 
 {target_table}
@@ -287,5 +305,7 @@ MD.write_text(text)
 print(measured)
 print()
 print(ratios)
+print()
+print(target_table_23)
 print()
 print(target_table)
