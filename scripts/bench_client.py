@@ -84,7 +84,6 @@ class CustosClient:
         from openstorage import api_pb2, api_pb2_grpc, connector
 
         self.api = api_pb2
-        self.grpc = grpc
         # What the client's README shows a new user: a Connector, then the stubs on its channel.
         self.channel = connector.Connector(endpoint=addr, token=token).connect(CHANNEL_OPTS)
         grpc.channel_ready_future(self.channel).result(timeout=10)
@@ -155,14 +154,14 @@ def worker(cfg, clients, counter, ready, start, done, results):
                 conns.append(EtcdClient(addr, cfg["user"], cfg["password"], cfg["workload"],
                                         cfg["keys"], cfg["gen_dir"]))
         setup_error = None
-    except Exception as e:  # reported, and the run is void
+    except Exception as e:  # every client of this process counts as failed: the run is void
         conns, setup_error = [], f"setup: {e!r}"
     ready.wait(timeout=600)
     start.wait(timeout=600)
     t_start = time.monotonic()
     stop_at = t_start + cfg["deadline_secs"]
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
-    lat, errors, first = [], [0], [setup_error]
+    lat, errors, first = [], [len(clients) if setup_error else 0], [setup_error]
     lock = threading.Lock()
 
     def run(conn, idx):
@@ -246,7 +245,6 @@ def percentile(sorted_v, p):
 
 def custos_ids(addr, token, keys):
     """The preloaded volumes' ids (`bench-key-*`), as `custos bench custos` reads them."""
-    import grpc
     from openstorage import api_pb2, api_pb2_grpc, connector
 
     ch = connector.Connector(endpoint=addr, token=token).connect()
