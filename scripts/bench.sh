@@ -495,23 +495,25 @@ print(next(e["Endpoint"] for e in json.load(sys.stdin) if e["Status"]["header"][
 }
 
 # Every client shape once against one running system: client_shapes SYSTEM RUN PIDS ENDPOINTS.
-# The system's credentials are in BENCH_CLIENT_TOKEN / BENCH_CLIENT_PASSWORD.
+# The system's credentials are in BENCH_CLIENT_TOKEN / BENCH_CLIENT_PASSWORD. Clients on any
+# member start at member (RUN - 1) mod 3, so over runs a lone writer meets leader and followers
+# alike in both systems; the report counts the clients the leader had.
 client_shapes() {
   local system="$1" run="$2" pids="$3" endpoints="$4"
-  local shape name workload clients target ops leader
+  local shape name workload clients target ops known leader
   for shape in "${CLIENT_SHAPES[@]}"; do
     read -r name workload clients target ops <<<"$shape"
-    leader=()
-    if [ "$target" = leader ]; then
-      if [ "$system" = custos ]; then
-        leader=(--leader "$(custos_leader "$endpoints" "$BENCH_CLIENT_TOKEN")")
-      else
-        leader=(--leader "$(etcd_leader "$endpoints" "$BENCH_CLIENT_PASSWORD")")
-      fi
+    if [ "$system" = custos ]; then
+      known="$(custos_leader "$endpoints" "$BENCH_CLIENT_TOKEN")"
+    else
+      known="$(etcd_leader "$endpoints" "$BENCH_CLIENT_PASSWORD")"
     fi
-    log "$system run $run: $name ($clients clients, $ops ops, ${leader[1]:-any member})"
+    leader=()
+    if [ "$target" = leader ]; then leader=(--leader "$known"); fi
+    log "$system run $run: $name ($clients clients, $ops ops, ${leader[1]:-any member}; leader $known)"
     timeout 600 "$CLIENT_PY" scripts/bench_client.py --system "$system" --endpoints "$endpoints" \
-      "${leader[@]}" --workload "$workload" --clients "$clients" --procs "$CLIENT_PROCS" \
+      "${leader[@]}" --known-leader "$known" --first-member "$(((run - 1) % 3))" \
+      --workload "$workload" --clients "$clients" --procs "$CLIENT_PROCS" \
       --ops "$ops" --keys "$KEYS" --pids "$pids" --deadline-secs 180 \
       --idle-below-pct "$IDLE_PCT" --idle-max-wait-secs "$IDLE_WAIT" --label "$system" \
       --gen-dir "$TARGET_DIR/bench-client/etcd-py" \

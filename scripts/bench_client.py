@@ -16,8 +16,10 @@ then the `token` metadata, as etcd's clients do). Both systems alike:
 
 C clients are spread over P worker processes (multiprocessing, spawn) of C/P threads each; every
 client has its own channel (grpcio's local subchannel pool: its own TCP connection, as separate
-SDK users would have) to a member picked round-robin over all members (or the `--leader` only),
-connected before the clock starts. Clients take operation numbers from one shared counter until
+SDK users would have) to a member picked round-robin over all members starting at member
+`--first-member` (bench.sh rotates it run by run, so a lone writer is not always on the same
+member), or to the `--leader` only; connected before the clock starts. `--known-leader` names the
+leader found just before the shape, so the report says how many clients were connected to it. Clients take operation numbers from one shared counter until
 `--ops` are issued or `--deadline-secs` passed; every call has a deadline (`--op-timeout`).
 Server CPU is the members' utime+stime (/proc/<pid>/stat) over the run; client CPU the worker
 processes' own; foreign CPU the rest of the machine's busy time (other tenants). Before the clock
@@ -147,7 +149,7 @@ def worker(cfg, clients, counter, ready, start, done, results):
     try:
         conns = []
         for c in clients:
-            addr = cfg["targets"][c % len(cfg["targets"])]
+            addr = cfg["targets"][(c + cfg["first_member"]) % len(cfg["targets"])]
             if cfg["system"] == "custos":
                 conns.append(CustosClient(addr, cfg["token"], cfg["workload"], cfg["ids"]))
             else:
@@ -269,6 +271,9 @@ def main():
     ap.add_argument("--system", choices=["custos", "etcd"], required=True)
     ap.add_argument("--endpoints", required=True, help="host:port,... of all members")
     ap.add_argument("--leader", help="connect every client to this member only")
+    ap.add_argument("--known-leader", help="the leader's address, to report clients on it")
+    ap.add_argument("--first-member", type=int, default=0,
+                    help="index in --endpoints of the member client 0 connects to")
     ap.add_argument("--workload", choices=["write", "read-lin", "read-ser"], required=True)
     ap.add_argument("--clients", type=int, required=True)
     ap.add_argument("--procs", type=int, default=4, help="worker processes (at most --clients)")
@@ -291,6 +296,7 @@ def main():
     cfg = {"system": a.system, "workload": a.workload, "targets": targets, "ops": a.ops,
            "keys": a.keys, "deadline_secs": a.deadline_secs, "op_timeout": a.op_timeout,
            "tag": uuid.uuid4().hex[:8], "gen_dir": a.gen_dir, "ids": None,
+           "first_member": a.first_member,
            "token": os.environ.get("BENCH_CLIENT_TOKEN", ""), "user": a.user,
            "password": os.environ.get("BENCH_CLIENT_PASSWORD", "")}
     if a.system == "etcd":
@@ -334,6 +340,9 @@ def main():
         "system": a.system, "label": a.label, "workload": a.workload,
         "target": "leader" if a.leader else "all", "endpoints": targets,
         "clients": a.clients, "procs": procs,
+        "clients_on_leader": (sum(1 for c in range(a.clients)
+                                  if targets[(c + a.first_member) % len(targets)] == a.known_leader)
+                              if a.known_leader else None),
         "threads_per_proc": [len(range(p, a.clients, procs)) for p in range(procs)],
         "connections": a.clients, "ops_requested": a.ops, "ops_ok": ok, "errors": errors,
         "first_error": first, "deadline_hit": ok + errors < a.ops,

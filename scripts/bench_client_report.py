@@ -55,6 +55,10 @@ def main():
     f2 = lambda v: f"{v:.2f}"
     f3 = lambda v: f"{v:.3f}"
 
+    def on_leader(rs):
+        xs = [r.get("clients_on_leader") for r in sorted(rs, key=lambda r: r["run"])]
+        return "?" if None in xs else " / ".join(str(x) for x in xs)
+
     def gave_up(rs):
         return sum(1 for r in rs if (r.get("idle_gate") or {}).get("gave_up"))
 
@@ -82,8 +86,8 @@ def main():
             ops[shape] = rs[0]["ops_requested"]
     lines.append("Operations per shape and run: " + ", ".join(f"{s} {ops[s]:,}" for s, _ in SHAPES if s in ops) + ".")
     lines.append("")
-    lines.append("| shape | clients (procs × threads) | system | ops/s | p50 ms | p99 ms | server CPU ms/op | client CPU ms/op | foreign CPU s (max); idle gate gave up | errors |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|")
+    lines.append("| shape | clients (procs × threads) | system | ops/s | p50 ms | p99 ms | server CPU ms/op | client CPU ms/op | clients on the leader (per run) | foreign CPU s (max); idle gate gave up | errors |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for shape, label in SHAPES:
         for system in ("custos", "etcd"):
             rs = by.get((shape, system), [])
@@ -94,6 +98,7 @@ def main():
                 f"| {label} | {layout(shape)} | {system} | {rng(shape, system, tput, n0)} | "
                 f"{rng(shape, system, p50, f2)} | {rng(shape, system, p99, f2)} | "
                 f"{rng(shape, system, cpu, f3)} | {f3(stat(shape, system, ccpu))} | "
+                f"{on_leader(rs)} | "
                 f"{max(r['foreign_cpu_s'] for r in rs):.1f}; {gave_up(rs)}/{len(rs)} | {errors} |")
     lines.append("")
     lines.append("custos / etcd (ratios of the medians; throughput: higher is better for custos; "
