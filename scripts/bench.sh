@@ -47,8 +47,16 @@
 #                              and openraft's per-entry stages, `/debug/write-stages`), for
 #                              sequential writes sent to the leader and to a follower
 #                              (scripts/bench-stages.sh; not in `all`)
-#   scripts/bench.sh [all]     all of the above but snapshot, reference, backup, contention, ab and
-#                              overload
+#   scripts/bench.sh client    issue #23: the official Python client (grpcio; the OpenStorage
+#                              `openstorage` package for custos, stubs compiled from
+#                              proto/etcd for etcd) driving 3-member custos (release, auth on)
+#                              and etcd (auth on) clusters alike, clients connected to any member
+#                              as SDK users connect: sequential, 10 and 100 writers, 100 writers on
+#                              the leader only, linearizable and serializable readers
+#                              (scripts/bench_client.py, scripts/bench_client_report.py; not in
+#                              `all`)
+#   scripts/bench.sh [all]     all of the above but snapshot, reference, backup, contention, ab,
+#                              overload, stages and client
 #
 # The cluster part installs etcd (Debian's etcd-server/etcd-client) when missing and matplotlib
 # into target/bench-venv. Knobs (environment): BENCH_RUNS (3; cluster and flood), BENCH_SEQ_OPS (2000),
@@ -59,7 +67,9 @@
 # BENCH_MD and BENCH_PLOTS (where the tables and plots go: BENCHMARKS.md, docs/bench);
 # flood: BENCH_FLOOD_LOOPS (the flood sizes, concurrent bad-token loops: "2 8"),
 # BENCH_FLOOD_BURSTS (quiet + flood pairs per measurement, 10), BENCH_FLOOD_QUIET_MS (2000) and
-# BENCH_FLOOD_MS (2000).
+# BENCH_FLOOD_MS (2000); client: BENCH_RUNS, BENCH_KEYS, BENCH_CLIENT_SEQ_OPS (2000),
+# BENCH_CLIENT_W_OPS (writes per concurrent-writer shape, 8000), BENCH_CLIENT_READ_OPS (reads per
+# read shape, 20000), BENCH_CLIENT_READERS (100), BENCH_CLIENT_PROCS (worker processes, 4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/bench-common.sh
@@ -453,6 +463,129 @@ print(table)
 PY
 }
 
+# ---------------------------------------------------------------------------------------------
+# The official Python client (issue #23): custos vs etcd through grpcio, clients on any member.
+
+CLIENT_SEQ_OPS="${BENCH_CLIENT_SEQ_OPS:-2000}"
+CLIENT_W_OPS="${BENCH_CLIENT_W_OPS:-8000}"
+CLIENT_READ_OPS="${BENCH_CLIENT_READ_OPS:-20000}"
+CLIENT_READERS="${BENCH_CLIENT_READERS:-100}"
+CLIENT_PROCS="${BENCH_CLIENT_PROCS:-4}"
+
+# name workload clients target ops
+CLIENT_SHAPES=(
+  "seq-write write 1 all $CLIENT_SEQ_OPS"
+  "write-10 write 10 all $CLIENT_W_OPS"
+  "write-100 write 100 all $CLIENT_W_OPS"
+  "write-100-leader write 100 leader $CLIENT_W_OPS"
+  "read-lin read-lin $CLIENT_READERS all $CLIENT_READ_OPS"
+  "read-ser read-ser $CLIENT_READERS all $CLIENT_READ_OPS"
+)
+
+# The SDK address of the member custos' status names as leader: custos_leader ENDPOINTS TOKEN.
+custos_leader() {
+  "$BIN" --endpoint "$1" --token "$2" -o json cluster status | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+print(next(m["sdk_addr"] for m in s["members"] if m["id"] == s["leader_id"] != 0))'
+}
+
+# The client address of etcd's leader: etcd_leader ENDPOINTS PASSWORD.
+etcd_leader() {
+  ETCDCTL_API=3 etcdctl --endpoints "$1" --user "bench:$2" --command-timeout 5s \
+    endpoint status -w json | python3 -c '
+import json, sys
+print(next(e["Endpoint"] for e in json.load(sys.stdin) if e["Status"]["header"]["member_id"] == e["Status"]["leader"]))'
+}
+
+# Every client shape once against one running system: client_shapes SYSTEM RUN PIDS ENDPOINTS.
+# The system's credentials are in BENCH_CLIENT_TOKEN / BENCH_CLIENT_PASSWORD. Clients on any
+# member start at member (RUN - 1) mod 3, so over runs a lone writer meets leader and followers
+# alike in both systems; the report counts the clients the leader had.
+client_shapes() {
+  local system="$1" run="$2" pids="$3" endpoints="$4"
+  local shape name workload clients target ops known leader
+  for shape in "${CLIENT_SHAPES[@]}"; do
+    read -r name workload clients target ops <<<"$shape"
+    if [ "$system" = custos ]; then
+      known="$(custos_leader "$endpoints" "$BENCH_CLIENT_TOKEN")"
+    else
+      known="$(etcd_leader "$endpoints" "$BENCH_CLIENT_PASSWORD")"
+    fi
+    leader=()
+    if [ "$target" = leader ]; then leader=(--leader "$known"); fi
+    log "$system run $run: $name ($clients clients, $ops ops, ${leader[1]:-any member}; leader $known)"
+    timeout 600 "$CLIENT_PY" scripts/bench_client.py --system "$system" --endpoints "$endpoints" \
+      "${leader[@]}" --known-leader "$known" --first-member "$(((run - 1) % 3))" \
+      --workload "$workload" --clients "$clients" --procs "$CLIENT_PROCS" \
+      --ops "$ops" --keys "$KEYS" --pids "$pids" --deadline-secs 180 \
+      --idle-below-pct "$IDLE_PCT" --idle-max-wait-secs "$IDLE_WAIT" --label "$system" \
+      --gen-dir "$TARGET_DIR/bench-client/etcd-py" \
+      | python3 -c 'import json,sys; r=json.load(sys.stdin); r["shape"]=sys.argv[1]; r["run"]=int(sys.argv[2]); print(json.dumps(r))' "$name" "$run" \
+      | tee -a "$OUT/results.jsonl" | python3 -c 'import json,sys; r=json.load(sys.stdin); l=r["latency_ms"]; print("   %d ok, %d errors%s, %.0f ops/s, p50 %.2f ms, p99 %.2f ms, server CPU %.3f ms/op, client CPU %.3f ms/op, foreign CPU %.1f s" % (r["ops_ok"], r["errors"], " (" + r["first_error"] + ")" if r["first_error"] else "", r["ops_per_s"], l["p50"], l["p99"], r["server_cpu_ms_per_op"] or 0, r["client_cpu_ms_per_op"] or 0, r["foreign_cpu_s"]))' >&2
+  done
+}
+
+# One fresh custos cluster (release, auth on), the read key space preloaded, every client shape.
+client_custos() {
+  local run="$1"
+  start_custos custos "$run"
+  log "custos: preloading $KEYS volumes (custos bench)"
+  "$BIN" bench custos --endpoint "$ENDPOINTS" --token "$TOKEN" -o json --workload preload \
+    --clients 100 --connections 10 --ops "$KEYS" --deadline-secs 300 >/dev/null
+  BENCH_CLIENT_TOKEN="$TOKEN" client_shapes custos "$run" "$PIDS" "$ENDPOINTS"
+  cleanup
+  rm -rf "$OUT/custos-$run"/node-*/data # the logs stay
+}
+
+# One fresh etcd cluster (auth on), the read key space preloaded, every client shape.
+client_etcd() {
+  local run="$1" base
+  base="$(free_base_port)"
+  start_etcd "$OUT/etcd-$run" "$base" "$ETCD_PASSWORD"
+  log "etcd: preloading $KEYS keys (custos bench)"
+  "$BIN" bench etcd --etcd-endpoint "$ETCD_ENDPOINTS" --user bench --password "$ETCD_PASSWORD" \
+    -o json --workload preload --clients 100 --connections 10 --ops "$KEYS" \
+    --deadline-secs 300 >/dev/null
+  BENCH_CLIENT_PASSWORD="$ETCD_PASSWORD" client_shapes etcd "$run" "$ETCD_PIDS" "$ETCD_ENDPOINTS"
+  cleanup
+  rm -rf "$OUT/etcd-$run"/e[0-9] # the logs stay
+}
+
+client_bench() {
+  ensure_etcd
+  release_bin
+  CLIENT_PY="$(scripts/python-env.sh)/bin/python"
+  OUT="$TARGET_DIR/bench-client/$(date -u +%Y%m%dT%H%M%SZ)"
+  mkdir -p "$OUT"
+  log "results in $OUT"
+  {
+    echo "date=$(date -u +%Y-%m-%dT%H:%MZ)"
+    echo "commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD 2>/dev/null || echo '+dirty')"
+    echo "binary=${BIN#"$ROOT"/} ($("$BIN" --version))"
+    echo "etcd=$(etcd --version | head -1)"
+    echo "cpus=$(nproc)"
+    echo "runs=$RUNS"
+    echo "keys=$KEYS"
+    echo "procs=$CLIENT_PROCS"
+    echo "openraft=$(grep -a -o -m1 'openraft-0\.[0-9]*\.[0-9]*' "$BIN" | head -1)"
+    echo "idle_gate=below ${IDLE_PCT}% busy, waiting at most ${IDLE_WAIT} s"
+  } >"$OUT/meta.txt"
+  # One system at a time on fresh clusters; the systems take turns run by run (custos first in
+  # odd runs, etcd first in even ones), so a disturbance of the machine spreads over both.
+  local run
+  for run in $(seq "$RUNS"); do
+    if [ $((run % 2)) = 1 ]; then
+      client_custos "$run"
+      client_etcd "$run"
+    else
+      client_etcd "$run"
+      client_custos "$run"
+    fi
+  done
+  "$CLIENT_PY" scripts/bench_client_report.py "$OUT" "${BENCH_MD:-BENCHMARKS.md}"
+}
+
 case "$WHAT" in
   auth) auth_bench ;;
   audit) audit_bench ;;
@@ -467,6 +600,7 @@ case "$WHAT" in
   contention) release_bin; BENCH_B="${BENCH_B:-$BIN}" bash scripts/bench-contention.sh ;;
   overload) overload_bench ;;
   stages) bash scripts/bench-stages.sh ;;
+  client) client_bench ;;
   all) auth_bench; audit_bench; cluster_bench; bash scripts/bench-scale.sh; flood_bench; bash scripts/bench-failover.sh ;;
-  *) echo "usage: $0 [auth|audit|cluster|scale|flood|failover|reference|snapshot|backup|contention|ab|overload|stages|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [auth|audit|cluster|scale|flood|failover|reference|snapshot|backup|contention|ab|overload|stages|client|all]" >&2; exit 2 ;;
 esac
