@@ -71,7 +71,11 @@ async fn concurrent_writes_through_a_follower_share_forwarding_rpcs_and_apply_on
     }
     assert_eq!(acked.len() as u64, WRITERS * EACH);
     let distinct: BTreeSet<&String> = acked.iter().collect();
-    assert_eq!(distinct.len(), acked.len(), "two writes got the same volume");
+    assert_eq!(
+        distinct.len(),
+        acked.len(),
+        "two writes got the same volume"
+    );
 
     // Batched: the follower forwarded every write, in far fewer RPCs (one per write without
     // batching).

@@ -23,12 +23,15 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tonic::transport::Channel;
 
+/// The peer client of each node id, with the address it was made for.
+type ClientCache = HashMap<u64, (String, RaftServiceClient<Channel>)>;
+
 /// Cached peer clients by node id, for forwarding. Rebuilt when a member's address changes or
 /// the TLS material is reloaded. Clones share the cache.
 #[derive(Clone)]
 pub struct PeerClients {
     tls: Arc<PeerClientTls>,
-    clients: Arc<Mutex<HashMap<u64, (String, RaftServiceClient<Channel>)>>>,
+    clients: Arc<Mutex<ClientCache>>,
 }
 
 impl PeerClients {
