@@ -7,8 +7,11 @@
 # (refusals per second for the refused shape) and server CPU per operation, each B figure as a
 # ratio of the A figure of the same pair, and each pair's p50/p99 latency.
 #
-# One more shape, run only when named in BENCH_AB_SHAPES: `write-followers-100`, 100 writers
-# whose writes all go to the two followers (issue #23: what forwarding costs).
+# Two more shapes, run only when named in BENCH_AB_SHAPES: `write-followers-100`, 100 writers
+# whose writes all go to the two followers (issue #23: what forwarding costs), and
+# `write-leader-100`, the same writers at the leader. Each run also records the forwarding RPCs
+# and the commands they carried (`custos_forward_*` summed over the members; 0 for a binary
+# without them).
 #
 #   BENCH_A=old/custos BENCH_B=new/custos scripts/bench-ab.sh
 #   BENCH_AB_SHAPES=write-followers-100 BENCH_A=... BENCH_B=... scripts/bench-ab.sh
@@ -33,12 +36,13 @@ KEYS="${BENCH_KEYS:-10000}"
 IDLE_PCT="${BENCH_IDLE_PCT:-25}"
 IDLE_WAIT="${BENCH_IDLE_WAIT:-60}"
 # name workload clients connections ops token (a token of cluster.json) members (all: every
-# member; followers: every member but the leader)
+# member; followers: every member but the leader; leader: the bench finds the leader)
 ALL_SHAPES=(
   "read-lin-100 read-linearizable 100 10 $LIN_OPS user all"
   "read-ser-100 read-serializable 100 10 $READ_OPS user all"
   "refused-write-100 write 100 10 $REFUSED_OPS view all"
   "write-followers-100 write 100 10 $WRITE_OPS user followers"
+  "write-leader-100 write 100 10 $WRITE_OPS user leader"
 )
 SHAPES=()
 for shape in "${ALL_SHAPES[@]}"; do
@@ -56,7 +60,7 @@ log "results in $OUT"
 # run_one LABEL PAIR: one fresh cluster of binary BIN, every shape once.
 run_one() {
   local label="$1" pair="$2" base endpoints pids token shape name workload clients conns ops who
-  local members eps leader target
+  local members eps leader target rpcs0 cmds0 rpcs1 cmds1
   base="$(free_base_port)"
   start_dev "$OUT/$label-$pair" "$base"
   endpoints="$(field '",".join(d["endpoints"])')"
@@ -70,22 +74,47 @@ run_one() {
     read -r name workload clients conns ops who members <<<"$shape"
     eps="$endpoints"
     target=()
-    if [ "$members" = followers ]; then
+    if [ "$members" = leader ]; then
+      target=(--target leader)
+    elif [ "$members" = followers ]; then
       target=(--target all)
       leader="$(leader_id "$endpoints")"
       eps="$(field "','.join(n['sdk'] for n in d['nodes'] if n['id'] != $leader)")"
     fi
     log "$label pair $pair: $name ($eps)"
+    read -r rpcs0 cmds0 <<<"$(forward_counts)"
     "$BIN" bench custos --endpoint "$eps" "${target[@]}" \
       --token "$(field "d['tokens']['$who']")" \
       -o json --workload "$workload" \
       --clients "$clients" --connections "$conns" --ops "$ops" --keys "$KEYS" --pids "$pids" \
       --deadline-secs 180 --idle-below-pct "$IDLE_PCT" --idle-max-wait-secs "$IDLE_WAIT" \
       --label "$label" \
-      | python3 -c 'import json,sys; r=json.load(sys.stdin); r["shape"]=sys.argv[1]; r["pair"]=int(sys.argv[2]); print(json.dumps(r))' "$name" "$pair" \
-      >>"$OUT/results.jsonl"
+      >"$OUT/run.json"
+    read -r rpcs1 cmds1 <<<"$(forward_counts)"
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); r["shape"]=sys.argv[2]; r["pair"]=int(sys.argv[3]); r["forward_rpcs"]=int(sys.argv[4]); r["forward_commands"]=int(sys.argv[5]); print(json.dumps(r))' \
+      "$OUT/run.json" "$name" "$pair" "$((rpcs1 - rpcs0))" "$((cmds1 - cmds0))" >>"$OUT/results.jsonl"
   done
   cleanup
+}
+
+# forward_counts: the forwarding RPCs and the commands they carried so far, summed over the
+# members' /metrics (plain HTTP: `custos dev` without --sdk-tls); 0 0 without those metrics.
+forward_counts() {
+  python3 - "$DEV_DIR/cluster.json" <<'PY'
+import json, sys, urllib.request
+d = json.load(open(sys.argv[1]))
+sums = {"custos_forward_rpcs_total": 0, "custos_forward_commands_total": 0}
+for n in d["nodes"]:
+    try:
+        text = urllib.request.urlopen(f"http://{n['metrics']}/metrics", timeout=5).read().decode()
+    except OSError:
+        continue
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in sums:
+            sums[name] += int(float(value))
+print(sums["custos_forward_rpcs_total"], sums["custos_forward_commands_total"])
+PY
 }
 
 # leader_id ENDPOINTS: the id of the member that leads, as the members report it (bounded wait:
@@ -120,11 +149,12 @@ for r in rows:
         r["ops_per_s"] = r["errors"] / r["elapsed_s"]
         r["server_cpu_ms_per_op"] = 1000.0 * r["server_cpu_s"] / r["errors"]
 by = {(r["label"], r["shape"], r["pair"]): r for r in rows}
+fwd = lambda rs: " / ".join("%.1f" % (r["forward_commands"] / r["forward_rpcs"]) if r.get("forward_rpcs") else "–" for r in rs)
 lat = lambda rs: " / ".join("%.1f/%.1f" % (r["latency_ms"]["p50"], r["latency_ms"]["p99"]) for r in rs)
 shapes = sorted({r["shape"] for r in rows})
 pairs = sorted({r["pair"] for r in rows})
-print("| shape | A ops/s (per pair) | B ops/s | B/A throughput | A CPU ms/op | B CPU ms/op | B/A CPU per op | A p50/p99 ms | B p50/p99 ms | errors A/B (refusals for refused-*) |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+print("| shape | A ops/s (per pair) | B ops/s | B/A throughput | A CPU ms/op | B CPU ms/op | B/A CPU per op | A p50/p99 ms | B p50/p99 ms | B commands per forwarding RPC | errors A/B (refusals for refused-*) |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for s in shapes:
     a = [by[("A", s, p)] for p in pairs]; b = [by[("B", s, p)] for p in pairs]
     tr = [y["ops_per_s"] / x["ops_per_s"] for x, y in zip(a, b)]
@@ -132,6 +162,6 @@ for s in shapes:
     f = lambda rs, k, fmt: " / ".join(fmt % r[k] for r in rs)
     print(f"| {s} | {f(a, 'ops_per_s', '%.0f')} | {f(b, 'ops_per_s', '%.0f')} | {min(tr):.2f}–{max(tr):.2f}× | "
           f"{f(a, 'server_cpu_ms_per_op', '%.3f')} | {f(b, 'server_cpu_ms_per_op', '%.3f')} | {min(cr):.2f}–{max(cr):.2f}× | "
-          f"{lat(a)} | {lat(b)} | "
+          f"{lat(a)} | {lat(b)} | {fwd(b)} | "
           f"{sum(r['errors'] for r in a)}/{sum(r['errors'] for r in b)} |")
 PY
