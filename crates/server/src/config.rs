@@ -151,7 +151,8 @@ pub struct LimitSettings {
     /// the leader), writes forwarded to it as leader, and refused writes waiting for the read
     /// barrier that confirms the refusal.
     pub max_writes_in_flight: usize,
-    /// Commands the leader's proposal queue holds waiting for a free entry slot.
+    /// Commands the leader's proposal queue holds waiting for a free entry slot; on a
+    /// follower, also the bound of its queue of writes waiting to be forwarded (`forwarder.rs`).
     pub max_queued_proposals: usize,
     /// Linearizable reads (and refusal confirmations) waiting for a read index at once.
     pub max_read_waiters: usize,

@@ -14,6 +14,7 @@ pub mod console;
 pub mod duties;
 pub mod edge;
 pub mod election;
+pub mod forwarder;
 pub mod liveness;
 pub mod membership;
 pub mod metrics;
@@ -229,6 +230,7 @@ pub async fn run(
     .await
     .context("starting Raft")?;
 
+    let peers = network::PeerClients::new(peer_client_tls.clone());
     let node = Arc::new(Node {
         id: config.node_id,
         config: config.clone(),
@@ -236,7 +238,14 @@ pub async fn run(
         state,
         auth: std::sync::RwLock::new(auth),
         oidc,
-        peers: network::PeerClients::new(peer_client_tls.clone()),
+        forwarder: forwarder::Forwarder::new(
+            raft.clone(),
+            peers.clone(),
+            config.node_id,
+            config.limits.max_queued_proposals,
+            stages.clone(),
+        ),
+        peers,
         tls: node::NodeTls {
             peer_client: peer_client_tls,
             servers: [&peer_tls, &sdk_tls, &rest_tls, &metrics_tls]

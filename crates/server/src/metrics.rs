@@ -148,6 +148,11 @@ pub struct NodeValues {
     pub proposals_rejected: u64,
     pub proposals_expired: u64,
     pub proposals_abandoned: u64,
+    pub forward_rpcs: u64,
+    pub forward_commands: u64,
+    pub forward_queued: u64,
+    pub forwards_rejected: u64,
+    pub forwards_expired: u64,
     pub writes_in_flight: u64,
     pub writes_rejected: u64,
     pub read_waiters: u64,
@@ -167,6 +172,7 @@ impl NodeValues {
         let (leader_reads, leader_rounds) = node.read_batcher.counts();
         let (follower_reads, follower_rounds) = node.remote_reads.counts();
         let proposals = node.proposals.snapshot();
+        let forwards = node.forwarder.snapshot();
         let head = node.audit.log.head();
         let c = node.audit.counters();
         NodeValues {
@@ -186,6 +192,11 @@ impl NodeValues {
             proposals_rejected: proposals.rejected,
             proposals_expired: proposals.expired,
             proposals_abandoned: proposals.abandoned,
+            forward_rpcs: forwards.rpcs,
+            forward_commands: forwards.commands,
+            forward_queued: forwards.queued,
+            forwards_rejected: forwards.rejected,
+            forwards_expired: forwards.expired,
             writes_in_flight: node.write_slots.in_use() as u64,
             writes_rejected: node.write_slots.refused(),
             read_waiters: node.read_slots.in_use() as u64,
@@ -421,6 +432,24 @@ impl Metrics {
             "Commands waiting in this leader's proposal queue for an entry slot",
             v.proposal_queued,
         );
+        counter(
+            &mut r,
+            "custos_forward_rpcs",
+            "ProposeMany RPCs this node sent as follower, forwarding its clients' writes to the leader",
+            v.forward_rpcs,
+        );
+        counter(
+            &mut r,
+            "custos_forward_commands",
+            "Writes this node forwarded in them (their ratio to the RPCs is the forwarding batch size)",
+            v.forward_commands,
+        );
+        gauge(
+            &mut r,
+            "custos_forward_queue_depth",
+            "Writes waiting in this follower's forwarding queue for an RPC slot",
+            v.forward_queued,
+        );
         gauge(
             &mut r,
             "custos_writes_in_flight",
@@ -438,6 +467,7 @@ impl Metrics {
             ("writes_in_flight", v.writes_rejected),
             ("proposal_queue", v.proposals_rejected),
             ("read_waiters", v.reads_rejected),
+            ("forward_queue", v.forwards_rejected),
         ] {
             bounds.get_or_create(&BoundLabels { bound }).inc_by(value);
         }
@@ -457,6 +487,12 @@ impl Metrics {
             "custos_proposals_abandoned",
             "Entries this member proposed and stopped waiting for because it stopped leading first (their callers retry at the new leader)",
             v.proposals_abandoned,
+        );
+        counter(
+            &mut r,
+            "custos_forwards_expired",
+            "Writes this follower answered unsent: their deadline passed or their caller left while they waited to be forwarded",
+            v.forwards_expired,
         );
         r.register(
             "custos_connections_refused",
@@ -813,6 +849,11 @@ mod tests {
                 proposal_queued: 6,
                 proposals_rejected: 3,
                 writes_rejected: 2,
+                forward_rpcs: 4,
+                forward_commands: 130,
+                forward_queued: 5,
+                forwards_rejected: 8,
+                forwards_expired: 1,
                 audit_last_seq: 40,
                 ..NodeValues::default()
             },
@@ -839,6 +880,10 @@ mod tests {
             ("custos_overload_rejections_total", "counter"),
             ("custos_proposals_expired_total", "counter"),
             ("custos_proposals_abandoned_total", "counter"),
+            ("custos_forward_rpcs_total", "counter"),
+            ("custos_forward_commands_total", "counter"),
+            ("custos_forward_queue_depth", "gauge"),
+            ("custos_forwards_expired_total", "counter"),
             ("custos_connections_refused_total", "counter"),
             ("custos_audit_last_seq", "gauge"),
             ("custos_audit_first_seq", "gauge"),
@@ -884,6 +929,14 @@ mod tests {
         );
         assert_eq!(value("custos_proposal_commands_total"), "12");
         assert_eq!(value("custos_proposal_queue_depth"), "6");
+        assert_eq!(value("custos_forward_rpcs_total"), "4");
+        assert_eq!(value("custos_forward_commands_total"), "130");
+        assert_eq!(value("custos_forward_queue_depth"), "5");
+        assert_eq!(value("custos_forwards_expired_total"), "1");
+        assert_eq!(
+            value("custos_overload_rejections_total{bound=\"forward_queue\"}"),
+            "8"
+        );
         assert_eq!(
             value("custos_overload_rejections_total{bound=\"proposal_queue\"}"),
             "3"

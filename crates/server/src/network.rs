@@ -23,23 +23,44 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tonic::transport::Channel;
 
+/// The peer client of each node id, with the address it was made for.
+type ClientCache = HashMap<u64, (String, RaftServiceClient<Channel>)>;
+
 /// Cached peer clients by node id, for forwarding. Rebuilt when a member's address changes or
-/// the TLS material is reloaded.
+/// the TLS material is reloaded. Clones share the cache.
+#[derive(Clone)]
 pub struct PeerClients {
     tls: Arc<PeerClientTls>,
-    clients: Mutex<HashMap<u64, (String, RaftServiceClient<Channel>)>>,
+    clients: Arc<Mutex<ClientCache>>,
 }
 
 impl PeerClients {
     pub fn new(tls: Arc<PeerClientTls>) -> PeerClients {
         PeerClients {
             tls,
-            clients: Mutex::default(),
+            clients: Arc::default(),
         }
     }
 
     pub fn client(&self, node: &Node, target: u64) -> Option<RaftServiceClient<Channel>> {
-        let addr = node.member(target)?.raft_addr;
+        self.client_via(&node.raft, target)
+    }
+
+    /// A client of `target` at the address `raft`'s membership records for it.
+    pub fn client_via(
+        &self,
+        raft: &custos_store::Raft,
+        target: u64,
+    ) -> Option<RaftServiceClient<Channel>> {
+        use openraft::async_runtime::WatchReceiver;
+        let addr = raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .get_node(&target)?
+            .raft_addr
+            .clone();
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((cached, client)) = clients.get(&target) {
             if *cached == addr {

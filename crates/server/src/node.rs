@@ -39,6 +39,9 @@ pub struct Node {
     pub leader_contact: crate::election::LeaderContact,
     /// Puts the writes that arrive while earlier entries commit into one entry (group commit).
     pub proposals: crate::proposals::ProposalBatcher,
+    /// Sends the writes that arrive while earlier ones are being forwarded to the leader
+    /// together (as follower).
+    pub forwarder: crate::forwarder::Forwarder,
     /// Where writes' time goes (`/debug/write-stages`).
     pub stages: Arc<crate::stages::Stages>,
     /// Writes this member handles at once (`[limits] max_writes_in_flight`).
@@ -320,10 +323,30 @@ impl Node {
         Some(req)
     }
 
-    /// Forwards `cmd` to `leader`. The leader's own bounds reach the caller as they are
+    /// Forwards `cmd` to `leader`, alone or with the writes forwarded meanwhile
+    /// (`forwarder.rs`). The leader's own bounds reach the caller as they are
     /// (RESOURCE_EXHAUSTED: retrying here at once would only add to its load); other failures
     /// are retried.
     async fn propose_remote(
+        &self,
+        leader: u64,
+        cmd: &Command,
+        deadline: Instant,
+    ) -> Result<Attempt<Outcome>, Status> {
+        let Ok(command) = crate::codec::encode(cmd) else {
+            return Ok(Attempt::NotLeader(None));
+        };
+        match self.forwarder.forward(leader, command, deadline).await {
+            // A leader that predates `ProposeMany`: one `Propose` for this write.
+            Err(s) if s.code() == tonic::Code::Unimplemented => {
+                self.propose_one(leader, cmd, deadline).await
+            }
+            answer => answer,
+        }
+    }
+
+    /// Forwards `cmd` to `leader` on its own, with one `Propose` RPC.
+    async fn propose_one(
         &self,
         leader: u64,
         cmd: &Command,

@@ -7,9 +7,10 @@ use crate::node::{Node, ProposeAttempt};
 use custos_model::{Command, Op};
 use custos_proto::custos::raft::v1::raft_service_server::RaftService;
 use custos_proto::custos::raft::v1::{
-    ChangeMembershipReply, JoinRequest, LivenessReply, LivenessRequest, PingReply, PingRequest,
-    ProposeReply, ProposeRequest, RaftReply, RaftRequest, ReadIndexReply, ReadIndexRequest,
-    TimeoutNowReply, TimeoutNowRequest,
+    ChangeMembershipReply, ForwardedCommand, ForwardedOutcome, JoinRequest, LivenessReply,
+    LivenessRequest, PingReply, PingRequest, ProposeManyReply, ProposeManyRequest, ProposeReply,
+    ProposeRequest, RaftReply, RaftRequest, ReadIndexReply, ReadIndexRequest, TimeoutNowReply,
+    TimeoutNowRequest,
 };
 use custos_store::TypeConfig;
 use openraft::async_runtime::WatchReceiver;
@@ -229,6 +230,50 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Status> {
     codec::decode(bytes).map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
+impl PeerService {
+    /// One command of a `ProposeMany`, as `propose` handles a forwarded write: a write slot of
+    /// its own, no batches, not proposed once `deadline` has passed.
+    async fn propose_forwarded(
+        &self,
+        forwarded: ForwardedCommand,
+        deadline: std::time::Instant,
+    ) -> ForwardedOutcome {
+        let refused = |s: Status| ForwardedOutcome {
+            code: s.code() as i32,
+            message: s.message().to_string(),
+            ..Default::default()
+        };
+        let _slot = match self.node.enter_write() {
+            Ok(slot) => slot,
+            Err(s) => return refused(s),
+        };
+        let cmd: Command = match decode(&forwarded.command) {
+            Ok(cmd) => cmd,
+            Err(s) => return refused(s),
+        };
+        if matches!(cmd.op, Op::Batch { .. }) {
+            return refused(Status::invalid_argument(
+                "batches are formed by the leader; forward commands one by one",
+            ));
+        }
+        match self.node.propose_local(cmd, Some(deadline)).await {
+            Ok(ProposeAttempt::Done(outcome)) => match codec::encode(&outcome) {
+                Ok(outcome) => ForwardedOutcome {
+                    outcome,
+                    ..Default::default()
+                },
+                Err(e) => refused(crate::status::internal(e)),
+            },
+            Ok(ProposeAttempt::NotLeader(hint)) => ForwardedOutcome {
+                not_leader: true,
+                leader_hint: hint.unwrap_or(0),
+                ..Default::default()
+            },
+            Err(s) => refused(s),
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl RaftService for PeerService {
     async fn append_entries(
@@ -310,6 +355,29 @@ impl RaftService for PeerService {
                 not_leader: true,
             })),
         }
+    }
+
+    async fn propose_many(
+        &self,
+        request: Request<ProposeManyRequest>,
+    ) -> Result<Response<ProposeManyReply>, Status> {
+        self.check(&request, request.get_ref().from, request.get_ref().target)?;
+        // Each command is answered on its own: its own write slot, its own deadline (what was
+        // left of it when the follower sent it), its own outcome. All are handed to the
+        // proposal batcher at once, so they usually share an entry.
+        let now = std::time::Instant::now();
+        let fallback = std::time::Duration::from_millis(self.node.config.request_timeout_ms);
+        let commands = request.into_inner().commands;
+        let outcomes = futures::future::join_all(commands.into_iter().map(|forwarded| {
+            // At most this member's own request timeout, as `propose` caps the follower's.
+            let left = match forwarded.deadline_ms {
+                0 => fallback,
+                ms => std::time::Duration::from_millis(ms).min(fallback),
+            };
+            self.propose_forwarded(forwarded, now + left)
+        }))
+        .await;
+        Ok(Response::new(ProposeManyReply { outcomes }))
     }
 
     async fn read_index(

@@ -6,7 +6,8 @@
 //! custos' stages, on the member that took the client's call:
 //! - `propose`: `Node::propose`, from the command built (request decoded, caller
 //!   authenticated) to its outcome;
-//! - `forward`: on a follower, one forwarding RPC to the leader and its answer;
+//! - `forward`: on a follower, one forwarding RPC to the leader and its answer (one sample per
+//!   RPC, which carries one write or several: `forwarder.rs`);
 //! - `queue`: on the leader, waiting in the proposal batcher for an entry slot;
 //! - `raft`: on the leader, `Raft::client_write` of the entry carrying the command, to its
 //!   answer (openraft's stages below split it).
