@@ -80,7 +80,7 @@ step "cluster tests (real custos processes on 127.0.0.1)"
 # One cluster at a time: each test runs three debug-build nodes on this 2-core machine. (The store's
 # `audit` and auth's `config` tests share names with two of these and run again here, in
 # well under a second.)
-check cargo test --workspace --locked --no-fail-fast --test cluster --test cli --test cli_ops --test keys --test revocation --test freshness --test token_revocation --test quotas --test placement --test usage --test ops --test audit --test rest --test console --test bench --test tls --test attacks --test membership --test config --test snapshots --test contexts_tls --test tutorial --test explain --test kubernetes --test bounds --test oidc --test chaos -- --test-threads=1
+check cargo test --workspace --locked --no-fail-fast --test cluster --test cli --test cli_ops --test keys --test revocation --test freshness --test token_revocation --test quotas --test placement --test usage --test ops --test audit --test rest --test console --test bench --test tls --test attacks --test membership --test config --test snapshots --test contexts_tls --test tutorial --test explain --test kubernetes --test bounds --test oidc --test forwarding --test chaos -- --test-threads=1
 
 step "Python: descriptor comparison and the official client against a real cluster"
 "$target_dir/debug/examples/descriptor_set" > "$target_dir/custos-descriptor-set.pb"

@@ -182,3 +182,32 @@ fn every_rust_file_opens_with_a_module_doc_line() {
         missing.join("\n")
     );
 }
+
+/// Every cluster test file runs in CI: `scripts/test.sh` names each `cluster-tests/tests/*.rs`
+/// (the tidy checks themselves run in an earlier step).
+#[test]
+fn every_cluster_test_is_run_by_the_test_script() {
+    let script = std::fs::read_to_string(root().join("scripts/test.sh")).unwrap();
+    let named: BTreeSet<&str> = script
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0] == "--test")
+        .map(|w| w[1])
+        .collect();
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(root().join("cluster-tests/tests")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("rs") {
+            continue;
+        }
+        let name = path.file_stem().unwrap().to_str().unwrap().to_string();
+        if !named.contains(name.as_str()) {
+            missing.push(name);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "cluster tests scripts/test.sh does not run: {missing:?}"
+    );
+}

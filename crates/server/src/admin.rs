@@ -212,9 +212,11 @@ impl ClusterAdmin for AdminService {
             leader_id: m.current_leader.unwrap_or(0),
             term: m.current_term,
             last_log_index: m.last_log_index.unwrap_or(0),
-            // openraft 0.9's metrics carry no commit index; everything applied is committed,
-            // so this is a lower bound.
-            committed_index: applied,
+            committed_index: m
+                .local_committed
+                .map(|l| l.index)
+                .unwrap_or(applied)
+                .max(applied),
             applied_index: applied,
             state: state.to_string(),
             members,

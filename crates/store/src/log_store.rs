@@ -339,7 +339,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), std::io::Error> {
         let _w = self.inner.write.lock().await;
-        tracing::debug!(%log_id, "purge log");
+        tracing::info!(
+            index = log_id.index,
+            "purging the Raft log up to a snapshot"
+        );
         let mut batch = sled::Batch::default();
         for key in self
             .inner
