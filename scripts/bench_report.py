@@ -135,9 +135,14 @@ targets = [
     ("100 linearizable readers: throughput ≥ 1.5× etcd", ratio("read-lin-100", ops), lambda v: at_least(v, 1.5)),
     ("100 serializable readers: throughput ≥ 1.5× etcd", ratio("read-ser-100", ops), lambda v: at_least(v, 1.5)),
 ]
-rows = ["| target | measured (custos/etcd) | verdict |", "|---|---|---|"]
-for name, value, verdict in targets:
-    rows.append(f"| {name} | {fx(value)}× | {verdict(value)} |")
+def target_rows(targets):
+    rows = ["| target | measured (custos/etcd) | verdict |", "|---|---|---|"]
+    for name, value, verdict in targets:
+        rows.append(f"| {name} | {fx(value)}× | {verdict(value)} |")
+    return rows
+
+
+rows = target_rows(targets)
 def ranges_overlap(shape):
     a = [ops(r) for r in runs(CUSTOS, shape)]
     b = [ops(r) for r in runs(NOAUTH, shape)]
@@ -165,10 +170,7 @@ targets_23 = [
     ("server CPU per write (sequential) ≤ 1.0× etcd's", ratio("seq-write", cpu), lambda v: at_most(v, 1.0)),
     ("server CPU per write (100 writers) ≤ 1.0× etcd's", ratio("write-100", cpu), lambda v: at_most(v, 1.0)),
 ]
-rows = ["| target | measured (custos/etcd) | verdict |", "|---|---|---|"]
-for name, value, verdict in targets_23:
-    rows.append(f"| {name} | {fx(value)}× | {verdict(value)} |")
-target_table_23 = "\n".join(rows)
+target_table_23 = "\n".join(target_rows(targets_23))
 
 # --- run conditions -----------------------------------------------------------------------------
 rows = [
