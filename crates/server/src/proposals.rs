@@ -351,13 +351,15 @@ impl Inner {
             // Discarded: this node lost leadership before the entry committed; whether it
             // commits under the next leader is unknown, so the callers retry there with the
             // same request ids (applied once either way).
+            // This node led when the write was handed to Raft (checked above): openraft 0.10
+            // answers so itself when the node lost leadership before the entry was answered
+            // (discarded, or refused once no longer leading). Abandoned, as when the metrics
+            // watch above notices it first.
             Err(RaftError::APIError(
                 ClientWriteError::ForwardToLeader(f) | ClientWriteError::LogEntryDiscarded(f),
             )) => {
-                if matches!(f.leader_id, Some(l) if l == self.node) {
-                    return Ok(Attempt::NotLeader(None));
-                }
-                Ok(Attempt::NotLeader(f.leader_id))
+                self.counts.abandoned.fetch_add(1, Ordering::Relaxed);
+                Ok(Attempt::NotLeader(f.leader_id.filter(|l| *l != self.node)))
             }
             Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
                 Err(status::internal(e))
