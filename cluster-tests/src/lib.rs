@@ -497,3 +497,25 @@ impl Drop for TestCluster {
         self.stop_processes();
     }
 }
+
+/// Every audit record `client`'s member holds that matches `query`, oldest first (at most
+/// 1,000 pages of 1,000).
+pub async fn all_audit_records(
+    client: &Client,
+    query: &custos_client::model::audit::AuditQuery,
+) -> Vec<custos_client::model::audit::AuditRecord> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    for _ in 0..1000 {
+        let page = client
+            .audit_list(query, token.as_deref(), 1000, false)
+            .await
+            .unwrap();
+        out.extend(page.records);
+        token = page.next_page_token;
+        if token.is_none() {
+            break;
+        }
+    }
+    out
+}

@@ -6,30 +6,12 @@
 use custos_client::model::audit::{AuditQuery, AuditRecord};
 use custos_client::model::{Code, Role, Rule};
 use custos_client::{Client, CreateVolume};
-use custos_cluster_tests::{custos_bin, TestCluster};
+use custos_cluster_tests::{all_audit_records, custos_bin, TestCluster};
 use futures::StreamExt;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Every record `client`'s node holds that matches `query`, oldest first.
-async fn all_records(client: &Client, query: &AuditQuery) -> Vec<AuditRecord> {
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    for _ in 0..1000 {
-        let page = client
-            .audit_list(query, token.as_deref(), 1000, false)
-            .await
-            .unwrap();
-        out.extend(page.records);
-        token = page.next_page_token;
-        if token.is_none() {
-            break;
-        }
-    }
-    out
-}
 
 /// Polls until `pred` holds for the records matching `query` on `client`'s node (bounded).
 async fn wait_for(
@@ -40,7 +22,7 @@ async fn wait_for(
 ) -> Vec<AuditRecord> {
     let deadline = Instant::now() + within;
     loop {
-        let records = all_records(client, query).await;
+        let records = all_audit_records(client, query).await;
         if pred(&records) || Instant::now() > deadline {
             return records;
         }
@@ -135,7 +117,7 @@ async fn the_walkthrough_denial_and_success_are_recorded_identically_everywhere(
     // The same records (hashes included) on every member, and the same chain head.
     let everything = AuditQuery::default();
     let everywhere: Vec<Vec<AuditRecord>> =
-        futures::future::join_all(admin.iter().map(|c| all_records(c, &everything))).await;
+        futures::future::join_all(admin.iter().map(|c| all_audit_records(c, &everything))).await;
     assert!(everywhere.iter().all(|r| r == &everywhere[0]));
     assert!(everywhere[0].iter().all(|r| r.hash_is_valid()));
     let out = verify_with_cli(&cluster);
@@ -222,7 +204,10 @@ async fn the_walkthrough_denial_and_success_are_recorded_identically_everywhere(
     let audit1 = cluster.local_log_until(1, "audit.log", inspected);
     assert!(inspected(&audit1), "{audit1}");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(all_records(&admin[0], &by_user("alice")).await.len(), 2);
+    assert_eq!(
+        all_audit_records(&admin[0], &by_user("alice")).await.len(),
+        2
+    );
 
     // logrotate: the file is moved away, SIGHUP reopens it by name.
     let path = cluster.node(2).data_dir.join("audit.log");
@@ -541,7 +526,7 @@ async fn a_flood_of_bad_tokens_is_coalesced_counted_exactly_and_spares_legitimat
         method: Some("Authentication".into()),
         ..AuditQuery::default()
     };
-    let before: u64 = all_records(&admin, &auth_failures)
+    let before: u64 = all_audit_records(&admin, &auth_failures)
         .await
         .iter()
         .map(|r| r.count)

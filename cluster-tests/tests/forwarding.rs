@@ -3,29 +3,11 @@
 //! (one record per request id), and the follower sends far fewer forwarding RPCs than writes.
 
 use custos_client::model::audit::{AuditQuery, AuditRecord};
-use custos_client::{Client, CreateVolume};
-use custos_cluster_tests::TestCluster;
+use custos_client::CreateVolume;
+use custos_cluster_tests::{all_audit_records, TestCluster};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Every record `client`'s node holds that matches `query`, oldest first (bounded paging).
-async fn all_records(client: &Client, query: &AuditQuery) -> Vec<AuditRecord> {
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    for _ in 0..100 {
-        let page = client
-            .audit_list(query, token.as_deref(), 1000, false)
-            .await
-            .unwrap();
-        out.extend(page.records);
-        token = page.next_page_token;
-        if token.is_none() {
-            break;
-        }
-    }
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writes_through_a_follower_share_forwarding_rpcs_and_apply_once() {
@@ -104,7 +86,7 @@ async fn concurrent_writes_through_a_follower_share_forwarding_rpcs_and_apply_on
         let client = cluster.client(node, Some(&admin));
         let deadline = Instant::now() + Duration::from_secs(10);
         let records = loop {
-            let records = all_records(&client, &query).await;
+            let records = all_audit_records(&client, &query).await;
             if records.len() as u64 >= WRITERS * EACH || Instant::now() > deadline {
                 break records;
             }
