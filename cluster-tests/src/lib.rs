@@ -305,6 +305,66 @@ impl TestCluster {
         }
     }
 
+    /// The furthest index node `id` has purged its Raft log up to, read from its log file's
+    /// "purging the Raft log" lines (0 when it has not purged).
+    pub fn purged_up_to(&self, id: u64) -> u64 {
+        std::fs::read_to_string(&self.node(id).log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("purging the Raft log"))
+            .map(strip_ansi)
+            .filter_map(|l| {
+                l.split("index=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Calls `write(n)` for n = 0, 1, ... until every member but `late` has purged its Raft
+    /// log past `index`, so `late` (which holds the log up to `index`) can catch up only by a
+    /// snapshot install. openraft purges only while no replication task reads the entries (the
+    /// one to a dead member retries), so a fixed number of writes is not always enough.
+    /// Bounded: panics after 200 writes.
+    pub async fn write_until_purged_past(
+        &self,
+        late: u64,
+        index: u64,
+        mut write: impl AsyncFnMut(usize),
+    ) {
+        for n in 0..=200 {
+            let purged = self
+                .info
+                .nodes
+                .iter()
+                .map(|node| node.id)
+                .filter(|id| *id != late)
+                .map(|id| self.purged_up_to(id))
+                .min();
+            if purged.is_some_and(|p| p > index) {
+                return;
+            }
+            assert!(
+                n < 200,
+                "the members never purged past index {index} (purged up to {purged:?})"
+            );
+            write(n).await;
+        }
+    }
+
+    /// The last log index node `id` holds, as its status says.
+    pub async fn last_log_index(&self, id: u64) -> u64 {
+        self.client(id, Some(&self.token("admin")))
+            .status()
+            .await
+            .expect("status")
+            .last_log_index
+    }
+
     /// A client talking to node `id` only.
     pub fn client(&self, id: u64, token: Option<&str>) -> Client {
         Client::with_tls(&[self.node(id).sdk.clone()], token, self.sdk_tls().as_ref())
@@ -496,6 +556,24 @@ impl Drop for TestCluster {
     fn drop(&mut self) {
         self.stop_processes();
     }
+}
+
+/// `line` without terminal colour sequences (`ESC [ ... m`), as a log file may hold them.
+pub fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Every audit record `client`'s member holds that matches `query`, oldest first (at most

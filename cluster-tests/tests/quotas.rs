@@ -274,6 +274,7 @@ async fn quotas_survive_snapshot_installs_and_restarts() {
     let bob = cluster.mint_token("bob", &["system.user"], &[]);
     let leader = cluster.leader(1).await.unwrap();
     let late = (1..=3).find(|id| *id != leader).unwrap();
+    let late_last = cluster.last_log_index(late).await;
     cluster.kill9(late);
     let client: Client = cluster.any_client(Some(&admin));
     for (subject, volumes) in [(user("bob"), 2), (guest(), 3)] {
@@ -297,6 +298,14 @@ async fn quotas_survive_snapshot_installs_and_restarts() {
             .await
             .unwrap();
     }
+    cluster
+        .write_until_purged_past(late, late_last, async |n| {
+            client
+                .create_volume(&vol(&format!("more-{n}")))
+                .await
+                .unwrap();
+        })
+        .await;
     cluster.restart(late).unwrap();
     wait_use(&cluster, late, &admin, &user("bob"), (2, 2 << 20)).await;
     let log = std::fs::read_to_string(&cluster.node(late).log).unwrap_or_default();

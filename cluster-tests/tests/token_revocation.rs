@@ -343,12 +343,7 @@ async fn revocations_survive_restarts_and_snapshot_installs() {
         .unwrap();
     let leader = cluster.leader(1).await.unwrap();
     let late = (1..=3).find(|id| *id != leader).unwrap();
-    let late_last = cluster
-        .client(late, Some(&admin))
-        .status()
-        .await
-        .unwrap()
-        .last_log_index;
+    let late_last = cluster.last_log_index(late).await;
     cluster.kill9(late);
     let client: Client = cluster.any_client(Some(&admin));
     client
@@ -369,42 +364,14 @@ async fn revocations_survive_restarts_and_snapshot_installs() {
     // The others must have purged past what the late member holds, or it catches up from the
     // log. openraft purges only while no replication task reads the entries (the one to the
     // dead member retries), so that can take a moment: write more until it has (bounded).
-    let mut extra = 0;
-    loop {
-        // Per member, the furthest it has purged; the least of those must pass `late_last`.
-        let purged = (1..=3)
-            .filter(|id| *id != late)
-            .map(|id| {
-                std::fs::read_to_string(&cluster.node(id).log)
-                    .unwrap_or_default()
-                    .lines()
-                    .filter(|l| l.contains("purging the Raft log"))
-                    .map(strip_ansi)
-                    .filter_map(|l| {
-                        l.split("index=")
-                            .nth(1)?
-                            .split_whitespace()
-                            .next()?
-                            .parse::<u64>()
-                            .ok()
-                    })
-                    .max()
-                    .unwrap_or(0)
-            })
-            .min();
-        if purged.is_some_and(|p| p > late_last) {
-            break;
-        }
-        assert!(
-            extra < 200,
-            "the others never purged past index {late_last} (purged up to {purged:?})"
-        );
-        client
-            .create_volume(&vol(&format!("more-{extra}")))
-            .await
-            .unwrap();
-        extra += 1;
-    }
+    cluster
+        .write_until_purged_past(late, late_last, async |n| {
+            client
+                .create_volume(&vol(&format!("more-{n}")))
+                .await
+                .unwrap();
+        })
+        .await;
     cluster.restart(late).unwrap();
     let mine = cluster.client(late, Some(&admin));
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -461,22 +428,4 @@ async fn revocations_survive_restarts_and_snapshot_installs() {
         );
         assert_revoked("write after restart", c.create_volume(&vol("erin-2")).await);
     }
-}
-
-/// `line` without terminal colour sequences (`ESC [ ... m`), as a log file may hold them.
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
