@@ -430,6 +430,13 @@ impl TestCluster {
         }
     }
 
+    /// SIGSTOPs node `id`; it gets SIGCONT when the returned guard is dropped.
+    pub fn pause(&self, id: u64) -> Paused {
+        let pid = Pid::from_raw(self.pid(id) as i32);
+        kill(pid, Signal::SIGSTOP).expect("SIGSTOP");
+        Paused(pid)
+    }
+
     /// Starts node `id` again from its config and data.
     pub fn restart(&mut self, id: u64) -> anyhow::Result<()> {
         let node = self.node(id).clone();
@@ -555,6 +562,16 @@ impl TestCluster {
 impl Drop for TestCluster {
     fn drop(&mut self) {
         self.stop_processes();
+    }
+}
+
+/// A member held by SIGSTOP ([`TestCluster::pause`]); SIGCONT when dropped, so an assertion
+/// that fails while a member is paused does not leave it paused.
+pub struct Paused(Pid);
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let _ = kill(self.0, Signal::SIGCONT);
     }
 }
 

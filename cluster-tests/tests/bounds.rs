@@ -382,23 +382,6 @@ async fn connections_that_never_finish_the_handshake_do_not_keep_a_client_out() 
     );
 }
 
-/// SIGSTOPs a process; SIGCONTs it when dropped, so a failing assertion leaves no member paused.
-struct Paused(nix::unistd::Pid);
-
-impl Paused {
-    fn stop(pid: u32) -> Paused {
-        let pid = nix::unistd::Pid::from_raw(pid as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
-        Paused(pid)
-    }
-}
-
-impl Drop for Paused {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
-    }
-}
-
 /// The leader other than `not` that `asker` knows of, waited for (bounded).
 async fn leader_other_than(cluster: &TestCluster, asker: u64, not: u64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -467,7 +450,7 @@ async fn a_leader_that_lost_its_in_flight_writes_to_a_snapshot_commits_again_whe
         }));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let paused = Paused::stop(cluster.node(old).pid);
+    let paused = cluster.pause(old);
     let asker = (1..=3).find(|id| *id != old).unwrap();
     let new = leader_other_than(&cluster, asker, old).await;
     let on_new = cluster.client(new, Some(&admin));

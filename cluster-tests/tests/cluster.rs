@@ -179,6 +179,57 @@ async fn create_with_retry(cluster: &TestCluster, token: &str, name: &str) -> St
     }
 }
 
+/// Pre-Vote: a follower that lost contact with its leader and comes back (here: paused, then
+/// resumed right after the leader is killed) asks whether it *would* win before it raises the
+/// term. The other follower still holds the dead leader's lease and refuses; without Pre-Vote
+/// the returning member would have raised the term and voted for itself, so the next leader
+/// could be elected no sooner than the term after. With it, the next leader's term is the old
+/// one plus one, and writes go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returning_member_does_not_raise_the_term_after_its_leader_dies() {
+    let mut cluster = TestCluster::start(3).unwrap();
+    let user = cluster.token("user");
+    let admin = cluster.token("admin");
+    create_with_retry(&cluster, &user, "first").await;
+    let leader = cluster.leader(1).await.unwrap();
+    let followers: Vec<u64> = (1..=3).filter(|n| *n != leader).collect();
+    // The lower id asks first after a leader dies (`election.rs`): pause that one.
+    let (returning, other) = (followers[0], followers[1]);
+    let paused = cluster.pause(returning);
+    for i in 0..5 {
+        cluster
+            .client(leader, Some(&user))
+            .create_volume(&vol(&format!("while-paused-{i}")))
+            .await
+            .unwrap();
+    }
+    // Longer than the lease: on resuming, the member has not heard from a leader for long.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let term = cluster
+        .client(other, Some(&admin))
+        .status()
+        .await
+        .unwrap()
+        .term;
+    cluster.kill9(leader);
+    drop(paused);
+    create_with_retry(&cluster, &user, "after").await;
+    let new_leader = cluster.leader(other).await.unwrap();
+    assert_ne!(new_leader, leader);
+    let after = cluster
+        .client(new_leader, Some(&admin))
+        .status()
+        .await
+        .unwrap()
+        .term;
+    assert_eq!(
+        after,
+        term + 1,
+        "member {new_leader} leads at term {after}, not the dead leader's {term} + 1: an \
+         election was wasted"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_killing_the_leader() {
     let mut cluster = TestCluster::start(3).unwrap();

@@ -10,8 +10,6 @@ use custos_cluster_tests::TestCluster;
 use custos_proto::openstorage::api;
 use custos_proto::openstorage::api::open_storage_role_client::OpenStorageRoleClient;
 use custos_proto::openstorage::api::open_storage_volume_client::OpenStorageVolumeClient;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use tonic::transport::{Channel, Endpoint};
@@ -165,26 +163,6 @@ async fn set_role(cluster: &TestCluster, via: u64, r: &Role) {
         }
     }
     panic!("updating role {} through member {via}: no answer", r.name);
-}
-
-/// SIGSTOPs a process; SIGCONTs it when dropped, so an assertion that fails while a member is
-/// paused does not leave it paused.
-struct Paused {
-    pid: Pid,
-}
-
-impl Paused {
-    fn stop(pid: u32) -> Paused {
-        let pid = Pid::from_raw(pid as i32);
-        kill(pid, Signal::SIGSTOP).expect("SIGSTOP");
-        Paused { pid }
-    }
-}
-
-impl Drop for Paused {
-    fn drop(&mut self) {
-        let _ = kill(self.pid, Signal::SIGCONT);
-    }
 }
 
 /// The request ids of calls the test made and how each ended.
@@ -436,7 +414,7 @@ async fn a_paused_follower_refuses_what_an_acknowledged_revocation_took_away() {
         let read_id = format!("paused-{trial}-read");
         let write_id = format!("paused-{trial}-write");
         let (read, write) = {
-            let _paused = Paused::stop(cluster.node(follower).pid);
+            let _paused = cluster.pause(follower);
             // Acknowledged by the leader and the other follower while this one sleeps.
             set_role(&cluster, leader, &revoked).await;
             let read = tokio::spawn({

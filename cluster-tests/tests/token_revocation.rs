@@ -8,8 +8,6 @@ use base64::Engine as _;
 use custos_client::{Client, ClientError, CreateVolume, RevokeRequest};
 use custos_cluster_tests::{custos_bin, TestCluster};
 use custos_model::Code;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What a revoked token gets, on every call.
@@ -69,23 +67,6 @@ fn assert_revoked<T: std::fmt::Debug>(what: &str, r: Result<T, ClientError>) {
     }
 }
 
-/// SIGSTOPs a process; SIGCONTs it when dropped.
-struct Paused(Pid);
-
-impl Paused {
-    fn stop(pid: u32) -> Paused {
-        let pid = Pid::from_raw(pid as i32);
-        kill(pid, Signal::SIGSTOP).expect("SIGSTOP");
-        Paused(pid)
-    }
-}
-
-impl Drop for Paused {
-    fn drop(&mut self) {
-        let _ = kill(self.0, Signal::SIGCONT);
-    }
-}
-
 /// `custos auth ARGS` (the real binary) against member `id` as the cluster's admin.
 fn cli_auth(cluster: &TestCluster, id: u64, args: &[&str]) -> String {
     let out = std::process::Command::new(custos_bin())
@@ -135,7 +116,7 @@ async fn a_revoked_token_is_refused_by_every_member_once_acknowledged() {
     let on_paused = cluster.client(paused, Some(&alice));
     on_paused.inspect_volume(&vid).await.unwrap(); // connected before the pause
     let (read, write, reply) = {
-        let _paused = Paused::stop(cluster.node(paused).pid);
+        let _paused = cluster.pause(paused);
         let reply = cluster
             .client(leader, Some(&admin))
             .revoke(&RevokeRequest {

@@ -37,6 +37,11 @@ pub struct RaftTuning {
     /// entries, megabytes under load) made calls to a lagging follower outlast that deadline
     /// again and again, so it never caught up (issue #20's overload run).
     pub max_payload_entries: u64,
+    /// Pre-Vote (Raft thesis §9.6): a follower asks whether it *would* win before it raises
+    /// its term and votes for itself. Keeps a member that cannot win (its log is behind, or it
+    /// was cut off) from bumping the term and refusing the member that can, which cost a whole
+    /// extra election round after a leader was killed (`BENCHMARKS.md`, failover).
+    pub pre_vote: bool,
 }
 
 impl Default for RaftTuning {
@@ -49,6 +54,7 @@ impl Default for RaftTuning {
             keep_log_entries: 1000,
             install_snapshot_timeout_ms: 10_000,
             max_payload_entries: 16,
+            pre_vote: true,
         }
     }
 }

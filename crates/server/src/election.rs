@@ -1,7 +1,7 @@
 //! Prompt elections: a voter that stops hearing from its leader asks for votes as soon as the
 //! other voters can grant them, instead of waiting out openraft's randomized timer on top.
 //!
-//! openraft 0.9 gives every follower a leader lease of `election_timeout_max` from the
+//! openraft gives every follower a leader lease of `election_timeout_max` from the
 //! leader's last AppendEntries: until it runs out the follower refuses vote requests, and it
 //! starts an election of its own only after the lease *plus* a random election timeout. A
 //! killed leader was therefore replaced 1.5 to 2 lease lengths after its last heartbeat
@@ -20,6 +20,11 @@
 //! machine), is left alone. That keeps a leadership transfer (the leader stops its heartbeats on
 //! purpose and names its successor) from being overtaken, and leaves a leader that is alive but
 //! slow to openraft's own timer (lease plus a random election timeout), which stays in force.
+//!
+//! The election starts with Pre-Vote when `[raft] pre_vote` is on (the default): the lowest
+//! id may be the follower whose log is behind, and without Pre-Vote it raised the term and
+//! voted for itself, so the follower that could win was refused until a later round (the
+//! slowest kill -9 failover trials, 520–559 ms).
 
 use crate::node::Node;
 use openraft::async_runtime::WatchReceiver;
@@ -155,7 +160,9 @@ pub async fn watch(node: Arc<Node>) {
             "no AppendEntries from the leader past its lease and no answer: asking for votes"
         );
         node.metrics.prompt_elections.inc();
-        if let Err(e) = node.raft.trigger().elect(false).await {
+        // With Pre-Vote on, a member whose log is behind asks first and learns it cannot win
+        // without raising the term: the member that can win is not refused for a round.
+        if let Err(e) = node.raft.trigger().elect(cfg.pre_vote).await {
             tracing::warn!(node = node.id, "could not start an election: {e}");
             return;
         }

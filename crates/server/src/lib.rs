@@ -107,6 +107,7 @@ fn raft_config(cfg: &ServerConfig) -> anyhow::Result<openraft::Config> {
         max_in_snapshot_log_to_keep: cfg.raft.keep_log_entries,
         install_snapshot_timeout: cfg.raft.install_snapshot_timeout_ms,
         max_payload_entries: cfg.raft.max_payload_entries,
+        enable_pre_vote: Some(cfg.raft.pre_vote),
         ..Default::default()
     };
     config.validate().context("invalid Raft timing in [raft]")

@@ -153,6 +153,7 @@ pub struct PeerConnection {
 enum Rpc {
     Append,
     Vote,
+    PreVote,
     Snapshot,
 }
 
@@ -186,6 +187,7 @@ fn next_transfer_id() -> u64 {
 }
 
 impl PeerConnection {
+    /// Sends `req` as `rpc` and decodes the peer's openraft answer.
     async fn call<Req, Resp>(
         &mut self,
         rpc: Rpc,
@@ -196,6 +198,20 @@ impl PeerConnection {
         Req: Serialize,
         Resp: DeserializeOwned,
     {
+        match self.send(rpc, req, option).await? {
+            Ok(reply) => decode_reply(reply),
+            Err(status) => Err(status_error(status)),
+        }
+    }
+
+    /// Sends `req` as `rpc`: the peer's reply or its gRPC status, or an error when it could
+    /// not be sent at all.
+    async fn send<Req: Serialize>(
+        &mut self,
+        rpc: Rpc,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Result<RaftReply, tonic::Status>, RPCError<TypeConfig>> {
         let Some(client) = self.client.as_mut() else {
             return Err(RPCError::Unreachable(Unreachable::new(
                 &std::io::Error::other("peer address is not a valid URI"),
@@ -213,25 +229,34 @@ impl PeerConnection {
         let result = match rpc {
             Rpc::Append => client.append_entries(request).await,
             Rpc::Vote => client.vote(request).await,
+            Rpc::PreVote => client.pre_vote(request).await,
             Rpc::Snapshot => client.install_snapshot(request).await,
         };
-        let reply: RaftReply = match result {
-            Ok(r) => r.into_inner(),
-            Err(status) if status.code() == tonic::Code::Unavailable => {
-                return Err(RPCError::Unreachable(Unreachable::new(&status)))
-            }
-            Err(status) => return Err(RPCError::Network(NetworkError::new(&status))),
-        };
-        if !reply.error.is_empty() {
-            return Err(RPCError::Network(NetworkError::new(
-                &std::io::Error::other(reply.error),
-            )));
-        }
-        let decoded: Result<Resp, RaftError<TypeConfig>> =
-            codec::decode(&reply.payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        // The peer's Raft has stopped (a fatal error there): as good as unreachable.
-        decoded.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))
+        Ok(result.map(tonic::Response::into_inner))
     }
+}
+
+/// A peer's gRPC status as openraft's network error: UNAVAILABLE (no connection) is
+/// unreachable, anything else a network error.
+fn status_error(status: tonic::Status) -> RPCError<TypeConfig> {
+    if status.code() == tonic::Code::Unavailable {
+        RPCError::Unreachable(Unreachable::new(&status))
+    } else {
+        RPCError::Network(NetworkError::new(&status))
+    }
+}
+
+/// The openraft answer in a peer's reply.
+fn decode_reply<Resp: DeserializeOwned>(reply: RaftReply) -> Result<Resp, RPCError<TypeConfig>> {
+    if !reply.error.is_empty() {
+        return Err(RPCError::Network(NetworkError::new(
+            &std::io::Error::other(reply.error),
+        )));
+    }
+    let decoded: Result<Resp, RaftError<TypeConfig>> =
+        codec::decode(&reply.payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+    // The peer's Raft has stopped (a fatal error there): as good as unreachable.
+    decoded.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))
 }
 
 impl RaftNetworkV2<TypeConfig> for PeerConnection {
@@ -251,6 +276,23 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.call(Rpc::Vote, &rpc, &option).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.send(Rpc::PreVote, &rpc, &option).await? {
+            Ok(reply) => decode_reply(reply),
+            // A member of an earlier build has no PreVote call: count its answer as a grant,
+            // as openraft does for a network without Pre-Vote, so elections go on while a
+            // cluster is upgraded member by member. An unreachable member is not a grant.
+            Err(status) if status.code() == tonic::Code::Unimplemented => {
+                Ok(VoteResponse::new(rpc.vote, None, true))
+            }
+            Err(status) => Err(status_error(status)),
+        }
     }
 
     async fn full_snapshot(

@@ -312,6 +312,14 @@ impl RaftService for PeerService {
         Self::reply(&result)
     }
 
+    async fn pre_vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        self.check(&request, request.get_ref().from, request.get_ref().target)?;
+        let req = request.into_inner();
+        self.check_incarnations(&req)?;
+        let result = self.node.raft.pre_vote(decode(&req.payload)?).await;
+        Self::reply(&result)
+    }
+
     async fn install_snapshot(
         &self,
         request: Request<RaftRequest>,
