@@ -7,9 +7,11 @@
 # (refusals per second for the refused shape) and server CPU per operation, each B figure as a
 # ratio of the A figure of the same pair, and each pair's p50/p99 latency.
 #
-# Two more shapes, run only when named in BENCH_AB_SHAPES: `write-followers-100`, 100 writers
-# whose writes all go to the two followers (issue #23: what forwarding costs), and
-# `write-leader-100`, the same writers at the leader. Each run also records the forwarding RPCs
+# More shapes, run only when named in BENCH_AB_SHAPES: `write-followers-100`, 100 writers
+# whose writes all go to the two followers (issue #23: what forwarding costs),
+# `write-leader-100`, the same writers at the leader, `write-all-100`, the same writers at
+# every member (the cluster matrix's 100-writer shape), and `write-seq`, one sequential writer
+# at the leader. Each run also records the forwarding RPCs
 # and the commands they carried (`custos_forward_*` summed over the members; 0 for a binary
 # without them).
 #
@@ -18,7 +20,7 @@
 #
 # Knobs: BENCH_AB_PAIRS (3), BENCH_AB_SHAPES (comma-separated shape names; default
 # read-lin-100,read-ser-100,refused-write-100), BENCH_LIN_OPS (10000), BENCH_READ_OPS (60000),
-# BENCH_REFUSED_OPS (20000), BENCH_WRITE_OPS (20000), BENCH_KEYS (10000),
+# BENCH_REFUSED_OPS (20000), BENCH_WRITE_OPS (20000), BENCH_SEQ_OPS (3000), BENCH_KEYS (10000),
 # BENCH_IDLE_PCT (25), BENCH_IDLE_WAIT (60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +33,7 @@ LIN_OPS="${BENCH_LIN_OPS:-10000}"
 READ_OPS="${BENCH_READ_OPS:-60000}"
 REFUSED_OPS="${BENCH_REFUSED_OPS:-20000}"
 WRITE_OPS="${BENCH_WRITE_OPS:-20000}"
+SEQ_OPS="${BENCH_SEQ_OPS:-3000}"
 SELECTED=",${BENCH_AB_SHAPES:-read-lin-100,read-ser-100,refused-write-100},"
 KEYS="${BENCH_KEYS:-10000}"
 IDLE_PCT="${BENCH_IDLE_PCT:-25}"
@@ -43,6 +46,8 @@ ALL_SHAPES=(
   "refused-write-100 write 100 10 $REFUSED_OPS view all"
   "write-followers-100 write 100 10 $WRITE_OPS user followers"
   "write-leader-100 write 100 10 $WRITE_OPS user leader"
+  "write-all-100 write 100 10 $WRITE_OPS user all"
+  "write-seq write 1 1 $SEQ_OPS user leader"
 )
 SHAPES=()
 for shape in "${ALL_SHAPES[@]}"; do
@@ -95,6 +100,8 @@ run_one() {
       "$OUT/run.json" "$name" "$pair" "$((rpcs1 - rpcs0))" "$((cmds1 - cmds0))" >>"$OUT/results.jsonl"
   done
   cleanup
+  # The cluster's data (a gigabyte or more after the write shapes); its log stays beside it.
+  rm -rf "$OUT/$label-$pair"
 }
 
 # forward_counts: the forwarding RPCs and the commands they carried so far, summed over the

@@ -22,6 +22,8 @@
 #   scripts/bench.sh failover  leader SIGKILL under one sequential writer, custos vs etcd, 10
 #                              trials each: longest write gap, acknowledged writes read back
 #                              (scripts/bench-failover.sh)
+#   scripts/bench.sh profile   where the leader's CPU goes under 100 writers: perf samples
+#                              (scripts/profile-leader.sh)
 #   scripts/bench.sh snapshot  snapshot build and install at 100,000 volumes and 1,000,000 audit
 #                              records, this tree against the in-memory base revision (about
 #                              10 minutes; not part of `all`)
@@ -593,6 +595,7 @@ case "$WHAT" in
   scale) bash scripts/bench-scale.sh ;;
   flood) flood_bench ;;
   failover) bash scripts/bench-failover.sh ;;
+  profile) bash scripts/profile-leader.sh ;;
   reference) bash scripts/bench-reference.sh ;;
   ab) bash scripts/bench-ab.sh ;;
   snapshot) snapshot_bench ;;
@@ -602,5 +605,5 @@ case "$WHAT" in
   stages) bash scripts/bench-stages.sh ;;
   client) client_bench ;;
   all) auth_bench; audit_bench; cluster_bench; bash scripts/bench-scale.sh; flood_bench; bash scripts/bench-failover.sh ;;
-  *) echo "usage: $0 [auth|audit|cluster|scale|flood|failover|reference|snapshot|backup|contention|ab|overload|stages|client|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [auth|audit|cluster|scale|flood|failover|reference|snapshot|backup|contention|ab|overload|stages|client|profile|all]" >&2; exit 2 ;;
 esac

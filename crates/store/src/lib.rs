@@ -132,7 +132,7 @@ pub async fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), StoreErro
     tokio::task::spawn_blocking(move || {
         let trees = db::open_trees(&dir)?;
         let sm = StateMachineStore::load(trees.clone())?;
-        let log = LogStore::new(trees);
+        let log = LogStore::new(trees)?;
         let last_purged = log.last_purged_blocking()?;
         let applied = sm.applied_blocking();
         if last_purged.is_some() && applied < last_purged {

@@ -7,7 +7,7 @@
 //!
 //! - `save_vote`: insert, flush, return.
 //! - `append`: the entries of the call are inserted one by one in index order (each readable at
-//!   once), `append` returns, and the flusher task fires the `IOFlushed` callback once a
+//!   once), `append` returns, and the flusher thread fires the `IOFlushed` callback once a
 //!   `sled::Db::flush` that began after the inserts has returned. The flusher takes every
 //!   callback queued while the previous flush ran and covers them all with one flush (group
 //!   commit): a sled flush makes durable every write inserted before it began, so one flush
@@ -46,7 +46,7 @@ use openraft::{OptionalSend, RaftLogReader};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 
 /// The Raft log store of one node. Cheap to clone; clones share the database and the write
 /// lock, and serve as log readers for replication.
@@ -59,37 +59,75 @@ struct Inner {
     trees: Trees,
     /// Serializes every write (and the vote's, truncate's and purge's flush).
     write: tokio::sync::Mutex<()>,
-    /// Callbacks of appends whose entries are inserted and not yet known flushed, in order,
-    /// and whether a flusher task is running. Lock order: `write`, then `owed`.
-    owed: Arc<Mutex<Owed>>,
+    /// Callbacks of appends whose entries are inserted and not yet known flushed, in order;
+    /// the flusher thread takes them. Lock order: `write`, then the queue's.
+    flushes: Arc<FlushQueue>,
+}
+
+impl Drop for Inner {
+    /// The last clone of the store is gone: the flusher thread answers what is left and ends.
+    fn drop(&mut self) {
+        self.flushes.close();
+    }
+}
+
+/// What the flusher thread owes openraft, and how it is woken.
+#[derive(Default)]
+struct FlushQueue {
+    owed: Mutex<Owed>,
+    wake: Condvar,
 }
 
 #[derive(Default)]
 struct Owed {
     callbacks: Vec<IOFlushed<TypeConfig>>,
-    flushing: bool,
+    closed: bool,
 }
 
-/// The flusher: while callbacks are owed, one `sled` flush for every callback queued while the
-/// previous flush ran; then it ends (it holds the database only while there is work, so a
-/// dropped store closes it).
-async fn flusher(db: sled::Db, owed: Arc<Mutex<Owed>>) {
-    loop {
-        let group = {
-            let mut owed = owed.lock().unwrap_or_else(PoisonError::into_inner);
-            if owed.callbacks.is_empty() {
-                owed.flushing = false;
-                return;
-            }
-            std::mem::take(&mut owed.callbacks)
+impl FlushQueue {
+    fn push(&self, callback: IOFlushed<TypeConfig>) {
+        self.lock().callbacks.push(callback);
+        self.wake.notify_one();
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.wake.notify_one();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Owed> {
+        self.owed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Every callback queued since the last call, waiting for one; `None` once the store is
+    /// closed and nothing is owed.
+    fn take(&self) -> Option<Vec<IOFlushed<TypeConfig>>> {
+        let mut owed = self.lock();
+        while owed.callbacks.is_empty() && !owed.closed {
+            owed = self.wake.wait(owed).unwrap_or_else(PoisonError::into_inner);
+        }
+        (!owed.callbacks.is_empty()).then(|| std::mem::take(&mut owed.callbacks))
+    }
+}
+
+/// The flusher thread: one `sled` flush, called on this thread, for every callback queued while
+/// the previous flush ran (group commit). A thread of its own, not a task: the flush blocks for
+/// the disk, and `flush_async` would hop to sled's thread pool and back for each group. It
+/// holds the database only while it flushes, so a dropped store closes it.
+fn flusher(queue: Arc<FlushQueue>, store: Weak<Inner>) {
+    while let Some(group) = queue.take() {
+        let result = match store.upgrade() {
+            Some(inner) => inner.trees.db.flush().map(|_| ()),
+            None => Err(sled::Error::Unsupported(
+                "the log store closed before its appends were flushed".into(),
+            )),
         };
-        let result = db.flush_async().await;
         if let Err(e) = &result {
             tracing::error!(error = %e, "flushing the Raft log failed: the node stops");
         }
         for callback in group {
             callback.io_completed(match &result {
-                Ok(_) => Ok(()),
+                Ok(()) => Ok(()),
                 Err(e) => Err(logs_err("flush log", e)),
             });
         }
@@ -109,14 +147,19 @@ fn vote_err(what: &str, e: impl std::fmt::Display) -> std::io::Error {
 }
 
 impl LogStore {
-    pub(crate) fn new(trees: Trees) -> LogStore {
-        LogStore {
-            inner: Arc::new(Inner {
-                trees,
-                write: tokio::sync::Mutex::new(()),
-                owed: Arc::default(),
-            }),
-        }
+    pub(crate) fn new(trees: Trees) -> Result<LogStore, StoreError> {
+        let flushes = Arc::new(FlushQueue::default());
+        let inner = Arc::new(Inner {
+            trees,
+            write: tokio::sync::Mutex::new(()),
+            flushes: flushes.clone(),
+        });
+        let store = Arc::downgrade(&inner);
+        std::thread::Builder::new()
+            .name("custos-log-flush".into())
+            .spawn(move || flusher(flushes, store))
+            .map_err(|e| StoreError::Task(format!("cannot start the log flusher thread: {e}")))?;
+        Ok(LogStore { inner })
     }
 
     fn read_last_purged(&self) -> Result<Option<LogId>, std::io::Error> {
@@ -304,19 +347,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         tracing::trace!(count, "log entries appended; their flush is owed");
         // Queued while the write lock is held, so callbacks reach the flusher in log order.
-        let mut owed = self
-            .inner
-            .owed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        owed.callbacks.push(callback);
-        if !owed.flushing {
-            owed.flushing = true;
-            tokio::spawn(flusher(
-                self.inner.trees.db.clone(),
-                self.inner.owed.clone(),
-            ));
-        }
+        self.inner.flushes.push(callback);
         Ok(())
     }
 

@@ -23,6 +23,7 @@ use crate::db::{APPLIED_KEY, REDO_KEY};
 use crate::LogId;
 use crate::StoreError;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 /// Above this many bytes of keys and values, an apply uses a `sled::Batch`: far below sled's
 /// limit for values kept inline in its log (a quarter of its 512 KiB segment), so a redo
@@ -39,24 +40,40 @@ struct Redo {
     writes: Vec<Write>,
 }
 
-/// The writes of one apply call, collected in order.
+/// The writes of one apply call, collected in order, one per key: a later write of a key
+/// replaces the earlier one in place (the commands of a batched apply each rewrite the audit
+/// head, say), so the tree gets each key's last value once.
 #[derive(Debug, Default)]
 pub(crate) struct SmWrites {
     writes: Vec<Write>,
+    /// Where each key's write is in `writes`.
+    at: HashMap<Vec<u8>, usize>,
     bytes: usize,
 }
 
 impl SmWrites {
     pub(crate) fn insert(&mut self, key: impl AsRef<[u8]>, value: impl Into<Vec<u8>>) {
-        let (key, value) = (key.as_ref().to_vec(), value.into());
-        self.bytes += key.len() + value.len();
-        self.writes.push((key, Some(value)));
+        self.put(key.as_ref(), Some(value.into()));
     }
 
     pub(crate) fn remove(&mut self, key: impl AsRef<[u8]>) {
-        let key = key.as_ref().to_vec();
-        self.bytes += key.len();
-        self.writes.push((key, None));
+        self.put(key.as_ref(), None);
+    }
+
+    fn put(&mut self, key: &[u8], value: Option<Vec<u8>>) {
+        let value_len = value.as_ref().map_or(0, Vec::len);
+        match self.at.get(key) {
+            Some(&i) => {
+                let old = self.writes[i].1.as_ref().map_or(0, Vec::len);
+                self.bytes = self.bytes - old + value_len;
+                self.writes[i].1 = value;
+            }
+            None => {
+                self.bytes += key.len() + value_len;
+                self.at.insert(key.to_vec(), self.writes.len());
+                self.writes.push((key.to_vec(), value));
+            }
+        }
     }
 
     /// Writes everything to `sm` so that a crash keeps all of it or (after [`replay`]) none of
@@ -185,6 +202,31 @@ mod tests {
         }
         assert!(sm.get("gone").unwrap().is_none());
         assert!(!replay(&sm).unwrap(), "a second replay finds nothing to do");
+    }
+
+    #[test]
+    fn a_key_written_twice_is_written_once_with_its_last_value() {
+        let (_db, sm) = tree();
+        sm.insert("gone", &b"x"[..]).unwrap();
+        let mut w = SmWrites::default();
+        w.insert("head", &b"1"[..]);
+        w.insert("a", &b"a"[..]);
+        w.insert("head", &b"22"[..]);
+        w.remove("gone");
+        w.insert("gone", &b"back"[..]);
+        w.insert("b", &b"b"[..]);
+        w.remove("b");
+        assert_eq!(w.writes.len(), 4, "{:?}", w.writes);
+        assert_eq!(
+            w.bytes,
+            "head22".len() + "aa".len() + "goneback".len() + "b".len()
+        );
+        w.commit(&sm, log_id(1)).unwrap();
+        assert_eq!(sm.get("head").unwrap().unwrap().as_ref(), b"22");
+        assert_eq!(sm.get("gone").unwrap().unwrap().as_ref(), b"back");
+        assert!(sm.get("b").unwrap().is_none());
+        let redo: Redo = decode("redo record", &sm.get(REDO_KEY).unwrap().unwrap()).unwrap();
+        assert_eq!(redo.writes.len(), 4);
     }
 
     #[test]
