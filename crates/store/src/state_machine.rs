@@ -502,6 +502,23 @@ impl StateMachineStore {
         &self,
         entries: impl IntoIterator<Item = crate::Entry>,
     ) -> Result<Vec<Outcome>, std::io::Error> {
+        let mut answered = Vec::new();
+        self.apply_entries_answering(entries, |outcomes| answered = outcomes)?;
+        Ok(answered)
+    }
+
+    /// [`StateMachineStore::apply_entries`], handing the outcomes to `answer` as soon as they
+    /// are decided in memory, before the `sm` tree is written. The entries are committed (a
+    /// quorum holds them in its log), so the outcome is final whatever happens to this node's
+    /// writes: a crash replays the same entries to the same outcomes, and a storage error stops
+    /// the node. Nothing reads the tree on the strength of an answer: linearizable reads wait
+    /// for openraft's applied index, which moves only when this call has returned, and the
+    /// in-memory state the others read is already updated.
+    pub fn apply_entries_answering(
+        &self,
+        entries: impl IntoIterator<Item = crate::Entry>,
+        answer: impl FnOnce(Vec<Outcome>),
+    ) -> Result<(), std::io::Error> {
         let inner = &self.inner;
         let _apply = inner
             .apply_lock
@@ -540,8 +557,9 @@ impl StateMachineStore {
             }
             state.audit_head()
         };
+        answer(outcomes);
         if next.applied == stored.applied {
-            return Ok(outcomes); // nothing to apply
+            return Ok(()); // nothing to apply
         }
 
         // Step 2, with the state unlocked (still under `apply_lock`): the changes and the new
@@ -601,7 +619,7 @@ impl StateMachineStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = head;
         inner.audit_appended.send_replace(head.last_seq());
-        Ok(outcomes)
+        Ok(())
     }
 
     /// An unlinked file in the snapshot directory for a snapshot being received (see
@@ -873,24 +891,23 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     where
         S: Stream<Item = Result<EntryResponder<TypeConfig>, std::io::Error>> + Unpin + OptionalSend,
     {
-        // The whole call is applied and written as one batch, as before: take every entry
-        // openraft hands over, then answer each once the batch is in the tree.
+        // The whole call is applied and written as one batch: take every entry openraft hands
+        // over, then answer each as soon as its outcome is decided, before the batch is
+        // written to the tree (`apply_entries_answering`).
         let mut batch_entries = Vec::new();
+        let mut responders = Vec::new();
         while let Some(item) = entries.next().await {
-            batch_entries.push(item?);
+            let (entry, responder) = item?;
+            batch_entries.push(entry);
+            responders.push(responder);
         }
-        let mut responders = Vec::with_capacity(batch_entries.len());
-        let outcomes =
-            self.apply_entries(batch_entries.into_iter().map(|(entry, responder)| {
-                responders.push(responder);
-                entry
-            }))?;
-        for (responder, outcome) in responders.into_iter().zip(outcomes) {
-            if let Some(responder) = responder {
-                responder.send(outcome);
+        self.apply_entries_answering(batch_entries, |outcomes| {
+            for (responder, outcome) in responders.into_iter().zip(outcomes) {
+                if let Some(responder) = responder {
+                    responder.send(outcome);
+                }
             }
-        }
-        Ok(())
+        })
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
