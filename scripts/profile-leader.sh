@@ -8,7 +8,8 @@
 #
 #   scripts/profile-leader.sh [OUT] [WRITERS] [OPS]      (defaults: target/profile-leader 100 40000)
 #
-# Knobs: BENCH_BIN (the custos binary; default: a release build of this tree). Needs `perf`
+# Knobs: BENCH_BIN (the custos binary; default: a release build of this tree), PROFILE_DEV_FLAGS
+# (more `custos dev` flags, e.g. --no-auth; the writers then send no token). Needs `perf`
 # (Debian's linux-perf; installed here when missing and apt-get is available).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +27,8 @@ release_bin
 rm -rf "$OUT"
 mkdir -p "$OUT"
 trap cleanup EXIT
-start_dev "$OUT/cluster" "$(free_base_port)"
+# shellcheck disable=SC2086 # flags are words
+start_dev "$OUT/cluster" "$(free_base_port)" ${PROFILE_DEV_FLAGS:-}
 ENDPOINTS="$(field '",".join(d["endpoints"])')"
 TOKEN="$(field 'd["tokens"]["user"]')"
 ADMIN="$(field 'd["tokens"]["admin"]')"
@@ -40,8 +42,11 @@ done
 [ "$LEADER" != 0 ] || { echo "no leader after 10 s" >&2; exit 1; }
 LEADER_PID="$(field "[n['pid'] for n in d['nodes'] if n['id'] == $LEADER][0]")"
 log "leader: member $LEADER (pid $LEADER_PID); $WRITERS writers, $OPS writes"
-"$BIN" bench custos --endpoint "$ENDPOINTS" --token "$TOKEN" -o json --workload write \
-  --clients "$WRITERS" --connections 10 --ops "$OPS" --deadline-secs 120 >"$OUT/bench.json" &
+AUTH=(--token "$TOKEN")
+case " ${PROFILE_DEV_FLAGS:-} " in *" --no-auth "*) AUTH=() ;; esac
+CONNECTIONS=$((WRITERS < 10 ? WRITERS : 10))
+"$BIN" bench custos --endpoint "$ENDPOINTS" "${AUTH[@]}" -o json --workload write \
+  --clients "$WRITERS" --connections "$CONNECTIONS" --ops "$OPS" --deadline-secs 120 >"$OUT/bench.json" &
 LOAD=$!
 sleep 3
 timeout 60 perf record -e cpu-clock -F 499 --call-graph dwarf,16384 -p "$LEADER_PID" \
