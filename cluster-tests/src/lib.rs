@@ -325,17 +325,12 @@ impl TestCluster {
             .unwrap_or(0)
     }
 
-    /// Calls `write(n)` for n = 0, 1, ... until every member but `late` has purged its Raft
-    /// log past `index`, so `late` (which holds the log up to `index`) can catch up only by a
-    /// snapshot install. openraft purges only while no replication task reads the entries (the
-    /// one to a dead member retries), so a fixed number of writes is not always enough.
-    /// Bounded: panics after 200 writes.
-    pub async fn write_until_purged_past(
-        &self,
-        late: u64,
-        index: u64,
-        mut write: impl AsyncFnMut(usize),
-    ) {
+    /// Creates volumes (1 MiB, `purge-pad-N`) through `client` until every member but `late`
+    /// has purged its Raft log past `index`, so `late` (which holds the log up to `index`) can
+    /// catch up only by a snapshot install. openraft purges only while no replication task
+    /// reads the entries (the one to a dead member retries), so a fixed number of writes is
+    /// not always enough. Bounded: panics after 200 volumes.
+    pub async fn create_until_purged_past(&self, client: &Client, late: u64, index: u64) {
         for n in 0..=200 {
             let purged = self
                 .info
@@ -352,7 +347,15 @@ impl TestCluster {
                 n < 200,
                 "the members never purged past index {index} (purged up to {purged:?})"
             );
-            write(n).await;
+            client
+                .create_volume(&custos_client::CreateVolume {
+                    name: format!("purge-pad-{n}"),
+                    size: 1 << 20,
+                    ha_level: 1,
+                    ..Default::default()
+                })
+                .await
+                .expect("a padding volume");
         }
     }
 

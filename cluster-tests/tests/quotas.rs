@@ -299,12 +299,7 @@ async fn quotas_survive_snapshot_installs_and_restarts() {
             .unwrap();
     }
     cluster
-        .write_until_purged_past(late, late_last, async |n| {
-            client
-                .create_volume(&vol(&format!("more-{n}")))
-                .await
-                .unwrap();
-        })
+        .create_until_purged_past(&client, late, late_last)
         .await;
     cluster.restart(late).unwrap();
     wait_use(&cluster, late, &admin, &user("bob"), (2, 2 << 20)).await;

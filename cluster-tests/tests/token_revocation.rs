@@ -346,12 +346,7 @@ async fn revocations_survive_restarts_and_snapshot_installs() {
     // log. openraft purges only while no replication task reads the entries (the one to the
     // dead member retries), so that can take a moment: write more until it has (bounded).
     cluster
-        .write_until_purged_past(late, late_last, async |n| {
-            client
-                .create_volume(&vol(&format!("more-{n}")))
-                .await
-                .unwrap();
-        })
+        .create_until_purged_past(&client, late, late_last)
         .await;
     cluster.restart(late).unwrap();
     let mine = cluster.client(late, Some(&admin));
