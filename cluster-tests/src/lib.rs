@@ -359,13 +359,12 @@ impl TestCluster {
         }
     }
 
-    /// The last log index node `id` holds, as its status says.
-    pub async fn last_log_index(&self, id: u64) -> u64 {
+    /// Node `id`'s Raft status (term, leader, log indexes), asked as the admin.
+    pub async fn status(&self, id: u64) -> custos_client::StatusReply {
         self.client(id, Some(&self.token("admin")))
             .status()
             .await
             .expect("status")
-            .last_log_index
     }
 
     /// A client talking to node `id` only.

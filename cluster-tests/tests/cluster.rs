@@ -189,7 +189,6 @@ async fn create_with_retry(cluster: &TestCluster, token: &str, name: &str) -> St
 async fn a_returning_member_does_not_raise_the_term_after_its_leader_dies() {
     let mut cluster = TestCluster::start(3).unwrap();
     let user = cluster.token("user");
-    let admin = cluster.token("admin");
     create_with_retry(&cluster, &user, "first").await;
     let leader = cluster.leader(1).await.unwrap();
     let followers: Vec<u64> = (1..=3).filter(|n| *n != leader).collect();
@@ -205,23 +204,13 @@ async fn a_returning_member_does_not_raise_the_term_after_its_leader_dies() {
     }
     // Longer than the lease: on resuming, the member has not heard from a leader for long.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let term = cluster
-        .client(other, Some(&admin))
-        .status()
-        .await
-        .unwrap()
-        .term;
+    let term = cluster.status(other).await.term;
     cluster.kill9(leader);
     drop(paused);
     create_with_retry(&cluster, &user, "after").await;
     let new_leader = cluster.leader(other).await.unwrap();
     assert_ne!(new_leader, leader);
-    let after = cluster
-        .client(new_leader, Some(&admin))
-        .status()
-        .await
-        .unwrap()
-        .term;
+    let after = cluster.status(new_leader).await.term;
     assert_eq!(
         after,
         term + 1,

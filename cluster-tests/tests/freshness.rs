@@ -5,8 +5,8 @@
 
 use custos_client::model::audit::{AuditQuery, AuditRecord};
 use custos_client::model::{Role, Rule};
-use custos_client::{Client, CreateVolume};
-use custos_cluster_tests::TestCluster;
+use custos_client::CreateVolume;
+use custos_cluster_tests::{all_audit_records, TestCluster};
 use custos_proto::openstorage::api;
 use custos_proto::openstorage::api::open_storage_role_client::OpenStorageRoleClient;
 use custos_proto::openstorage::api::open_storage_volume_client::OpenStorageVolumeClient;
@@ -188,24 +188,6 @@ fn client_id(record: &AuditRecord) -> &str {
     record.request_id.rsplit('/').next().unwrap_or_default()
 }
 
-/// Every record of the trail matching `query`, as `admin`'s member holds it, oldest first.
-async fn trail(admin: &Client, query: &AuditQuery) -> Vec<AuditRecord> {
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    for _ in 0..1000 {
-        let page = admin
-            .audit_list(query, token.as_deref(), 1000, false)
-            .await
-            .expect("audit list");
-        out.extend(page.records);
-        token = page.next_page_token;
-        if token.is_none() {
-            break;
-        }
-    }
-    out
-}
-
 /// Makes the trail hold every denial the members saw so far: on each member, a call the caller
 /// may not make (`Role.Enumerate`) with a known request id, then waits (bounded) until all
 /// three are in the trail. A member batches its denials in order, so what it refused before
@@ -228,7 +210,7 @@ async fn flush_denials(cluster: &TestCluster, token: Option<&str>, tag: &str) ->
     let admin = cluster.client(1, Some(&cluster.token("admin")));
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let held: BTreeSet<String> = trail(&admin, &AuditQuery::default())
+        let held: BTreeSet<String> = all_audit_records(&admin, &AuditQuery::default())
             .await
             .into_iter()
             .map(|r| client_id(&r).to_string())
@@ -255,7 +237,7 @@ async fn check_trail(
     refusals_received: usize,
 ) {
     let admin = cluster.client(1, Some(&cluster.token("admin")));
-    let records = trail(&admin, &AuditQuery::default()).await;
+    let records = all_audit_records(&admin, &AuditQuery::default()).await;
     let denials: Vec<&AuditRecord> = records.iter().filter(|r| !r.authorized).collect();
     let wrong: Vec<&&AuditRecord> = denials
         .iter()
@@ -478,7 +460,7 @@ async fn a_paused_follower_refuses_what_an_acknowledged_revocation_took_away() {
     // Every in-flight call refused in a trial is named by a record, unless a record of the
     // same kind absorbed it (edge denials of one batch coalesce: the first id and a count).
     let admin = cluster.client(1, Some(&cluster.token("admin")));
-    let records = trail(&admin, &AuditQuery::default()).await;
+    let records = all_audit_records(&admin, &AuditQuery::default()).await;
     for (method, kind) in [("volume.inspect", "read"), ("volume.create", "write")] {
         let mine: Vec<&AuditRecord> = records
             .iter()
@@ -708,7 +690,7 @@ async fn a_refusal_that_cannot_be_confirmed_is_unavailable_and_not_recorded() {
     }
     flush_denials(&cluster, None, "lonely").await;
     let admin = cluster.client(lone, Some(&cluster.token("admin")));
-    let records = trail(&admin, &AuditQuery::default()).await;
+    let records = all_audit_records(&admin, &AuditQuery::default()).await;
     let named = |id: &str| {
         records
             .iter()

@@ -274,7 +274,7 @@ async fn quotas_survive_snapshot_installs_and_restarts() {
     let bob = cluster.mint_token("bob", &["system.user"], &[]);
     let leader = cluster.leader(1).await.unwrap();
     let late = (1..=3).find(|id| *id != leader).unwrap();
-    let late_last = cluster.last_log_index(late).await;
+    let late_last = cluster.status(late).await.last_log_index;
     cluster.kill9(late);
     let client: Client = cluster.any_client(Some(&admin));
     for (subject, volumes) in [(user("bob"), 2), (guest(), 3)] {

@@ -324,7 +324,7 @@ async fn revocations_survive_restarts_and_snapshot_installs() {
         .unwrap();
     let leader = cluster.leader(1).await.unwrap();
     let late = (1..=3).find(|id| *id != leader).unwrap();
-    let late_last = cluster.last_log_index(late).await;
+    let late_last = cluster.status(late).await.last_log_index;
     cluster.kill9(late);
     let client: Client = cluster.any_client(Some(&admin));
     client

@@ -16,12 +16,12 @@ use custos_proto::custos::admin::v1::cluster_admin_client::ClusterAdminClient;
 use custos_proto::custos::admin::v1::quotas_client::QuotasClient;
 use custos_proto::custos::admin::v1::{
     AddLearnerRequest, AuditFollowRequest, AuditListRequest, AuditVerifyRequest, BackupRequest,
-    PromoteRequest, RemoveRequest, ReportUsageRequest, StatusReply, StatusRequest,
-    TransferLeaderRequest, VolumeUsageReport,
+    PromoteRequest, RemoveRequest, ReportUsageRequest, StatusRequest, TransferLeaderRequest,
+    VolumeUsageReport,
 };
 pub use custos_proto::custos::admin::v1::{
     AuditVerifyReply, ExplainReply, ExplainRequest, ListRevocationsRequest, Member,
-    MembershipReply, Revocation, RevokeReply, RevokeRequest,
+    MembershipReply, Revocation, RevokeReply, RevokeRequest, StatusReply,
 };
 use custos_proto::custos::admin::v1::{ListQuotasRequest, QuotaUsageRequest, RemoveQuotaRequest};
 pub use custos_proto::custos::admin::v1::{Quota, QuotaSubject, QuotaUse, SetQuotaRequest};
